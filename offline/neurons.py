@@ -1,0 +1,85 @@
+"""The float current-based LIF neuron in torch, and its surrogate gradients.
+
+Discrete equations, units of time steps (the integer twin is ``runtime.neuron.lif_step_int``)::
+
+    syn[t] = alpha * syn[t-1] + i[t]          i: all input currents of the step
+    v      = beta  * mem[t-1] + syn[t]
+    s[t]   = H(v - threshold)                  H: Heaviside; backward uses a surrogate
+    mem[t] = v - threshold * s[t]              (reset "subtract")
+           = v * (1 - s[t])                    (reset "zero")
+
+with per-neuron decays ``alpha = exp(-1/tau_syn)``, ``beta = exp(-1/tau_mem)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Tuple
+
+import torch
+
+
+class SpikeFastSigmoid(torch.autograd.Function):
+    """Heaviside forward; derivative ``1 / (1 + slope*|x|)**2`` backward (SuperSpike)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, slope: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.slope = slope
+        return (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad / (1.0 + ctx.slope * x.abs()) ** 2, None
+
+
+class SpikeArctan(torch.autograd.Function):
+    """Heaviside forward; derivative of ``atan(pi/2 * a * x) / pi`` backward."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, alpha: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.alpha = alpha
+        return (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        a = ctx.alpha
+        return grad * (a / 2) / (1 + (math.pi / 2 * a * x) ** 2), None
+
+
+SURROGATES = {"fast_sigmoid": (SpikeFastSigmoid, 25.0), "arctan": (SpikeArctan, 2.0)}
+
+
+def spike(x: torch.Tensor, surrogate: str = "fast_sigmoid") -> torch.Tensor:
+    """Heaviside of ``x`` with the named surrogate gradient."""
+    fn, slope = SURROGATES[surrogate]
+    return fn.apply(x, slope)
+
+
+class LifState(NamedTuple):
+    syn: torch.Tensor
+    mem: torch.Tensor
+
+
+class LifParams(NamedTuple):
+    alpha: torch.Tensor  # (n,) synaptic decay per step
+    beta: torch.Tensor  # (n,) membrane decay per step
+    threshold: float
+    reset_zero: bool
+    surrogate: str = "fast_sigmoid"
+
+
+def lif_step(current: torch.Tensor, state: LifState, p: LifParams) -> Tuple[torch.Tensor, LifState]:
+    """Advance one step: ``current`` (batch, n) -> (spikes (batch, n), new state)."""
+    syn = p.alpha * state.syn + current
+    v = p.beta * state.mem + syn
+    s = spike(v - p.threshold, p.surrogate)
+    mem = v * (1 - s) if p.reset_zero else v - p.threshold * s
+    return s, LifState(syn, mem)
+
+
+def lif_state_zeros(batch: int, n: int, dtype: torch.dtype = torch.float32) -> LifState:
+    return LifState(torch.zeros(batch, n, dtype=dtype), torch.zeros(batch, n, dtype=dtype))
