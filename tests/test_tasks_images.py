@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import gzip
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from spikeedge.runtime.errors import DataError
+from spikeedge.runtime.errors import DataError, MissingExtraError
 from spikeedge.tasks import images
 from spikeedge.tasks.images import load_digits_split, load_mnist_split, mnist_root, read_idx
 
@@ -138,6 +139,7 @@ def test_real_mnist_split_is_fixed():
 
 
 def test_digits_split():
+    pytest.importorskip("sklearn")        # scikit-learn is in the optional 'offline' extra
     x_tr, y_tr, x_te, y_te = load_digits_split()
     assert x_tr.shape == (1346, 8, 8) and x_te.shape == (451, 8, 8)
     assert x_tr.dtype == np.float32 and y_tr.dtype == np.int64
@@ -150,3 +152,9 @@ def test_digits_split():
     assert not np.array_equal(load_digits_split(seed=1)[2], x_te)
     with pytest.raises(DataError, match="test_fraction"):
         load_digits_split(test_fraction=1.0)
+
+
+def test_digits_without_scikit_learn(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)   # import now fails
+    with pytest.raises(MissingExtraError, match="scikit-learn"):
+        load_digits_split()
