@@ -27,18 +27,19 @@ class HrsnnConfig:
     encoder: str = "direct"  # direct | rate | delta
     encoder_gain: float = 1.0  # rate: spike probability per unit input
     delta_threshold: float = 0.05  # delta: level spacing in input units
-    tau_mem_mean: float = 8.0  # steps; gamma(shape, mean/shape)
+    tau_mem_mean: float = 4.0  # steps; gamma(shape, mean/shape)
     tau_mem_shape: float = 3.0
-    tau_syn_mean: float = 3.0
+    tau_syn_mean: float = 2.0
     tau_syn_shape: float = 3.0
     tau_min: float = 1.0  # time constants are clipped below, so decays stay in (0, 1)
     tau_trace: float = 4.0  # decoder's exponential-trace time constant (steps)
     ws_neighbours: int = 10  # Watts-Strogatz: each neuron's ring neighbours (k)
     ws_rewire: float = 0.2  # Watts-Strogatz rewiring probability
-    rec_gain: float = 1.0  # recurrent weights ~ N(0, (rec_gain * threshold)^2 / k)
-    in_gain: float = 1.0  # input weights ~ N(0, (in_gain * threshold)^2 / n_channels)
-    bias_std: float = 0.0  # constant currents ~ N(0, (bias_std * threshold)^2)
-    inhibitory_fraction: float = 0.2  # sources whose outgoing weights are all negative
+    rec_gain: float = 0.2  # recurrent weights ~ |N(0, (rec_gain * threshold)^2 / k)|, signed by source
+    in_gain: float = 0.15  # input weights ~ N(0, (in_gain * threshold)^2 / n_channels)
+    bias_mean: float = 0.0  # constant currents ~ N(bias_mean, bias_std^2) * threshold
+    bias_std: float = 0.05
+    inhibitory_fraction: float = 0.5  # sources whose outgoing weights are all negative
     threshold: float = 1.0
     reset: str = "subtract"  # subtract | zero
     surrogate: str = "fast_sigmoid"  # fast_sigmoid | arctan
@@ -97,7 +98,7 @@ class HRSNN(nn.Module):
         w_rec[:, inhibitory] = -np.abs(w_rec[:, inhibitory])
         w_rec[:, ~inhibitory] = np.abs(w_rec[:, ~inhibitory])
         w_in = rng.normal(0.0, cfg.in_gain * thr / math.sqrt(c), size=(n, c))
-        bias = rng.normal(0.0, cfg.bias_std * thr, size=n)
+        bias = rng.normal(cfg.bias_mean * thr, cfg.bias_std * thr, size=n)
         f32 = torch.float32
         self.register_buffer("tau_mem", torch.tensor(tau_mem, dtype=f32))
         self.register_buffer("tau_syn", torch.tensor(tau_syn, dtype=f32))
