@@ -1,0 +1,77 @@
+"""The ``spikeedge`` command: one Typer app joining thin command modules.
+
+The only place where errors become exit codes (``../shared/cli.md``): ``SpikeedgeError`` and its
+family print one line on stderr and exit with their code (2 bad input, 1 failed check); usage
+errors exit 2; Ctrl-C exits 130. ``--debug`` (anywhere on the line) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import typer
+
+
+from .. import __version__
+from ..runtime.errors import SpikeedgeError
+from . import demo, evaluate, export, info, run, train
+
+app = typer.Typer(
+    name="spikeedge",
+    help="Prune spiking neural networks, export them as int8 and run them on edge boards.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("demo")(demo.demo)
+app.add_typer(train.app, name="train")
+app.command("export")(export.export)
+app.command("info")(info.info)
+app.command("run")(run.run)
+app.command("eval")(evaluate.evaluate)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the CLI; returns (and, as a console script, exits with) the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="spikeedge", standalone_mode=False)
+        return 0
+    except SpikeedgeError as exc:
+        if debug:
+            raise
+        sys.stderr.write("error: %s\n" % str(exc).splitlines()[0])
+        return exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+    except Exception as exc:  # click's exceptions: typer < 0.20 imports click, newer vendors it
+        name = type(exc).__name__
+        if name == "Exit":
+            return int(getattr(exc, "exit_code", 0) or 0)
+        if name == "Abort":
+            sys.stderr.write("interrupted\n")
+            return 130
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # usage errors
+            exc.show()
+            return 2
+        raise
+
+
+def console_main() -> None:
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""What every command shares: JSON output, progress, opening models, the offline-extra check."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from ..runtime.errors import MissingExtraError, SpikeedgeError
+
+JsonOpt = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
+err_console = Console(stderr=True)
+out_console = Console()
+
+
+def require_offline() -> None:
+    """Fail in one line when torch (the ``offline`` extra) is not installed."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise MissingExtraError("this command needs the offline extra: pip install 'spikeedge[offline]'") from None
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError("not JSON-able: %r" % type(obj))
+
+
+def emit(result: dict, as_json: bool, human: Optional[Any] = None) -> None:
+    """Print ``result`` as one JSON object (``--json``) or in human form on stdout."""
+    if as_json:
+        sys.stdout.write(json.dumps(result, default=_jsonable) + "\n")
+    elif human is not None:
+        human(result)
+    else:
+        for key, value in result.items():
+            out_console.print("[bold]%s[/bold]: %s" % (key, value))
+
+
+@contextmanager
+def stages(total: int, quiet: bool) -> Iterator[Any]:
+    """A progress bar over named stages on stderr; ``advance(message)`` moves it on."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err_console, disable=quiet, transient=True)
+    with progress:
+        task = progress.add_task("starting", total=total)
+
+        def advance(message: str) -> None:
+            progress.update(task, description=message)
+            progress.advance(task)
+
+        yield advance
+
+
+def open_stepper(path: Path) -> Any:
+    """Any model form behind ``start``/``step``: a bundle runs on the event-driven runtime, a
+    checkpoint on the float torch model (offline extra)."""
+    from ..runtime import bundle as fmt
+    from ..runtime.engine import Session
+
+    if not path.exists():
+        raise SpikeedgeError("%s: no such file" % path)
+    if path.suffix == ".seb":
+        return Session(fmt.load(path))
+    require_offline()
+    from ..offline.checkpoint import load_checkpoint
+    from ..offline.train import FloatStepper
+
+    model, _ = load_checkpoint(path)
+    return FloatStepper(model)

@@ -1,0 +1,31 @@
+"""``spikeedge demo``: the main job end to end on built-in data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import JsonOpt, emit, require_offline, stages, out_console
+
+
+def demo(
+    quick: bool = typer.Option(False, "--quick", help="A small network, for smoke tests (< 30 s)."),
+    out: Path = typer.Option(Path("spikeedge-demo"), "--out", help="Folder for the checkpoint, model.seb and the report."),
+    seed: int = typer.Option(0, "--seed", help="Seed for every random choice."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Build an HRSNN, train it on Mackey-Glass tau=17, export int8, run it event-driven.
+
+    Example: spikeedge demo --quick --out /tmp/demo
+    """
+    require_offline()
+    from ..offline.pipeline import demo as run_demo
+
+    with stages(6, quiet=as_json) as advance:
+        summary = run_demo(out, quick=quick, seed=seed, stage=advance)
+    emit(summary, as_json, human=_show)
+
+
+def _show(s: dict) -> None:
+    out_console.print((Path(s["files"]["report"])).read_text())
