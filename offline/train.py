@@ -159,7 +159,7 @@ def train_bptt(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total = float(loss)
+            total = loss.item()
         else:
             order = torch.randperm(len(frames), generator=gen)
             total = 0.0
@@ -170,7 +170,7 @@ def train_bptt(
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(idx) / len(order)
+                total += loss.item() * len(idx) / len(order)
         with torch.no_grad():
             model.w_rec.mul_(model.mask)  # the fixed sparsity mask: pruned synapses stay zero
         losses.append(round(total, 6))
