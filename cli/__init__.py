@@ -1,0 +1,1 @@
+"""The ``spikeedge`` command line: ``app`` joins one thin module per command."""
