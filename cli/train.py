@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..runtime.errors import SpikeedgeError
-from .common import JsonOpt, emit, err_console, require_offline
+from .common import JsonOpt, emit, err_console, require_offline, stages
 
 app = typer.Typer(help="Train models.", no_args_is_help=True)
 
@@ -47,12 +47,11 @@ def train_hrsnn(
     cfg = HrsnnConfig(n_neurons=neurons, encoder=encoder, seed=seed)
     if not as_json:
         err_console.print("training an HRSNN of %d neurons on %s (%s)" % (neurons, task, readout))
-    model, record = run_train(spec, cfg, readout=readout, epochs=epochs, lr=lr, progress=None if as_json else _progress)
+    with stages(epochs if readout == "bptt" else 1, quiet=as_json) as advance:
+        progress = lambda done, total, msg: advance("epoch %d/%d %s" % (done, total, msg))  # noqa: E731
+        model, record = run_train(spec, cfg, readout=readout, epochs=epochs, lr=lr, progress=progress)
     record["pruning"] = {"method": "none"}
     record["float_metric"] = score(FloatStepper(model), spec)
     save_checkpoint(model, output, record)
     emit({"checkpoint": str(output), "task": task, "neurons": neurons, **record}, as_json)
 
-
-def _progress(done: int, total: int, message: str) -> None:
-    err_console.print("epoch %d/%d %s" % (done, total, message))
