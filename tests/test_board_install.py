@@ -1,0 +1,183 @@
+"""A bare board install: the runtime, the tasks and the CLI work without the offline extra.
+
+(a) A child Python in which ``torch``, ``scipy``, ``sklearn`` and ``networkx`` cannot be imported
+(a ``sys.meta_path`` finder placed first refuses them) loads a bundle the offline code made in this
+process, runs it on the event-driven runtime and through the CLI, and must reproduce this
+process's outputs exactly; the offline commands must refuse in one line naming the extra.
+(b) vermin: the board-side code runs on Python 3.8.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any, Dict
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BLOCKED = ("torch", "scipy", "sklearn", "networkx")
+
+CHILD = textwrap.dedent(
+    """
+    import contextlib, io, json, sys
+
+    BLOCKED = set(%r)
+
+    class RefuseOffline:
+        '''What a board without the offline extra looks like: these packages are not there.'''
+
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ImportError("No module named %%r (blocked: board install)" %% name)
+            return None
+
+    sys.meta_path.insert(0, RefuseOffline())
+
+    import numpy as np
+    import spikeedge.runtime
+    import spikeedge.runtime.engine
+    import spikeedge.tasks.registry
+    import spikeedge.cli.app
+    from spikeedge.cli.app import main
+    from spikeedge.runtime import bundle as fmt
+    from spikeedge.runtime.engine import Session
+
+    bundle_path, inputs_path, checkpoint_path = sys.argv[1:4]
+    report = {}
+    with np.load(inputs_path) as z:
+        x, expected = z["x"], z["outputs"]
+    result = Session(fmt.load(bundle_path)).run(x)
+    report["session_equal"] = bool(np.array_equal(result.outputs, expected))
+    report["session_synops"] = result.synops
+    report["session_spikes"] = result.spike_counts
+
+    def cli(*argv):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(list(argv))
+        return {"rc": rc, "out": out.getvalue(), "err": err.getvalue()}
+
+    report["info"] = cli("info", bundle_path, "--json")
+    report["run"] = cli("run", bundle_path, "--input", inputs_path, "-o", "board-out.npz", "--json")
+    report["eval"] = cli("eval", bundle_path, "--task", "mackey-glass", "--repeats", "2")
+    report["eval_json"] = cli("eval", bundle_path, "--task", "mackey-glass", "--repeats", "2", "--json")
+    report["offline"] = {
+        "demo": cli("demo", "--quick", "--out", "demo-out"),
+        "train": cli("train", "hrsnn", "--task", "mackey-glass", "--neurons", "20", "-o", "t.ckpt.npz"),
+        "export": cli("export", checkpoint_path, "-o", "e.seb"),
+        "eval-checkpoint": cli("eval", checkpoint_path, "--task", "mackey-glass", "--repeats", "2"),
+        "eval-digits": cli("eval", bundle_path, "--task", "digits"),
+    }
+    report["imported"] = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+    try:
+        import torch  # noqa: F401
+        report["blocker_works"] = False
+    except ImportError:
+        report["blocker_works"] = True
+    sys.stdout.write(json.dumps(report) + "\\n")
+    """
+    % (BLOCKED,)
+)
+
+
+def _make_model(tmp_path: Path, encoder: str) -> Dict[str, Any]:
+    """Train a small HRSNN with the offline code, export it, and run it here for 100 steps."""
+    pytest.importorskip("torch")
+    from spikeedge.offline.checkpoint import save_checkpoint
+    from spikeedge.offline.hrsnn import HrsnnConfig
+    from spikeedge.offline.pipeline import export_bundle, train_hrsnn
+    from spikeedge.runtime import bundle as fmt
+    from spikeedge.runtime.engine import Session
+    from spikeedge.tasks.protocols import forecast_smape
+    from spikeedge.tasks.registry import load_task
+
+    task = load_task("mackey-glass", repeats=2)
+    model, record = train_hrsnn(task, HrsnnConfig(n_neurons=40, encoder=encoder, seed=3))
+    checkpoint = tmp_path / "model.ckpt.npz"
+    save_checkpoint(model, checkpoint, record)
+    bundle_path = tmp_path / "model.seb"
+    bundle = export_bundle(model, record, task, bundle_path)
+    assert bundle.encoder.kind == "encoder." + encoder
+    x = np.asarray(task.series[:100], np.float64)[None, :, None]
+    result = Session(fmt.load(bundle_path)).run(x)
+    inputs = tmp_path / "inputs.npz"
+    np.savez(inputs, x=x, outputs=result.outputs)
+    return {
+        "bundle": bundle_path, "checkpoint": checkpoint, "inputs": inputs, "result": result,
+        "smape": forecast_smape(Session(bundle), task.windows)["smape"], "sha256": bundle.sha256,
+    }
+
+
+@pytest.mark.parametrize("encoder", ["direct", "rate", "delta"])
+def test_board_runs_bundles_and_cli_without_offline_packages(tmp_path: Path, encoder: str) -> None:
+    made = _make_model(tmp_path, encoder)
+    assert made["result"].synops > 0 and np.all(np.isfinite(made["result"].outputs))
+    board = tmp_path / "board"
+    board.mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, str(made["bundle"]), str(made["inputs"]), str(made["checkpoint"])],
+        cwd=str(board), capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["blocker_works"], "the import blocker let torch through: the test proves nothing"
+    assert report["imported"] == [], "the board imported %s" % report["imported"]
+
+    # the runtime in the child reproduces this process exactly
+    assert report["session_equal"]
+    assert report["session_synops"] == made["result"].synops
+    assert report["session_spikes"] == made["result"].spike_counts
+
+    for name in ("info", "run", "eval", "eval_json"):
+        assert report[name]["rc"] == 0, (name, report[name]["err"])
+    info = json.loads(report["info"]["out"])
+    assert info["sha256"] == made["sha256"] and info["neurons"] == 40
+    run = json.loads(report["run"]["out"])
+    assert run["synops"] == made["result"].synops and run["steps"] == 100
+    with np.load(board / "board-out.npz", allow_pickle=False) as z:
+        np.testing.assert_array_equal(z["outputs"], made["result"].outputs)
+    assert json.loads(report["eval_json"]["out"])["smape"] == made["smape"]
+    assert "smape" in report["eval"]["out"]
+
+    # the offline commands refuse in one line that names the extra, and leave nothing behind
+    for name, res in report["offline"].items():
+        lines = res["err"].strip().splitlines()
+        assert res["rc"] == 2, (name, res)
+        assert len(lines) == 1 and "Traceback" not in res["err"], (name, res["err"])
+        assert "spikeedge[offline]" in lines[0], (name, lines[0])
+        assert res["out"] == ""
+    assert sorted(p.name for p in board.iterdir()) == ["board-out.npz"]
+
+
+# ----------------------------------------------------------------------------- vermin
+
+
+VERMIN_ARGS = ["-t=3.8-", "--no-tips", "--violations", "--eval-annotations", "--no-config-file"]
+
+
+def _vermin(*paths: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    pytest.importorskip("vermin")
+    # vermin has no ``__main__`` module, so ``python -m vermin`` does not work: call its main()
+    cmd = [sys.executable, "-c", "import sys; from vermin import main; sys.exit(main())"]
+    return subprocess.run(cmd + VERMIN_ARGS + list(paths), cwd=str(cwd), capture_output=True, text=True, timeout=300)
+
+
+def test_board_side_code_runs_on_python_3_8() -> None:
+    proc = _vermin("runtime", "tasks", "cli", "deploy", "__init__.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Minimum required versions: 3." in proc.stdout, proc.stdout
+    minimum = proc.stdout.split("Minimum required versions:")[1].split()[0]
+    assert tuple(int(v) for v in minimum.split(".")[:2]) <= (3, 8), proc.stdout
+
+
+def test_vermin_flags_code_newer_than_3_8(tmp_path: Path) -> None:
+    """The check above can fail: the same flags reject a 3.9 feature."""
+    (tmp_path / "new.py").write_text("import math\n\nprint(math.lcm(4, 6))\n")
+    proc = _vermin("new.py", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "math.lcm" in proc.stdout
