@@ -48,7 +48,10 @@ def _root(
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the CLI; returns (and, as a console script, exits with) the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in args
+    cut = args.index("--") if "--" in args else len(args)  # leave a wrapped command's own flags alone
+    debug = "--debug" in args[:cut]
+    if debug:
+        args = [a for a in args[:cut] if a != "--debug"] + args[cut:]
     try:
         app(args=args, prog_name="spikeedge", standalone_mode=False)
         return 0

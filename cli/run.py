@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 from typing import Optional
 
@@ -17,6 +18,8 @@ from .common import JsonOpt, emit
 
 def load_inputs(path: Path, n_inputs: int) -> np.ndarray:
     """Array ``x`` of an .npz as (batch, steps, n_inputs): (steps,) and (steps, n) are one stream."""
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise DataError("%s: not an .npz archive" % path)
     try:
         with np.load(path, allow_pickle=False) as z:
             if "x" not in z.files:
@@ -26,12 +29,13 @@ def load_inputs(path: Path, n_inputs: int) -> np.ndarray:
         raise DataError("%s: no such file" % path) from None
     except (OSError, ValueError) as exc:
         raise DataError("%s: not a readable .npz (%s)" % (path, str(exc).splitlines()[0])) from None
+    given = x.shape
     if x.ndim == 1:
         x = x[:, None]
     if x.ndim == 2:
         x = x[None]
     if x.ndim != 3 or x.shape[2] != n_inputs or x.shape[1] == 0:
-        raise DataError("%s: 'x' has shape %s; the model takes %d inputs per step" % (path, x.shape, n_inputs))
+        raise DataError("%s: 'x' has shape %s; the model takes %d inputs per step" % (path, given, n_inputs))
     if not np.all(np.isfinite(x)):
         raise DataError("%s: 'x' holds NaN or infinite values" % path)
     return x

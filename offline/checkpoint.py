@@ -38,6 +38,8 @@ def load_checkpoint(path: Union[str, Path]) -> Tuple[HRSNN, Dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise ModelError("%s: no such checkpoint" % path)
+    if not zipfile.is_zipfile(path):
+        raise ModelError("%s: not a spikeedge checkpoint (not an .npz archive)" % path)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

@@ -320,8 +320,6 @@ def test_debug_raises_instead_of_a_message(work: Path, capsys: Any) -> None:
         main(["--debug", "train", "hrsnn", "--task", "mackey-glass", "--readout", "lstm", "-o", "y.ckpt.npz"])
 
 
-@pytest.mark.xfail(strict=True, reason="`--debug` after the command is rejected by click as an unknown option, "
-                   "although main() documents '--debug (anywhere on the line)'")
 def test_debug_after_the_command(work: Path) -> None:
     with pytest.raises(BundleError):
         main(["info", "missing.seb", "--debug"])
