@@ -11,6 +11,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..runtime.errors import MissingExtraError, SpikeedgeError
 
@@ -47,7 +48,7 @@ def emit(result: dict, as_json: bool, human: Optional[Any] = None) -> None:
         human(result)
     else:
         for key, value in result.items():
-            out_console.print("[bold]%s[/bold]: %s" % (key, value))
+            out_console.print("[bold]%s[/bold]: %s" % (escape(str(key)), escape(str(value))))
 
 
 @contextmanager

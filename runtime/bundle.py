@@ -10,7 +10,7 @@ A bundle is one file::
 
 Model records are frozen dataclasses registered by ``kind``; scalar fields live in the manifest,
 array fields in the array table (``dtype``, ``shape``, ``offset``, ``nbytes``). Loading checks, in
-order: magic and length, checksum, schema version, array table, every record's fields and types,
+order: magic, checksum, manifest length, schema version, array table, every record's fields and types,
 then each record's own consistency rules. Any failure is a one-line ``BundleError`` naming the
 file; nothing half-valid is ever returned. No pickle anywhere. ``docs/bundle.md`` documents the
 format; a change to it means a new ``SCHEMA_VERSION`` and a migration in ``MIGRATIONS``.
@@ -168,6 +168,9 @@ class LifRecurrentLayer:
             _require(bool(np.all((arr >= 0) & (arr <= 1 << 16))), "%s is outside [0, 65536]" % name)
         for name in ("w_in_scale", "w_rec_scale"):
             _require_scale(getattr(self, name), name)
+        for name in ("m_in", "m_rec"):  # keeps acc * m inside int64 for any int32 accumulation
+            arr = getattr(self, name)
+            _require(bool(np.all((arr >= 0) & (arr < 1 << 31))), "%s is outside [0, 2**31)" % name)
 
 
 @dataclass(frozen=True)
@@ -219,6 +222,8 @@ class Bundle:
     def check(self) -> None:
         _require(self.output in ("sequence", "last"), "output must be 'sequence' or 'last'")
         _require(len(self.layers) >= 1, "a bundle needs at least one layer")
+        names = [layer.name for layer in self.layers]
+        _require(len(set(names)) == len(names), "layer names are not unique")
         n_ch = self.encoder.n_inputs * (2 if self.encoder.kind == "encoder.delta" else 1)
         for layer in self.layers:
             _require(layer.w_in.n_sources == n_ch, "layer %r expects %d input channels, the encoder gives %d" % (layer.name, layer.w_in.n_sources, n_ch))
@@ -274,8 +279,12 @@ def _scalar(value: Any, annotation: str, where: str) -> Any:
     if annotation == "int":
         _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, "%s must be a non-negative integer" % where)
     elif annotation == "float":
-        _require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value), "%s must be a finite number" % where)
-        value = float(value)
+        _require(isinstance(value, (int, float)) and not isinstance(value, bool), "%s must be a finite number" % where)
+        try:
+            value = float(value)
+        except OverflowError:
+            value = math.inf
+        _require(math.isfinite(value), "%s must be a finite number" % where)
     elif annotation == "str":
         _require(isinstance(value, str), "%s must be a string" % where)
     elif annotation == "bool":
@@ -391,9 +400,11 @@ def decode_bytes(blob: bytes) -> Tuple[dict, Dict[str, np.ndarray], str]:
     (length,) = struct.unpack("<I", blob[len(MAGIC) : head])
     _require(length <= min(MAX_MANIFEST_BYTES, len(body) - head), "manifest length %d exceeds the file" % length)
     try:
-        manifest = json.loads(body[head : head + length].decode("utf-8"))
+        manifest = json.loads(body[head : head + length].decode("utf-8"), parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise _Invalid("manifest is not valid JSON (%s)" % str(exc).splitlines()[0]) from None
+    except RecursionError:
+        raise _Invalid("manifest is nested too deeply") from None
     _require(isinstance(manifest, dict), "the manifest is not a JSON object")
     data = memoryview(body)[head + length :]
     table = manifest.get("arrays")
@@ -404,6 +415,10 @@ def decode_bytes(blob: bytes) -> Tuple[dict, Dict[str, np.ndarray], str]:
     return manifest, arrays, digest.hex()
 
 
+def _reject_constant(name: str) -> None:
+    raise ValueError("%s is not a JSON number" % name)
+
+
 def _read_array(name: str, entry: Any, data: memoryview) -> np.ndarray:
     _require(isinstance(entry, dict), "array %r: entry is not an object" % name)
     dtype, shape, offset, nbytes = (entry.get(k) for k in ("dtype", "shape", "offset", "nbytes"))
@@ -412,7 +427,7 @@ def _read_array(name: str, entry: Any, data: memoryview) -> np.ndarray:
     for key, value in (("offset", offset), ("nbytes", nbytes)):
         _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, "array %r: bad %s" % (name, key))
     dt = np.dtype(dtype).newbyteorder("<")
-    _require(int(np.prod(shape, dtype=np.int64)) * dt.itemsize == nbytes, "array %r: shape %s does not match %d bytes" % (name, shape, nbytes))
+    _require(math.prod(shape) * dt.itemsize == nbytes, "array %r: shape %s does not match %d bytes" % (name, shape, nbytes))
     _require(offset + nbytes <= len(data), "array %r lies beyond the end of the file" % name)
     arr = np.frombuffer(data, dtype=dt, count=nbytes // dt.itemsize, offset=offset).reshape(shape)
     return arr.astype(np.dtype(dtype), copy=True)
@@ -421,11 +436,23 @@ def _read_array(name: str, entry: Any, data: memoryview) -> np.ndarray:
 def dumps(bundle: Bundle) -> bytes:
     """The bundle as bytes (what ``save`` writes)."""
     try:
+        for record in _records(bundle):
+            record.check()
         bundle.check()
         manifest, arrays = bundle_to_manifest(bundle)
+        return encode_bytes(manifest, arrays)
     except _Invalid as exc:
         raise BundleError("cannot write bundle: %s" % exc) from None
-    return encode_bytes(manifest, arrays)
+    except (TypeError, ValueError) as exc:  # NaN or non-JSON values in scalars or provenance
+        raise BundleError("cannot write bundle: %s" % str(exc).splitlines()[0]) from None
+
+
+def _records(bundle: Bundle) -> List[Any]:
+    """Every record of a bundle, nested sparse matrices included, for their own checks."""
+    out: List[Any] = [bundle.encoder, bundle.readout]
+    for layer in bundle.layers:
+        out += [layer, layer.w_in, layer.w_rec]
+    return out
 
 
 def loads(blob: bytes, source: str = "<bytes>") -> Bundle:
@@ -464,7 +491,10 @@ def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(path.parent))
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -489,14 +489,12 @@ def test_migration_path(monkeypatch):
 # ----------------------------------------------------------------------------- known bugs on the write side
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="bug in runtime/bundle.py: dumps() lets json's ValueError escape for a NaN scalar")
 def test_dumps_refuses_nan_scalar_with_bundle_error():
     b = random_bundle(0, "direct")
     with pytest.raises(BundleError):
         fmt.dumps(dataclasses.replace(b, encoder=DirectEncoder(b.n_inputs, float("nan"), 8)))
 
 
-@pytest.mark.xfail(strict=True, reason="bug in runtime/bundle.py: dumps() runs Bundle.check() but not the records' own checks")
 def test_dumps_refuses_what_load_would_refuse():
     b = random_bundle(0, "direct", n_layers=1)
     bad = dataclasses.replace(b, layers=(dataclasses.replace(b.layers[0], a_syn=np.full(b.layers[0].n, 70000, np.int32)),))
@@ -504,7 +502,6 @@ def test_dumps_refuses_what_load_would_refuse():
         fmt.dumps(bad)  # today: written, and then refused by loads ("a_syn is outside [0, 65536]")
 
 
-@pytest.mark.xfail(strict=True, reason="bug in runtime/bundle.py: write_atomic keeps mkstemp's 0600 mode, so saved bundles ignore the umask")
 def test_saved_file_gets_the_usual_permissions(tmp_path):
     old = os.umask(0o022)
     try:
