@@ -19,44 +19,38 @@ from typing import NamedTuple, Tuple
 import torch
 
 
-class SpikeFastSigmoid(torch.autograd.Function):
-    """Heaviside forward; derivative ``1 / (1 + slope*|x|)**2`` backward (SuperSpike)."""
+def _fast_sigmoid_grad(x: torch.Tensor, slope: float) -> torch.Tensor:
+    """SuperSpike: ``1 / (1 + slope*|x|)**2``."""
+    return 1.0 / (1.0 + slope * x.abs()) ** 2
+
+
+def _arctan_grad(x: torch.Tensor, a: float) -> torch.Tensor:
+    """Derivative of ``atan(pi/2 * a * x) / pi``."""
+    return (a / 2) / (1 + (math.pi / 2 * a * x) ** 2)
+
+
+class _Spike(torch.autograd.Function):
+    """Heaviside forward; the surrogate's derivative backward."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, slope: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, grad_fn, slope: float) -> torch.Tensor:  # type: ignore[override]
         ctx.save_for_backward(x)
-        ctx.slope = slope
+        ctx.grad_fn, ctx.slope = grad_fn, slope
         return (x >= 0).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         (x,) = ctx.saved_tensors
-        return grad / (1.0 + ctx.slope * x.abs()) ** 2, None
+        return grad * ctx.grad_fn(x, ctx.slope), None, None
 
 
-class SpikeArctan(torch.autograd.Function):
-    """Heaviside forward; derivative of ``atan(pi/2 * a * x) / pi`` backward."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, alpha: float) -> torch.Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        ctx.alpha = alpha
-        return (x >= 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        a = ctx.alpha
-        return grad * (a / 2) / (1 + (math.pi / 2 * a * x) ** 2), None
-
-
-SURROGATES = {"fast_sigmoid": (SpikeFastSigmoid, 25.0), "arctan": (SpikeArctan, 2.0)}
+SURROGATES = {"fast_sigmoid": (_fast_sigmoid_grad, 25.0), "arctan": (_arctan_grad, 2.0)}
 
 
 def spike(x: torch.Tensor, surrogate: str = "fast_sigmoid") -> torch.Tensor:
     """Heaviside of ``x`` with the named surrogate gradient."""
-    fn, slope = SURROGATES[surrogate]
-    return fn.apply(x, slope)
+    grad_fn, slope = SURROGATES[surrogate]
+    return _Spike.apply(x, grad_fn, slope)
 
 
 class LifState(NamedTuple):
