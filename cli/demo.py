@@ -17,7 +17,7 @@ def demo(
 ) -> None:
     """Build an HRSNN, train it on Mackey-Glass tau=17, export int8, run it event-driven.
 
-    Example: spikeedge demo --quick --out /tmp/demo
+    Example: spikeedge demo --quick --out demo-out
     """
     require_offline()
     from ..offline.pipeline import demo as run_demo
@@ -28,4 +28,6 @@ def demo(
 
 
 def _show(s: dict) -> None:
-    out_console.print((Path(s["files"]["report"])).read_text())
+    from rich.markdown import Markdown
+
+    out_console.print(Markdown(Path(s["files"]["report"]).read_text()))
