@@ -42,7 +42,7 @@ class FloatStepper:
     def frame(self, x: np.ndarray) -> torch.Tensor:
         x = np.asarray(x, np.float64).reshape(self.batch, -1)
         events = x if self.model.cfg.encoder == "direct" else self.encoder(x)
-        return torch.as_tensor(events, dtype=torch.float32)
+        return torch.tensor(events, dtype=torch.float32)  # a copy: inputs may be read-only views
 
     @torch.no_grad()
     def step(self, x: np.ndarray) -> np.ndarray:
