@@ -21,6 +21,7 @@ from ..tasks.registry import load_task
 from .checkpoint import save_checkpoint
 from .hrsnn import HRSNN, HrsnnConfig
 from .quantize import quantize_hrsnn
+from .surgery import fit_io
 from .train import FloatStepper, train_bptt, train_ridge_classify, train_ridge_forecast
 
 Stage = Callable[[str], None]
@@ -35,9 +36,17 @@ def score(stepper: Any, task: Any) -> Dict[str, Any]:
 
 def train_hrsnn(task: Any, cfg: HrsnnConfig, readout: str = "ridge", epochs: int = 10, lr: float = 2e-3, progress=None):
     """Build an HRSNN sized for ``task`` and train it; returns (model, record)."""
-    torch.manual_seed(cfg.seed)
     cfg.n_inputs, cfg.n_outputs = task.n_inputs, task.n_outputs
-    model = HRSNN(cfg)
+    return train_model(HRSNN(cfg), task, readout, epochs, lr, progress)
+
+
+def train_model(model: HRSNN, task: Any, readout: str = "ridge", epochs: int = 10, lr: float = 2e-3, progress=None):
+    """Train an existing HRSNN (e.g. a pruned one) on ``task``; its input and readout sizes are
+    fitted to the task first (``surgery.fit_io``). Returns (model, record)."""
+    cfg = model.cfg
+    torch.manual_seed(cfg.seed)
+    if (cfg.n_inputs, cfg.n_outputs) != (task.n_inputs, task.n_outputs):
+        model = fit_io(model, task.n_inputs, task.n_outputs)
     if readout == "bptt":
         record = train_bptt(model, task, epochs=epochs, lr=lr, seed=cfg.seed, progress=progress)
     elif task.kind == "forecast":

@@ -31,3 +31,39 @@ def test_lorenz63_spectrum():
     assert l2 == pytest.approx(0.0, abs=0.03)
     assert l3 == pytest.approx(-14.572, abs=0.1)
     assert res.exponents.sum() == pytest.approx(-(10 + 1 + 8 / 3), abs=1e-3)  # trace of the Jacobian
+
+
+# -- maps (what LNP uses: the smoothed network is a discrete-time map) --------------------------
+
+from spikeedge.offline.lyapunov import henon_map, map_lyapunov_spectrum  # noqa: E402
+
+
+def test_linear_map_exponents_and_local_exponents_exactly():
+    d = np.array([2.0, 0.5, 0.1])
+    m = np.diag(d)
+    res = map_lyapunov_spectrum(lambda x, t: m @ x, lambda x, t, q: m @ q, np.ones(3), n_steps=200, k=3, transient=100)
+    assert np.allclose(res.exponents, np.log(d), atol=1e-9)
+    # the basis is aligned with the axes: each coordinate's local exponent is its own rate
+    assert np.allclose(res.local, np.log(d), atol=1e-6)
+
+
+def test_triangular_map_exponents_are_log_of_the_diagonal():
+    m = np.array([[1.5, 0.7, 0.2], [0.0, 0.8, -0.4], [0.0, 0.0, 0.3]])
+    res = map_lyapunov_spectrum(lambda x, t: m @ x, lambda x, t, q: m @ q, np.ones(3), n_steps=400, k=3, transient=200)
+    assert np.allclose(res.exponents, np.log([1.5, 0.8, 0.3]), atol=1e-3)
+
+
+def test_henon_map_exponents():
+    step, jvp = henon_map()
+    res = map_lyapunov_spectrum(step, jvp, np.array([0.1, 0.1]), n_steps=100000, k=2, transient=1000)
+    assert res.exponents[0] == pytest.approx(0.419, abs=0.01)
+    assert res.exponents[1] == pytest.approx(-1.623, abs=0.01)
+    assert res.exponents.sum() == pytest.approx(np.log(0.3), abs=1e-9)  # |det J| = b at every step
+
+
+def test_local_exponents_add_up_to_the_spectrum_plus_the_floor():
+    rng = np.random.default_rng(1)
+    m = rng.normal(size=(6, 6)) * 0.4
+    res = map_lyapunov_spectrum(lambda x, t: m @ x, lambda x, t, q: m @ q, np.ones(6), n_steps=500, k=2, transient=100)
+    # sum_i local_i = sum(l) + (n - k) l_k at every reorthonormalisation, hence on average
+    assert res.local.sum() == pytest.approx(res.exponents.sum() + 4 * res.exponents[-1], rel=1e-6, abs=1e-9)

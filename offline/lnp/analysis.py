@@ -1,0 +1,59 @@
+"""The measures LNP records for a network (and the evaluation reports for any HRSNN): Lyapunov
+spectrum of the smoothed dynamics, local exponents, firing rates on noise, spectral radius, IPR of
+the leading eigenvectors, local degree heterogeneity."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+
+from ..hrsnn import HRSNN, HrsnnConfig
+from ..surgery import HrsnnArrays, arrays_of
+from .dynamics import Analysis, Drive, analyse, smoothed_map, spiking_rates
+from .graph import leading_spectrum, local_heterogeneity
+from ..lyapunov import map_lyapunov_spectrum
+
+
+def noise_frames(n_channels: int, steps: int, transient: int, std: float, seed: int) -> np.ndarray:
+    """The task-agnostic input: white-noise frames, identical for every iteration of one run."""
+    return np.random.default_rng([seed, 7919]).normal(0.0, std, size=(transient + steps, n_channels))
+
+
+def drive_of(arrays: HrsnnArrays, frames: np.ndarray, transient: int) -> Drive:
+    return Drive(frames @ arrays.w_in.T + arrays.bias, transient)
+
+
+def full_analysis(arrays: HrsnnArrays, frames: np.ndarray, mcfg: HrsnnConfig, cfg: Any) -> Tuple[Analysis, Dict[str, float]]:
+    """(Analysis, row of measures) of ``arrays`` on ``frames``."""
+    an = analyse(arrays, drive_of(arrays, frames, cfg.transient_steps), mcfg.threshold, mcfg.reset == "zero", cfg.smoothing, cfg.lyapunov_k, cfg.seed)
+    row = {
+        "lyapunov_max": float(an.exponents[0]),
+        "lyapunov_exponents": [float(x) for x in an.exponents],
+        "mean_rate": float(an.rates.mean()),
+        "heterogeneity": local_heterogeneity(arrays.w_rec),
+    }
+    row.update(leading_spectrum(arrays.w_rec))
+    return an, row
+
+
+def quick_exponent(arrays: HrsnnArrays, frames: np.ndarray, mcfg: HrsnnConfig, cfg: Any) -> Tuple[float, float]:
+    """(largest exponent, mean spike rate) on the first half of the noise: the BO objective's inputs."""
+    steps = cfg.transient_steps + max(100, cfg.noise_steps // 2)
+    drive = drive_of(arrays, frames[:steps], cfg.transient_steps)
+    reset_zero = mcfg.reset == "zero"
+    step, jvp = smoothed_map(arrays, drive, mcfg.threshold, reset_zero, cfg.smoothing)
+    res = map_lyapunov_spectrum(step, jvp, np.zeros(2 * arrays.n), steps - cfg.transient_steps, k=1, transient=cfg.transient_steps, reorth=5, seed=cfg.seed)
+    return float(res.exponents[0]), float(spiking_rates(arrays, drive, mcfg.threshold, reset_zero).mean())
+
+
+def analyse_network(model: HRSNN, cfg: Optional[Any] = None) -> Dict[str, Any]:
+    """LNP's measures of any HRSNN (pruned or not, trained or not) on LNP's noise drive."""
+    from .loop import LnpConfig
+
+    cfg = cfg or LnpConfig()
+    arrays = arrays_of(model)
+    frames = noise_frames(arrays.w_in.shape[1], cfg.noise_steps, cfg.transient_steps, cfg.noise_std, cfg.seed)
+    _, row = full_analysis(arrays, frames, model.cfg, cfg)
+    row.update(neurons=arrays.n, synapses=arrays.n_synapses)
+    return row

@@ -1,0 +1,198 @@
+"""The LNP loop: neuron pruning, noise pruning of synapses, delocalisation, timescales, repeat.
+
+Each iteration moves the network a geometric step towards the neuron and synapse targets (they
+are reached at iteration ``prune_iterations``); later iterations only refine the time constants.
+The loop stops at ``max_iterations`` or when the recorded quantities change by less than
+``tolerance`` (relative) for ``patience`` consecutive iterations.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+from ...runtime.errors import ModelError
+from ..hrsnn import HRSNN
+from ..surgery import HrsnnArrays, arrays_of, build_hrsnn
+from .analysis import full_analysis, noise_frames, quick_exponent
+from .graph import betweenness, delocalise, kron_reduce
+from .noise import harmonic_mean, keep_probabilities, lyapunov_factors, rate_gains, rate_model_matrix, stationary_covariance, synapse_scores, systematic_sample
+from .timescales import optimise, quantiles
+
+Progress = Optional[Callable[[int, int, Dict[str, Any]], None]]
+
+
+@dataclass
+class LnpConfig:
+    target_neurons: float = 0.5  # kept fraction of the starting neurons
+    target_synapses: float = 0.5  # kept fraction of the starting recurrent synapses
+    max_iterations: int = 100
+    prune_iterations: int = 6  # iterations over which the targets are approached geometrically
+    tolerance: float = 0.01  # relative change under which an iteration counts as settled
+    patience: int = 3  # settled iterations in a row that stop the loop
+    noise_steps: int = 600  # steps of noise input per analysis (after the transient)
+    transient_steps: int = 200
+    noise_std: float = 1.0  # white-noise input, in encoded-frame units
+    lyapunov_k: int = 8  # exponents (and vectors) of the smoothed dynamics
+    smoothing: float = 0.25  # width of the logistic spike, in units of the threshold
+    modulation: float = 1.0  # strength of the Lyapunov modulation of survival scores
+    delocalise_fraction: float = 0.05  # edges added back per iteration / edges removed
+    betweenness_samples: int = 256  # sources for sampled betweenness (exact below this N)
+    bo_evaluations: int = 10  # Bayesian-optimisation evaluations per iteration
+    target_exponent: float = 0.0  # timescale objective: largest exponent close to this
+    rate_range: tuple = (0.02, 0.3)  # timescale objective: mean spike rate kept in here
+    # Ablations: each of LNP's four steps (and the modulation) can be switched off.
+    noise_pruning: bool = True  # False: synapses pruned uniformly at random instead
+    lyapunov_modulation: bool = True
+    neuron_pruning_by_betweenness: bool = True  # False: neurons removed at random
+    delocalisation: bool = True
+    timescale_optimisation: bool = True
+    seed: int = 0
+
+
+@dataclass
+class LnpResult:
+    model: HRSNN  # the pruned network (physically smaller; readout untrained)
+    record: List[Dict[str, Any]]  # row 0 = the starting network, then one row per iteration
+    phase_seconds: Dict[str, float]
+    stopped: str  # "converged" | "max_iterations"
+    config: LnpConfig
+    start: Dict[str, int] = field(default_factory=dict)  # neurons and synapses before pruning
+
+    def summary(self) -> Dict[str, Any]:
+        last = self.record[-1]
+        return {
+            "neurons": last["neurons"],
+            "synapses": last["synapses"],
+            "start": self.start,
+            "kept_neurons": last["neurons"] / self.start["neurons"],
+            "kept_synapses": last["synapses"] / self.start["synapses"],
+            "iterations": len(self.record) - 1,
+            "stopped": self.stopped,
+            "lyapunov_max": last["lyapunov_max"],
+            "spectral_radius": last["spectral_radius"],
+            "ipr": last["ipr"],
+            "seconds": round(sum(self.phase_seconds.values()), 3),
+            "phase_seconds": {k: round(v, 3) for k, v in self.phase_seconds.items()},
+            "config": asdict(self.config),
+        }
+
+
+CHANGE_KEYS = ("neurons", "synapses", "spectral_radius", "ipr")
+
+
+def relative_change(old: Dict[str, Any], new: Dict[str, Any]) -> float:
+    """Largest relative change of the recorded measures (the exponent relative to at least 0.05,
+    since it is near zero at the edge of chaos)."""
+    ch = [abs(new[k] - old[k]) / max(abs(old[k]), 1e-12) for k in CHANGE_KEYS]
+    ch.append(abs(new["lyapunov_max"] - old["lyapunov_max"]) / max(abs(old["lyapunov_max"]), 0.05))
+    return float(max(ch))
+
+
+def schedule(start: int, target: int, iteration: int, over: int) -> int:
+    """Geometric path from ``start`` to ``target``, reached at iteration ``over``."""
+    frac = min(1.0, iteration / max(1, over))
+    return int(round(start * (target / start) ** frac)) if start > 0 and target > 0 else target
+
+
+def lnp_prune(model: HRSNN, cfg: LnpConfig, progress: Progress = None) -> LnpResult:
+    """Prune ``model`` (untrained) to the configured neuron and synapse fractions with LNP."""
+    mcfg = model.cfg
+    phases = {k: 0.0 for k in ("analysis", "neuron_pruning", "noise_pruning", "delocalisation", "timescales")}
+    rng = np.random.default_rng(cfg.seed)
+    arrays = arrays_of(model)
+    n0, s0 = arrays.n, arrays.n_synapses
+    if n0 < 2 or s0 == 0:
+        raise ModelError("LNP needs a recurrent network with synapses (got %d neurons, %d synapses)" % (n0, s0))
+    if not (0 < cfg.target_neurons <= 1 and 0 < cfg.target_synapses <= 1):
+        raise ModelError("LNP targets are kept fractions in (0, 1]")
+    n_target = max(2, int(round(cfg.target_neurons * n0)))
+    s_target = max(1, int(round(cfg.target_synapses * s0)))
+    width = cfg.smoothing * mcfg.threshold
+    source_sign = np.where(arrays.w_rec.sum(axis=0) < 0, -1.0, 1.0)
+    homogeneous = float(np.ptp(arrays.tau_mem)) == 0.0
+    dist = {"mean": float(arrays.tau_mem.mean()) if homogeneous else mcfg.tau_mem_mean, "shape": mcfg.tau_mem_shape}
+    u = quantiles(arrays.tau_mem, mcfg.tau_mem_mean, mcfg.tau_mem_shape)
+    frames = noise_frames(arrays.w_in.shape[1], cfg.noise_steps, cfg.transient_steps, cfg.noise_std, cfg.seed)
+
+    def measure(arr: HrsnnArrays, iteration: int, t0: float, extra: Dict[str, Any]):
+        t = time.perf_counter()
+        an, row = full_analysis(arr, frames, mcfg, cfg)
+        phases["analysis"] += time.perf_counter() - t
+        row = dict(iteration=iteration, neurons=arr.n, synapses=arr.n_synapses, tau_mem_mean=float(arr.tau_mem.mean()), tau_mem_shape=dist["shape"], **row, **extra)
+        row["seconds"] = round(time.perf_counter() - t0, 4)
+        return an, row
+
+    an, first = measure(arrays, 0, time.perf_counter(), {"change": None, "shift": 0.0, "added_back": 0})
+    record = [first]
+    settled, stopped = 0, "max_iterations"
+    for it in range(1, cfg.max_iterations + 1):
+        t0 = time.perf_counter()
+        n_t, s_t = schedule(n0, n_target, it, cfg.prune_iterations), schedule(s0, s_target, it, cfg.prune_iterations)
+        local, rates = an.local, an.rates
+        # 1. neurons: lowest betweenness out, their paths rerouted (Kron reduction)
+        t = time.perf_counter()
+        if arrays.n > n_t:
+            if cfg.neuron_pruning_by_betweenness:
+                order = np.argsort(betweenness(arrays.w_rec, cfg.betweenness_samples, cfg.seed + it), kind="stable")
+            else:
+                order = rng.permutation(arrays.n)
+            keep = np.ones(arrays.n, bool)
+            keep[order[: arrays.n - n_t]] = False
+            w_kept = kron_reduce(arrays.w_rec, rate_gains(rates, width), keep, source_sign)
+            arrays = arrays.subset(keep)
+            arrays.w_rec = w_kept
+            u, source_sign, local, rates = u[keep], source_sign[keep], local[keep], rates[keep]
+        phases["neuron_pruning"] += time.perf_counter() - t
+        # 2. synapses: noise pruning to this iteration's count, less what delocalisation adds back
+        shift, added = 0.0, 0
+        count = arrays.n_synapses
+        if count > s_t:
+            t = time.perf_counter()
+            n_add = int(round(cfg.delocalise_fraction * (count - s_t))) if cfg.delocalisation else 0
+            targets, sources = np.nonzero(arrays.w_rec)
+            if cfg.noise_pruning:
+                a = rate_model_matrix(arrays.w_rec, arrays.tau_mem, rate_gains(rates, width))
+                cov, shift = stationary_covariance(a)
+                scores = synapse_scores(arrays.w_rec, cov, targets, sources)
+            else:
+                scores = np.ones(len(targets))
+            if cfg.lyapunov_modulation:
+                q = lyapunov_factors(local, cfg.modulation)
+                scores = scores * harmonic_mean(q[targets], q[sources])
+            p = keep_probabilities(scores, s_t - n_add)
+            chosen = systematic_sample(p, rng)
+            before = arrays.w_rec
+            arrays.w_rec = np.zeros_like(before)
+            arrays.w_rec[targets[chosen], sources[chosen]] = before[targets[chosen], sources[chosen]] / p[chosen]
+            phases["noise_pruning"] += time.perf_counter() - t
+            # 3. delocalisation: add back the removed synapses that most raise local heterogeneity
+            t = time.perf_counter()
+            removed = np.stack([targets[~chosen], sources[~chosen]], axis=1)
+            arrays.w_rec, added = delocalise(arrays.w_rec, removed, before[removed[:, 0], removed[:, 1]], n_add, rng)
+            phases["delocalisation"] += time.perf_counter() - t
+        # 4. timescales: Bayesian optimisation of the membrane time-constant distribution
+        bo = None
+        if cfg.timescale_optimisation:
+            t = time.perf_counter()
+            arrays, bo = optimise(
+                arrays, u, dist, mcfg.tau_mem_mean if not homogeneous else dist["mean"], mcfg.tau_min, homogeneous,
+                lambda cand: quick_exponent(cand, frames, mcfg, cfg), cfg.target_exponent, tuple(cfg.rate_range),
+                cfg.bo_evaluations, cfg.seed + it,
+            )
+            dist = {"mean": bo["mean"], "shape": bo["shape"]}
+            phases["timescales"] += time.perf_counter() - t
+        an, row = measure(arrays, it, t0, {"shift": shift, "added_back": added, "bo_objective": None if bo is None else bo["objective"]})
+        row["change"] = relative_change(record[-1], row)
+        record.append(row)
+        if progress:
+            progress(it, cfg.max_iterations, row)
+        settled = settled + 1 if (it >= cfg.prune_iterations and row["change"] < cfg.tolerance) else 0
+        if settled >= cfg.patience:
+            stopped = "converged"
+            break
+    pruned = build_hrsnn(replace(mcfg, tau_mem_mean=dist["mean"], tau_mem_shape=dist["shape"]), arrays)
+    return LnpResult(pruned, record, phases, stopped, cfg, {"neurons": n0, "synapses": s0})
