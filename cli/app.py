@@ -15,7 +15,7 @@ import typer
 
 from .. import __version__
 from ..runtime.errors import SpikeedgeError
-from . import demo, evaluate, export, info, run, train
+from . import demo, evaluate, export, info, prune, run, train
 
 app = typer.Typer(
     name="spikeedge",
@@ -26,6 +26,7 @@ app = typer.Typer(
 )
 app.command("demo")(demo.demo)
 app.add_typer(train.app, name="train")
+app.add_typer(prune.app, name="prune")
 app.command("export")(export.export)
 app.command("info")(info.info)
 app.command("run")(run.run)
