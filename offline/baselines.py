@@ -126,5 +126,5 @@ def prune_activity(trained_model: HRSNN, inputs: np.ndarray, n_neurons: int, n_s
     counts = spike_counts(trained_model, inputs, chunk)
     keep = np.lexsort((-magnitude_scores(arrays.w_rec), -counts))[:n_neurons]  # last key first
     extra = {"spikes_kept": float(counts[keep].sum()), "spikes_total": float(counts.sum()),
-             "silent_neurons_kept": int((counts[keep] == 0).sum())}
+             "silent_neurons": int((counts == 0).sum()), "silent_neurons_kept": int((counts[keep] == 0).sum())}
     return _finish(trained_model, arrays, keep, n_neurons, n_synapses, "magnitude", "activity", extra=extra)
