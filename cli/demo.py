@@ -15,14 +15,14 @@ def demo(
     seed: int = typer.Option(0, "--seed", help="Seed for every random choice."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Build an HRSNN, train it on Mackey-Glass tau=17, export int8, run it event-driven.
+    """Build an HRSNN, LNP-prune it, train it on Mackey-Glass tau=17, export int8, run it event-driven.
 
     Example: spikeedge demo --quick --out demo-out
     """
     require_offline()
     from ..offline.pipeline import demo as run_demo
 
-    with stages(6, quiet=as_json) as advance:
+    with stages(7, quiet=as_json) as advance:
         summary = run_demo(out, quick=quick, seed=seed, stage=advance)
     emit(summary, as_json, human=_show)
 

@@ -91,22 +91,31 @@ def time_steps(bundle: fmt.Bundle, xs: np.ndarray, repeats: int = 3) -> Dict[str
 def demo(out: Path, quick: bool = False, seed: int = 0, stage: Optional[Stage] = None) -> Dict[str, Any]:
     """The main job end to end on Mackey-Glass tau = 17 (NeuroBench protocol, 30 windows).
 
-    Build an HRSNN, (prune: not yet - LNP arrives with its own issue), train the readout,
-    score the float model, export the int8 bundle, score the bundle on the event-driven
-    runtime, time it. Leaves ``hrsnn.ckpt.npz``, ``model.seb`` and ``report.json``/``.md``.
+    Build a random HRSNN, prune it with LNP before any training (half the neurons, half the
+    recurrent synapses), train the readout of the pruned network (and, for comparison, of the
+    dense one), score both, export the pruned int8 bundle, score it on the event-driven runtime,
+    time it. Leaves ``hrsnn.ckpt.npz`` (pruned, trained), ``model.seb``, ``report.json``/``.md``.
     """
+    from .lnp import LnpConfig, lnp_prune
+
     say = stage or (lambda _msg: None)
     t_start = time.time()
     out.mkdir(parents=True, exist_ok=True)
     say("generating Mackey-Glass tau=17 and its 30 windows")
     task = load_task("mackey-glass")
-    cfg = HrsnnConfig(n_neurons=100 if quick else 500, seed=seed)
-    say("building and training an HRSNN of %d neurons (ridge readout)" % cfg.n_neurons)
-    model, record = train_hrsnn(task, cfg)
-    record["pruning"] = {"method": "none", "note": "LNP is not implemented yet; the network is unpruned"}
+    cfg = HrsnnConfig(n_neurons=100 if quick else 500, seed=seed, n_inputs=task.n_inputs, n_outputs=task.n_outputs)
+    dense_model = HRSNN(cfg)
+    say("LNP-pruning a random HRSNN of %d neurons (no task data)" % cfg.n_neurons)
+    lnp = lnp_prune(dense_model, LnpConfig(target_neurons=0.5, target_synapses=0.5, seed=seed))
+    say("training the readouts of the pruned and the dense network (ridge)")
+    model, record = train_model(lnp.model, task)
+    lnp_summary = lnp.summary()
+    record["pruning"] = {"method": "lnp", **{k: v for k, v in lnp_summary.items() if k != "config"}}
     save_checkpoint(model, out / "hrsnn.ckpt.npz", record)
-    say("scoring the float model (30 autoregressive windows)")
+    dense_trained, _ = train_model(dense_model, task)
+    say("scoring the float models (30 autoregressive windows)")
     float_metric = score(FloatStepper(model), task)
+    dense_metric = score(FloatStepper(dense_trained), task)
     say("exporting the int8 bundle")
     bundle = export_bundle(model, record, task, out / "model.seb")
     say("scoring the int8 bundle on the event-driven runtime")
@@ -116,10 +125,14 @@ def demo(out: Path, quick: bool = False, seed: int = 0, stage: Optional[Stage] =
     syn = {"recurrent": layer.w_rec.nnz, "input": layer.w_in.nnz, "readout": int(np.count_nonzero(bundle.readout.w))}
     summary = {
         "task": "mackey-glass tau=17 (regenerated; NeuroBench protocol: 30 windows, 750 teacher-forced + 750 autoregressive)",
-        "neurons": cfg.n_neurons,
+        "neurons": model.cfg.n_neurons,
+        "dense_neurons": cfg.n_neurons,
         "synapses": {"recurrent": syn["recurrent"], "input": syn["input"], "readout": syn["readout"],
                      "total_without_readout": syn["recurrent"] + syn["input"], "total_with_readout": sum(syn.values())},
-        "pruning": record["pruning"]["method"],
+        "dense_recurrent_synapses": lnp.start["synapses"],
+        "pruning": "lnp",
+        "lnp": {k: lnp_summary[k] for k in ("synapses", "iterations", "stopped", "lyapunov_max", "spectral_radius", "seconds", "phase_seconds")},
+        "dense_float_smape": dense_metric["smape"],
         "float_smape": float_metric["smape"],
         "int8_smape": int8_metric["smape"],
         "int8_vs_float_relative": (int8_metric["smape"] - float_metric["smape"]) / float_metric["smape"],
@@ -143,10 +156,11 @@ def demo(out: Path, quick: bool = False, seed: int = 0, stage: Optional[Stage] =
 def demo_report_markdown(s: Dict[str, Any]) -> str:
     """A short human-readable report of a demo run."""
     rows = [
-        ("neurons", s["neurons"]),
-        ("synapses (input + recurrent / + readout)", "%d / %d" % (s["synapses"]["total_without_readout"], s["synapses"]["total_with_readout"])),
-        ("pruning", s["pruning"]),
-        ("float sMAPE", "%.2f" % s["float_smape"]),
+        ("neurons (dense -> LNP)", "%d -> %d" % (s["dense_neurons"], s["neurons"])),
+        ("recurrent synapses (dense -> LNP, float)", "%d -> %d" % (s["dense_recurrent_synapses"], s["lnp"].get("synapses", s["synapses"]["recurrent"]))),
+        ("int8 synapses (input + recurrent / + readout)", "%d / %d" % (s["synapses"]["total_without_readout"], s["synapses"]["total_with_readout"])),
+        ("LNP", "%d iterations (%s), %.1f s, largest Lyapunov exponent %.3f / step" % (s["lnp"]["iterations"], s["lnp"]["stopped"], s["lnp"]["seconds"], s["lnp"]["lyapunov_max"])),
+        ("float sMAPE: dense / LNP-pruned", "%.2f / %.2f" % (s["dense_float_smape"], s["float_smape"])),
         ("int8 sMAPE (event-driven runtime)", "%.2f (%+.1f%% vs float)" % (s["int8_smape"], 100 * s["int8_vs_float_relative"])),
         ("NeuroBench ESN / LSTM sMAPE", "14.79 / 13.37"),
         ("runtime ms per step (batch 1)", "%.3f" % s["runtime_ms_per_step"]),

@@ -311,3 +311,31 @@ def test_ablations_run_and_homogeneous_networks_stay_homogeneous():
 def test_analyse_network_reports_the_measures():
     row = analyse_network(HRSNN(HrsnnConfig(n_neurons=50, seed=0)))
     assert row["neurons"] == 50 and row["lyapunov_max"] < 0.5 and 0 < row["ipr"] <= 1 and row["spectral_radius"] > 0
+
+
+def test_kron_reduction_does_not_create_negligible_synapses():
+    w = np.zeros((3, 3))
+    w[1, 0], w[2, 1], w[2, 0] = 0.5, 0.4, 0.3
+    keep = np.array([True, False, True])
+    weak = kron_reduce(w, np.array([1.0, 1e-4, 1.0]), keep, np.ones(3))  # fill-in 2e-5, below 1% of 0.4
+    assert weak[1, 0] == pytest.approx(0.3 + 0.4 * 1e-4 * 0.5)  # an existing synapse still gets its share
+    w[2, 0] = 0.0
+    assert kron_reduce(w, np.array([1.0, 1e-4, 1.0]), keep, np.ones(3))[1, 0] == 0.0
+
+
+def test_regrowth_adds_exactly_the_deficit_where_there_was_nothing():
+    from spikeedge.offline.lnp.graph import regrow
+
+    w = arrays_of(small_net(50)).w_rec
+    sign = np.where(w.sum(0) < 0, -1.0, 1.0)
+    out, n = regrow(w, 40, sign, 0.05, np.random.default_rng(0))
+    new = (out != 0) & (w == 0)
+    assert n == 40 and new.sum() == 40 and np.all(out[w != 0] == w[w != 0])
+    t, s = np.nonzero(new)
+    assert np.all(np.sign(out[t, s]) == sign[s]) and np.all(t != s)
+    assert local_heterogeneity(out) > local_heterogeneity(w)
+
+
+def test_lnp_prints_nothing_on_stdout(capfd):
+    lnp_prune(HRSNN(HrsnnConfig(n_neurons=40, seed=0)), LnpConfig(bo_evaluations=6, max_iterations=3, seed=0))
+    assert capfd.readouterr().out == ""

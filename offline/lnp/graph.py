@@ -42,8 +42,11 @@ def betweenness(w: np.ndarray, samples: int, seed: int) -> np.ndarray:
     return np.array([bc[i] for i in range(n)])
 
 
-def kron_reduce(w: np.ndarray, gains: np.ndarray, keep: np.ndarray, source_sign: np.ndarray) -> np.ndarray:
-    """``W'`` over the neurons ``keep`` (bool mask) with the removed ones eliminated (see module)."""
+def kron_reduce(w: np.ndarray, gains: np.ndarray, keep: np.ndarray, source_sign: np.ndarray, floor: float = 0.01) -> np.ndarray:
+    """``W'`` over the neurons ``keep`` (bool mask) with the removed ones eliminated (see module).
+
+    New synapses (fill-in where there was none) weaker than ``floor`` x the median |weight| are
+    not created: they would count as synapses yet carry nothing (and vanish in int8)."""
     r = ~keep
     if not r.any():
         return w.copy()
@@ -52,6 +55,9 @@ def kron_reduce(w: np.ndarray, gains: np.ndarray, keep: np.ndarray, source_sign:
     inner = np.eye(int(r.sum())) - g_r[:, None] * w_rr
     fill = w_kr @ np.linalg.solve(inner, g_r[:, None] * w_rk)
     out = w_kk + fill
+    nz = np.abs(w[w != 0])
+    if nz.size:
+        out[(w_kk == 0) & (np.abs(fill) < floor * float(np.median(nz)))] = 0.0
     sign = source_sign[keep][None, :]
     out[(out * sign) < 0] = 0.0  # Dale: a source's synapses keep its sign
     np.fill_diagonal(out, 0.0)
@@ -125,6 +131,24 @@ def delocalise(w: np.ndarray, removed: np.ndarray, removed_weights: np.ndarray, 
     out = w.copy()
     out[removed[best, 0], removed[best, 1]] = removed_weights[best]
     return out, len(best)
+
+
+def regrow(w: np.ndarray, n_add: int, source_sign: np.ndarray, weight_std: float, rng: np.random.Generator, max_candidates: int = 2000) -> Tuple[np.ndarray, int]:
+    """Grow ``n_add`` new synapses where there are none, at the pairs that most raise local
+    heterogeneity (sampled candidates); weights drawn as at initialisation
+    (``|N(0, weight_std^2)|`` with the source's sign). Used when neuron pruning alone left fewer
+    synapses than the iteration's target."""
+    n = len(w)
+    if n_add <= 0 or n < 2:
+        return w, 0
+    absent = np.argwhere((w == 0) & ~np.eye(n, dtype=bool))
+    if len(absent) == 0:
+        return w, 0
+    pick = absent[rng.choice(len(absent), size=min(max_candidates, len(absent)), replace=False)]
+    chosen = pick[np.argsort(-heterogeneity_gains(w, pick), kind="stable")[:n_add]]
+    out = w.copy()
+    out[chosen[:, 0], chosen[:, 1]] = source_sign[chosen[:, 1]] * np.abs(rng.normal(0.0, weight_std, size=len(chosen)))
+    return out, len(chosen)
 
 
 def leading_spectrum(w: np.ndarray, k: int = 6) -> Dict[str, float]:

@@ -1,4 +1,4 @@
-"""The LNP loop: neuron pruning, noise pruning of synapses, delocalisation, timescales, repeat.
+"""The LNP loop: noise pruning of synapses, neuron pruning, delocalisation, timescales, repeat.
 
 Each iteration moves the network a geometric step towards the neuron and synapse targets (they
 are reached at iteration ``prune_iterations``); later iterations only refine the time constants.
@@ -18,7 +18,7 @@ from ...runtime.errors import ModelError
 from ..hrsnn import HRSNN
 from ..surgery import HrsnnArrays, arrays_of, build_hrsnn
 from .analysis import full_analysis, noise_frames, quick_exponent
-from .graph import betweenness, delocalise, kron_reduce
+from .graph import betweenness, delocalise, kron_reduce, regrow
 from .noise import harmonic_mean, keep_probabilities, lyapunov_factors, rate_gains, rate_model_matrix, stationary_covariance, synapse_scores, systematic_sample
 from .timescales import optimise, quantiles
 
@@ -113,6 +113,7 @@ def lnp_prune(model: HRSNN, cfg: LnpConfig, progress: Progress = None) -> LnpRes
     s_target = max(1, int(round(cfg.target_synapses * s0)))
     width = cfg.smoothing * mcfg.threshold
     source_sign = np.where(arrays.w_rec.sum(axis=0) < 0, -1.0, 1.0)
+    weight_std = mcfg.rec_gain * mcfg.threshold / np.sqrt(max(1.0, s0 / n0))  # as HRSNN draws them
     homogeneous = float(np.ptp(arrays.tau_mem)) == 0.0
     dist = {"mean": float(arrays.tau_mem.mean()) if homogeneous else mcfg.tau_mem_mean, "shape": mcfg.tau_mem_shape}
     u = quantiles(arrays.tau_mem, mcfg.tau_mem_mean, mcfg.tau_mem_shape)
@@ -126,33 +127,21 @@ def lnp_prune(model: HRSNN, cfg: LnpConfig, progress: Progress = None) -> LnpRes
         row["seconds"] = round(time.perf_counter() - t0, 4)
         return an, row
 
-    an, first = measure(arrays, 0, time.perf_counter(), {"change": None, "shift": 0.0, "added_back": 0})
+    an, first = measure(arrays, 0, time.perf_counter(), {"change": None, "shift": 0.0, "added_back": 0, "regrown": 0})
     record = [first]
     settled, stopped = 0, "max_iterations"
     for it in range(1, cfg.max_iterations + 1):
         t0 = time.perf_counter()
         n_t, s_t = schedule(n0, n_target, it, cfg.prune_iterations), schedule(s0, s_target, it, cfg.prune_iterations)
         local, rates = an.local, an.rates
-        # 1. neurons: lowest betweenness out, their paths rerouted (Kron reduction)
-        t = time.perf_counter()
-        if arrays.n > n_t:
-            if cfg.neuron_pruning_by_betweenness:
-                order = np.argsort(betweenness(arrays.w_rec, cfg.betweenness_samples, cfg.seed + it), kind="stable")
-            else:
-                order = rng.permutation(arrays.n)
-            keep = np.ones(arrays.n, bool)
-            keep[order[: arrays.n - n_t]] = False
-            w_kept = kron_reduce(arrays.w_rec, rate_gains(rates, width), keep, source_sign)
-            arrays = arrays.subset(keep)
-            arrays.w_rec = w_kept
-            u, source_sign, local, rates = u[keep], source_sign[keep], local[keep], rates[keep]
-        phases["neuron_pruning"] += time.perf_counter() - t
-        # 2. synapses: noise pruning to this iteration's count, less what delocalisation adds back
-        shift, added = 0.0, 0
+        shift, added, regrown = 0.0, 0, 0
+        removed = np.zeros((0, 2), np.int64)
+        removed_w = np.zeros(0)
+        # 1. synapses: noise pruning to this iteration's count, less what delocalisation adds back
         count = arrays.n_synapses
-        if count > s_t:
+        n_add = int(round(cfg.delocalise_fraction * (count - s_t))) if (cfg.delocalisation and count > s_t) else 0
+        if count > s_t - n_add:
             t = time.perf_counter()
-            n_add = int(round(cfg.delocalise_fraction * (count - s_t))) if cfg.delocalisation else 0
             targets, sources = np.nonzero(arrays.w_rec)
             if cfg.noise_pruning:
                 a = rate_model_matrix(arrays.w_rec, arrays.tau_mem, rate_gains(rates, width))
@@ -168,12 +157,35 @@ def lnp_prune(model: HRSNN, cfg: LnpConfig, progress: Progress = None) -> LnpRes
             before = arrays.w_rec
             arrays.w_rec = np.zeros_like(before)
             arrays.w_rec[targets[chosen], sources[chosen]] = before[targets[chosen], sources[chosen]] / p[chosen]
-            phases["noise_pruning"] += time.perf_counter() - t
-            # 3. delocalisation: add back the removed synapses that most raise local heterogeneity
-            t = time.perf_counter()
             removed = np.stack([targets[~chosen], sources[~chosen]], axis=1)
-            arrays.w_rec, added = delocalise(arrays.w_rec, removed, before[removed[:, 0], removed[:, 1]], n_add, rng)
-            phases["delocalisation"] += time.perf_counter() - t
+            removed_w = before[removed[:, 0], removed[:, 1]]
+            phases["noise_pruning"] += time.perf_counter() - t
+        # 2. neurons: lowest betweenness out, their paths rerouted (Kron reduction)
+        t = time.perf_counter()
+        if arrays.n > n_t:
+            if cfg.neuron_pruning_by_betweenness:
+                order = np.argsort(betweenness(arrays.w_rec, cfg.betweenness_samples, cfg.seed + it), kind="stable")
+            else:
+                order = rng.permutation(arrays.n)
+            keep = np.ones(arrays.n, bool)
+            keep[order[: arrays.n - n_t]] = False
+            w_kept = kron_reduce(arrays.w_rec, rate_gains(rates, width), keep, source_sign)
+            arrays = arrays.subset(keep)
+            arrays.w_rec = w_kept
+            u, source_sign = u[keep], source_sign[keep]
+            new_index = np.cumsum(keep) - 1
+            both = keep[removed[:, 0]] & keep[removed[:, 1]] if len(removed) else np.zeros(0, bool)
+            removed, removed_w = new_index[removed[both]], removed_w[both]
+        phases["neuron_pruning"] += time.perf_counter() - t
+        # 3. delocalisation: add back the removed synapses that most raise local heterogeneity;
+        #    then, if neuron pruning took more synapses than the target allows, grow the
+        #    difference where it most raises local heterogeneity (same criterion)
+        t = time.perf_counter()
+        if n_add:
+            arrays.w_rec, added = delocalise(arrays.w_rec, removed, removed_w, min(n_add, s_t - arrays.n_synapses), rng)
+        if arrays.n_synapses < s_t:
+            arrays.w_rec, regrown = regrow(arrays.w_rec, s_t - arrays.n_synapses, source_sign, weight_std, rng)
+        phases["delocalisation"] += time.perf_counter() - t
         # 4. timescales: Bayesian optimisation of the membrane time-constant distribution
         bo = None
         if cfg.timescale_optimisation:
@@ -185,7 +197,7 @@ def lnp_prune(model: HRSNN, cfg: LnpConfig, progress: Progress = None) -> LnpRes
             )
             dist = {"mean": bo["mean"], "shape": bo["shape"]}
             phases["timescales"] += time.perf_counter() - t
-        an, row = measure(arrays, it, t0, {"shift": shift, "added_back": added, "bo_objective": None if bo is None else bo["objective"]})
+        an, row = measure(arrays, it, t0, {"shift": shift, "added_back": added, "regrown": regrown, "bo_objective": None if bo is None else bo["objective"]})
         row["change"] = relative_change(record[-1], row)
         record.append(row)
         if progress:

@@ -75,11 +75,14 @@ def optimise(
     bounds = {"log_mean": tuple(math.log(base_mean * f) for f in MEAN_FACTOR_BOUNDS)}
     if not homogeneous:
         bounds["shape"] = SHAPE_BOUNDS
-    opt = BayesianOptimization(f=None, pbounds=bounds, random_state=seed, verbose=0, allow_duplicate_points=True)
+    # no duplicate points: bayes_opt would print about them on stdout (and break --json output)
+    opt = BayesianOptimization(f=None, pbounds=bounds, random_state=seed, verbose=0, allow_duplicate_points=False)
+    seen = set()
     start = {"log_mean": float(np.clip(math.log(current["mean"]), *bounds["log_mean"]))}
     if not homogeneous:
         start["shape"] = float(np.clip(current["shape"], *SHAPE_BOUNDS))
     opt.register(params=start, target=cur_f)
+    seen.add(tuple(start[k] for k in sorted(bounds)))
     best = (cur_f, arrays, dict(current))
     rng = np.random.default_rng(seed)
     for i in range(budget):
@@ -89,6 +92,11 @@ def optimise(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # GP fit convergence chatter
                 params = {k: float(v) for k, v in opt.suggest().items()}
+        key = tuple(params[k] for k in sorted(bounds))
+        if key in seen:  # the GP proposes a point it already has: explore at random instead
+            params = {k: float(rng.uniform(*b)) for k, b in bounds.items()}
+            key = tuple(params[k] for k in sorted(bounds))
+        seen.add(key)
         mean, shape = math.exp(params["log_mean"]), params.get("shape", current["shape"])
         f, cand = score(mean, shape)
         opt.register(params=params, target=f)
