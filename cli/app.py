@@ -12,7 +12,6 @@ from typing import List, Optional
 
 import typer
 
-
 from .. import __version__
 from ..runtime.errors import SpikeedgeError
 from . import demo, evaluate, export, info, prune, run, train
@@ -54,8 +53,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if debug:
         args = [a for a in args[:cut] if a != "--debug"] + args[cut:]
     try:
-        app(args=args, prog_name="spikeedge", standalone_mode=False)
-        return 0
+        rv = app(args=args, prog_name="spikeedge", standalone_mode=False)
+        if isinstance(rv, int) and not isinstance(rv, bool) and rv == 130:
+            sys.stderr.write("interrupted\n")  # Ctrl-C: click returns 130 in non-standalone mode
+        return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     except SpikeedgeError as exc:
         if debug:
             raise

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import JsonOpt, emit, require_offline, stages, out_console
+from .common import JsonOpt, emit, out_console, require_offline, stages
 
 
 def demo(

@@ -39,7 +39,8 @@ def train_hrsnn(
     require_offline()
     from ..offline.checkpoint import save_checkpoint
     from ..offline.hrsnn import HrsnnConfig
-    from ..offline.pipeline import score, train_hrsnn as run_train
+    from ..offline.pipeline import score
+    from ..offline.pipeline import train_hrsnn as run_train
     from ..offline.train import FloatStepper
     from ..tasks.registry import load_task
 

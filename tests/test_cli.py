@@ -107,7 +107,7 @@ def test_demo_quick_json_summary_and_files(demo: Dict[str, Any]) -> None:
     assert demo["rc"] == 0, demo["stderr"]
     summary = one_json(demo["stdout"])
     assert DEMO_KEYS <= set(summary), DEMO_KEYS - set(summary)
-    assert summary["neurons"] == 100 and summary["quick"] is True
+    assert summary["dense_neurons"] == 100 and summary["neurons"] == 50 and summary["quick"] is True  # LNP keeps half
     for key in ("float_smape", "int8_smape"):
         assert math.isfinite(summary[key]) and 0.0 <= summary[key] <= 200.0
     assert summary["runtime_ms_per_step"] > 0 and summary["synops_per_step"] > 0
@@ -125,7 +125,7 @@ def test_info_json(work: Path, demo: Dict[str, Any], capsys: Any) -> None:
     info = one_json(out)
     assert info["schema_version"] == fmt.SCHEMA_VERSION
     assert info["sha256"] == one_json(demo["stdout"])["bundle_sha256"]
-    assert info["neurons"] == 100 and info["inputs"] == 1 and info["outputs"] == 1
+    assert info["neurons"] == 50 and info["inputs"] == 1 and info["outputs"] == 1
     assert info["file_bytes"] == Path("model.seb").stat().st_size
     assert 0.0 < info["connection_sparsity"]["without_readout"] < 1.0
 
@@ -357,6 +357,7 @@ def _leaves() -> List[Tuple[Tuple[str, ...], Any]]:
 
 # Cheap invocations of every command that accepts --json ("demo" is checked on the fixture).
 JSON_CALLS: Dict[Tuple[str, ...], List[str]] = {
+    ("prune", "lnp"): ["prune", "lnp", "--neurons", "30", "--max-iterations", "1", "-o", "p.ckpt.npz"],
     ("info",): ["info", "model.seb"],
     ("eval",): ["eval", "model.seb", "--task", "mackey-glass", "--repeats", "2"],
     ("run",): ["run", "model.seb", "--input", "in.npz", "-o", "o.npz"],

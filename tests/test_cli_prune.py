@@ -184,10 +184,6 @@ def test_interrupt_leaves_no_output(work: Path, capsys: Any, monkeypatch: Any) -
     assert {p.name for p in work.iterdir()} == before
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="cli.app.main drops the exit code Typer (0.29) returns for Ctrl-C in non-standalone mode: Exit(130) is returned, not raised",
-)
 def test_interrupt_exits_130(work: Path, capsys: Any, monkeypatch: Any) -> None:
     _interrupt_during_pruning(monkeypatch)
     rc, out, err = call(capsys, "prune", "lnp", "--neurons", 30, "-o", "x.pt")

@@ -2,19 +2,34 @@
 computation, then the loop (counts, stopping, reproducibility)."""
 
 import math
-import warnings
 
 import numpy as np
 import pytest
 import torch
-
 from spikeedge.offline.hrsnn import HRSNN, HrsnnConfig
 from spikeedge.offline.lnp import LnpConfig, lnp_prune
 from spikeedge.offline.lnp.analysis import analyse_network
-from spikeedge.offline.lnp.dynamics import Drive, noise_drive, smoothed_map, spiking_rates
-from spikeedge.offline.lnp.graph import betweenness, delocalise, heterogeneity_gains, kron_reduce, leading_spectrum, local_heterogeneity
+from spikeedge.offline.lnp.dynamics import (
+    Drive,
+    noise_drive,
+    smoothed_map,
+    spiking_rates,
+)
+from spikeedge.offline.lnp.graph import (
+    betweenness,
+    delocalise,
+    heterogeneity_gains,
+    kron_reduce,
+    leading_spectrum,
+    local_heterogeneity,
+)
 from spikeedge.offline.lnp.noise import (
-    harmonic_mean, keep_probabilities, lyapunov_factors, stationary_covariance, synapse_scores, systematic_sample,
+    harmonic_mean,
+    keep_probabilities,
+    lyapunov_factors,
+    stationary_covariance,
+    synapse_scores,
+    systematic_sample,
 )
 from spikeedge.offline.lnp.timescales import objective, optimise, quantiles, redraw
 from spikeedge.offline.surgery import arrays_of, build_hrsnn

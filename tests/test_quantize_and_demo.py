@@ -34,7 +34,8 @@ def test_demo_int8_within_ten_percent_of_float(tmp_path):
     from spikeedge.offline.pipeline import demo
 
     s = demo(tmp_path, quick=False, seed=0)
-    assert s["neurons"] == 500
+    assert s["dense_neurons"] == 500 and s["neurons"] == 250  # LNP-pruned to half
+    assert abs(s["synapses"]["recurrent"] - 2500) <= 0.02 * 2500  # half the 5000 recurrent synapses (int8 may drop a few)
     assert abs(s["int8_smape"] - s["float_smape"]) <= 0.10 * s["float_smape"], s
     assert 0 < s["float_smape"] < 60
     assert (tmp_path / "model.seb").is_file() and (tmp_path / "hrsnn.ckpt.npz").is_file()

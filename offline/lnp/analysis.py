@@ -9,10 +9,10 @@ from typing import Any, Dict, Optional, Tuple
 import numpy as np
 
 from ..hrsnn import HRSNN, HrsnnConfig
+from ..lyapunov import map_lyapunov_spectrum
 from ..surgery import HrsnnArrays, arrays_of
 from .dynamics import Analysis, Drive, analyse, smoothed_map, spiking_rates
 from .graph import leading_spectrum, local_heterogeneity
-from ..lyapunov import map_lyapunov_spectrum
 
 
 def noise_frames(n_channels: int, steps: int, transient: int, std: float, seed: int) -> np.ndarray:

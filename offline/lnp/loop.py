@@ -19,7 +19,16 @@ from ..hrsnn import HRSNN
 from ..surgery import HrsnnArrays, arrays_of, build_hrsnn
 from .analysis import full_analysis, noise_frames, quick_exponent
 from .graph import betweenness, delocalise, kron_reduce, regrow
-from .noise import harmonic_mean, keep_probabilities, lyapunov_factors, rate_gains, rate_model_matrix, stationary_covariance, synapse_scores, systematic_sample
+from .noise import (
+    harmonic_mean,
+    keep_probabilities,
+    lyapunov_factors,
+    rate_gains,
+    rate_model_matrix,
+    stationary_covariance,
+    synapse_scores,
+    systematic_sample,
+)
 from .timescales import optimise, quantiles
 
 Progress = Optional[Callable[[int, int, Dict[str, Any]], None]]
