@@ -133,11 +133,12 @@ def delocalise(w: np.ndarray, removed: np.ndarray, removed_weights: np.ndarray, 
     return out, len(best)
 
 
-def regrow(w: np.ndarray, n_add: int, source_sign: np.ndarray, weight_std: float, rng: np.random.Generator, max_candidates: int = 2000) -> Tuple[np.ndarray, int]:
+def regrow(w: np.ndarray, n_add: int, source_sign: np.ndarray, weight_std: float, rng: np.random.Generator, max_candidates: int = 2000, ranked: bool = True) -> Tuple[np.ndarray, int]:
     """Grow ``n_add`` new synapses where there are none, at the pairs that most raise local
     heterogeneity (sampled candidates); weights drawn as at initialisation
     (``|N(0, weight_std^2)|`` with the source's sign). Used when neuron pruning alone left fewer
-    synapses than the iteration's target."""
+    synapses than the iteration's target. ``ranked=False`` (the delocalisation ablation) grows
+    at random pairs."""
     n = len(w)
     if n_add <= 0 or n < 2:
         return w, 0
@@ -145,7 +146,7 @@ def regrow(w: np.ndarray, n_add: int, source_sign: np.ndarray, weight_std: float
     if len(absent) == 0:
         return w, 0
     pick = absent[rng.choice(len(absent), size=min(max_candidates, len(absent)), replace=False)]
-    chosen = pick[np.argsort(-heterogeneity_gains(w, pick), kind="stable")[:n_add]]
+    chosen = pick[np.argsort(-heterogeneity_gains(w, pick), kind="stable")[:n_add]] if ranked else pick[:n_add]
     out = w.copy()
     out[chosen[:, 0], chosen[:, 1]] = source_sign[chosen[:, 1]] * np.abs(rng.normal(0.0, weight_std, size=len(chosen)))
     return out, len(chosen)

@@ -193,7 +193,7 @@ def lnp_prune(model: HRSNN, cfg: LnpConfig, progress: Progress = None) -> LnpRes
         if n_add:
             arrays.w_rec, added = delocalise(arrays.w_rec, removed, removed_w, min(n_add, s_t - arrays.n_synapses), rng)
         if arrays.n_synapses < s_t:
-            arrays.w_rec, regrown = regrow(arrays.w_rec, s_t - arrays.n_synapses, source_sign, weight_std, rng)
+            arrays.w_rec, regrown = regrow(arrays.w_rec, s_t - arrays.n_synapses, source_sign, weight_std, rng, ranked=cfg.delocalisation)
         phases["delocalisation"] += time.perf_counter() - t
         # 4. timescales: Bayesian optimisation of the membrane time-constant distribution
         bo = None
