@@ -197,6 +197,143 @@ class TraceReadout:
         _require(0 <= self.trace_bits <= 16, "trace_bits must be in [0, 16]")
 
 
+# ----------------------------------------------------------------------------- conv model records
+#
+# A convolutional SNN (``ConvBundle``) is a plain sequence of layers run for ``time_steps`` steps on
+# the same directly encoded image (``docs/bundle.md``, integer model in ``docs/quantization.md``).
+# Its kinds live in their own registry so that each model family's test factory covers its own.
+
+MAX_ACC = (1 << 31) - 1  # an int32 accumulation must fit: 128 * fan-in * largest input <= MAX_ACC
+
+
+def _require_int8_layer_arrays(layer: Any, n_out: int) -> None:
+    for name in ("m", "bias", "w_scale"):
+        _require(getattr(layer, name).shape == (n_out,), "%s does not have %d entries" % (name, n_out))
+    _require(bool(np.all((layer.m >= 0) & (layer.m < 1 << 31))), "m is outside [0, 2**31)")
+    _require(1 <= layer.shift <= 62, "shift must be in [1, 62]")
+    _require(layer.decay <= 1 << 16, "decay is outside [0, 65536]")
+    _require_scale(layer.w_scale, "w_scale")
+
+
+@dataclass(frozen=True)
+class ConvLifLayer:
+    """2-D convolution of int8 kernels, then integer LIF neurons with hard reset (``runtime/conv.py``)."""
+
+    kind = "conv_lif"
+    name: str
+    in_channels: int
+    out_channels: int
+    kernel_h: int
+    kernel_w: int
+    stride: int  # the same in both directions, >= 1
+    padding: int  # zeros on every side
+    decay: int  # Q16 membrane decay per step, in [0, 65536] (65536: IF)
+    shift: int  # requantisation: current = rs(acc * m, shift) + bias, shift in [1, 62]
+    weight: np.ndarray = _array("int8", 4)  # (out_channels, in_channels, kernel_h, kernel_w)
+    m: np.ndarray = _array("int64", 1)  # per output channel, in [0, 2**31)
+    bias: np.ndarray = _array("int32", 1)  # per output channel, state units per step
+    w_scale: np.ndarray = _array("float64", 1)  # float weight of one int8 step, per output channel
+
+    def check(self) -> None:
+        expected = (self.out_channels, self.in_channels, self.kernel_h, self.kernel_w)
+        _require(self.weight.shape == expected, "weight has shape %s, expected %s" % (self.weight.shape, expected))
+        _require(min(expected) >= 1, "channels and kernel sizes must be >= 1")
+        _require(self.stride >= 1, "stride must be >= 1")
+        _require(self.padding < min(self.kernel_h, self.kernel_w), "padding must be smaller than the kernel")
+        _require_int8_layer_arrays(self, self.out_channels)
+
+    @property
+    def fan_in(self) -> int:
+        return self.in_channels * self.kernel_h * self.kernel_w
+
+    def out_shape(self, shape: Tuple[int, ...]) -> Tuple[int, int, int]:
+        """Output (C, H, W) for an input (C, H, W)."""
+        _, h, w = shape
+        oh = (h + 2 * self.padding - self.kernel_h) // self.stride + 1
+        ow = (w + 2 * self.padding - self.kernel_w) // self.stride + 1
+        return (self.out_channels, oh, ow)
+
+
+@dataclass(frozen=True)
+class MaxPoolLayer:
+    """Max pooling of spikes, ``size`` x ``size`` windows with stride ``size`` (an OR; floor mode)."""
+
+    kind = "maxpool"
+    name: str
+    size: int
+
+    def check(self) -> None:
+        _require(self.size >= 1, "size must be >= 1")
+
+
+@dataclass(frozen=True)
+class FlattenLayer:
+    """(C, H, W) -> C*H*W, channel-major (torch's ``flatten`` order)."""
+
+    kind = "flatten"
+    name: str
+
+    def check(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class LinearLifLayer:
+    """Dense int8 weights, then integer LIF neurons with hard reset (same step as ``conv_lif``)."""
+
+    kind = "linear_lif"
+    name: str
+    n_in: int
+    n_out: int
+    decay: int  # Q16 membrane decay per step, in [0, 65536]
+    shift: int  # requantisation shift, in [1, 62]
+    weight: np.ndarray = _array("int8", 2)  # (n_out, n_in)
+    m: np.ndarray = _array("int64", 1)  # per output, in [0, 2**31)
+    bias: np.ndarray = _array("int32", 1)  # per output, state units per step
+    w_scale: np.ndarray = _array("float64", 1)  # float weight of one int8 step, per output
+
+    def check(self) -> None:
+        _require(self.weight.shape == (self.n_out, self.n_in), "weight has shape %s, expected (%d, %d)" % (self.weight.shape, self.n_out, self.n_in))
+        _require(self.n_out >= 1, "n_out must be >= 1")
+        _require_int8_layer_arrays(self, self.n_out)
+
+    @property
+    def fan_in(self) -> int:
+        return self.n_in
+
+
+@dataclass(frozen=True)
+class LinearReadout:
+    """Non-spiking dense int8 readout; its currents are averaged over the steps (the logits).
+
+    Output after step t: ``float64(sum over steps of weight @ x) * acc_scale / t + bias``.
+    """
+
+    kind = "linear_readout"
+    name: str
+    n_in: int
+    n_out: int
+    weight: np.ndarray = _array("int8", 2)  # (n_out, n_in)
+    acc_scale: np.ndarray = _array("float64", 1)  # output units of one accumulation step, per output
+    bias: np.ndarray = _array("float64", 1)  # per output, output units
+
+    def check(self) -> None:
+        _require(self.weight.shape == (self.n_out, self.n_in), "weight has shape %s, expected (%d, %d)" % (self.weight.shape, self.n_out, self.n_in))
+        _require(self.n_out >= 1, "n_out must be >= 1")
+        _require(self.acc_scale.shape == (self.n_out,) and self.bias.shape == (self.n_out,), "acc_scale and bias need %d entries" % self.n_out)
+        _require_scale(self.acc_scale, "acc_scale")
+        _require(bool(np.all(np.isfinite(self.bias))), "bias is not finite")
+
+    @property
+    def fan_in(self) -> int:
+        return self.n_in
+
+
+ConvLayer = Union[ConvLifLayer, MaxPoolLayer, FlattenLayer, LinearLifLayer]
+CONV_REGISTRY: Dict[str, Type[Any]] = {cls.kind: cls for cls in (ConvLifLayer, MaxPoolLayer, FlattenLayer, LinearLifLayer, LinearReadout)}
+CONV_LAYER_KINDS = ("conv_lif", "maxpool", "flatten", "linear_lif")
+
+
 Encoder = Union[DirectEncoder, RateEncoder, DeltaEncoder]
 REGISTRY: Dict[str, Type[Any]] = {
     cls.kind: cls for cls in (SparseMatrix, DirectEncoder, RateEncoder, DeltaEncoder, LifRecurrentLayer, TraceReadout)
@@ -238,6 +375,84 @@ class Bundle:
     def n_outputs(self) -> int:
         return self.readout.n_out
 
+
+
+@dataclass(frozen=True)
+class ConvBundle:
+    """A deployable convolutional SNN: the direct encoder, a chain of conv / pool / flatten /
+    linear layers and a linear readout, run for ``time_steps`` steps on the same image.
+
+    In the manifest it is marked by ``"model": "conv"`` (a manifest without ``model`` is a
+    recurrent ``Bundle``). ``output``: "last" (classification: the logits after the last step)
+    or "sequence" (the running average after every step).
+    """
+
+    model = "conv"
+    encoder: DirectEncoder  # n_inputs = C * H * W
+    input_shape: Tuple[int, int, int]  # (C, H, W) of one image
+    time_steps: int  # T, >= 1
+    layers: Tuple[ConvLayer, ...]
+    readout: LinearReadout
+    output: str = "last"
+    provenance: Dict[str, Any] = field(default_factory=dict)
+    sha256: str = ""  # filled in on write and load
+
+    def check(self) -> None:
+        _require(self.output in ("sequence", "last"), "output must be 'sequence' or 'last'")
+        _require(self.encoder.kind == "encoder.direct", "a conv model takes a direct encoder")
+        _require(len(self.input_shape) == 3 and all(isinstance(v, int) and v >= 1 for v in self.input_shape), "input_shape must be three integers >= 1")
+        _require(self.encoder.n_inputs == math.prod(self.input_shape), "the encoder has %d inputs, input_shape %s holds %d" % (self.encoder.n_inputs, list(self.input_shape), math.prod(self.input_shape)))
+        _require(self.time_steps >= 1, "time_steps must be >= 1")
+        _require(len(self.layers) >= 1, "a bundle needs at least one layer")
+        names = [layer.name for layer in self.layers] + [self.readout.name]
+        _require(len(set(names)) == len(names), "layer names are not unique")
+        self.shapes()
+
+    def shapes(self) -> List[Tuple[int, ...]]:
+        """The activation shape after each layer (the input's first), checking the chain:
+        channels and sizes match, pooling sees spikes, int32 accumulations cannot overflow."""
+        shape: Tuple[int, ...] = tuple(self.input_shape)
+        peak = (1 << (self.encoder.bits - 1)) - 1  # largest |input| a layer can see: the image's, then 1
+        out = [shape]
+        for i, layer in enumerate(self.layers):
+            where = "layers.%d (%s)" % (i, layer.kind)
+            if layer.kind in ("conv_lif", "maxpool", "flatten"):
+                _require(len(shape) == 3, "%s needs a (C, H, W) input, it gets %s" % (where, list(shape)))
+            if layer.kind == "conv_lif":
+                _require(shape[0] == layer.in_channels, "%s expects %d channels, it gets %d" % (where, layer.in_channels, shape[0]))
+                shape = layer.out_shape(shape)
+                _require(shape[1] >= 1 and shape[2] >= 1, "%s: the kernel does not fit the %dx%d input" % (where, out[-1][1], out[-1][2]))
+            elif layer.kind == "maxpool":
+                _require(peak == 1, "%s: max pooling takes spikes, not the real-valued image" % where)
+                shape = (shape[0], shape[1] // layer.size, shape[2] // layer.size)
+                _require(shape[1] >= 1 and shape[2] >= 1, "%s: the window is larger than its input" % where)
+            elif layer.kind == "flatten":
+                shape = (math.prod(shape),)
+            else:
+                _require(shape == (layer.n_in,), "%s expects %d inputs, it gets %s" % (where, layer.n_in, list(shape)))
+                shape = (layer.n_out,)
+            if layer.kind in ("conv_lif", "linear_lif"):
+                _require(128 * layer.fan_in * peak <= MAX_ACC, "%s: fan-in %d times inputs up to %d can overflow the int32 accumulation" % (where, layer.fan_in, peak))
+                peak = 1
+            out.append(shape)
+        _require(shape == (self.readout.n_in,), "readout expects %d inputs, it gets %s" % (self.readout.n_in, list(shape)))
+        _require(128 * self.readout.fan_in * peak <= MAX_ACC, "readout: fan-in %d times inputs up to %d can overflow the int32 accumulation" % (self.readout.n_in, peak))
+        return out
+
+    @property
+    def n_inputs(self) -> int:
+        return self.encoder.n_inputs
+
+    @property
+    def n_outputs(self) -> int:
+        return self.readout.n_out
+
+    @property
+    def spiking_layers(self) -> List[Any]:
+        return [layer for layer in self.layers if layer.kind in ("conv_lif", "linear_lif")]
+
+
+AnyBundle = Union[Bundle, ConvBundle]
 
 # ----------------------------------------------------------------------------- validation helpers
 
@@ -292,12 +507,13 @@ def _scalar(value: Any, annotation: str, where: str) -> Any:
     return value
 
 
-def _record_from_json(d: Any, where: str, arrays: Dict[str, np.ndarray], expect: Optional[str] = None) -> Any:
+def _record_from_json(d: Any, where: str, arrays: Dict[str, np.ndarray], expect: Union[None, str, Tuple[str, ...]] = None) -> Any:
+    """``expect``: the kind's prefix, or a tuple of allowed prefixes."""
     _require(isinstance(d, dict), "%s is not an object" % where)
     kind = d.get("kind")
-    _require(isinstance(kind, str) and kind in REGISTRY, "%s has unknown kind %r" % (where, kind))
-    _require(expect is None or kind.startswith(expect), "%s has kind %r, expected %s" % (where, kind, expect))
-    cls = REGISTRY[kind]
+    _require(isinstance(kind, str) and (kind in REGISTRY or kind in CONV_REGISTRY), "%s has unknown kind %r" % (where, kind))
+    _require(expect is None or kind.startswith(expect), "%s has kind %r, expected %s" % (where, kind, expect if isinstance(expect, str) else " or ".join(expect)))
+    cls = REGISTRY[kind] if kind in REGISTRY else CONV_REGISTRY[kind]
     values: Dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         sub = "%s.%s" % (where, f.name)
@@ -326,9 +542,23 @@ def _record_from_json(d: Any, where: str, arrays: Dict[str, np.ndarray], expect:
     return obj
 
 
-def bundle_to_manifest(bundle: Bundle) -> Tuple[dict, Dict[str, np.ndarray]]:
+def bundle_to_manifest(bundle: AnyBundle) -> Tuple[dict, Dict[str, np.ndarray]]:
     """The manifest (JSON-able dict) and the named arrays of a bundle."""
     arrays: Dict[str, np.ndarray] = {}
+    if isinstance(bundle, ConvBundle):
+        manifest = {
+            "format": FORMAT_NAME,
+            "schema_version": SCHEMA_VERSION,
+            "model": ConvBundle.model,
+            "input_shape": list(bundle.input_shape),
+            "time_steps": bundle.time_steps,
+            "encoder": _record_to_json(bundle.encoder, "encoder", arrays),
+            "layers": [_record_to_json(layer, "layers.%d" % i, arrays) for i, layer in enumerate(bundle.layers)],
+            "readout": _record_to_json(bundle.readout, "readout", arrays),
+            "output": bundle.output,
+            "provenance": bundle.provenance,
+        }
+        return manifest, arrays
     manifest = {
         "format": FORMAT_NAME,
         "schema_version": SCHEMA_VERSION,
@@ -341,7 +571,7 @@ def bundle_to_manifest(bundle: Bundle) -> Tuple[dict, Dict[str, np.ndarray]]:
     return manifest, arrays
 
 
-def bundle_from_manifest(manifest: Any, arrays: Dict[str, np.ndarray]) -> Bundle:
+def bundle_from_manifest(manifest: Any, arrays: Dict[str, np.ndarray]) -> AnyBundle:
     """Build and check a Bundle from a manifest dict; raises ``_Invalid`` on any problem."""
     _require(isinstance(manifest, dict), "the manifest is not a JSON object")
     _require(manifest.get("format") == FORMAT_NAME, "not a spikeedge bundle (format %r)" % manifest.get("format"))
@@ -356,10 +586,33 @@ def bundle_from_manifest(manifest: Any, arrays: Dict[str, np.ndarray]) -> Bundle
     _require(isinstance(provenance, dict), "provenance must be an object")
     output = manifest.get("output")
     _require(isinstance(output, str), "output must be a string")
+    model = manifest.get("model", "hrsnn")
+    _require(model in ("hrsnn", ConvBundle.model), "unknown model kind %r (expected 'hrsnn' or 'conv')" % (model,))
+    if model == ConvBundle.model:
+        return _conv_from_manifest(manifest, arrays, output, provenance)
     bundle = Bundle(
         encoder=_record_from_json(manifest.get("encoder"), "encoder", arrays, expect="encoder."),
         layers=tuple(_record_from_json(d, "layers.%d" % i, arrays, expect="lif_") for i, d in enumerate(manifest["layers"])),
         readout=_record_from_json(manifest.get("readout"), "readout", arrays, expect="trace_"),
+        output=output,
+        provenance=provenance,
+    )
+    bundle.check()
+    return bundle
+
+
+def _conv_from_manifest(manifest: dict, arrays: Dict[str, np.ndarray], output: str, provenance: dict) -> ConvBundle:
+    shape = manifest.get("input_shape")
+    ok = isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v < 1 << 31 for v in shape)
+    _require(ok, "input_shape must be a list of three integers >= 1")
+    steps = manifest.get("time_steps")
+    _require(isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps < 1 << 31, "time_steps must be an integer >= 1")
+    bundle = ConvBundle(
+        encoder=_record_from_json(manifest.get("encoder"), "encoder", arrays, expect="encoder.direct"),
+        input_shape=tuple(shape),
+        time_steps=steps,
+        layers=tuple(_record_from_json(d, "layers.%d" % i, arrays, expect=CONV_LAYER_KINDS) for i, d in enumerate(manifest["layers"])),
+        readout=_record_from_json(manifest.get("readout"), "readout", arrays, expect="linear_readout"),
         output=output,
         provenance=provenance,
     )
@@ -433,7 +686,7 @@ def _read_array(name: str, entry: Any, data: memoryview) -> np.ndarray:
     return arr.astype(np.dtype(dtype), copy=True)
 
 
-def dumps(bundle: Bundle) -> bytes:
+def dumps(bundle: AnyBundle) -> bytes:
     """The bundle as bytes (what ``save`` writes)."""
     try:
         for record in _records(bundle):
@@ -447,15 +700,17 @@ def dumps(bundle: Bundle) -> bytes:
         raise BundleError("cannot write bundle: %s" % str(exc).splitlines()[0]) from None
 
 
-def _records(bundle: Bundle) -> List[Any]:
+def _records(bundle: AnyBundle) -> List[Any]:
     """Every record of a bundle, nested sparse matrices included, for their own checks."""
     out: List[Any] = [bundle.encoder, bundle.readout]
+    if isinstance(bundle, ConvBundle):
+        return out + list(bundle.layers)
     for layer in bundle.layers:
         out += [layer, layer.w_in, layer.w_rec]
     return out
 
 
-def loads(blob: bytes, source: str = "<bytes>") -> Bundle:
+def loads(blob: bytes, source: str = "<bytes>") -> AnyBundle:
     """Parse and fully validate bundle bytes; ``source`` names the file in error messages."""
     try:
         manifest, arrays, digest = decode_bytes(blob)
@@ -465,7 +720,7 @@ def loads(blob: bytes, source: str = "<bytes>") -> Bundle:
     return dataclasses.replace(bundle, sha256=digest)
 
 
-def save(bundle: Bundle, path: Union[str, Path]) -> str:
+def save(bundle: AnyBundle, path: Union[str, Path]) -> str:
     """Write atomically (temporary file in the same folder, fsync, rename); returns the sha256."""
     path = Path(path)
     blob = dumps(bundle)
@@ -473,7 +728,7 @@ def save(bundle: Bundle, path: Union[str, Path]) -> str:
     return blob[-DIGEST_BYTES:].hex()
 
 
-def load(path: Union[str, Path]) -> Bundle:
+def load(path: Union[str, Path]) -> AnyBundle:
     """Read and validate a bundle file; any problem is a one-line ``BundleError``."""
     path = Path(path)
     try:

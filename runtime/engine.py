@@ -11,7 +11,7 @@ operation per (non-zero event, non-zero weight) pair, exactly what the gather to
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
@@ -87,6 +87,14 @@ class Session:
     Counters accumulate from ``start``. With ``record_spikes`` every step's spikes are kept
     (for tests and profiling).
     """
+
+    def __new__(cls, bundle: Any, *args: Any, **kwargs: Any) -> Any:
+        """A convolutional bundle opens a ``runtime.conv.ConvSession`` (the same interface)."""
+        if cls is Session and getattr(bundle, "model", None) == "conv":
+            from .conv import ConvSession
+
+            return ConvSession(bundle, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(self, bundle: Bundle, batch: int = 1, record_spikes: bool = False) -> None:
         self.bundle = bundle

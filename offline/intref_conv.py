@@ -1,0 +1,145 @@
+"""References for convolutional SNNs: the float forward of a ``FoldedNet`` and the dense integer
+reference of a ``ConvBundle``, both in torch.
+
+``folded_forward`` is the float semantics of ``offline/folded.py`` (float64), the yardstick of
+the int8 export. ``ConvIntegerReference`` re-derives every integer operation of
+``docs/quantization.md`` on its own: int64 ``conv2d`` and matrix products, torch shifts and
+clamps, pooling by ``amax``; it shares nothing with ``runtime/conv.py`` but the input encoder
+(``runtime.encoders.encode_direct``, which defines the integers both sides receive).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..runtime.bundle import ConvBundle
+from ..runtime.encoders import encode_direct
+from ..runtime.fixedpoint import DECAY_BITS, INT32_MAX, INT32_MIN, THRESHOLD
+from .folded import FoldedConv, FoldedFlatten, FoldedLinear, FoldedNet, FoldedPool
+
+
+def folded_forward(net: FoldedNet, x: np.ndarray, return_spikes: bool = False):
+    """Logits (N, n_classes) of images ``x`` (N, C, H, W) under the float model, float64.
+
+    With ``return_spikes`` also the spikes of every spiking layer, (T, N, ...) bool each.
+    """
+    img = torch.as_tensor(np.asarray(x, np.float64).reshape((-1,) + tuple(net.input_shape)))
+    mems: Dict[int, torch.Tensor] = {}
+    spikes: Dict[int, List[np.ndarray]] = {}
+    total = None
+    with torch.no_grad():
+        for _ in range(net.time_steps):
+            h = img
+            for i, layer in enumerate(net.layers):
+                if isinstance(layer, FoldedConv):
+                    w = torch.as_tensor(np.asarray(layer.weight, np.float64))
+                    b = torch.as_tensor(np.asarray(layer.bias, np.float64))
+                    h = _neuron(F.conv2d(h, w, b, stride=layer.stride, padding=layer.padding), mems, i, layer)
+                elif isinstance(layer, FoldedPool):
+                    h = F.max_pool2d(h, layer.size, layer.size)
+                elif isinstance(layer, FoldedFlatten):
+                    h = torch.flatten(h, 1)
+                elif isinstance(layer, FoldedLinear):
+                    w = torch.as_tensor(np.asarray(layer.weight, np.float64))
+                    b = torch.as_tensor(np.asarray(layer.bias, np.float64))
+                    current = F.linear(h, w, b)
+                    if not layer.spiking:
+                        total = current if total is None else total + current
+                        continue
+                    h = _neuron(current, mems, i, layer)
+                else:
+                    raise TypeError("unknown folded layer %r" % (layer,))
+                if i in mems:
+                    spikes.setdefault(i, []).append(h.numpy().astype(bool))
+    logits = (total / net.time_steps).numpy()
+    if return_spikes:
+        return logits, [np.stack(spikes[i]) for i in sorted(spikes)]
+    return logits
+
+
+def _neuron(current: torch.Tensor, mems: Dict[int, torch.Tensor], i: int, layer) -> torch.Tensor:
+    """``mem = decay * mem + current; s = mem >= threshold; mem = 0 where s`` (offline/folded.py)."""
+    mem = mems.get(i, torch.zeros_like(current)) * layer.decay + current
+    s = (mem >= layer.threshold).to(mem.dtype)
+    mems[i] = mem * (1 - s)
+    return s
+
+
+# ----------------------------------------------------------------------------- integer reference
+
+
+def _rs(x: torch.Tensor, bits: int) -> torch.Tensor:
+    return torch.div(x + (1 << (bits - 1)), 1 << bits, rounding_mode="floor")
+
+
+def _t(a: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(a, dtype=np.int64).copy())
+
+
+class ConvIntegerReference:
+    """Steps a ``ConvBundle`` with dense int64 torch arithmetic; same ``start``/``step``/``run``
+    use as ``runtime.conv.ConvSession``; ``spike_history[k]`` lists the k-th spiking layer's
+    spikes (bool numpy) per step."""
+
+    def __init__(self, bundle: ConvBundle) -> None:
+        self.bundle = bundle
+        self.layers = []
+        for layer in bundle.layers:
+            d = {"kind": layer.kind, "layer": layer}
+            if layer.kind in ("conv_lif", "linear_lif"):
+                d.update(w=_t(layer.weight), m=_t(layer.m), bias=_t(layer.bias))
+            self.layers.append(d)
+        ro = bundle.readout
+        self.w_out = _t(ro.weight)
+        self.acc_scale = torch.from_numpy(ro.acc_scale.copy())
+        self.out_bias = torch.from_numpy(ro.bias.copy())
+
+    def start(self, batch: int, first_frame: Optional[np.ndarray] = None) -> None:
+        self.batch = batch
+        self.mem: Dict[int, torch.Tensor] = {}
+        self.total = torch.zeros(batch, self.bundle.readout.n_out, dtype=torch.int64)
+        self.steps = 0
+        self.spike_history: List[List[np.ndarray]] = [[] for layer in self.layers if layer["kind"] in ("conv_lif", "linear_lif")]
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        enc = self.bundle.encoder
+        img = np.asarray(x, np.float64).reshape((self.batch,) + tuple(self.bundle.input_shape))
+        h = torch.from_numpy(encode_direct(img, enc.scale, enc.bits).astype(np.int64))
+        k = 0
+        for i, d in enumerate(self.layers):
+            layer = d["layer"]
+            if d["kind"] == "maxpool":
+                s = layer.size
+                b, c, hh, ww = h.shape
+                h = h[:, :, : hh // s * s, : ww // s * s].reshape(b, c, hh // s, s, ww // s, s).amax(dim=(3, 5))
+                continue
+            if d["kind"] == "flatten":
+                h = h.reshape(h.shape[0], -1)
+                continue
+            if d["kind"] == "conv_lif":
+                acc = F.conv2d(h, d["w"], stride=layer.stride, padding=layer.padding)
+                m, bias = d["m"].view(-1, 1, 1), d["bias"].view(-1, 1, 1)
+            else:
+                acc = h @ d["w"].T
+                m, bias = d["m"], d["bias"]
+            mem = self.mem.get(i, torch.zeros_like(acc))
+            v = _rs(layer.decay * mem, DECAY_BITS) + _rs(acc * m, layer.shift) + bias
+            v = torch.clamp(v, INT32_MIN, INT32_MAX)
+            s = (v >= THRESHOLD).to(torch.int64)
+            self.mem[i] = v * (1 - s)
+            self.spike_history[k].append(s.numpy().astype(bool))
+            k += 1
+            h = s
+        self.total += h.reshape(h.shape[0], -1) @ self.w_out.T
+        self.steps += 1
+        return (self.total.to(torch.float64) * self.acc_scale / self.steps + self.out_bias).numpy()
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        """Outputs (batch, time_steps, n_out) of images (batch, C, H, W)."""
+        images = np.asarray(images, np.float64)
+        self.start(images.shape[0])
+        return np.stack([self.step(images) for _ in range(self.bundle.time_steps)], axis=1)

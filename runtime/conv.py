@@ -1,0 +1,317 @@
+"""Inference of a convolutional SNN bundle (``ConvBundle``), in numpy.
+
+The integer model (``docs/quantization.md``, section "Convolutional SNNs"), per time step and
+per layer; ``x`` is the directly encoded image (int, ``bits`` wide) for the first layer and
+binary spikes after it::
+
+    acc = conv2d(x, weight, stride, padding)   or   weight @ x         (int32, exact)
+    v   = sat32( rs(decay * mem, 16) + rs(acc * m, shift) + bias )
+    s   = v >= THRESHOLD;   mem = v * (1 - s)                          (hard reset)
+
+Max pooling of spikes is an OR over each window; flatten is channel-major; the readout sums
+``weight @ x`` over the steps in int64 and reports ``float64(sum) * acc_scale / steps + bias``.
+
+Two ways to compute a layer's accumulation, both exact and interchangeable (the tests hold them
+to the offline integer reference bit for bit):
+
+* ``event``: every non-zero input (a spike at channel c, position (y, x)) scatters its kernel
+  slice ``weight[:, c]`` into the output positions it reaches (one ``bincount`` over all the
+  (event, kernel offset, output channel) triples); a linear layer gathers the weight columns of
+  its active inputs. Work is proportional to the number of events.
+* ``dense``: im2col and one BLAS product over all positions, in float32 where every partial sum
+  is an integer below 2**24 (spike inputs: ``128 * fan-in < 2**24``), else float64 (exact below
+  2**53; the bundle's load check bounds every accumulation by 2**31).
+
+``auto`` (the default) takes the event path when the layer's input activity is below
+``EVENT_MAX_ACTIVITY`` (measured with ``benchmarks/conv_runtime.py``; ``docs/quantization.md``
+has the numbers). Synaptic operations are counted the same way whatever the path: one per
+(non-zero input, non-zero weight) pair that reaches an output, NeuroBench's Eff_ACs (Eff_MACs
+for the real-valued image).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .bundle import ConvBundle, ConvLifLayer, LinearLifLayer, LinearReadout
+from .encoders import encode_direct
+from .engine import RunResult
+from .fixedpoint import DECAY_BITS, THRESHOLD, rshift_round, saturate32
+
+METHODS = ("auto", "event", "dense")
+# Input activity (fraction of non-zero inputs) below which ``auto`` scatters events instead of the
+# dense product; measured per layer kind with benchmarks/conv_runtime.py (docs/quantization.md).
+EVENT_MAX_ACTIVITY = {"conv_lif": 0.0, "linear_lif": 0.0, "linear_readout": 0.0}
+FLOAT32_EXACT = 1 << 24
+
+
+def lif_hard_step_int(acc: np.ndarray, mem: np.ndarray, m: np.ndarray, shift: int, bias: np.ndarray, decay: int) -> Tuple[np.ndarray, np.ndarray]:
+    """One step of integer LIF neurons with hard reset; ``m`` and ``bias`` broadcast over
+    ``acc`` (int64). Returns (spikes as bool, new membrane as int32)."""
+    v = rshift_round(np.int64(decay) * mem.astype(np.int64), DECAY_BITS) + rshift_round(acc * m, shift) + bias
+    v = saturate32(v)
+    spikes = v >= THRESHOLD
+    v[spikes] = 0
+    return spikes, v.astype(np.int32)
+
+
+# ----------------------------------------------------------------------------- accumulations
+
+
+def im2col(x: np.ndarray, kh: int, kw: int, stride: int, padding: int, dtype: Any) -> np.ndarray:
+    """(B, C, H, W) -> (B, C*kh*kw, OH*OW) in ``dtype``; rows in ``weight.reshape(O, -1)`` order."""
+    x = x.astype(dtype, copy=False)
+    if padding:
+        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    x = np.ascontiguousarray(x)
+    b, c, h, w = x.shape
+    oh, ow = (h - kh) // stride + 1, (w - kw) // stride + 1
+    sb, sc, sh, sw = x.strides
+    view = as_strided(x, (b, c, kh, kw, oh, ow), (sb, sc, sh, sw, sh * stride, sw * stride), writeable=False)
+    return view.reshape(b, c * kh * kw, oh * ow)
+
+
+class ConvOp:
+    """The accumulation of one ``conv_lif`` layer, by events or dense, with its synapse counts."""
+
+    def __init__(self, layer: ConvLifLayer, in_shape: Tuple[int, ...], peak: int) -> None:
+        self.layer = layer
+        self.in_shape = tuple(in_shape)
+        self.out_shape = layer.out_shape(in_shape)
+        o, c, kh, kw = layer.weight.shape
+        exact32 = 128 * layer.fan_in * peak < FLOAT32_EXACT
+        self.dtype = np.float32 if exact32 else np.float64
+        self.w2 = layer.weight.reshape(o, -1).astype(self.dtype)  # dense: (O, C*kh*kw)
+        # events: kernel slices by (input channel, kernel offset) -> the O weights they scatter
+        self.wk = np.ascontiguousarray(layer.weight.transpose(1, 2, 3, 0).reshape(c, kh * kw, o)).astype(np.float64)
+        self.nnz = np.count_nonzero(self.wk, axis=2)  # (C, kh*kw): weights reached per (event, offset)
+        self.nnz_flat = self.nnz.reshape(-1).astype(np.int64)  # the same in im2col row order
+        ky, kx = np.divmod(np.arange(kh * kw), kw)
+        self.ky, self.kx = ky, kx
+        self.channel_offsets = np.arange(o, dtype=np.int64) * (self.out_shape[1] * self.out_shape[2])
+
+    def dense(self, x: np.ndarray) -> Tuple[np.ndarray, int]:
+        ly = self.layer
+        cols = im2col(x, ly.kernel_h, ly.kernel_w, ly.stride, ly.padding, self.dtype)
+        acc = np.matmul(self.w2, cols)  # (B, O, OH*OW), exact integers
+        synops = int(np.count_nonzero(cols, axis=2).sum(axis=0) @ self.nnz_flat)
+        return acc.astype(np.int64).reshape((x.shape[0],) + self.out_shape), synops
+
+    def event(self, x: np.ndarray) -> Tuple[np.ndarray, int]:
+        ly = self.layer
+        batch = x.shape[0]
+        _, oh, ow = self.out_shape
+        o = ly.out_channels
+        size = batch * o * oh * ow
+        b, c, y, xx = np.nonzero(x)
+        if b.size == 0:
+            return np.zeros((batch,) + self.out_shape, np.int64), 0
+        # output row reached from input row y through kernel row ky: oy * stride = y + padding - ky
+        ny = y[:, None] + (ly.padding - self.ky)[None, :]
+        nx = xx[:, None] + (ly.padding - self.kx)[None, :]
+        s = ly.stride
+        valid = (ny >= 0) & (nx >= 0) & (ny < oh * s) & (nx < ow * s)
+        if s > 1:
+            valid &= (ny % s == 0) & (nx % s == 0)
+        e, k = np.nonzero(valid)
+        base = b[e].astype(np.int64) * (o * oh * ow) + (ny[e, k] // s) * ow + nx[e, k] // s
+        ce = c[e]
+        w = self.wk[ce, k]  # (n, O) float64
+        vals = x[b, c, y, xx]
+        if not np.all(vals == 1):
+            w = w * vals[e, None]
+        targets = base[:, None] + self.channel_offsets[None, :]
+        acc = np.bincount(targets.ravel(), weights=w.ravel(), minlength=size)
+        synops = int(self.nnz[ce, k].sum())
+        return acc.astype(np.int64).reshape((batch,) + self.out_shape), synops
+
+
+class LinearOp:
+    """The accumulation ``weight @ x`` of a ``linear_lif`` layer or the readout."""
+
+    def __init__(self, layer: Any, peak: int) -> None:
+        self.layer = layer
+        exact32 = 128 * layer.n_in * peak < FLOAT32_EXACT
+        self.dtype = np.float32 if exact32 else np.float64
+        self.wt = np.ascontiguousarray(layer.weight.T)  # (n_in, n_out) int8: one row per input
+        self.wt_f = self.wt.astype(self.dtype)
+        self.nnz = np.count_nonzero(self.wt, axis=1).astype(np.int64)  # per input
+
+    def dense(self, x: np.ndarray) -> Tuple[np.ndarray, int]:
+        acc = x.astype(self.dtype) @ self.wt_f
+        return acc.astype(np.int64), int(np.count_nonzero(x, axis=0) @ self.nnz)
+
+    def event(self, x: np.ndarray) -> Tuple[np.ndarray, int]:
+        acc = np.zeros((x.shape[0], self.layer.n_out), np.int64)
+        synops = 0
+        for i in range(x.shape[0]):
+            (active,) = np.nonzero(x[i])
+            rows = self.wt[active].astype(np.int64)
+            if not np.all(x[i, active] == 1):
+                rows *= x[i, active, None]
+            acc[i] = rows.sum(axis=0)
+            synops += int(self.nnz[active].sum())
+        return acc, synops
+
+
+def _accumulate(op: Any, x: np.ndarray, method: str) -> Tuple[np.ndarray, int]:
+    if method == "auto":
+        activity = np.count_nonzero(x) / max(1, x.size)
+        method = "event" if activity < EVENT_MAX_ACTIVITY[op.layer.kind] else "dense"
+    return op.event(x) if method == "event" else op.dense(x)
+
+
+# ----------------------------------------------------------------------------- session
+
+
+class ConvSession:
+    """A loaded ``ConvBundle`` ready to classify a batch of images; the same use as ``Session``.
+
+    ``run(images)`` runs ``time_steps`` steps on (batch, C, H, W) images; ``start(batch)`` and
+    ``step(x)`` advance one step at a time (``x``: (batch, C*H*W) or (batch, C, H, W), the same
+    image every step for the model's semantics). Each step returns the readout's running
+    average, so after ``time_steps`` steps it is the logits. ``method``: "auto", "event" or
+    "dense" (the accumulation path of every layer; results are identical).
+    """
+
+    def __init__(self, bundle: ConvBundle, batch: int = 1, record_spikes: bool = False, method: str = "auto") -> None:
+        if method not in METHODS:
+            raise ValueError("method must be one of %s" % (METHODS,))
+        self.bundle = bundle
+        self.record_spikes = record_spikes
+        self.method = method
+        self.shapes = bundle.shapes()
+        peak = (1 << (bundle.encoder.bits - 1)) - 1
+        self.ops: List[Any] = []
+        for layer, shape in zip(bundle.layers, self.shapes):
+            if layer.kind == "conv_lif":
+                self.ops.append(ConvOp(layer, shape, peak))
+            elif layer.kind == "linear_lif":
+                self.ops.append(LinearOp(layer, peak))
+            else:
+                self.ops.append(None)
+            if layer.kind in ("conv_lif", "linear_lif"):
+                peak = 1
+        self.readout_op = LinearOp(bundle.readout, peak)
+        self._consts = [self._neuron_consts(layer) for layer in bundle.layers]
+        self.start(batch)
+
+    @staticmethod
+    def _neuron_consts(layer: Any) -> Optional[Tuple[np.ndarray, np.ndarray]]:
+        if layer.kind == "conv_lif":
+            return layer.m.reshape(-1, 1, 1), layer.bias.astype(np.int64).reshape(-1, 1, 1)
+        if layer.kind == "linear_lif":
+            return layer.m, layer.bias.astype(np.int64)
+        return None
+
+    def start(self, batch: int, first_frame: Optional[np.ndarray] = None) -> None:
+        """Resting state for ``batch`` images and zeroed counters (``first_frame`` is unused:
+        the direct encoder has no state; it is accepted for the ``Session`` interface)."""
+        self.batch = batch
+        self.mem = {}
+        for layer, shape in zip(self.bundle.layers, self.shapes[1:]):
+            if layer.kind in ("conv_lif", "linear_lif"):
+                self.mem[layer.name] = np.zeros((batch,) + tuple(shape), np.int32)
+        self.total = np.zeros((batch, self.bundle.readout.n_out), np.int64)
+        self.spike_counts = {name: 0 for name in self.mem}
+        self.layer_synops: Dict[str, int] = {layer.name: 0 for layer in self.bundle.layers if layer.kind in ("conv_lif", "linear_lif")}
+        self.layer_synops[self.bundle.readout.name] = 0
+        self.spike_history: List[List[np.ndarray]] = [[] for _ in self.mem]
+        self.synops = 0
+        self.steps = 0
+        self._first: Optional[Tuple[np.ndarray, int]] = None  # cached first accumulation (run)
+
+    @property
+    def neurons(self) -> Dict[str, int]:
+        return {name: int(np.prod(mem.shape[1:])) for name, mem in self.mem.items()}
+
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """Images (batch, C, H, W) or (batch, C*H*W) -> input integers (batch, C, H, W)."""
+        x = np.asarray(x, np.float64).reshape((self.batch,) + tuple(self.bundle.input_shape))
+        return encode_direct(x, self.bundle.encoder.scale, self.bundle.encoder.bits)
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        """One time step: images in, the readout's running average (batch, n_out) out."""
+        return self._advance(self.encode(x), reuse_first=False)
+
+    def _advance(self, events: np.ndarray, reuse_first: bool) -> np.ndarray:
+        x: np.ndarray = events
+        first = True
+        k = 0
+        for i, (layer, op) in enumerate(zip(self.bundle.layers, self.ops)):
+            if layer.kind == "maxpool":
+                size = layer.size
+                b, c, h, w = x.shape
+                oh, ow = h // size, w // size
+                x = x[:, :, : oh * size, : ow * size].reshape(b, c, oh, size, ow, size).max(axis=(3, 5))
+                continue
+            if layer.kind == "flatten":
+                x = x.reshape(x.shape[0], -1)
+                continue
+            acc, synops = self._weighted(op, x, first and reuse_first)
+            first = False
+            self.synops += synops
+            self.layer_synops[layer.name] += synops
+            m, bias = self._consts[i]
+            spikes, self.mem[layer.name] = lif_hard_step_int(acc, self.mem[layer.name], m, layer.shift, bias, layer.decay)
+            self.spike_counts[layer.name] += int(np.count_nonzero(spikes))
+            if self.record_spikes:
+                self.spike_history[k].append(spikes)
+            k += 1
+            x = spikes.view(np.uint8) if spikes.dtype == np.bool_ else spikes
+        acc, synops = self._weighted(self.readout_op, x.reshape(x.shape[0], -1), first and reuse_first)
+        self.synops += synops
+        self.layer_synops[self.bundle.readout.name] += synops
+        self.total += acc
+        self.steps += 1
+        return self.readout_values()
+
+    def _weighted(self, op: Any, x: np.ndarray, reuse: bool) -> Tuple[np.ndarray, int]:
+        """The layer's accumulation; the first layer's is computed once per ``run`` (the same
+        image enters every step) and its synaptic operations are counted every step."""
+        if reuse and self._first is not None:
+            return self._first
+        out = _accumulate(op, x, self.method)
+        if reuse:
+            self._first = out
+        return out
+
+    def readout_values(self) -> np.ndarray:
+        """The readout's currents averaged over the steps so far: (batch, n_out) float64."""
+        ro: LinearReadout = self.bundle.readout
+        return self.total.astype(np.float64) * ro.acc_scale / max(1, self.steps) + ro.bias
+
+    def run(self, images: np.ndarray, steps: Optional[int] = None) -> RunResult:
+        """Classify images (batch, C, H, W) or (C, H, W) over ``time_steps`` steps (or ``steps``);
+        ``outputs`` (batch, steps, n_out) holds the running average, ``[:, -1]`` the logits."""
+        images = np.asarray(images, np.float64)
+        shape = tuple(self.bundle.input_shape)
+        if images.shape == shape:
+            images = images[None]
+        if images.ndim == 2 and images.shape[1] == self.bundle.n_inputs:
+            images = images.reshape((images.shape[0],) + shape)
+        if images.shape[1:] != shape:
+            raise ValueError("images have shape %s; the model takes (batch,) + %s" % (images.shape, shape))
+        self.start(images.shape[0])
+        events = self.encode(images)
+        n = self.bundle.time_steps if steps is None else steps
+        outputs = np.empty((self.batch, n, self.bundle.n_outputs))
+        for t in range(n):
+            outputs[:, t] = self._advance(events, reuse_first=True)
+        return self.result(outputs)
+
+    def result(self, outputs: np.ndarray) -> RunResult:
+        return RunResult(
+            outputs=outputs,
+            spike_counts=dict(self.spike_counts),
+            synops=self.synops,
+            steps=self.steps,
+            batch=self.batch,
+            neurons=self.neurons,
+        )
+
+
+__all__: List[str] = ["ConvSession", "ConvOp", "LinearOp", "lif_hard_step_int", "im2col", "METHODS", "EVENT_MAX_ACTIVITY"]
