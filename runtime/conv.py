@@ -44,7 +44,7 @@ from .fixedpoint import DECAY_BITS, THRESHOLD, rshift_round, saturate32
 METHODS = ("auto", "event", "dense")
 # Input activity (fraction of non-zero inputs) below which ``auto`` scatters events instead of the
 # dense product; measured per layer kind with benchmarks/conv_runtime.py (docs/quantization.md).
-EVENT_MAX_ACTIVITY = {"conv_lif": 0.0, "linear_lif": 0.0, "linear_readout": 0.0}
+EVENT_MAX_ACTIVITY = {"conv_lif": 0.01, "linear_lif": 0.05, "linear_readout": 0.05}
 FLOAT32_EXACT = 1 << 24
 
 
@@ -85,19 +85,31 @@ class ConvOp:
         exact32 = 128 * layer.fan_in * peak < FLOAT32_EXACT
         self.dtype = np.float32 if exact32 else np.float64
         self.w2 = layer.weight.reshape(o, -1).astype(self.dtype)  # dense: (O, C*kh*kw)
+        self.w3 = self.w2.reshape(o, c, kh * kw)  # the same by input channel
         # events: kernel slices by (input channel, kernel offset) -> the O weights they scatter
         self.wk = np.ascontiguousarray(layer.weight.transpose(1, 2, 3, 0).reshape(c, kh * kw, o)).astype(np.float64)
         self.nnz = np.count_nonzero(self.wk, axis=2)  # (C, kh*kw): weights reached per (event, offset)
         self.nnz_flat = self.nnz.reshape(-1).astype(np.int64)  # the same in im2col row order
+        self.nnz = self.nnz.astype(np.int64)
         ky, kx = np.divmod(np.arange(kh * kw), kw)
         self.ky, self.kx = ky, kx
         self.channel_offsets = np.arange(o, dtype=np.int64) * (self.out_shape[1] * self.out_shape[2])
 
     def dense(self, x: np.ndarray) -> Tuple[np.ndarray, int]:
+        """im2col and one product, over the input channels with at least one event in the
+        batch (a silent channel contributes nothing: its rows of the product are skipped)."""
         ly = self.layer
+        active = np.flatnonzero(x.any(axis=(0, 2, 3)))
+        if active.size == 0:
+            return np.zeros((x.shape[0],) + self.out_shape, np.int64), 0
+        w2, nnz = self.w2, self.nnz_flat
+        if active.size < ly.in_channels:
+            x = x[:, active]
+            w2 = self.w3[:, active].reshape(ly.out_channels, -1)
+            nnz = self.nnz[active].reshape(-1)
         cols = im2col(x, ly.kernel_h, ly.kernel_w, ly.stride, ly.padding, self.dtype)
-        acc = np.matmul(self.w2, cols)  # (B, O, OH*OW), exact integers
-        synops = int(np.count_nonzero(cols, axis=2).sum(axis=0) @ self.nnz_flat)
+        acc = np.matmul(w2, cols)  # (B, O, OH*OW), exact integers
+        synops = int(np.count_nonzero(cols, axis=2).sum(axis=0) @ nnz)
         return acc.astype(np.int64).reshape((x.shape[0],) + self.out_shape), synops
 
     def event(self, x: np.ndarray) -> Tuple[np.ndarray, int]:

@@ -148,3 +148,25 @@ def test_long_runs_and_saturation_stay_exact():
     bundle = quantize_folded(net, x, input_bits=16)
     assert np.array_equal(Session(bundle, method="event").run(x).outputs, ConvIntegerReference(bundle).run(x))
     assert np.array_equal(Session(bundle, method="dense").run(x).outputs, ConvIntegerReference(bundle).run(x))
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.005, 0.05, 0.3, 1.0])
+@pytest.mark.parametrize("stride,padding", [(1, 0), (1, 1), (2, 0), (2, 1)])
+def test_conv_accumulation_paths_equal_torch_conv2d(rate, stride, padding):
+    """Both accumulation paths of one conv layer equal int64 ``conv2d``, with silent input
+    channels (the dense path skips them) and inputs of any sign (the image)."""
+    from spikeedge.runtime.conv import ConvOp
+
+    rng = np.random.default_rng(int(rate * 1000) + stride * 10 + padding)
+    w = rng.integers(-128, 128, size=(5, 4, 3, 3)).astype(np.int8)
+    w[1] = 0  # an output channel without weights
+    layer = fmt.ConvLifLayer("c", 4, 5, 3, 3, stride, padding, 65536, 16, w, np.ones(5, np.int64), np.zeros(5, np.int32), np.ones(5))
+    for values in ([1], [-3, 7, 32767, -32767]):
+        x = (rng.random((3, 4, 9, 8)) < rate) * rng.choice(values, size=(3, 4, 9, 8))
+        x[:, 2] = 0  # a silent input channel
+        op = ConvOp(layer, (4, 9, 8), max(abs(v) for v in values))
+        expected = F.conv2d(torch.from_numpy(x.astype(np.int64)), torch.from_numpy(w.astype(np.int64)), stride=stride, padding=padding).numpy()
+        (a, n_a), (b, n_b) = op.event(x), op.dense(x)
+        assert np.array_equal(a, expected) and np.array_equal(b, expected)
+        nz = F.conv2d(torch.from_numpy((x != 0).astype(np.float64)), torch.from_numpy((w != 0).astype(np.float64)), stride=stride, padding=padding)
+        assert n_a == n_b == int(nz.sum())
