@@ -7,12 +7,14 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from .bundle import SCHEMA_VERSION, Bundle
+from .bundle import SCHEMA_VERSION, AnyBundle, ConvBundle
 
 
-def describe(bundle: Bundle, path: Optional[Path] = None) -> Dict[str, Any]:
+def describe(bundle: AnyBundle, path: Optional[Path] = None) -> Dict[str, Any]:
     """Layers, neurons, synapses (with and without the readout), connection sparsity,
     footprint (NeuroBench's dense count, zeros included) beside the real file size."""
+    if isinstance(bundle, ConvBundle):
+        return _with_file(describe_conv(bundle), path)
     layers = []
     dense_weights = nonzero = 0
     footprint = 0
@@ -46,7 +48,70 @@ def describe(bundle: Bundle, path: Optional[Path] = None) -> Dict[str, Any]:
         "footprint_bytes_dense": int(footprint),
         "provenance": bundle.provenance,
     }
+    return _with_file(result, path)
+
+
+def _with_file(result: Dict[str, Any], path: Optional[Path]) -> Dict[str, Any]:
     if path is not None:
         result["file"] = str(path)
         result["file_bytes"] = Path(path).stat().st_size
     return result
+
+
+def describe_conv(bundle: ConvBundle) -> Dict[str, Any]:
+    """A conv bundle: per layer its output shape, neurons, stored weights (synapses), parameters
+    (weights and biases) and dense MACs per time step; totals, per inference = ``time_steps``
+    steps. Synapses count non-zero int8 weights; MACs count every weight position."""
+    shapes = bundle.shapes()
+    layers = []
+    totals = {"neurons": 0, "synapses": 0, "parameters": 0, "macs": 0, "footprint": 0, "dense_weights": 0}
+    for layer, shape_in, shape in zip(bundle.layers, shapes, shapes[1:]):
+        row: Dict[str, Any] = {"name": layer.name, "kind": layer.kind, "output_shape": list(shape)}
+        if layer.kind in ("conv_lif", "linear_lif"):
+            w = layer.weight
+            per_out = int(np.prod(shape[1:])) if layer.kind == "conv_lif" else 1
+            neurons = int(np.prod(shape))
+            row.update(neurons=neurons, synapses=int(np.count_nonzero(w)), parameters=int(w.size + layer.bias.size),
+                       macs=int(w.size * per_out), decay_q16=layer.decay)
+            if layer.kind == "conv_lif":
+                row.update(channels=[layer.in_channels, layer.out_channels], kernel=[layer.kernel_h, layer.kernel_w],
+                           stride=layer.stride, padding=layer.padding)
+            totals["neurons"] += neurons
+            totals["synapses"] += row["synapses"]
+            totals["parameters"] += row["parameters"]
+            totals["macs"] += row["macs"]
+            totals["dense_weights"] += w.size
+            totals["footprint"] += w.size + sum(getattr(layer, k).nbytes for k in ("m", "bias", "w_scale"))
+        elif layer.kind == "maxpool":
+            row["size"] = layer.size
+        layers.append(row)
+    ro = bundle.readout
+    readout_nnz = int(np.count_nonzero(ro.weight))
+    footprint = totals["footprint"] + ro.weight.size + ro.acc_scale.nbytes + ro.bias.nbytes
+    macs = totals["macs"] + ro.weight.size
+    without = totals["synapses"]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "sha256": bundle.sha256,
+        "model": bundle.model,
+        "encoder": "direct",
+        "input_bits": bundle.encoder.bits,
+        "input_shape": list(bundle.input_shape),
+        "time_steps": bundle.time_steps,
+        "inputs": bundle.n_inputs,
+        "outputs": bundle.n_outputs,
+        "output_mode": bundle.output,
+        "layers": layers,
+        "readout": {"name": ro.name, "inputs": ro.n_in, "outputs": ro.n_out, "synapses": readout_nnz},
+        "neurons": totals["neurons"],
+        "synapses": {"without_readout": without, "with_readout": without + readout_nnz, "readout": readout_nnz},
+        "parameters": totals["parameters"] + ro.weight.size + ro.bias.size,
+        "macs_per_step": macs,
+        "macs_per_inference": macs * bundle.time_steps,
+        "connection_sparsity": {
+            "without_readout": 1.0 - without / max(1, totals["dense_weights"]),
+            "with_readout": 1.0 - (without + readout_nnz) / max(1, totals["dense_weights"] + ro.weight.size),
+        },
+        "footprint_bytes_dense": int(footprint),
+        "provenance": bundle.provenance,
+    }
