@@ -181,3 +181,72 @@ def test_vermin_flags_code_newer_than_3_8(tmp_path: Path) -> None:
     proc = _vermin("new.py", cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "math.lcm" in proc.stdout
+
+
+# ----------------------------------------------------------------------------- conv bundles on a board
+
+
+CONV_CHILD = textwrap.dedent(
+    """
+    import contextlib, io, json, sys
+
+    BLOCKED = set(%r)
+
+    class RefuseOffline:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ImportError("No module named %%r (blocked: board install)" %% name)
+            return None
+
+    sys.meta_path.insert(0, RefuseOffline())
+
+    import numpy as np
+    from spikeedge.cli.app import main
+    from spikeedge.runtime import bundle as fmt
+    from spikeedge.runtime.engine import Session
+
+    bundle_path, inputs_path = sys.argv[1:3]
+    with np.load(inputs_path) as z:
+        x, expected = z["x"], z["outputs"]
+    report = {}
+    for method in ("event", "dense", "auto"):
+        report[method] = bool(np.array_equal(Session(fmt.load(bundle_path), method=method).run(x).outputs, expected))
+
+    def cli(*argv):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(list(argv))
+        return {"rc": rc, "out": out.getvalue(), "err": err.getvalue()}
+
+    report["info"] = cli("info", bundle_path, "--json")
+    report["run"] = cli("run", bundle_path, "--input", inputs_path, "--json")
+    report["imported"] = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+    sys.stdout.write(json.dumps(report) + "\\n")
+    """
+    % (BLOCKED,)
+)
+
+
+def test_board_runs_conv_bundles_without_offline_packages(tmp_path: Path) -> None:
+    """A conv bundle made by the offline quantizer runs bit-identically without torch."""
+    pytest.importorskip("torch")
+    from test_conv_runtime_exact import net_and_bundle
+
+    from spikeedge.runtime import bundle as fmt
+    from spikeedge.runtime.engine import Session
+
+    _, bundle, x = net_and_bundle("vgg28", 0)
+    path = tmp_path / "conv.seb"
+    fmt.save(bundle, path)
+    result = Session(bundle).run(x)
+    np.savez(tmp_path / "images.npz", x=x, outputs=result.outputs)
+    proc = subprocess.run([sys.executable, "-c", CONV_CHILD, str(path), str(tmp_path / "images.npz")],
+                          cwd=str(tmp_path), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["imported"] == []
+    assert report["event"] and report["dense"] and report["auto"]
+    assert report["info"]["rc"] == 0 and json.loads(report["info"]["out"])["model"] == "conv"
+    run = json.loads(report["run"]["out"])
+    assert report["run"]["rc"] == 0 and run["synops"] == result.synops
+    assert run["predictions"] == np.argmax(result.outputs[:, -1], axis=1).tolist()
