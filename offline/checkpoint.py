@@ -1,7 +1,10 @@
 """Checkpoints: an ``.npz`` of the model's tensors plus a JSON record, never a pickle.
 
-The record carries the model config (so the checkpoint rebuilds its own model), the task and
-what training and pruning did. Written atomically.
+The record carries the model kind (``model``: ``hrsnn`` or ``convsnn``) and its config (so the
+checkpoint rebuilds its own model), the task and what training and pruning did. Written
+atomically. ``load_checkpoint`` returns an HRSNN unless the caller asks for another kind
+(``kind="convsnn"`` or ``kind="any"``), so code written for HRSNNs keeps its one-line error on a
+conv checkpoint.
 """
 
 from __future__ import annotations
@@ -23,9 +26,16 @@ RECORD_KEY = "__record__"
 CHECKPOINT_VERSION = 1
 
 
-def save_checkpoint(model: HRSNN, path: Union[str, Path], record: Dict[str, Any]) -> None:
-    """Write ``model`` and its ``record`` (JSON-able) to ``path``."""
-    doc = dict(record, model="hrsnn", config=model.cfg.to_dict(), checkpoint_version=CHECKPOINT_VERSION)
+KINDS = ("hrsnn", "convsnn")
+
+
+def _kind(model: Any) -> str:
+    return "hrsnn" if isinstance(model, HRSNN) else "convsnn"
+
+
+def save_checkpoint(model: Any, path: Union[str, Path], record: Dict[str, Any]) -> None:
+    """Write ``model`` (an HRSNN or a ConvSNN) and its ``record`` (JSON-able) to ``path``."""
+    doc = dict(record, model=_kind(model), config=model.cfg.to_dict(), checkpoint_version=CHECKPOINT_VERSION)
     arrays = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
     arrays[RECORD_KEY] = np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8)
     buf = io.BytesIO()
@@ -33,8 +43,9 @@ def save_checkpoint(model: HRSNN, path: Union[str, Path], record: Dict[str, Any]
     write_atomic(Path(path), buf.getvalue())
 
 
-def load_checkpoint(path: Union[str, Path]) -> Tuple[HRSNN, Dict[str, Any]]:
-    """Rebuild the model a checkpoint describes; ``ModelError`` (one line) if it cannot."""
+def load_checkpoint(path: Union[str, Path], kind: str = "hrsnn") -> Tuple[Any, Dict[str, Any]]:
+    """Rebuild the model a checkpoint describes; ``ModelError`` (one line) if it cannot or if it
+    is not of ``kind`` (``hrsnn``, ``convsnn`` or ``any``)."""
     path = Path(path)
     if not path.is_file():
         raise ModelError("%s: no such checkpoint" % path)
@@ -46,9 +57,18 @@ def load_checkpoint(path: Union[str, Path]) -> Tuple[HRSNN, Dict[str, Any]]:
         record = json.loads(arrays.pop(RECORD_KEY).tobytes().decode("utf-8"))
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as exc:
         raise ModelError("%s: not a spikeedge checkpoint (%s)" % (path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)) from None
-    if record.get("model") != "hrsnn" or not isinstance(record.get("config"), dict):
-        raise ModelError("%s: not an HRSNN checkpoint" % path)
-    model = HRSNN(HrsnnConfig.from_dict(record["config"]))
+    found = record.get("model")
+    if found not in KINDS or not isinstance(record.get("config"), dict):
+        raise ModelError("%s: not an HRSNN checkpoint" % path if kind == "hrsnn" else "%s: not a spikeedge model checkpoint" % path)
+    if kind != "any" and found != kind:
+        names = {"hrsnn": "an HRSNN", "convsnn": "a convolutional SNN"}
+        raise ModelError("%s: %s checkpoint, not %s one" % (path, names[found], names.get(kind, kind)))
+    if found == "convsnn":
+        from .convsnn import ConvConfig, ConvSNN
+
+        model: Any = ConvSNN(ConvConfig.from_dict(record["config"]))
+    else:
+        model = HRSNN(HrsnnConfig.from_dict(record["config"]))
     try:
         model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
     except RuntimeError as exc:

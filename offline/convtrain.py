@@ -1,0 +1,132 @@
+"""Training and scoring convolutional SNNs: BPTT with the surrogate spike, cross-entropy on the
+time-averaged output, Adam with a cosine learning-rate decay.
+
+Data: the image tasks of ``tasks/images.py`` as (n, 1, H, W) tensors, always on the fixed split
+(seed 0: MNIST 8,000 train / 2,000 test; digits 1,346 / 451), whatever the model seed, so that
+models of different seeds are scored on the same test images.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..runtime.errors import DataError
+from .convsnn import ConvConfig, ConvSNN
+
+Progress = Optional[Callable[[int, int, str], None]]
+CONV_TASKS = ("mnist", "digits")
+
+
+@dataclass
+class ImageData:
+    name: str
+    x_train: torch.Tensor  # (n, C, H, W) float32
+    y_train: torch.Tensor  # (n,) int64
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    n_classes: int = 10
+
+    @property
+    def shape(self) -> Tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+
+def load_images(task: str, data: Optional[str] = None) -> ImageData:
+    """The fixed split of an image task as tensors."""
+    from ..tasks.images import load_digits_split, load_mnist_split
+
+    if task == "mnist":
+        xtr, ytr, xte, yte = load_mnist_split(data, seed=0)
+    elif task == "digits":
+        xtr, ytr, xte, yte = load_digits_split(seed=0)
+    else:
+        raise DataError("task %r: convolutional SNNs train on %s" % (task, " or ".join(CONV_TASKS)))
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(a[:, None], dtype=np.float32))
+
+    return ImageData(task, t(xtr), torch.as_tensor(ytr), t(xte), torch.as_tensor(yte))
+
+
+def config_for(data: ImageData, **kw: Any) -> ConvConfig:
+    c, h, _ = data.shape
+    return ConvConfig(in_channels=c, in_size=h, n_classes=data.n_classes, **kw)
+
+
+@torch.no_grad()
+def predict(model: ConvSNN, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Logits of ``x`` in eval mode (BatchNorm running statistics)."""
+    was = model.training
+    model.eval()
+    out = torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    model.train(was)
+    return out
+
+
+def accuracy(model: ConvSNN, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((predict(model, x).argmax(1) == y).float().mean())
+
+
+def fit(
+    model: ConvSNN,
+    data: ImageData,
+    epochs: int,
+    lr: float = 2e-3,
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: Progress = None,
+    after_step: Optional[Callable[[torch.optim.Optimizer], None]] = None,
+    after_epoch: Optional[Callable[[int, torch.optim.Optimizer], None]] = None,
+    before_step: Optional[Callable[[], None]] = None,
+) -> Dict[str, Any]:
+    """Train ``model`` for ``epochs`` epochs. Hooks (used by SCA): ``before_step()`` after the
+    backward pass, ``after_step(opt)`` after every optimiser step, ``after_epoch(epoch, opt)``
+    after every epoch (1-based). Returns the training record."""
+    t0 = time.time()
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    n = len(data.x_train)
+    n_batches = max(1, (n + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * n_batches))
+    losses = []
+    model.train()
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        total, correct = 0.0, 0
+        for i in range(0, n, batch_size):
+            idx = order[i : i + batch_size]
+            out = model(data.x_train[idx])
+            loss = F.cross_entropy(out, data.y_train[idx])
+            opt.zero_grad(set_to_none=False)
+            loss.backward()
+            if before_step:
+                before_step()
+            opt.step()
+            sched.step()
+            if after_step:
+                after_step(opt)
+            total += loss.item() * len(idx) / n
+            correct += int((out.argmax(1) == data.y_train[idx]).sum())
+        losses.append(round(total, 6))
+        if after_epoch:
+            after_epoch(epoch + 1, opt)
+        if progress:
+            progress(epoch + 1, epochs, "loss %.4f, train accuracy %.3f" % (total, correct / n))
+    return {"epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": "adam, cosine decay", "losses": losses,
+            "train_seconds": round(time.time() - t0, 3)}
+
+
+def train_convsnn(data: ImageData, cfg: ConvConfig, epochs: int = 3, lr: float = 2e-3, batch_size: int = 64,
+                  progress: Progress = None) -> Tuple[ConvSNN, Dict[str, Any]]:
+    """Build a ``ConvSNN`` for ``data`` and train it; returns (model, record)."""
+    model = ConvSNN(cfg)
+    training = fit(model, data, epochs, lr=lr, batch_size=batch_size, seed=cfg.seed, progress=progress)
+    record = {"task": data.name, "training": training, "parameters": model.n_parameters(),
+              "float_metric": {"accuracy": accuracy(model, data.x_test, data.y_test)}}
+    return model, record
