@@ -1,0 +1,421 @@
+"""Spiking Channel Activity (SCA) structured pruning of convolutional SNNs, physical shrinking,
+and the channel-pruning baselines (BatchNorm scale, random). Decisions: ``docs/sca.md``.
+
+A *unit* is one prunable group of channels: the output channels of a conv whose BatchNorm is
+followed by the channel mask and a neuron layer. VGG: every spiking conv but the stem. ResNet:
+the block-internal channels only (``conv1`` of each block; residual channels are never pruned).
+The classifier is never pruned.
+
+Criteria are interchangeable: each maps the units to one score tensor per unit (higher =
+keep); ``select`` turns scores and a density into masks (global ranking, per-layer minimum).
+The density schedule is a plain function. Every transform returns the new model and a record.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from ..runtime.errors import ModelError
+from .convsnn import ConvConfig, ConvSNN, LifLayer, PreActBlock, SpikingConv, count_ops
+from .convtrain import ImageData, Progress, accuracy, fit, predict
+
+
+@dataclass
+class Unit:
+    name: str
+    conv: nn.Conv2d  # produces the channels
+    bn: nn.BatchNorm2d
+    lif: LifLayer
+    owner: nn.Module  # holds the ``mask`` buffer
+    consumer: nn.Module  # conv or linear that reads the channels
+    block: int  # consumer input features per channel (linear after flatten: H*W; conv: 1)
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.owner.mask  # type: ignore[return-value]
+
+    @property
+    def width(self) -> int:
+        return int(self.mask.numel())
+
+
+def units(model: ConvSNN) -> List[Unit]:
+    """The prunable units of ``model`` in network order."""
+    out: List[Unit] = []
+    if model.cfg.arch == "vgg":
+        convs = [(i, m) for i, m in enumerate(model.features) if isinstance(m, SpikingConv)]
+        for j, (i, m) in enumerate(convs):
+            if j == 0:
+                continue  # the stem is never pruned
+            if j + 1 < len(convs):
+                consumer, block = convs[j + 1][1].conv, 1
+            else:
+                consumer, block = model.classifier, model.out_hw
+            out.append(Unit("features.%d" % i, m.conv, m.bn, m.neuron, m, consumer, block))
+    else:
+        for i, m in enumerate(model.stages):
+            if isinstance(m, PreActBlock):
+                out.append(Unit("stages.%d" % i, m.conv1, m.bn2, m.lif2, m, m.conv2, 1))
+    return out
+
+
+# ----------------------------------------------------------------------------- config and schedule
+
+
+@dataclass
+class ScaConfig:
+    density: float = 0.25  # final kept fraction of the prunable channels
+    epochs: int = 3  # training epochs with pruning (masked network)
+    finetune_epochs: int = 1  # after the physical shrink
+    prunes_per_epoch: int = 1  # prune events per epoch; scores are running means between events
+    ramp: float = 2.0 / 3.0  # density ramps (cosine) from 1 to the target over this fraction of the events
+    regrow: float = 0.1  # regrown channels at the first event, as a fraction of the kept count; decays (cosine) to 0 at the end of the ramp
+    min_channels: int = 2  # per-layer minimum width ...
+    min_fraction: float = 0.05  # ... max(min_channels, ceil(min_fraction * width))
+    lr: float = 1e-3
+    finetune_lr: float = 5e-4
+    batch_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.density <= 1.0:
+            raise ModelError("density %r is not a kept fraction in (0, 1]" % self.density)
+        if self.epochs < 1 or self.finetune_epochs < 0 or self.prunes_per_epoch < 1:
+            raise ModelError("epochs must be >= 1, finetune epochs >= 0, prunes per epoch >= 1")
+        if not 0.0 < self.ramp <= 1.0:
+            raise ModelError("ramp %r is not in (0, 1]" % self.ramp)
+
+
+def cosine_density(progress: float, target: float, ramp: float) -> float:
+    """Kept fraction at ``progress`` in [0, 1] of the prune events: 1 at 0, cosine down to
+    ``target`` at ``ramp``, then constant."""
+    p = min(1.0, max(0.0, progress) / ramp)
+    return target + (1.0 - target) * 0.5 * (1.0 + math.cos(math.pi * p))
+
+
+def regrow_fraction(progress: float, start: float, ramp: float) -> float:
+    """Regrow fraction: ``start`` at 0, cosine down to 0 at ``ramp``."""
+    p = min(1.0, max(0.0, progress) / ramp)
+    return start * 0.5 * (1.0 + math.cos(math.pi * p))
+
+
+def layer_minimum(width: int, cfg: ScaConfig) -> int:
+    return min(width, max(cfg.min_channels, int(math.ceil(cfg.min_fraction * width))))
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def select(scores: List[torch.Tensor], density: float, minimums: List[int]) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+    """Global ranking: keep ``round(density * total)`` channels of all units by score, each unit
+    keeping at least its minimum (its best channels). Ties go to the earlier channel.
+
+    Returns (masks (0/1 float per unit), reserved (bool per unit: kept by the minimum))."""
+    total = sum(len(s) for s in scores)
+    keep = max(int(round(density * total)), sum(minimums))
+    masks = [torch.zeros(len(s)) for s in scores]
+    reserved = [torch.zeros(len(s), dtype=torch.bool) for s in scores]
+    for u, (s, m) in enumerate(zip(scores, minimums)):
+        top = torch.argsort(-s.double(), stable=True)[:m]
+        masks[u][top] = 1.0
+        reserved[u][top] = True
+    flat = torch.cat([s.double() for s in scores])
+    taken = torch.cat(masks).bool()
+    owner = torch.cat([torch.full((len(s),), u) for u, s in enumerate(scores)])
+    offset = torch.cat([torch.arange(len(s)) for s in scores])
+    need = keep - int(taken.sum())
+    if need > 0:
+        order = torch.argsort(-flat, stable=True)
+        order = order[~taken[order]][:need]
+        for k in order.tolist():
+            masks[int(owner[k])][int(offset[k])] = 1.0
+    return masks, reserved
+
+
+def bn_scale_scores(model: ConvSNN) -> List[torch.Tensor]:
+    """Network Slimming's criterion: |gamma| of each unit's BatchNorm."""
+    return [u.bn.weight.detach().abs().clone() for u in units(model)]
+
+
+def random_scores(model: ConvSNN, seed: int) -> List[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.rand(u.width, generator=gen) for u in units(model)]
+
+
+# ----------------------------------------------------------------------------- mask hygiene
+
+
+def _clear_state(opt: Optional[torch.optim.Optimizer], param: torch.Tensor, index: Any) -> None:
+    """Zero the optimiser's per-weight state (momentum, second moments) at ``index``."""
+    if opt is None:
+        return
+    for v in opt.state.get(param, {}).values():
+        if torch.is_tensor(v) and v.shape == param.shape:
+            v[index] = 0
+
+
+def set_masks(model: ConvSNN, masks: List[torch.Tensor], opt: Optional[torch.optim.Optimizer] = None) -> Dict[str, int]:
+    """Install ``masks``: pruned channels get gamma = beta = 0 and their optimiser state of the
+    filter, gamma, beta and the consumer's input columns cleared; channels that come back start
+    from gamma = beta = 0 (their filter is the one they had). Returns counts of changes."""
+    pruned = revived = 0
+    with torch.no_grad():
+        for u, m in zip(units(model), masks):
+            old = u.mask.clone()
+            m = m.to(old.dtype)
+            gone = (old == 1) & (m == 0)
+            back = (old == 0) & (m == 1)
+            pruned += int(gone.sum())
+            revived += int(back.sum())
+            u.mask.copy_(m)
+            dead = m == 0
+            u.bn.weight[dead] = 0.0
+            u.bn.bias[dead] = 0.0
+            changed = gone | back
+            _clear_state(opt, u.conv.weight, changed)
+            _clear_state(opt, u.bn.weight, changed)
+            _clear_state(opt, u.bn.bias, changed)
+            cols = changed.repeat_interleave(u.block)
+            _clear_state(opt, u.consumer.weight, (slice(None), cols))
+    return {"pruned": pruned, "revived": revived}
+
+
+def remask(model: ConvSNN, opt: Optional[torch.optim.Optimizer] = None) -> None:
+    """After every optimiser step: gamma and beta of pruned channels back to 0 (the masked
+    output passes gradients straight through to them, for the regrowth score) and their
+    optimiser state cleared, so momentum cannot revive them."""
+    with torch.no_grad():
+        for u in units(model):
+            dead = u.mask == 0
+            if bool(dead.any()):
+                u.bn.weight[dead] = 0.0
+                u.bn.bias[dead] = 0.0
+                _clear_state(opt, u.bn.weight, dead)
+                _clear_state(opt, u.bn.bias, dead)
+
+
+def kept(model: ConvSNN) -> Dict[str, Any]:
+    us = units(model)
+    k = sum(int(u.mask.sum()) for u in us)
+    t = sum(u.width for u in us)
+    return {"kept": k, "total": t, "density": k / t if t else 1.0, "per_layer": {u.name: [int(u.mask.sum()), u.width] for u in us}}
+
+
+# ----------------------------------------------------------------------------- SCA training
+
+
+class ScaPruner:
+    """The SCA state over training: activity and |dL/dgamma| accumulators, the prune events."""
+
+    def __init__(self, model: ConvSNN, cfg: ScaConfig, n_events: int) -> None:
+        self.model, self.cfg, self.n_events = model, cfg, n_events
+        self.units = units(model)
+        self.minimums = [layer_minimum(u.width, cfg) for u in self.units]
+        self.events: List[Dict[str, Any]] = []
+        self.reset()
+        for u in self.units:
+            u.lif.record = True
+
+    def reset(self) -> None:
+        for u in self.units:
+            u.lif.reset_activity()
+        self.grad_sum = [torch.zeros(u.width) for u in self.units]
+        self.batches = 0
+
+    def accumulate_grad(self) -> None:
+        """After each backward pass: |dL/dgamma| per channel (summed over the batches)."""
+        for g, u in zip(self.grad_sum, self.units):
+            if u.bn.weight.grad is not None:
+                g += u.bn.weight.grad.detach().abs()
+        self.batches += 1
+
+    def activity(self) -> List[torch.Tensor]:
+        return [u.lif.activity().detach().clone() for u in self.units]
+
+    def event(self, k: int, opt: Optional[torch.optim.Optimizer]) -> Dict[str, Any]:
+        """Prune event ``k`` of ``n_events``: rank by activity, regrow by |dL/dgamma|."""
+        cfg = self.cfg
+        progress = k / self.n_events
+        density = cosine_density(progress, cfg.density, cfg.ramp)
+        act = self.activity()
+        masks, reserved = select(act, density, self.minimums)
+        n_keep = int(sum(int(m.sum()) for m in masks))
+        r = int(round(regrow_fraction(progress - 1.0 / self.n_events, cfg.regrow, cfg.ramp) * n_keep))
+        grads = [g / max(1, self.batches) for g in self.grad_sum]
+        regrown: List[Tuple[str, int]] = []
+        if r > 0:
+            cand = [(float(grads[u][c]), u, c) for u in range(len(masks)) for c in range(len(masks[u])) if masks[u][c] == 0]
+            drop = [(float(act[u][c]), u, c) for u in range(len(masks)) for c in range(len(masks[u])) if masks[u][c] == 1 and not reserved[u][c]]
+            cand.sort(key=lambda v: (-v[0], v[1], v[2]))
+            drop.sort(key=lambda v: (v[0], v[1], v[2]))
+            r = min(r, len(cand), len(drop))
+            for (_, u, c), (_, ud, cd) in zip(cand[:r], drop[:r]):
+                masks[u][c] = 1.0
+                masks[ud][cd] = 0.0
+                regrown.append((self.units[u].name, c))
+        changes = set_masks(self.model, masks, opt)
+        row = {"event": k, "density_target": round(density, 6), "kept": n_keep, "regrown": len(regrown),
+               "pruned_now": changes["pruned"], "revived_now": changes["revived"],
+               "per_layer": {u.name: int(m.sum()) for u, m in zip(self.units, masks)},
+               "mean_activity": {u.name: round(float(a.mean()), 6) for u, a in zip(self.units, act)}}
+        self.events.append(row)
+        self.reset()
+        return row
+
+    def close(self) -> None:
+        for u in self.units:
+            u.lif.record = False
+            u.lif.reset_activity()
+
+
+def train_masked(model: ConvSNN, data: ImageData, cfg: ScaConfig, pruner: Optional[ScaPruner] = None,
+                 progress: Progress = None) -> Dict[str, Any]:
+    """Train the masked network for ``cfg.epochs`` with mask hygiene after every step; with a
+    ``pruner``, SCA's prune events happen ``prunes_per_epoch`` times per epoch."""
+    n_batches = (len(data.x_train) + cfg.batch_size - 1) // cfg.batch_size
+    every = max(1, n_batches // cfg.prunes_per_epoch)
+    state = {"step": 0, "event": 0}
+    total_events = cfg.epochs * cfg.prunes_per_epoch
+
+    def after_step(opt: torch.optim.Optimizer) -> None:
+        remask(model, opt)
+        state["step"] += 1
+        in_epoch = (state["step"] - 1) % n_batches + 1
+        if pruner is not None and in_epoch % every == 0 and in_epoch // every <= cfg.prunes_per_epoch and state["event"] < total_events:
+            state["event"] += 1
+            pruner.event(state["event"], opt)
+
+    record = fit(model, data, cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed, progress=progress,
+                 before_step=pruner.accumulate_grad if pruner is not None else None, after_step=after_step)
+    return record
+
+
+# ----------------------------------------------------------------------------- shrinking
+
+
+def shrink(model: ConvSNN) -> ConvSNN:
+    """A narrower dense network equal to the masked ``model``: copies the kept slices (conv
+    output filters, BatchNorm parameters and running statistics, the consumer's input
+    channels or classifier columns). Eval-mode outputs are identical (``tests/test_sca.py``)."""
+    cfg = model.cfg
+    us = units(model)
+    keep = [torch.nonzero(u.mask).flatten() for u in us]
+    if any(len(k) == 0 for k in keep):
+        raise ModelError("shrink: a layer has no channel left")
+    d = cfg.to_dict()
+    if cfg.arch == "vgg":
+        plan = list(cfg.plan)
+        conv_slots = [i for i, v in enumerate(plan) if v != "M"]
+        for j, k in enumerate(keep):
+            plan[conv_slots[j + 1]] = len(k)
+        d["plan"] = plan
+    else:
+        d["inner"] = [len(k) for k in keep]
+    new = ConvSNN(ConvConfig.from_dict(d))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    names = {id(m): n for n, m in model.named_modules()}
+    for u, k in zip(us, keep):
+        conv, bn, owner, cons = names[id(u.conv)], names[id(u.bn)], names[id(u.owner)], names[id(u.consumer)]
+        state[conv + ".weight"] = state[conv + ".weight"][k]
+        for p in ("weight", "bias", "running_mean", "running_var"):
+            state["%s.%s" % (bn, p)] = state["%s.%s" % (bn, p)][k]
+        state[owner + ".mask"] = state[owner + ".mask"][k]
+        w = state[cons + ".weight"]
+        if u.block == 1:
+            state[cons + ".weight"] = w[:, k]
+        else:
+            state[cons + ".weight"] = w.reshape(w.shape[0], u.width, u.block)[:, k].reshape(w.shape[0], -1)
+    new.load_state_dict(state)
+    return new
+
+
+# ----------------------------------------------------------------------------- the methods
+
+
+METHODS = ("sca", "bn-scale", "random")
+
+
+def prune_channels(model: ConvSNN, data: ImageData, cfg: ScaConfig, method: str = "sca", progress: Progress = None,
+                   stage: Optional[Callable[[str], None]] = None) -> Tuple[ConvSNN, Dict[str, Any]]:
+    """Prune a trained ``model`` to ``cfg.density`` of its prunable channels with ``method``
+    (``sca``: during ``cfg.epochs`` of training; ``bn-scale``/``random``: once, before the same
+    epochs of masked training), shrink it physically and fine-tune. Returns (shrunk model,
+    record). ``model`` is changed in place (it ends masked)."""
+    if method not in METHODS:
+        raise ModelError("method %r is not one of %s" % (method, ", ".join(METHODS)))
+    say = stage or (lambda _m: None)
+    t0 = time.time()
+    dense_acc = accuracy(model, data.x_test, data.y_test)
+    mins = [layer_minimum(u.width, cfg) for u in units(model)]
+    pruner = None
+    if method == "sca":
+        pruner = ScaPruner(model, cfg, cfg.epochs * cfg.prunes_per_epoch)
+    else:
+        scores = bn_scale_scores(model) if method == "bn-scale" else random_scores(model, cfg.seed)
+        set_masks(model, select(scores, cfg.density, mins)[0])
+    say("training with %s pruning (%d epochs)" % (method, cfg.epochs))
+    training = train_masked(model, data, cfg, pruner, progress)
+    if pruner is not None:
+        pruner.close()
+    masked_logits = predict(model, data.x_test)
+    masked_acc = float((masked_logits.argmax(1) == data.y_test).float().mean())
+    say("shrinking")
+    small = shrink(model)
+    shrunk_logits = predict(small, data.x_test)
+    shrunk_acc = float((shrunk_logits.argmax(1) == data.y_test).float().mean())
+    finetune = None
+    if cfg.finetune_epochs:
+        say("fine-tuning the shrunk network (%d epochs)" % cfg.finetune_epochs)
+        finetune = fit(small, data, cfg.finetune_epochs, lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=cfg.seed + 1)
+    final_acc = accuracy(small, data.x_test, data.y_test)
+    record = {
+        "method": method,
+        "config": asdict(cfg),
+        "channels": kept(model),
+        "accuracy": {"dense": dense_acc, "masked": masked_acc, "shrunk": shrunk_acc, "final": final_acc},
+        "shrink_exact": bool(torch.equal(masked_logits, shrunk_logits)),
+        "max_logit_difference": float((masked_logits - shrunk_logits).abs().max()),
+        "training": training,
+        "finetune": finetune,
+        "events": pruner.events if pruner is not None else [],
+        "seconds": round(time.time() - t0, 3),
+    }
+    return small, record
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def layer_report(dense: ConvSNN, pruned: ConvSNN, x: torch.Tensor) -> Dict[str, Any]:
+    """Per conv/linear layer of the dense and the pruned (shrunk) network, per inference on
+    images ``x``: output channels kept/total, parameters, dense MACs, synaptic operations."""
+    a, b = count_ops(dense, x), count_ops(pruned, x)
+    mods_a = dict(dense.named_modules())
+    mods_b = dict(pruned.named_modules())
+    rows = []
+    for ra, rb in zip(a, b):
+        ma, mb = mods_a[ra["layer"]], mods_b[rb["layer"]]
+        out_a = ma.out_channels if isinstance(ma, nn.Conv2d) else ma.out_features
+        out_b = mb.out_channels if isinstance(mb, nn.Conv2d) else mb.out_features
+        rows.append({"layer": ra["layer"], "kind": "conv" if isinstance(ma, nn.Conv2d) else "linear",
+                     "channels": [out_b, out_a], "params": [rb["params"], ra["params"]], "macs": [rb["macs"], ra["macs"]],
+                     "synops": [round(rb["synops"], 1), round(ra["synops"], 1)], "spiking_input": ra["spiking_input"]})
+    tot = {k: [sum(r[k][0] for r in rows), sum(r[k][1] for r in rows)] for k in ("params", "macs", "synops")}
+    return {"layers": rows, "total": tot, "images": len(x), "order": "each pair is [pruned, dense]"}
+
+
+def report_markdown(rep: Dict[str, Any], title: str) -> str:
+    lines = ["# %s" % title, "", "Per inference (T steps), measured on %d test images; each cell is pruned / dense." % rep["images"], "",
+             "| layer | kind | out channels | parameters | dense MACs | synaptic ops |", "|---|---|---|---|---|---|"]
+    for r in rep["layers"] + [dict(layer="total", kind="", channels=["", ""], **rep["total"])]:
+        lines.append("| %s | %s | %s / %s | %s / %s | %s / %s | %.0f / %.0f |" % (
+            r["layer"], r["kind"], r["channels"][0], r["channels"][1], r["params"][0], r["params"][1], r["macs"][0], r["macs"][1],
+            r["synops"][0], r["synops"][1]))
+    lines += ["", "Synaptic operations: input spikes x fan-out; the stem's input is the real-valued image (direct encoding), so its count is its dense MACs."]
+    return "\n".join(lines) + "\n"
