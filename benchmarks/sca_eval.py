@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""SCA against dense, BatchNorm-scale (Network Slimming style) and random channel pruning on the
+MNIST split (8,000 train / 2,000 test of ``../shared/data/mnist``), VGG-style conv SNN, several
+seeds and channel densities. Writes ``docs/results/sca.md`` (and ``.json``).
+
+    .venv/bin/python benchmarks/sca_eval.py                       # the recorded run
+    .venv/bin/python benchmarks/sca_eval.py --quick               # digits, 1 seed, smoke test
+
+Resumable: every finished run (a dense model, or one pruning of it) is cached as JSON (dense
+models also as checkpoints) under ``--cache``; rerunning skips what is cached, so an interrupted
+run continues where it stopped. Runs go seed by seed, density 0.25 first, so a partial run
+still answers the acceptance question. Per run: accuracy on the 2,000 test images, parameters,
+dense MACs and synaptic operations per inference (measured on the test images).
+
+Budget (2 CPU cores): dense 2 epochs; each pruning method 1 epoch of masked training (SCA: 4
+prune events in it, the density reaching its target at the 3rd) + 1 epoch of fine-tuning of the
+shrunk network. The same epochs for every method.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Dict, List
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT.parent))
+
+import torch  # noqa: E402
+
+from spikeedge.offline import sca  # noqa: E402
+from spikeedge.offline.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from spikeedge.offline.convsnn import count_ops  # noqa: E402
+from spikeedge.offline.convtrain import accuracy, config_for, load_images, train_convsnn  # noqa: E402
+
+
+def totals(model: Any, x: torch.Tensor) -> Dict[str, float]:
+    rows = count_ops(model, x)
+    return {"params": sum(r["params"] for r in rows), "macs": sum(r["macs"] for r in rows), "synops": sum(r["synops"] for r in rows)}
+
+
+def runtime_ms(model: Any, data: Any, n: int = 40) -> Any:
+    """Median ms per inference (batch 1, T steps) of the model's int8 bundle on the event-driven
+    runtime, over ``n`` test images after one warm-up; None when the conv runtime is absent."""
+    try:
+        from spikeedge.offline.quantize_conv import quantize_folded
+        from spikeedge.runtime.conv import ConvSession
+    except ImportError:
+        return None
+    from spikeedge.offline.convsnn import fold
+
+    bundle = quantize_folded(fold(model), data.x_train[:500].numpy())
+    session = ConvSession(bundle, 1)
+    xs = data.x_test[: n + 1].numpy().astype("float64")
+    session.run(xs[:1])
+    times = []
+    for i in range(1, n + 1):
+        t0 = time.perf_counter()
+        session.run(xs[i : i + 1])
+        times.append(1e3 * (time.perf_counter() - t0))
+    return statistics.median(times)
+
+
+def cached(cache: Path, key: Dict[str, Any], fn: Any) -> Dict[str, Any]:
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache / (name + ".json")
+    if path.is_file():
+        return json.loads(path.read_text())["result"]
+    result = fn()
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"key": key, "result": result}))
+    tmp.replace(path)
+    return result
+
+
+def main(argv: List[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="mnist")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--densities", type=float, nargs="+", default=[0.25, 0.5, 0.1])
+    ap.add_argument("--methods", nargs="+", default=["sca", "random", "bn-scale"])
+    ap.add_argument("--dense-epochs", type=int, default=2)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--finetune-epochs", type=int, default=1)
+    ap.add_argument("--prunes-per-epoch", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--cache", type=Path, default=ROOT / "out" / "sca-eval-cache")
+    ap.add_argument("--output", type=Path, default=ROOT / "docs" / "results" / "sca.md")
+    ap.add_argument("--quick", action="store_true", help="digits, seed 0, density 0.25: a smoke test")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.task, args.seeds, args.densities = "digits", [0], [0.25]
+        args.cache, args.output = ROOT / "out" / "sca-eval-quick", ROOT / "out" / "sca-eval-quick" / "sca.md"
+    args.cache.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(2)
+    data = load_images(args.task)
+    t_start = time.time()
+    runs: List[Dict[str, Any]] = []
+
+    def log(msg: str) -> None:
+        print("[%6.0f s] %s" % (time.time() - t_start, msg), flush=True)
+
+    for seed in args.seeds:
+        dkey = {"what": "dense", "task": args.task, "seed": seed, "epochs": args.dense_epochs, "batch": args.batch_size, "v": 1}
+        ckpt = args.cache / ("dense-%s-%d-%d.ckpt.npz" % (args.task, seed, args.dense_epochs))
+
+        def train_dense() -> Dict[str, Any]:
+            log("dense seed %d: training %d epochs" % (seed, args.dense_epochs))
+            model, rec = train_convsnn(data, config_for(data, seed=seed), epochs=args.dense_epochs, batch_size=args.batch_size)
+            save_checkpoint(model, ckpt, rec)
+            return {"method": "dense", "seed": seed, "density": 1.0, "accuracy": rec["float_metric"]["accuracy"],
+                    **totals(model, data.x_test), "seconds": rec["training"]["train_seconds"],
+                    "runtime_ms_shrunk": runtime_ms(model, data), "runtime_ms_unshrunk": runtime_ms(model, data)}
+
+        dense = cached(args.cache, dkey, train_dense)
+        if not ckpt.is_file():  # result cached but checkpoint lost: retrain
+            (args.cache / "missing").write_text("")
+            raise SystemExit("%s missing: delete the cache to retrain" % ckpt)
+        runs.append(dense)
+        log("dense seed %d: accuracy %.4f" % (seed, dense["accuracy"]))
+        for density in args.densities:
+            for method in args.methods:
+                cfg = sca.ScaConfig(density=density, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
+                                    prunes_per_epoch=args.prunes_per_epoch, batch_size=args.batch_size, seed=seed)
+                key = {"what": "prune", "dense": dkey, "method": method, "config": asdict(cfg), "v": 1}
+
+                def run() -> Dict[str, Any]:
+                    model, _ = load_checkpoint(ckpt, kind="convsnn")
+                    small, rec = sca.prune_channels(model, data, cfg, method=method)
+                    timing = {"runtime_ms_shrunk": runtime_ms(small, data), "runtime_ms_unshrunk": runtime_ms(model, data)}
+                    return {"method": method, "seed": seed, "density": density, "accuracy": rec["accuracy"]["final"],
+                            "accuracy_masked": rec["accuracy"]["masked"], "accuracy_shrunk": rec["accuracy"]["shrunk"],
+                            "kept_channels": rec["channels"]["kept"], "total_channels": rec["channels"]["total"],
+                            "per_layer": rec["channels"]["per_layer"], **totals(small, data.x_test), "seconds": rec["seconds"],
+                            "max_logit_difference_masked_vs_shrunk": rec["max_logit_difference"], **timing}
+
+                r = cached(args.cache, key, run)
+                runs.append(r)
+                log("%s density %.2f seed %d: accuracy %.4f (masked %.4f)" % (method, density, seed, r["accuracy"], r["accuracy_masked"]))
+                write(args, runs, time.time() - t_start)
+    write(args, runs, time.time() - t_start)
+    return 0
+
+
+def mean_std(vals: List[float]) -> str:
+    if len(vals) == 1:
+        return "%.4g" % vals[0]
+    return "%.4g ± %.2g" % (statistics.mean(vals), statistics.stdev(vals))
+
+
+def write(args: Any, runs: List[Dict[str, Any]], seconds: float) -> None:
+    groups: Dict[Any, List[Dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["method"], r["density"]), []).append(r)
+    order = sorted(groups, key=lambda k: (-k[1], ["dense", "sca", "bn-scale", "random"].index(k[0])))
+    lines = [
+        "# SCA channel pruning: results",
+        "",
+        "Generated by `benchmarks/sca_eval.py` (%s); command:" % time.strftime("%Y-%m-%d"),
+        "",
+        "    .venv/bin/python benchmarks/sca_eval.py %s" % " ".join(sys.argv[1:]),
+        "",
+        "Task %s (fixed split, seed 0); VGG-style conv SNN 16(stride 2)-32-M-64-64-M, LIF, T=4. Dense: %d epochs. Each pruning "
+        "method: %d epoch(s) of masked training (SCA: %d prune events per epoch), physical shrink, %d epoch(s) of fine-tuning; "
+        "batch %d. Seeds %s. Numbers are mean ± std over the seeds present; parameters, dense MACs and synaptic operations "
+        "per inference (T steps, all conv and linear layers, measured on the test images). %.0f s of this invocation "
+        "(cached runs are not re-timed)." % (args.task, args.dense_epochs, args.epochs, args.prunes_per_epoch, args.finetune_epochs,
+                                            args.batch_size, args.seeds, seconds),
+        "",
+        "| method | channel density | seeds | accuracy (%) | Δ vs dense (points) | parameters | dense MACs | synaptic ops "
+        "| int8 runtime ms (shrunk) | int8 runtime ms (unshrunk) | speed-up |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    dense_acc = {r["seed"]: r["accuracy"] for r in runs if r["method"] == "dense"}
+    for k in order:
+        rs = groups[k]
+        delta = [100 * (r["accuracy"] - dense_acc[r["seed"]]) for r in rs if r["seed"] in dense_acc]
+        ms = [r for r in rs if r.get("runtime_ms_shrunk") is not None]
+        lines.append("| %s | %.2f | %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            k[0], k[1], len(rs), mean_std([100 * r["accuracy"] for r in rs]), mean_std(delta) if k[0] != "dense" else "",
+            mean_std([r["params"] for r in rs]), mean_std([r["macs"] for r in rs]), mean_std([r["synops"] for r in rs]),
+            mean_std([r["runtime_ms_shrunk"] for r in ms]) if ms else "-", mean_std([r["runtime_ms_unshrunk"] for r in ms]) if ms else "-",
+            mean_std([r["runtime_ms_unshrunk"] / r["runtime_ms_shrunk"] for r in ms]) if ms else "-"))
+    lines += ["", "## Acceptance (25% channel density)", ""]
+    sca25 = {r["seed"]: r["accuracy"] for r in groups.get(("sca", 0.25), [])}
+    rnd25 = {r["seed"]: r["accuracy"] for r in groups.get(("random", 0.25), [])}
+    both = sorted(set(sca25) & set(dense_acc))
+    if both:
+        loss = statistics.mean(100 * (dense_acc[s] - sca25[s]) for s in both)
+        lines.append("- SCA loses %.2f points vs dense (mean over seeds %s): %s (target ≤ 1.5)." % (loss, both, "met" if loss <= 1.5 else "NOT met"))
+    common = sorted(set(sca25) & set(rnd25))
+    if common:
+        diff = statistics.mean(100 * (sca25[s] - rnd25[s]) for s in common)
+        wins = sum(sca25[s] > rnd25[s] for s in common)
+        lines.append("- SCA minus random: %+.2f points (mean over seeds %s; SCA better in %d of %d): %s." % (
+            diff, common, wins, len(common), "met" if diff > 0 else "NOT met"))
+    lines += ["", "Shrinking check: the masked network's test accuracy before and after the physical shrink (should be equal):", ""]
+    pr = [r for r in runs if r["method"] != "dense"]
+    same = sum(r["accuracy_masked"] == r["accuracy_shrunk"] for r in pr)
+    lines.append("- equal in %d of %d runs; largest logit difference %.3g (float summation order only)." % (
+        same, len(pr), max([r["max_logit_difference_masked_vs_shrunk"] for r in pr], default=0.0)))
+    lines += ["", "Runtime: the int8 bundle (`offline/quantize_conv.quantize_folded` of `fold(model)`, calibrated on 500 training "
+              "images) on the event-driven runtime (`runtime/conv.ConvSession`, method auto), batch 1, median ms per inference "
+              "(T steps) over 40 test images after a warm-up; 'unshrunk' is the same masked network at full width (pruned "
+              "channels present as zeros). '-': the conv runtime was absent. Timings on a shared 2-core machine.", ""]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(lines))
+    args.output.with_suffix(".json").write_text(json.dumps(runs, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
