@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .bundle import ConvBundle, ConvLifLayer, LinearLifLayer, LinearReadout
+from .bundle import ConvBundle, ConvLifLayer, LinearReadout
 from .encoders import encode_direct
 from .engine import RunResult
 from .fixedpoint import DECAY_BITS, THRESHOLD, rshift_round, saturate32
