@@ -149,3 +149,108 @@ def _show(s: Dict[str, Any]) -> None:
     )
     if s["report"]:
         out_console.print("report: %s, %s" % (s["report"]["record"], s["report"]["plot"]), highlight=False, markup=False)
+
+
+@app.command("sca")
+def prune_sca(
+    ckpt: Optional[Path] = typer.Argument(None, help="Convolutional SNN checkpoint ('spikeedge train convsnn'); or --task builds a new one."),
+    output: Path = typer.Option(..., "-o", "--output", help="Checkpoint of the shrunk network to write."),
+    density: float = typer.Option(0.25, "--density", help="Kept fraction of the prunable channels, in (0, 1]."),
+    epochs: int = typer.Option(3, "--epochs", help="Training epochs with pruning (the density ramps down over the first 2/3)."),
+    finetune_epochs: int = typer.Option(1, "--finetune-epochs", help="Fine-tuning epochs of the shrunk network."),
+    prunes_per_epoch: int = typer.Option(1, "--prunes-per-epoch", help="Prune events per epoch."),
+    task: Optional[str] = typer.Option(None, "--task", help="Instead of CKPT: build an untrained network for mnist or digits and prune it while training from scratch."),
+    arch: str = typer.Option("vgg", "--arch", help="Architecture of the network --task builds: vgg or resnet."),
+    width: float = typer.Option(1.0, "--width", help="Width multiplier of the network --task builds."),
+    method: str = typer.Option("sca", "--method", help="sca, or a baseline: bn-scale (|gamma|, Network Slimming) or random."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Mini-batch size."),
+    data: Optional[str] = typer.Option(None, "--data", help="MNIST folder (default: ../shared/data/mnist)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Folder for sca_record.json and sca_report.md (per-layer table)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for every random choice."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Spiking Channel Activity pruning of a trained convolutional SNN during training: channels
+    with the lowest spiking activity are masked (some regrow by |dL/dgamma|), then the network is
+    shrunk physically to a narrower dense one and fine-tuned.
+
+    Example: spikeedge prune sca vgg.ckpt.npz --density 0.25 --epochs 3 -o vgg-sca.ckpt.npz --report sca-report
+    """
+    _fraction("--density", density)
+    if epochs < 1 or finetune_epochs < 0 or prunes_per_epoch < 1 or batch_size < 1:
+        raise SpikeedgeError("--epochs, --prunes-per-epoch and --batch-size need at least 1, --finetune-epochs at least 0")
+    if method not in ("sca", "bn-scale", "random"):
+        raise SpikeedgeError("--method: %r is not one of sca, bn-scale, random" % method)
+    if (ckpt is None) == (task is None):
+        raise SpikeedgeError("give either a checkpoint to prune or --task T to build a new network, not %s" % ("both" if task is not None else "neither"))
+    if task is not None and task not in ("mnist", "digits"):
+        raise SpikeedgeError("--task: %r is not one of mnist, digits" % task)
+    if arch not in ("vgg", "resnet"):
+        raise SpikeedgeError("--arch: %r is not one of vgg, resnet" % arch)
+    if not width > 0:
+        raise SpikeedgeError("--width: must be > 0")
+    if ckpt is not None and not ckpt.is_file():
+        raise SpikeedgeError("%s: no such checkpoint" % ckpt)
+    if output.is_dir():
+        raise SpikeedgeError("--output: %s is a folder, not a file" % output)
+    if report is not None and report.exists() and not report.is_dir():
+        raise SpikeedgeError("--report: %s is a file, not a folder" % report)
+    require_offline()
+    import copy
+    import json
+
+    from ..offline import sca
+    from ..offline.checkpoint import load_checkpoint, save_checkpoint
+    from ..offline.convsnn import ConvSNN
+    from ..offline.convtrain import config_for, load_images
+    from ..runtime.bundle import write_atomic
+
+    if ckpt is not None:
+        model, base = load_checkpoint(ckpt, kind="convsnn")
+        images = load_images(base.get("task", "mnist"), data)
+        if images.shape != (model.cfg.in_channels, model.cfg.in_size, model.cfg.in_size):
+            raise SpikeedgeError("%s: model input %s does not match task %s" % (ckpt, model.cfg.in_size, images.name))
+    else:
+        images = load_images(str(task), data)
+        model = ConvSNN(config_for(images, arch=arch, width=width, seed=seed))
+    source = str(ckpt) if ckpt is not None else "a new %s (%s)" % (arch, task)
+    dense = copy.deepcopy(model)
+    cfg = sca.ScaConfig(density=density, epochs=epochs, finetune_epochs=finetune_epochs, prunes_per_epoch=prunes_per_epoch,
+                        batch_size=batch_size, seed=seed)
+    if not as_json:
+        err_console.print("%s pruning to %g of the channels over %d epochs" % (method, density, epochs), markup=False, highlight=False)
+    with stages(epochs + finetune_epochs, quiet=as_json) as advance:
+        progress = lambda done, total, msg: advance("epoch %d/%d %s" % (done, total, msg))  # noqa: E731
+        small, rec = sca.prune_channels(model, images, cfg, method=method, progress=progress)
+    layers = sca.layer_report(dense, small, images.x_test)
+    files = None
+    if report is not None:
+        report.mkdir(parents=True, exist_ok=True)
+        files = {"record": str(report / "sca_record.json"), "table": str(report / "sca_report.md")}
+        write_atomic(report / "sca_record.json", json.dumps({**rec, "layers": layers}, indent=1).encode("utf-8"))
+        write_atomic(report / "sca_report.md", sca.report_markdown(layers, "%s pruning of %s (density %g)" % (method, source, density)).encode("utf-8"))
+    record = {"task": images.name, "pruning": {k: v for k, v in rec.items() if k not in ("training", "finetune")},
+              "training": {"pruning": rec["training"], "finetune": rec["finetune"]}, "parent": source,
+              "float_metric": {"accuracy": rec["accuracy"]["final"]}, "parameters": small.n_parameters()}
+    save_checkpoint(small, output, record)
+    emit({"output": str(output), "input": source, "method": method, "density": density, "channels": rec["channels"],
+          "accuracy": rec["accuracy"], "shrink_exact": rec["shrink_exact"], "layers": layers["layers"], "total": layers["total"],
+          "seconds": rec["seconds"], "seed": seed, "report": files}, as_json, human=_show_sca)
+
+
+def _show_sca(s: Dict[str, Any]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape("%s: %s -> %s" % (s["method"], s["input"], s["output"])), show_header=True)
+    for col in ("layer", "channels", "parameters", "dense MACs", "synaptic ops"):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    for r in s["layers"] + [{"layer": "total", "channels": ["", ""], **s["total"]}]:
+        table.add_row(escape(r["layer"]), "%s/%s" % tuple(r["channels"]), "%s/%s" % tuple(r["params"]), "%s/%s" % tuple(r["macs"]),
+                      "%.0f/%.0f" % tuple(r["synops"]))
+    out_console.print(table)
+    a = s["accuracy"]
+    out_console.print("accuracy: dense %.4f, masked %.4f, shrunk %.4f, fine-tuned %.4f; kept %d of %d channels; %.1f s"
+                      % (a["dense"], a["masked"], a["shrunk"], a["final"], s["channels"]["kept"], s["channels"]["total"], s["seconds"]),
+                      highlight=False)
+    if s["report"]:
+        out_console.print("report: %s, %s" % (s["report"]["record"], s["report"]["table"]), highlight=False, markup=False)

@@ -56,3 +56,50 @@ def train_hrsnn(
     save_checkpoint(model, output, record)
     emit({"checkpoint": str(output), "task": task, "neurons": neurons, **record}, as_json)
 
+
+
+@app.command("convsnn")
+def train_convsnn(
+    task: str = typer.Option(..., "--task", help="mnist or digits."),
+    output: Path = typer.Option(..., "-o", "--output", help="Checkpoint to write (.ckpt.npz)."),
+    arch: str = typer.Option("vgg", "--arch", help="vgg or resnet (pre-activation)."),
+    width: float = typer.Option(1.0, "--width", help="Width multiplier of the default channel plan."),
+    time_steps: int = typer.Option(4, "--time-steps", help="Time steps T per image (direct encoding)."),
+    neuron: str = typer.Option("lif", "--neuron", help="lif (decay 1 - 1/tau) or if (no leak)."),
+    epochs: int = typer.Option(3, "--epochs", help="Training epochs (BPTT)."),
+    lr: float = typer.Option(2e-3, "--lr", help="Adam learning rate (cosine decay)."),
+    batch_size: int = typer.Option(64, "--batch-size", help="Mini-batch size."),
+    data: Optional[str] = typer.Option(None, "--data", help="MNIST folder (default: ../shared/data/mnist)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for the weights and the batch order (the data split is fixed)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Build a convolutional SNN (conv -> BatchNorm -> LIF) and train it with BPTT.
+
+    Example: spikeedge train convsnn --task mnist --arch vgg --epochs 3 -o vgg.ckpt.npz
+    """
+    if arch not in ("vgg", "resnet"):
+        raise SpikeedgeError("--arch: %r is not one of vgg, resnet" % arch)
+    if neuron not in ("lif", "if"):
+        raise SpikeedgeError("--neuron: %r is not one of lif, if" % neuron)
+    if task not in ("mnist", "digits"):
+        raise SpikeedgeError("--task: %r is not one of mnist, digits" % task)
+    if not width > 0 or time_steps < 1 or epochs < 1 or batch_size < 1:
+        raise SpikeedgeError("--width must be > 0; --time-steps, --epochs and --batch-size at least 1")
+    if output.is_dir():
+        raise SpikeedgeError("--output: %s is a folder, not a file" % output)
+    require_offline()
+    from ..offline.checkpoint import save_checkpoint
+    from ..offline.convsnn import describe
+    from ..offline.convtrain import config_for, load_images
+    from ..offline.convtrain import train_convsnn as run_train
+
+    images = load_images(task, data)
+    cfg = config_for(images, arch=arch, width=width, time_steps=time_steps, neuron=neuron, seed=seed)
+    with stages(epochs, quiet=as_json) as advance:
+        progress = lambda done, total, msg: advance("epoch %d/%d %s" % (done, total, msg))  # noqa: E731
+        model, record = run_train(images, cfg, epochs=epochs, lr=lr, batch_size=batch_size, progress=progress)
+    if not as_json:
+        err_console.print("trained %s on %s" % (describe(model), task), markup=False, highlight=False)
+    record["pruning"] = {"method": "none"}
+    save_checkpoint(model, output, record)
+    emit({"checkpoint": str(output), "task": task, "arch": arch, "config": cfg.to_dict(), **record}, as_json)

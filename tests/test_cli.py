@@ -363,6 +363,8 @@ JSON_CALLS: Dict[Tuple[str, ...], List[str]] = {
     ("run",): ["run", "model.seb", "--input", "in.npz", "-o", "o.npz"],
     ("export",): ["export", "mg.ckpt.npz", "-o", "e.seb"],
     ("train", "hrsnn"): ["train", "hrsnn", "--task", "mackey-glass", "--neurons", "20", "-o", "t.ckpt.npz"],
+    ("train", "convsnn"): ["train", "convsnn", "--task", "digits", "--width", "0.25", "--epochs", "1", "-o", "c.ckpt.npz"],
+    ("prune", "sca"): ["prune", "sca", "--task", "digits", "--width", "0.25", "--epochs", "1", "--finetune-epochs", "0", "-o", "s.ckpt.npz"],
 }
 
 

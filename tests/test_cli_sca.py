@@ -1,0 +1,143 @@
+"""``spikeedge train convsnn`` and ``spikeedge prune sca`` against their contract (``cli.md``):
+exact exit codes, one JSON object with ``--json``, one-line user errors, and the end-to-end path
+train -> prune sca -> fold on a small network on digits (under a minute)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, Tuple
+
+import numpy as np
+import pytest
+import torch
+
+from spikeedge.cli.app import main
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch thread: on a busy 2-core machine two threads spin and run many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def one_json(stdout: str) -> Dict[str, Any]:
+    text = stdout.strip()
+    assert text, "nothing on stdout"
+    obj, end = json.JSONDecoder().raw_decode(text)
+    assert text[end:].strip() == "" and isinstance(obj, dict) and stdout.count("\n") == 1
+    return obj
+
+
+def call(capsys: Any, *argv: Any) -> Tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def assert_user_error(rc: int, out: str, err: str, *names: str) -> None:
+    assert rc == 2, (rc, out, err)
+    assert out == "" and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for name in names:
+        assert name in lines[0], "%r not named in %r" % (name, lines[0])
+
+
+@pytest.fixture
+def work(tmp_path: Path, monkeypatch: Any) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_train_prune_fold_end_to_end(work: Path, capsys: Any) -> None:
+    from spikeedge.offline import sca
+    from spikeedge.offline.checkpoint import load_checkpoint
+    from spikeedge.offline.convsnn import fold, folded_forward
+    from spikeedge.offline.convtrain import load_images, predict
+
+    t0 = time.time()
+    rc, out, err = call(capsys, "train", "convsnn", "--task", "digits", "--width", "0.5", "--epochs", "2", "--batch-size", "32", "-o", "d.ckpt.npz", "--json")
+    assert rc == 0, err
+    trained = one_json(out)
+    assert trained["checkpoint"] == "d.ckpt.npz" and trained["arch"] == "vgg" and trained["config"]["plan"] == [8, 16, "M", 32, 32, "M"]
+    assert trained["float_metric"]["accuracy"] > 0.3  # chance is 0.1
+    assert len(trained["training"]["losses"]) == 2
+
+    rc, out, err = call(capsys, "prune", "sca", "d.ckpt.npz", "--density", "0.5", "--epochs", "2", "--prunes-per-epoch", "2",
+                        "--batch-size", "32", "-o", "p.ckpt.npz", "--report", "rep", "--json")
+    assert rc == 0, err
+    pruned = one_json(out)
+    assert pruned["method"] == "sca" and pruned["channels"]["kept"] == 40 and pruned["channels"]["total"] == 80
+    assert pruned["accuracy"]["masked"] == pruned["accuracy"]["shrunk"]  # shrinking is exact
+    assert pruned["accuracy"]["final"] > 0.3
+    layers = {r["layer"]: r for r in pruned["layers"]}
+    assert layers["features.0.conv"]["channels"] == [8, 8]  # the stem is never pruned
+    assert layers["classifier"]["channels"] == [10, 10]
+    assert pruned["total"]["params"][0] < pruned["total"]["params"][1]
+    assert pruned["total"]["macs"][0] < pruned["total"]["macs"][1]
+    assert {p.name for p in (work / "rep").iterdir()} == {"sca_record.json", "sca_report.md"}
+    record = json.loads((work / "rep" / "sca_record.json").read_text())
+    assert len(record["events"]) == 4 and record["layers"]["layers"]
+    assert "synaptic ops" in (work / "rep" / "sca_report.md").read_text()
+
+    model, rec = load_checkpoint("p.ckpt.npz", kind="convsnn")
+    assert rec["pruning"]["method"] == "sca" and rec["parent"] == "d.ckpt.npz"
+    assert [u.width for u in sca.units(model)] == [v[0] for v in pruned["channels"]["per_layer"].values()]
+    data = load_images("digits")
+    assert float((predict(model, data.x_test).argmax(1) == data.y_test).float().mean()) == pytest.approx(pruned["accuracy"]["final"])
+    logits, _ = folded_forward(fold(model), data.x_test.numpy())  # the shrunk model folds for the int8 exporter
+    agree = float(np.mean(logits.argmax(1) == predict(model, data.x_test).numpy().argmax(1)))
+    assert agree > 0.99
+    assert time.time() - t0 < 60
+
+
+def test_prune_sca_from_scratch_resnet_and_baselines(work: Path, capsys: Any) -> None:
+    rc, out, err = call(capsys, "prune", "sca", "--task", "digits", "--arch", "resnet", "--width", "0.5", "--density", "0.5",
+                        "--epochs", "1", "--finetune-epochs", "0", "-o", "r.ckpt.npz", "--json")
+    assert rc == 0, err
+    res = one_json(out)
+    assert res["input"] == "a new resnet (digits)" and res["channels"]["total"] == 8 + 16
+    assert res["accuracy"]["masked"] == res["accuracy"]["final"]  # no fine-tuning
+    for method in ("bn-scale", "random"):
+        rc, out, err = call(capsys, "prune", "sca", "--task", "digits", "--width", "0.25", "--method", method, "--density", "0.5",
+                            "--epochs", "1", "--finetune-epochs", "0", "-o", "%s.ckpt.npz" % method)
+        assert rc == 0, err
+        assert method in out and "accuracy" in out and not out.lstrip().startswith("{")
+
+
+@pytest.mark.parametrize(
+    "argv,names",
+    [
+        (["prune", "sca", "missing.ckpt.npz", "-o", "x.ckpt.npz"], ["missing.ckpt.npz"]),
+        (["prune", "sca", "h.ckpt.npz", "-o", "x.ckpt.npz"], ["h.ckpt.npz", "HRSNN"]),
+        (["prune", "sca", "c.ckpt.npz", "--density", "0", "-o", "x.ckpt.npz"], ["--density"]),
+        (["prune", "sca", "c.ckpt.npz", "--density", "1.5", "-o", "x.ckpt.npz"], ["--density"]),
+        (["prune", "sca", "c.ckpt.npz", "--method", "magic", "-o", "x.ckpt.npz"], ["--method", "magic"]),
+        (["prune", "sca", "-o", "x.ckpt.npz"], ["--task"]),
+        (["prune", "sca", "c.ckpt.npz", "--task", "digits", "-o", "x.ckpt.npz"], ["both"]),
+        (["prune", "sca", "--task", "cifar", "-o", "x.ckpt.npz"], ["--task", "cifar"]),
+        (["train", "convsnn", "--task", "digits", "--arch", "alexnet", "-o", "x.ckpt.npz"], ["--arch", "alexnet"]),
+        (["train", "convsnn", "--task", "mackey-glass", "-o", "x.ckpt.npz"], ["--task", "mackey-glass"]),
+        (["train", "convsnn", "--task", "digits", "--neuron", "izhikevich", "-o", "x.ckpt.npz"], ["--neuron"]),
+        (["train", "convsnn", "--task", "digits", "--time-steps", "0", "-o", "x.ckpt.npz"], ["--time-steps"]),
+    ],
+    ids=["missing", "hrsnn-checkpoint", "density-zero", "density-above-one", "method", "neither", "both", "task", "arch",
+         "train-task", "neuron", "time-steps"],
+)
+def test_user_errors(work: Path, capsys: Any, argv: Any, names: Any) -> None:
+    from spikeedge.offline.checkpoint import save_checkpoint
+    from spikeedge.offline.convsnn import ConvConfig, ConvSNN
+    from spikeedge.offline.hrsnn import HRSNN, HrsnnConfig
+
+    save_checkpoint(HRSNN(HrsnnConfig(n_neurons=10)), "h.ckpt.npz", {"task": "mackey-glass"})
+    save_checkpoint(ConvSNN(ConvConfig(in_size=8)), "c.ckpt.npz", {"task": "digits"})
+    before = {p.name for p in work.iterdir()}
+    rc, out, err = call(capsys, *argv)
+    assert_user_error(rc, out, err, *names)
+    assert {p.name for p in work.iterdir()} == before
