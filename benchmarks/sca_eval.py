@@ -67,11 +67,20 @@ def runtime_ms(model: Any, data: Any, n: int = 40) -> Any:
     return statistics.median(times)
 
 
+class NotCached(Exception):
+    pass
+
+
+CACHED_ONLY = False
+
+
 def cached(cache: Path, key: Dict[str, Any], fn: Any) -> Dict[str, Any]:
     name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     path = cache / (name + ".json")
     if path.is_file():
         return json.loads(path.read_text())["result"]
+    if CACHED_ONLY:
+        raise NotCached(name)
     result = fn()
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"key": key, "result": result}))
@@ -93,12 +102,16 @@ def main(argv: List[str]) -> int:
     ap.add_argument("--cache", type=Path, default=ROOT / "out" / "sca-eval-cache")
     ap.add_argument("--output", type=Path, default=ROOT / "docs" / "results" / "sca.md")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: far faster than 2 on a shared 2-core machine)")
+    ap.add_argument("--cached-only", action="store_true", help="run nothing: write the report from the finished (cached) runs")
     ap.add_argument("--quick", action="store_true", help="digits, seed 0, density 0.25: a smoke test")
     args = ap.parse_args(argv)
     if args.quick:
         args.task, args.seeds, args.densities = "digits", [0], [0.25]
         args.cache, args.output = ROOT / "out" / "sca-eval-quick", ROOT / "out" / "sca-eval-quick" / "sca.md"
     args.cache.mkdir(parents=True, exist_ok=True)
+    global CACHED_ONLY
+    CACHED_ONLY = args.cached_only
+    args.planned = len(args.seeds) * (1 + len(args.densities) * len(args.methods))
     torch.set_num_threads(args.threads)
     data = load_images(args.task)
     t_start = time.time()
@@ -124,7 +137,11 @@ def main(argv: List[str]) -> int:
                     **totals(model, data.x_test), "seconds": rec["training"]["train_seconds"],
                     "runtime_ms_shrunk": runtime_ms(model, data), "runtime_ms_unshrunk": runtime_ms(model, data)}
 
-        dense = cached(args.cache, dkey, train_dense)
+        try:
+            dense = cached(args.cache, dkey, train_dense)
+        except NotCached:
+            dense_runs[seed] = None
+            return None
         if not ckpt.is_file():
             raise SystemExit("%s missing: delete the cache to retrain" % ckpt)
         runs.append(dense)
@@ -135,7 +152,10 @@ def main(argv: List[str]) -> int:
     # density by density (0.25 first), then seed by seed: a partial run answers the acceptance
     for density in args.densities:
         for seed in args.seeds:
-            dkey, ckpt = dense_for(seed)
+            found = dense_for(seed)
+            if found is None:
+                continue
+            dkey, ckpt = found
             for method in args.methods:
                 cfg = sca.ScaConfig(density=density, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
                                     prunes_per_epoch=args.prunes_per_epoch, batch_size=args.batch_size, seed=seed)
@@ -151,7 +171,10 @@ def main(argv: List[str]) -> int:
                             "per_layer": rec["channels"]["per_layer"], **totals(small, data.x_test), "seconds": rec["seconds"],
                             "max_logit_difference_masked_vs_shrunk": rec["max_logit_difference"], **timing}
 
-                r = cached(args.cache, key, run)
+                try:
+                    r = cached(args.cache, key, run)
+                except NotCached:
+                    continue
                 runs.append(r)
                 log("%s density %.2f seed %d: accuracy %.4f (masked %.4f)" % (method, density, seed, r["accuracy"], r["accuracy_masked"]))
                 write(args, runs, time.time() - t_start)
@@ -181,8 +204,9 @@ def write(args: Any, runs: List[Dict[str, Any]], seconds: float) -> None:
         "method: %d epoch(s) of masked training (SCA: %d prune events per epoch), physical shrink, %d epoch(s) of fine-tuning; "
         "batch %d. Seeds %s. Numbers are mean ± std over the seeds present; parameters, dense MACs and synaptic operations "
         "per inference (T steps, all conv and linear layers, measured on the test images). %.0f s of this invocation "
-        "(cached runs are not re-timed)." % (args.task, args.dense_epochs, args.epochs, args.prunes_per_epoch, args.finetune_epochs,
-                                            args.batch_size, args.seeds, seconds),
+        "(cached runs are not re-timed). Finished runs: %d of the %d planned (dense + every method x density x seed)."
+        % (args.task, args.dense_epochs, args.epochs, args.prunes_per_epoch, args.finetune_epochs, args.batch_size, args.seeds,
+           seconds, len(runs), args.planned),
         "",
         "| method | channel density | seeds | accuracy (%) | Δ vs dense (points) | parameters | dense MACs | synaptic ops "
         "| int8 runtime ms (shrunk) | int8 runtime ms (unshrunk) | speed-up |",
