@@ -237,6 +237,11 @@ class ConvSession:
         self._first: Optional[Tuple[np.ndarray, int]] = None  # cached first accumulation (run)
 
     @property
+    def steps_per_inference(self) -> int:
+        """T: each image is shown for the bundle's time steps (``tasks.protocols.classify``)."""
+        return int(self.bundle.time_steps)
+
+    @property
     def neurons(self) -> Dict[str, int]:
         return {name: int(np.prod(mem.shape[1:])) for name, mem in self.mem.items()}
 

@@ -47,13 +47,16 @@ def forecast_smape(stepper: Any, windows: Sequence[Any]) -> dict:
 def classify(stepper: Any, frames: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> dict:
     """Accuracy of a sequence classifier: the class is the argmax of the last step's output.
 
-    ``frames`` (n, steps, n_inputs) real-valued inputs, encoded by the model itself.
+    ``frames`` (n, steps, n_inputs) real-valued inputs, encoded by the model itself. A stepper
+    with ``steps_per_inference`` (a conv SNN: T steps of the same image) runs that many steps.
     """
     preds: List[np.ndarray] = []
     for i in range(0, len(frames), batch_size):
         chunk = frames[i : i + batch_size]
         stepper.start(len(chunk), chunk[:, 0])
-        for t in range(chunk.shape[1]):
+        # a model with its own number of steps per input (a conv SNN's T) runs that many
+        steps = getattr(stepper, "steps_per_inference", None) or chunk.shape[1]
+        for t in range(steps):
             y = stepper.step(chunk[:, t])
         preds.append(np.argmax(y, axis=1))
     return {"accuracy": float(accuracy(labels, np.concatenate(preds)))}

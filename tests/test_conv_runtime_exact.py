@@ -170,3 +170,16 @@ def test_conv_accumulation_paths_equal_torch_conv2d(rate, stride, padding):
         assert np.array_equal(a, expected) and np.array_equal(b, expected)
         nz = F.conv2d(torch.from_numpy((x != 0).astype(np.float64)), torch.from_numpy((w != 0).astype(np.float64)), stride=stride, padding=padding)
         assert n_a == n_b == int(nz.sum())
+
+
+def test_task_protocol_classifies_conv_bundles_with_their_own_time_steps():
+    """``tasks.protocols.classify`` (used by ``spikeedge eval``) runs a conv bundle for its T
+    steps, whatever the task's sequence length, and agrees with ``ConvSession.run``."""
+    from spikeedge.tasks.protocols import classify
+
+    net, bundle, _ = net_and_bundle("vgg28", 0, time_steps=3)
+    images = np.random.default_rng(5).random((6,) + tuple(net.input_shape))
+    frames = np.broadcast_to(images.reshape(6, 1, -1), (6, 16, images[0].size))  # as image tasks give them
+    expected = np.argmax(ConvSession(bundle).run(images).outputs, axis=-1).ravel()
+    got = classify(Session(bundle), frames, expected)
+    assert got["accuracy"] == 1.0
