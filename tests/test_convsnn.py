@@ -17,6 +17,15 @@ from spikeedge.offline.hrsnn import HRSNN, HrsnnConfig
 from spikeedge.runtime.errors import ModelError
 
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a busy 2-core machine two threads spin and run many times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 def randomize_bn(model: ConvSNN, seed: int = 0) -> None:
     """Non-trivial BatchNorm parameters and running statistics (as after training)."""
     gen = torch.Generator().manual_seed(seed)
