@@ -37,7 +37,7 @@ import torch  # noqa: E402
 from spikeedge.offline import sca  # noqa: E402
 from spikeedge.offline.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from spikeedge.offline.convsnn import count_ops  # noqa: E402
-from spikeedge.offline.convtrain import accuracy, config_for, load_images, train_convsnn  # noqa: E402
+from spikeedge.offline.convtrain import config_for, load_images, train_convsnn  # noqa: E402
 
 
 def totals(model: Any, x: torch.Tensor) -> Dict[str, float]:

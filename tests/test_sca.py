@@ -14,7 +14,6 @@ from spikeedge.offline.convtrain import ImageData, predict
 from spikeedge.tasks.images import load_digits_split
 
 
-
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     """One torch thread: on a busy 2-core machine two threads spin and run many times slower."""
@@ -22,6 +21,7 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
 
 def randomize_bn(model: ConvSNN, seed: int = 0) -> None:
     """Non-trivial BatchNorm parameters and running statistics (as after training)."""
