@@ -453,6 +453,33 @@ def environment() -> Dict[str, Any]:
             "code_fingerprint": code_fingerprint()[:16]}
 
 
+def where_lnp_does_not_win(agg: Dict[str, Any], rows: List[Any]) -> List[str]:
+    """Every row whose mean task metric beats LNP's, per task, computed from the aggregates; a
+    difference larger than the two standard deviations added together is called clear."""
+    labels = {key: label for key, label, _, _ in rows}
+    L = ["## Where LNP does not win", "",
+         "Per task, every other row whose mean metric is better than LNP's (\"clear\" when the gap exceeds the sum of "
+         "the two standard deviations over seeds, otherwise within the seed-to-seed spread).", ""]
+    for name in agg:
+        m, mlabel, better = METRIC[name]
+        lnp = agg[name].get("lnp")
+        if lnp is None or lnp["metric"]["mean"] is None:
+            continue
+        scale, unit = (100.0, " points") if m == "accuracy" else (1.0, "")
+        lm, ls = lnp["metric"]["mean"], lnp["metric"]["std"] or 0.0
+        beaten = []
+        for key, a in agg[name].items():
+            if key == "lnp" or a["metric"]["mean"] is None:
+                continue
+            gap = (a["metric"]["mean"] - lm) if better == "higher" else (lm - a["metric"]["mean"])
+            if gap > 0:
+                clear = gap > ls + (a["metric"]["std"] or 0.0)
+                beaten.append("%s %.3f vs LNP %.3f (by %.3f%s, %s)" % (labels.get(key, key), a["metric"]["mean"] * scale, lm * scale,
+                                                                        gap * scale, unit, "clear" if clear else "within the spread"))
+        L += ["- **%s** (%s): %s." % (name, mlabel, "; ".join(beaten) if beaten else "no row beats LNP on the mean")]
+    return L + [""]
+
+
 def markdown(doc: Dict[str, Any]) -> str:
     env, args, agg, chk = doc["environment"], doc["settings"], doc["aggregate"], doc["target_check"]
     rows = [r for r in ROWS if r[0] in doc["rows"]]
@@ -534,6 +561,7 @@ def markdown(doc: Dict[str, Any]) -> str:
                       % (min(means), args["forecast_steps"][name], args["short_horizon"])]
         L += [""]
 
+    L += where_lnp_does_not_win(agg, rows)
     short = [(name, key, a) for name in agg for key, a in agg[name].items() if any(a["synapse_shortfall"])]
     L += ["## Equal counts", "",
           "Random, magnitude and activity-based pruning keep exactly LNP's neuron count, then remove recurrent synapses "
