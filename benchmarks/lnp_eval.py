@@ -652,6 +652,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="folder for lnp.md and lnp.json (default docs/results; "
                     "with --quick out/lnp-eval-quick)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 1 seed, 100 neurons, fewer rows, short LNP loop, 300-neuron timing")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch intra-op threads (default 1: the networks are small, and on a shared 2-core machine two "
+                         "threads made each step tens of times slower waiting for each other)")
     ap.add_argument("--render", type=Path, metavar="LNP_JSON",
                     help="only rewrite the report from an existing lnp.json (its numbers, command and date unchanged)")
     args = ap.parse_args(argv)
@@ -668,8 +671,9 @@ def main(argv=None) -> int:
         ap.error("--tasks must include mackey-glass and name only %s" % ", ".join(TASKS))
     rows = [r for r in ROWS if not args.quick or r[0] in QUICK_ROWS]
     seeds = list(range(args.seeds))
+    torch.set_num_threads(args.threads)
     settings = {"neurons": args.neurons, "target_neurons": args.target_neurons, "target_synapses": args.target_synapses,
-                "quick": args.quick, "short_horizon": args.short_horizon}
+                "quick": args.quick, "short_horizon": args.short_horizon, "torch_threads": args.threads}
     env = environment()  # at the start: the code this process imported
     cache = Cache(args.cache, settings)
     say("cache %s (%d results already there)" % (cache.dir, len(cache.data["results"])))
