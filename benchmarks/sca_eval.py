@@ -99,6 +99,7 @@ def main(argv: List[str]) -> int:
     ap.add_argument("--finetune-epochs", type=int, default=1)
     ap.add_argument("--prunes-per-epoch", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--normalize", action="store_true", help="SCA: rank activity relative to each layer's mean (ablation)")
     ap.add_argument("--ramp", type=float, default=2.0 / 3.0, help="SCA: fraction of the prune events over which the density ramps down")
     ap.add_argument("--cache", type=Path, default=ROOT / "out" / "sca-eval-cache")
     ap.add_argument("--output", type=Path, default=ROOT / "docs" / "results" / "sca.md")
@@ -160,8 +161,11 @@ def main(argv: List[str]) -> int:
             for method in args.methods:
                 cfg = sca.ScaConfig(density=density, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
                                     prunes_per_epoch=args.prunes_per_epoch, batch_size=args.batch_size, seed=seed,
-                                    ramp=args.ramp)
-                key = {"what": "prune", "dense": dkey, "method": method, "config": asdict(cfg), "v": 1}
+                                    ramp=args.ramp, normalize=args.normalize)
+                conf = asdict(cfg)
+                if not cfg.normalize:
+                    del conf["normalize"]  # keys of runs made before the option existed
+                key = {"what": "prune", "dense": dkey, "method": method, "config": conf, "v": 1}
 
                 def run() -> Dict[str, Any]:
                     model, _ = load_checkpoint(ckpt, kind="convsnn")
@@ -203,11 +207,12 @@ def write(args: Any, runs: List[Dict[str, Any]], seconds: float) -> None:
         "    .venv/bin/python benchmarks/sca_eval.py %s" % " ".join(sys.argv[1:]),
         "",
         "Task %s (fixed split, seed 0); VGG-style conv SNN 16(stride 2)-32-M-64-64-M, LIF, T=4. Dense: %d epochs. Each pruning "
-        "method: %d epoch(s) of masked training (SCA: %d prune events per epoch, density ramp over the first %.2f of them), physical shrink, %d epoch(s) of fine-tuning; "
+        "method: %d epoch(s) of masked training (SCA: %d prune events per epoch, density ramp over the first %.2f of them%s), physical shrink, %d epoch(s) of fine-tuning; "
         "batch %d. Seeds %s. Numbers are mean ± std over the seeds present; parameters, dense MACs and synaptic operations "
         "per inference (T steps, all conv and linear layers, measured on the test images). %.0f s of this invocation "
         "(cached runs are not re-timed). Finished runs: %d of the %d planned (dense + every method x density x seed)."
-        % (args.task, args.dense_epochs, args.epochs, args.prunes_per_epoch, args.ramp, args.finetune_epochs, args.batch_size, args.seeds,
+        % (args.task, args.dense_epochs, args.epochs, args.prunes_per_epoch, args.ramp,
+           "; activity ranked relative to each layer's mean" if args.normalize else "", args.finetune_epochs, args.batch_size, args.seeds,
            seconds, len(runs), args.planned),
         "",
         "| method | channel density | seeds | accuracy (%) | Δ vs dense (points) | parameters | dense MACs | synaptic ops "

@@ -78,6 +78,7 @@ class ScaConfig:
     regrow: float = 0.1  # regrown channels at the first event, as a fraction of the kept count; decays (cosine) to 0 at the end of the ramp
     min_channels: int = 2  # per-layer minimum width ...
     min_fraction: float = 0.05  # ... max(min_channels, ceil(min_fraction * width))
+    normalize: bool = False  # rank activity divided by its layer's mean over live channels (an ablation; the method ranks raw scores)
     lr: float = 1e-3
     finetune_lr: float = 5e-4
     batch_size: int = 64
@@ -244,6 +245,8 @@ class ScaPruner:
         progress = k / self.n_events
         density = cosine_density(progress, cfg.density, cfg.ramp)
         act = self.activity()
+        if cfg.normalize:
+            act = [a / a[u.mask == 1].mean().clamp_min(1e-12) for a, u in zip(act, self.units)]
         masks, reserved = select(act, density, self.minimums)
         n_keep = int(sum(int(m.sum()) for m in masks))
         r = int(round(regrow_fraction(progress - 1.0 / self.n_events, cfg.regrow, cfg.ramp) * n_keep))

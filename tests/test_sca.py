@@ -255,3 +255,20 @@ def test_prune_channels_end_to_end_small() -> None:
         if method == "sca":
             assert len(rec["events"]) == 4 and rec["events"][-1]["density_target"] == pytest.approx(0.5)
             assert rec["events"][0]["density_target"] == pytest.approx(sca.cosine_density(0.25, 0.5, 2 / 3), abs=1e-6)
+
+
+def test_layer_normalized_ranking_option() -> None:
+    """``normalize``: activity relative to the layer's mean, so a quiet layer is not emptied."""
+    model = small_vgg()
+    for normalize, expect_quiet_layer in ((False, 1), (True, 4)):
+        for u in sca.units(model):
+            u.mask.fill_(1.0)
+        cfg = sca.ScaConfig(density=0.5, regrow=0.0, min_channels=1, min_fraction=0.0, ramp=0.25, normalize=normalize)
+        pruner = sca.ScaPruner(model, cfg, n_events=4)
+        us = pruner.units  # widths 8, 8, 6
+        for i, u in enumerate(us):
+            scale = 0.01 if i == 0 else 1.0  # the first layer is quiet
+            u.lif.activity_sum, u.lif.activity_count = scale * (1 + torch.arange(u.width, dtype=torch.float32)), 1
+        pruner.event(1, None)
+        assert int(us[0].mask.sum()) == expect_quiet_layer
+        pruner.close()
