@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "lnp_eval.py"
 
@@ -17,8 +18,16 @@ def load_script():
     return mod
 
 
+@pytest.fixture
+def keep_torch_threads():
+    """main() sets torch's thread count for the process: give the other tests theirs back."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.mark.slow
-def test_quick_run_writes_the_report_and_resumes_from_the_cache(tmp_path):
+def test_quick_run_writes_the_report_and_resumes_from_the_cache(tmp_path, keep_torch_threads):
     mod = load_script()
     argv = ["--quick", "--tasks", "mackey-glass", "--timing-neurons", "0", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path)]
     assert mod.main(argv) == 0
