@@ -57,12 +57,7 @@ def prune_lnp(
     _fraction("--target-neurons", target_neurons)
     if max_iterations < 1:
         raise SpikeedgeError("--max-iterations: need at least 1")
-    if ckpt is not None and not ckpt.is_file():
-        raise SpikeedgeError("%s: no such checkpoint" % ckpt)
-    if output.is_dir():
-        raise SpikeedgeError("--output: %s is a folder, not a file" % output)
-    if report is not None and report.exists() and not report.is_dir():
-        raise SpikeedgeError("--report: %s is a file, not a folder" % report)
+    _check_paths(ckpt, output, report)
 
     require_offline()
     from ..offline import lnp
@@ -188,12 +183,7 @@ def prune_sca(
         raise SpikeedgeError("--arch: %r is not one of vgg, resnet" % arch)
     if not width > 0:
         raise SpikeedgeError("--width: must be > 0")
-    if ckpt is not None and not ckpt.is_file():
-        raise SpikeedgeError("%s: no such checkpoint" % ckpt)
-    if output.is_dir():
-        raise SpikeedgeError("--output: %s is a folder, not a file" % output)
-    if report is not None and report.exists() and not report.is_dir():
-        raise SpikeedgeError("--report: %s is a file, not a folder" % report)
+    _check_paths(ckpt, output, report)
     require_offline()
     import copy
     import json
@@ -254,3 +244,13 @@ def _show_sca(s: Dict[str, Any]) -> None:
                       highlight=False)
     if s["report"]:
         out_console.print("report: %s, %s" % (s["report"]["record"], s["report"]["table"]), highlight=False, markup=False)
+
+
+def _check_paths(ckpt: Optional[Path], output: Path, report: Optional[Path]) -> None:
+    """The input checkpoint exists, the output is not a folder, the report is not a file."""
+    if ckpt is not None and not ckpt.is_file():
+        raise SpikeedgeError("%s: no such checkpoint" % ckpt)
+    if output.is_dir():
+        raise SpikeedgeError("--output: %s is a folder, not a file" % output)
+    if report is not None and report.exists() and not report.is_dir():
+        raise SpikeedgeError("--report: %s is a file, not a folder" % report)
