@@ -23,7 +23,6 @@ from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import pytest
-
 from spikeedge.cli.app import main
 from spikeedge.runtime import bundle as fmt
 from spikeedge.runtime.engine import Session
@@ -34,36 +33,7 @@ DEMO_KEYS = {"neurons", "synapses", "float_smape", "int8_smape", "runtime_ms_per
 DEMO_FILES = {"hrsnn.ckpt.npz", "model.seb", "report.md", "report.json"}
 
 
-def one_json(stdout: str) -> Dict[str, Any]:
-    """``stdout`` must be exactly one JSON object (and a trailing newline), nothing else."""
-    decoder = json.JSONDecoder()
-    text = stdout.strip()
-    assert text, "nothing on stdout"
-    obj, end = decoder.raw_decode(text)
-    assert text[end:].strip() == "", "more than one JSON value on stdout: %r" % text[end : end + 200]
-    assert isinstance(obj, dict), "stdout holds a JSON %s, not an object" % type(obj).__name__
-    assert stdout.count("\n") == 1, "the JSON object is not one line followed by a newline"
-    return obj
-
-
-def call(capsys: Any, *argv: str) -> Tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def assert_user_error(rc: int, out: str, err: str, *names: str) -> None:
-    """Exit 2, nothing on stdout, one line on stderr naming each of ``names``, no traceback."""
-    assert rc == 2, (rc, out, err)
-    assert out == ""
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, "stderr is not one line: %r" % err
-    assert lines[0].startswith("error: ")
-    for name in names:
-        assert name in lines[0], "%r not named in %r" % (name, lines[0])
-
+from cli_helpers import assert_user_error, call, one_json  # noqa: E402
 
 # ----------------------------------------------------------------------------- fixtures
 
@@ -337,7 +307,6 @@ def test_version(capsys: Any) -> None:
 
 def _command_tree() -> List[Tuple[Tuple[str, ...], Any]]:
     import typer.main
-
     from spikeedge.cli.app import app
 
     found = []

@@ -11,12 +11,11 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, List, Tuple
 
 import numpy as np
 import pytest
-
-from spikeedge.cli.app import main
+from cli_helpers import assert_user_error, call, one_json
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ROW_KEYS = {"iteration", "neurons", "synapses", "lyapunov_max", "spectral_radius", "ipr", "mean_rate", "heterogeneity",
@@ -25,33 +24,10 @@ JSON_KEYS = {"output", "neurons", "synapses", "start", "kept_neurons", "kept_syn
              "phase_seconds", "lyapunov_max", "spectral_radius", "report", "warnings"}
 
 
-def one_json(stdout: str) -> Dict[str, Any]:
-    """``stdout`` must be exactly one JSON object on one line, nothing else."""
-    text = stdout.strip()
-    assert text, "nothing on stdout"
-    obj, end = json.JSONDecoder().raw_decode(text)
-    assert text[end:].strip() == "", "more than one JSON value on stdout: %r" % text[end : end + 200]
-    assert isinstance(obj, dict) and stdout.count("\n") == 1
-    return obj
 
 
-def call(capsys: Any, *argv: Any) -> Tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
-def assert_user_error(rc: int, out: str, err: str, *names: str) -> None:
-    """Exit 2, nothing on stdout, one line on stderr naming each of ``names``, no traceback."""
-    assert rc == 2, (rc, out, err)
-    assert out == ""
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, "stderr is not one line: %r" % err
-    assert lines[0].startswith("error: ")
-    for name in names:
-        assert name in lines[0], "%r not named in %r" % (name, lines[0])
 
 
 def save_hrsnn(path: Path, neurons: int, trained: bool = False, seed: int = 1) -> None:

@@ -7,13 +7,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
 import torch
-
-from spikeedge.cli.app import main
+from cli_helpers import assert_user_error, call, one_json
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -25,28 +24,10 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-def one_json(stdout: str) -> Dict[str, Any]:
-    text = stdout.strip()
-    assert text, "nothing on stdout"
-    obj, end = json.JSONDecoder().raw_decode(text)
-    assert text[end:].strip() == "" and isinstance(obj, dict) and stdout.count("\n") == 1
-    return obj
 
 
-def call(capsys: Any, *argv: Any) -> Tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
-def assert_user_error(rc: int, out: str, err: str, *names: str) -> None:
-    assert rc == 2, (rc, out, err)
-    assert out == "" and "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for name in names:
-        assert name in lines[0], "%r not named in %r" % (name, lines[0])
 
 
 @pytest.fixture
