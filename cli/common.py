@@ -81,5 +81,9 @@ def open_stepper(path: Path) -> Any:
     from ..offline.checkpoint import load_checkpoint
     from ..offline.train import FloatStepper
 
-    model, _ = load_checkpoint(path)
+    model, record = load_checkpoint(path, kind="any")
+    if record["model"] == "convsnn":
+        from ..offline.convtrain import ConvFloatStepper
+
+        return ConvFloatStepper(model)
     return FloatStepper(model)

@@ -12,7 +12,7 @@ from .common import JsonOpt, emit, require_offline
 
 
 def export(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint written by 'spikeedge train'."),
+    checkpoint: Path = typer.Argument(..., help="Checkpoint written by 'spikeedge train' or 'spikeedge prune' (HRSNN or conv SNN)."),
     fmt: str = typer.Option("bundle", "--format", help="bundle (onnx and tflite: not yet)."),
     output: Path = typer.Option(..., "-o", "--output", help="File to write (.seb)."),
     input_bits: int = typer.Option(16, "--input-bits", help="Bits of real-valued (direct-current) inputs: 8 or 16."),
@@ -29,10 +29,13 @@ def export(
         raise SpikeedgeError("--input-bits: must be 8 or 16")
     require_offline()
     from ..offline.checkpoint import load_checkpoint
-    from ..offline.pipeline import export_bundle
+    from ..offline.pipeline import export_bundle, export_conv_bundle
     from ..tasks.registry import load_task
 
-    model, record = load_checkpoint(checkpoint)
-    task = load_task(record.get("task", "mackey-glass"), data=data)
-    bundle = export_bundle(model, record, task, output, input_bits=input_bits)
+    model, record = load_checkpoint(checkpoint, kind="any")
+    if record["model"] == "convsnn":
+        bundle = export_conv_bundle(model, record, output, data=data, input_bits=input_bits)
+    else:
+        task = load_task(record.get("task", "mackey-glass"), data=data)
+        bundle = export_bundle(model, record, task, output, input_bits=input_bits)
     emit({"bundle": str(output), "bytes": output.stat().st_size, "sha256": bundle.sha256}, as_json)

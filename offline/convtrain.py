@@ -73,6 +73,25 @@ def accuracy(model: ConvSNN, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((predict(model, x).argmax(1) == y).float().mean())
 
 
+class ConvFloatStepper:
+    """A float conv SNN behind the ``start``/``step`` interface of ``tasks.protocols``: one
+    ``step`` runs all T time steps of the image (``steps_per_inference`` is 1) and returns the
+    time-averaged logits."""
+
+    steps_per_inference = 1
+
+    def __init__(self, model: ConvSNN) -> None:
+        self.model = model
+        self.shape = (model.cfg.in_channels, model.cfg.in_size, model.cfg.in_size)
+
+    def start(self, batch: int, first_frame: Optional[np.ndarray] = None) -> None:
+        self.batch = batch
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float32).reshape((self.batch,) + self.shape)
+        return predict(self.model, torch.from_numpy(np.ascontiguousarray(x))).double().numpy()
+
+
 def fit(
     model: ConvSNN,
     data: ImageData,

@@ -71,6 +71,21 @@ def export_bundle(model: HRSNN, record: Dict[str, Any], task: Any, path: Path, i
     return fmt.load(path)
 
 
+def export_conv_bundle(model: Any, record: Dict[str, Any], path: Path, data: Optional[str] = None, input_bits: int = 16) -> fmt.Bundle:
+    """Fold BatchNorm, quantize a (VGG-style) conv SNN checkpoint to int8 with 500 training
+    images of its task as calibration, write ``path`` atomically; returns the bundle as written."""
+    from .convsnn import fold
+    from .convtrain import load_images
+    from .quantize_conv import quantize_folded
+
+    images = load_images(record.get("task", "mnist"), data)
+    prov = {"task": images.name, "training": record.get("training"), "pruning": record.get("pruning"),
+            "parent": record.get("parent"), "spikeedge": __version__}
+    bundle = quantize_folded(fold(model), images.x_train[:500].numpy(), input_bits=input_bits, provenance=prov)
+    fmt.save(bundle, path)
+    return fmt.load(path)
+
+
 def time_steps(bundle: fmt.Bundle, xs: np.ndarray, repeats: int = 3) -> Dict[str, float]:
     """Batch-1 runtime cost on real inputs ``xs`` (steps, n_inputs): best-of-``repeats`` ms per
     step, and synaptic operations and spikes per step."""

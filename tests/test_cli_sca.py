@@ -1,6 +1,6 @@
 """``spikeedge train convsnn`` and ``spikeedge prune sca`` against their contract (``cli.md``):
 exact exit codes, one JSON object with ``--json``, one-line user errors, and the end-to-end path
-train -> prune sca -> fold on a small network on digits (under a minute)."""
+train -> prune sca -> export -> run (and eval) on a small network on digits (under a minute)."""
 
 from __future__ import annotations
 
@@ -23,20 +23,13 @@ def one_thread() -> Iterator[None]:
     yield
     torch.set_num_threads(before)
 
-
-
-
-
-
-
-
 @pytest.fixture
 def work(tmp_path: Path, monkeypatch: Any) -> Path:
     monkeypatch.chdir(tmp_path)
     return tmp_path
 
 
-def test_train_prune_fold_end_to_end(work: Path, capsys: Any) -> None:
+def test_train_prune_export_run_end_to_end(work: Path, capsys: Any) -> None:
     from spikeedge.offline import sca
     from spikeedge.offline.checkpoint import load_checkpoint
     from spikeedge.offline.convsnn import fold, folded_forward
@@ -75,6 +68,27 @@ def test_train_prune_fold_end_to_end(work: Path, capsys: Any) -> None:
     logits, _ = folded_forward(fold(model), data.x_test.numpy())  # the shrunk model folds for the int8 exporter
     agree = float(np.mean(logits.argmax(1) == predict(model, data.x_test).numpy().argmax(1)))
     assert agree > 0.99
+
+    rc, out, err = call(capsys, "export", "p.ckpt.npz", "--format", "bundle", "-o", "p.seb", "--json")
+    assert rc == 0, err
+    exported = one_json(out)
+    assert exported["bundle"] == "p.seb" and exported["bytes"] == (work / "p.seb").stat().st_size
+    np.savez(work / "x.npz", x=data.x_test[:40].numpy())
+    rc, out, err = call(capsys, "run", "p.seb", "--input", "x.npz", "-o", "y.npz", "--json")
+    assert rc == 0, err
+    ran = one_json(out)
+    float_pred = predict(model, data.x_test[:40]).numpy().argmax(1)
+    assert np.mean(np.array(ran["predictions"]) == float_pred) >= 0.9  # int8 vs float on 40 images
+    assert ran["synops"] > 0 and set(ran["spike_counts"]) == {"conv0", "conv1", "conv3", "conv4"}
+    with np.load(work / "y.npz") as y:
+        assert y["outputs"].shape[0] == 40
+
+    rc, out, err = call(capsys, "eval", "p.ckpt.npz", "--task", "digits", "--json")
+    assert rc == 0, err
+    assert one_json(out)["accuracy"] == pytest.approx(pruned["accuracy"]["final"])  # the float checkpoint
+    rc, out, err = call(capsys, "eval", "p.seb", "--task", "digits", "--json")
+    assert rc == 0, err
+    assert abs(one_json(out)["accuracy"] - pruned["accuracy"]["final"]) < 0.05  # the int8 bundle on the runtime
     assert time.time() - t0 < 60
 
 
