@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 ROOT = Path(__file__).resolve().parent.parent
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # one BLAS thread for the runtime timings (set before numpy loads)
 sys.path.insert(0, str(ROOT.parent))
 
 import torch  # noqa: E402
@@ -45,26 +48,27 @@ def totals(model: Any, x: torch.Tensor) -> Dict[str, float]:
     return {"params": sum(r["params"] for r in rows), "macs": sum(r["macs"] for r in rows), "synops": sum(r["synops"] for r in rows)}
 
 
-def runtime_ms(model: Any, data: Any, n: int = 40) -> Any:
-    """Median ms per inference (batch 1, T steps) of the model's int8 bundle on the event-driven
-    runtime, over ``n`` test images after one warm-up; None when the conv runtime is absent."""
-    try:
-        from spikeedge.offline.quantize_conv import quantize_folded
-        from spikeedge.runtime.conv import ConvSession
-    except ImportError:
-        return None
+def runtime_pair(models: Dict[str, Any], data: Any, n: int = 40, rounds: int = 3) -> Dict[str, float]:
+    """Median ms per inference (batch 1, T steps) of each model's int8 bundle on the runtime
+    (``runtime/conv.ConvSession``, method auto), over ``n`` test images x ``rounds``. The models
+    are timed interleaved, image by image, so that a change of machine load hits all alike and
+    their ratio stays fair."""
     from spikeedge.offline.convsnn import fold
+    from spikeedge.offline.quantize_conv import quantize_folded
+    from spikeedge.runtime.conv import ConvSession
 
-    bundle = quantize_folded(fold(model), data.x_train[:500].numpy())
-    session = ConvSession(bundle, 1)
+    sessions = {k: ConvSession(quantize_folded(fold(m), data.x_train[:500].numpy()), 1) for k, m in models.items()}
     xs = data.x_test[: n + 1].numpy().astype("float64")
-    session.run(xs[:1])
-    times = []
-    for i in range(1, n + 1):
-        t0 = time.perf_counter()
-        session.run(xs[i : i + 1])
-        times.append(1e3 * (time.perf_counter() - t0))
-    return statistics.median(times)
+    times: Dict[str, List[float]] = {k: [] for k in sessions}
+    for s in sessions.values():
+        s.run(xs[:1])  # warm-up
+    for _ in range(rounds):
+        for i in range(1, n + 1):
+            for k, s in sessions.items():
+                t0 = time.perf_counter()
+                s.run(xs[i : i + 1])
+                times[k].append(1e3 * (time.perf_counter() - t0))
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 class NotCached(Exception):
@@ -74,9 +78,12 @@ class NotCached(Exception):
 CACHED_ONLY = False
 
 
+def run_name(key: Dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def cached(cache: Path, key: Dict[str, Any], fn: Any) -> Dict[str, Any]:
-    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache / (name + ".json")
+    path = cache / (run_name(key) + ".json")
     if path.is_file():
         return json.loads(path.read_text())["result"]
     if CACHED_ONLY:
@@ -105,6 +112,7 @@ def main(argv: List[str]) -> int:
     ap.add_argument("--output", type=Path, default=ROOT / "docs" / "results" / "sca.md")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: far faster than 2 on a shared 2-core machine)")
     ap.add_argument("--cached-only", action="store_true", help="run nothing: write the report from the finished (cached) runs")
+    ap.add_argument("--no-timing", action="store_true", help="skip the runtime timing pass (run it later with --cached-only)")
     ap.add_argument("--quick", action="store_true", help="digits, seed 0, density 0.25: a smoke test")
     args = ap.parse_args(argv)
     if args.quick:
@@ -136,8 +144,7 @@ def main(argv: List[str]) -> int:
             model, rec = train_convsnn(data, config_for(data, seed=seed), epochs=args.dense_epochs, batch_size=args.batch_size)
             save_checkpoint(model, ckpt, rec)
             return {"method": "dense", "seed": seed, "density": 1.0, "accuracy": rec["float_metric"]["accuracy"],
-                    **totals(model, data.x_test), "seconds": rec["training"]["train_seconds"],
-                    "runtime_ms_shrunk": runtime_ms(model, data), "runtime_ms_unshrunk": runtime_ms(model, data)}
+                    **totals(model, data.x_test), "seconds": rec["training"]["train_seconds"], "checkpoints": {"dense": ckpt.name}}
 
         try:
             dense = cached(args.cache, dkey, train_dense)
@@ -167,15 +174,19 @@ def main(argv: List[str]) -> int:
                     del conf["normalize"]  # keys of runs made before the option existed
                 key = {"what": "prune", "dense": dkey, "method": method, "config": conf, "v": 1}
 
+                name = run_name(key)
+
                 def run() -> Dict[str, Any]:
                     model, _ = load_checkpoint(ckpt, kind="convsnn")
                     small, rec = sca.prune_channels(model, data, cfg, method=method)
-                    timing = {"runtime_ms_shrunk": runtime_ms(small, data), "runtime_ms_unshrunk": runtime_ms(model, data)}
+                    saved = {"shrunk": name + "-shrunk.ckpt.npz", "masked": name + "-masked.ckpt.npz"}
+                    save_checkpoint(small, args.cache / saved["shrunk"], {"task": args.task})
+                    save_checkpoint(model, args.cache / saved["masked"], {"task": args.task})
                     return {"method": method, "seed": seed, "density": density, "accuracy": rec["accuracy"]["final"],
                             "accuracy_masked": rec["accuracy"]["masked"], "accuracy_shrunk": rec["accuracy"]["shrunk"],
                             "kept_channels": rec["channels"]["kept"], "total_channels": rec["channels"]["total"],
                             "per_layer": rec["channels"]["per_layer"], **totals(small, data.x_test), "seconds": rec["seconds"],
-                            "max_logit_difference_masked_vs_shrunk": rec["max_logit_difference"], **timing}
+                            "max_logit_difference_masked_vs_shrunk": rec["max_logit_difference"], "checkpoints": saved}
 
                 try:
                     r = cached(args.cache, key, run)
@@ -184,8 +195,27 @@ def main(argv: List[str]) -> int:
                 runs.append(r)
                 log("%s density %.2f seed %d: accuracy %.4f (masked %.4f)" % (method, density, seed, r["accuracy"], r["accuracy_masked"]))
                 write(args, runs, time.time() - t_start)
+    if not args.no_timing:
+        time_runs(args, runs, data, log)
     write(args, runs, time.time() - t_start)
     return 0
+
+
+def time_runs(args: Any, runs: List[Dict[str, Any]], data: Any, log: Any) -> None:
+    """The runtime columns, measured after all training, one run at a time from the saved
+    checkpoints: shrunk vs unshrunk (masked, full width) interleaved (``runtime_pair``)."""
+    for r in runs:
+        ck = r.get("checkpoints")
+        if not ck or not all((args.cache / f).is_file() for f in ck.values()):
+            continue
+        models = {k: load_checkpoint(args.cache / f, kind="convsnn")[0] for k, f in ck.items()}
+        ms = runtime_pair(models, data)
+        if r["method"] == "dense":
+            r["runtime_ms_shrunk"] = r["runtime_ms_unshrunk"] = ms["dense"]
+        else:
+            r["runtime_ms_shrunk"], r["runtime_ms_unshrunk"] = ms["shrunk"], ms["masked"]
+        log("timed %s density %.2f seed %d: %.2f ms shrunk, %.2f ms unshrunk" % (
+            r["method"], r["density"], r["seed"], r["runtime_ms_shrunk"], r["runtime_ms_unshrunk"]))
 
 
 def mean_std(vals: List[float]) -> str:
@@ -251,11 +281,11 @@ def write(args: Any, runs: List[Dict[str, Any]], seconds: float) -> None:
                  "flip propagates (the test with weights on an exact binary grid gives identical logits)." % (
         same, len(pr), max([r["max_logit_difference_masked_vs_shrunk"] for r in pr], default=0.0)))
     lines += ["", "Runtime: the int8 bundle (`offline/quantize_conv.quantize_folded` of `fold(model)`, calibrated on 500 training "
-              "images) on the event-driven runtime (`runtime/conv.ConvSession`, method auto), batch 1, median ms per inference "
-              "(T steps) over 40 test images after a warm-up; 'unshrunk' is the same masked network at full width (pruned "
-              "channels present as zeros). '-': the conv runtime was absent. Timings on a shared 2-core machine whose load "
-              "changed during the run (other jobs): the unshrunk and dense timings vary up to 10x between seeds (see the "
-              "± spread); the shrunk ones are steadier. Treat the speed-up column as indicative only.", ""]
+              "images) on the event-driven runtime (`runtime/conv.ConvSession`, method auto), batch 1, one torch/numpy thread, "
+              "median ms per inference (T steps) over 40 test images x 3 rounds after a warm-up. 'unshrunk' is the same masked "
+              "network at full width (pruned channels present, all zero). Measured after all training, one run at a time, "
+              "shrunk and unshrunk interleaved image by image so that load changes hit both alike; the speed-up is their ratio, "
+              "mean ± std over seeds.", ""]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(lines))
     args.output.with_suffix(".json").write_text(json.dumps(runs, indent=1))

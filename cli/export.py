@@ -34,6 +34,8 @@ def export(
 
     model, record = load_checkpoint(checkpoint, kind="any")
     if record["model"] == "convsnn":
+        if model.cfg.arch != "vgg":
+            raise SpikeedgeError("%s: a %s-style conv SNN has no int8 export yet (VGG-style only)" % (checkpoint, model.cfg.arch))
         bundle = export_conv_bundle(model, record, output, data=data, input_bits=input_bits)
     else:
         task = load_task(record.get("task", "mackey-glass"), data=data)

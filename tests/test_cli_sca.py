@@ -121,9 +121,10 @@ def test_prune_sca_from_scratch_resnet_and_baselines(work: Path, capsys: Any) ->
         (["train", "convsnn", "--task", "mackey-glass", "-o", "x.ckpt.npz"], ["--task", "mackey-glass"]),
         (["train", "convsnn", "--task", "digits", "--neuron", "izhikevich", "-o", "x.ckpt.npz"], ["--neuron"]),
         (["train", "convsnn", "--task", "digits", "--time-steps", "0", "-o", "x.ckpt.npz"], ["--time-steps"]),
+        (["export", "r.ckpt.npz", "-o", "r.seb"], ["r.ckpt.npz", "resnet"]),
     ],
     ids=["missing", "hrsnn-checkpoint", "density-zero", "density-above-one", "method", "neither", "both", "task", "arch",
-         "train-task", "neuron", "time-steps"],
+         "train-task", "neuron", "time-steps", "export-resnet"],
 )
 def test_user_errors(work: Path, capsys: Any, argv: Any, names: Any) -> None:
     from spikeedge.offline.checkpoint import save_checkpoint
@@ -132,6 +133,7 @@ def test_user_errors(work: Path, capsys: Any, argv: Any, names: Any) -> None:
 
     save_checkpoint(HRSNN(HrsnnConfig(n_neurons=10)), "h.ckpt.npz", {"task": "mackey-glass"})
     save_checkpoint(ConvSNN(ConvConfig(in_size=8)), "c.ckpt.npz", {"task": "digits"})
+    save_checkpoint(ConvSNN(ConvConfig(in_size=8, arch="resnet")), "r.ckpt.npz", {"task": "digits"})
     before = {p.name for p in work.iterdir()}
     rc, out, err = call(capsys, *argv)
     assert_user_error(rc, out, err, *names)
