@@ -151,9 +151,10 @@ def prune_sca(
     ckpt: Optional[Path] = typer.Argument(None, help="Convolutional SNN checkpoint ('spikeedge train convsnn'); or --task builds a new one."),
     output: Path = typer.Option(..., "-o", "--output", help="Checkpoint of the shrunk network to write."),
     density: float = typer.Option(0.25, "--density", help="Kept fraction of the prunable channels, in (0, 1]."),
-    epochs: int = typer.Option(3, "--epochs", help="Training epochs with pruning (the density ramps down over the first 2/3)."),
-    finetune_epochs: int = typer.Option(1, "--finetune-epochs", help="Fine-tuning epochs of the shrunk network."),
-    prunes_per_epoch: int = typer.Option(1, "--prunes-per-epoch", help="Prune events per epoch."),
+    epochs: int = typer.Option(4, "--epochs", help="Training epochs with pruning (the density ramps down over the first 2/3)."),
+    finetune_epochs: int = typer.Option(8, "--finetune-epochs", help="Fine-tuning epochs of the shrunk network."),
+    prunes_per_epoch: int = typer.Option(2, "--prunes-per-epoch", help="Prune events per epoch."),
+    min_fraction: float = typer.Option(0.125, "--min-fraction", help="Per-layer minimum: at least this fraction of a layer's channels (and 2) stays."),
     task: Optional[str] = typer.Option(None, "--task", help="Instead of CKPT: build an untrained network for mnist or digits and prune it while training from scratch."),
     arch: str = typer.Option("vgg", "--arch", help="Architecture of the network --task builds: vgg or resnet."),
     width: float = typer.Option(1.0, "--width", help="Width multiplier of the network --task builds."),
@@ -168,9 +169,11 @@ def prune_sca(
     with the lowest spiking activity are masked (some regrow by |dL/dgamma|), then the network is
     shrunk physically to a narrower dense one and fine-tuned.
 
-    Example: spikeedge prune sca vgg.ckpt.npz --density 0.25 --epochs 3 -o vgg-sca.ckpt.npz --report sca-report
+    Example: spikeedge prune sca vgg.ckpt.npz --density 0.25 -o vgg-sca.ckpt.npz --report sca-report
     """
     _fraction("--density", density)
+    if not 0.0 <= min_fraction <= 1.0:
+        raise SpikeedgeError("--min-fraction: %r is not in [0, 1]" % min_fraction)
     if epochs < 1 or finetune_epochs < 0 or prunes_per_epoch < 1 or batch_size < 1:
         raise SpikeedgeError("--epochs, --prunes-per-epoch and --batch-size need at least 1, --finetune-epochs at least 0")
     if method not in ("sca", "bn-scale", "random"):
@@ -204,7 +207,7 @@ def prune_sca(
         model = ConvSNN(config_for(images, arch=arch, width=width, seed=seed))
     source = str(ckpt) if ckpt is not None else "a new %s (%s)" % (arch, task)
     dense = copy.deepcopy(model)
-    cfg = sca.ScaConfig(density=density, epochs=epochs, finetune_epochs=finetune_epochs, prunes_per_epoch=prunes_per_epoch,
+    cfg = sca.ScaConfig(density=density, epochs=epochs, finetune_epochs=finetune_epochs, prunes_per_epoch=prunes_per_epoch, min_fraction=min_fraction,
                         batch_size=batch_size, seed=seed)
     if not as_json:
         err_console.print("%s pruning to %g of the channels over %d epochs" % (method, density, epochs), markup=False, highlight=False)

@@ -71,16 +71,16 @@ def units(model: ConvSNN) -> List[Unit]:
 @dataclass
 class ScaConfig:
     density: float = 0.25  # final kept fraction of the prunable channels
-    epochs: int = 3  # training epochs with pruning (masked network)
-    finetune_epochs: int = 1  # after the physical shrink
-    prunes_per_epoch: int = 1  # prune events per epoch; scores are running means between events
+    epochs: int = 4  # training epochs with pruning (masked network)
+    finetune_epochs: int = 8  # after the physical shrink (cheap: the network is small by then)
+    prunes_per_epoch: int = 2  # prune events per epoch; scores are running means between events
     ramp: float = 2.0 / 3.0  # density ramps (cosine) from 1 to the target over this fraction of the events
     regrow: float = 0.1  # regrown channels at the first event, as a fraction of the kept count; decays (cosine) to 0 at the end of the ramp
     min_channels: int = 2  # per-layer minimum width ...
-    min_fraction: float = 0.05  # ... max(min_channels, ceil(min_fraction * width))
+    min_fraction: float = 0.125  # ... max(min_channels, ceil(min_fraction * width))
     normalize: bool = False  # rank activity divided by its layer's mean over live channels (an ablation; the method ranks raw scores)
     lr: float = 1e-3
-    finetune_lr: float = 5e-4
+    finetune_lr: float = 2e-3
     batch_size: int = 64
     seed: int = 0
 
@@ -89,6 +89,8 @@ class ScaConfig:
             raise ModelError("density %r is not a kept fraction in (0, 1]" % self.density)
         if self.epochs < 1 or self.finetune_epochs < 0 or self.prunes_per_epoch < 1:
             raise ModelError("epochs must be >= 1, finetune epochs >= 0, prunes per epoch >= 1")
+        if not 0.0 <= self.min_fraction <= 1.0:
+            raise ModelError("min_fraction %r is not in [0, 1]" % self.min_fraction)
         if not 0.0 < self.ramp <= 1.0:
             raise ModelError("ramp %r is not in (0, 1]" % self.ramp)
 

@@ -542,6 +542,20 @@ def _record_from_json(d: Any, where: str, arrays: Dict[str, np.ndarray], expect:
     return obj
 
 
+def encoder_to_json(encoder: Encoder) -> dict:
+    """An encoder record (it has no arrays) as JSON: what exported step graphs carry."""
+    return _record_to_json(encoder, "encoder", {})
+
+
+def encoder_from_json(d: Any, where: str = "encoder") -> Encoder:
+    """The inverse of ``encoder_to_json``; ``BundleError``-free: raises ``ValueError`` with a
+    one-line reason."""
+    try:
+        return _record_from_json(d, where, {}, expect="encoder")
+    except _Invalid as exc:
+        raise ValueError(str(exc)) from None
+
+
 def bundle_to_manifest(bundle: AnyBundle) -> Tuple[dict, Dict[str, np.ndarray]]:
     """The manifest (JSON-able dict) and the named arrays of a bundle."""
     arrays: Dict[str, np.ndarray] = {}
