@@ -14,7 +14,7 @@ import typer
 
 from .. import __version__
 from ..runtime.errors import SpikeedgeError
-from . import demo, evaluate, export, info, prune, run, train
+from . import demo, evaluate, export, info, prune, run, train, verify
 
 app = typer.Typer(
     name="spikeedge",
@@ -30,6 +30,7 @@ app.command("export")(export.export)
 app.command("info")(info.info)
 app.command("run")(run.run)
 app.command("eval")(evaluate.evaluate)
+app.command("verify")(verify.verify)
 
 
 @app.callback(invoke_without_command=True)

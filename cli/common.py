@@ -67,16 +67,21 @@ def stages(total: int, quiet: bool) -> Iterator[Any]:
         yield advance
 
 
-def open_stepper(path: Path) -> Any:
-    """Any model form behind ``start``/``step``: a bundle runs on the event-driven runtime, a
-    checkpoint on the float torch model (offline extra)."""
-    from ..runtime import bundle as fmt
-    from ..runtime.engine import Session
+BackendOpt = typer.Option("auto", "--backend", help="event (.seb), onnx (.onnx) or tflite (.tflite); auto: by the file type.")
+
+
+def open_stepper(path: Path, backend: str = "auto") -> Any:
+    """Any model form behind ``start``/``step``: a bundle on the event-driven runtime, an
+    .onnx or .tflite step graph on its interpreter, a checkpoint on the float torch model
+    (offline extra)."""
+    from ..runtime.backends import SUFFIX, open_model
 
     if not path.exists():
         raise SpikeedgeError("%s: no such file" % path)
-    if path.suffix == ".seb":
-        return Session(fmt.load(path))
+    if path.suffix.lower() in SUFFIX:
+        return open_model(path, backend)
+    if backend not in ("auto",):
+        raise SpikeedgeError("%s: a checkpoint runs on the float torch model, not on backend %r (export it first)" % (path, backend))
     require_offline()
     from ..offline.checkpoint import load_checkpoint
     from ..offline.train import FloatStepper

@@ -1,43 +1,91 @@
-"""``spikeedge export``: a checkpoint to an int8 bundle."""
+"""``spikeedge export``: a checkpoint (or a bundle) to an int8 bundle, ONNX or TFLite step graph."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
 from ..runtime.errors import SpikeedgeError
 from .common import JsonOpt, emit, require_offline
 
+FORMATS = {"bundle": ".seb", "onnx": ".onnx", "tflite": ".tflite"}
+
 
 def export(
-    checkpoint: Path = typer.Argument(..., help="Checkpoint written by 'spikeedge train' or 'spikeedge prune' (HRSNN or conv SNN)."),
-    fmt: str = typer.Option("bundle", "--format", help="bundle (onnx and tflite: not yet)."),
-    output: Path = typer.Option(..., "-o", "--output", help="File to write (.seb)."),
+    checkpoint: Path = typer.Argument(..., help="Checkpoint written by 'spikeedge train' or 'spikeedge prune' (HRSNN or conv SNN), or a bundle (.seb) for --format onnx/tflite."),
+    fmt_name: str = typer.Option("bundle", "--format", help="bundle (.seb, the event-driven runtime), onnx or tflite (one time step as a graph)."),
+    output: Path = typer.Option(..., "-o", "--output", help="File to write (.seb, .onnx or .tflite)."),
+    as_float: bool = typer.Option(False, "--float", help="onnx/tflite: float32 weight tensors (the int8 values dequantized) instead of int8 ones."),
     input_bits: int = typer.Option(16, "--input-bits", help="Bits of real-valued (direct-current) inputs: 8 or 16."),
     data: Optional[str] = typer.Option(None, "--data", help="MNIST folder or .npz for calibration data."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Quantize to int8 and write the bundle atomically.
+    """Quantize to int8 and write the bundle or step graph atomically.
 
-    Example: spikeedge export mg.ckpt.npz --format bundle -o mg.seb
+    Example: spikeedge export mg.ckpt.npz --format onnx -o mg.onnx
     """
-    if fmt != "bundle":
-        raise SpikeedgeError("--format: %r is not available yet (this version exports 'bundle')" % fmt)
+    if fmt_name not in FORMATS:
+        raise SpikeedgeError("--format: %r is not one of %s" % (fmt_name, ", ".join(FORMATS)))
+    if as_float and fmt_name == "bundle":
+        raise SpikeedgeError("--float: a bundle is int8 by design; --float applies to --format onnx or tflite")
     if input_bits not in (8, 16):
         raise SpikeedgeError("--input-bits: must be 8 or 16")
+    if output.suffix.lower() != FORMATS[fmt_name]:
+        raise SpikeedgeError("-o %s: a %s file should end in %s" % (output, fmt_name, FORMATS[fmt_name]))
+    if not checkpoint.is_file():
+        raise SpikeedgeError("%s: no such file" % checkpoint)
+    if checkpoint.suffix == ".seb":
+        if fmt_name == "bundle":
+            raise SpikeedgeError("%s is already a bundle: --format onnx or tflite turns it into a step graph" % checkpoint)
+        from ..runtime import bundle as fmt
+
+        bundle: Any = fmt.load(checkpoint)
+    else:
+        bundle = _bundle_of_checkpoint(checkpoint, output if fmt_name == "bundle" else None, data, input_bits)
+    if fmt_name == "bundle":
+        emit({"bundle": str(output), "format": "bundle", "bytes": output.stat().st_size, "sha256": bundle.sha256}, as_json)
+        return
+    summary = _export_graph(bundle, fmt_name, output, as_float)
+    emit({"output": str(output), "bundle_sha256": bundle.sha256, **summary}, as_json)
+
+
+def _bundle_of_checkpoint(checkpoint: Path, path: Optional[Path], data: Optional[str], input_bits: int) -> Any:
+    """Quantize a checkpoint; written to ``path`` when given (else only in memory)."""
+    import tempfile
+
     require_offline()
     from ..offline.checkpoint import load_checkpoint
     from ..offline.pipeline import export_bundle, export_conv_bundle
     from ..tasks.registry import load_task
 
     model, record = load_checkpoint(checkpoint, kind="any")
-    if record["model"] == "convsnn":
-        if model.cfg.arch != "vgg":
-            raise SpikeedgeError("%s: a %s-style conv SNN has no int8 export yet (VGG-style only)" % (checkpoint, model.cfg.arch))
-        bundle = export_conv_bundle(model, record, output, data=data, input_bits=input_bits)
-    else:
+    with tempfile.TemporaryDirectory() as tmp:
+        target = path or Path(tmp) / "model.seb"
+        if record["model"] == "convsnn":
+            if model.cfg.arch != "vgg":
+                raise SpikeedgeError("%s: a %s-style conv SNN has no int8 export yet (VGG-style only)" % (checkpoint, model.cfg.arch))
+            return export_conv_bundle(model, record, target, data=data, input_bits=input_bits)
         task = load_task(record.get("task", "mackey-glass"), data=data)
-        bundle = export_bundle(model, record, task, output, input_bits=input_bits)
-    emit({"bundle": str(output), "bytes": output.stat().st_size, "sha256": bundle.sha256}, as_json)
+        return export_bundle(model, record, task, target, input_bits=input_bits)
+
+
+def _export_graph(bundle: Any, fmt_name: str, output: Path, as_float: bool) -> Any:
+    from ..runtime.errors import MissingExtraError
+
+    try:
+        if fmt_name == "onnx":
+            import onnx  # noqa: F401
+
+            from ..offline.export_onnx import export_onnx
+
+            return export_onnx(bundle, output, float_weights=as_float)
+        import ai_edge_litert  # noqa: F401
+        import flatbuffers  # noqa: F401
+
+        from ..offline.export_tflite import export_tflite
+
+        return export_tflite(bundle, output, float_weights=as_float)
+    except ImportError as exc:
+        raise MissingExtraError("--format %s needs the export-%s extra: pip install 'spikeedge[export-%s]' (%s)" % (fmt_name, fmt_name, fmt_name, exc)) from None

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import io
+import time
 import zipfile
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 import typer
 
 from ..runtime import bundle as fmt
-from ..runtime.engine import Session
+from ..runtime.backends import backend_of, open_model
 from ..runtime.errors import DataError, SpikeedgeError
-from .common import JsonOpt, emit
+from .common import BackendOpt, JsonOpt, emit
 
 
 def _read_x(path: Path, expected: str) -> np.ndarray:
@@ -60,32 +61,48 @@ def load_inputs(path: Path, n_inputs: int) -> np.ndarray:
     return x
 
 
+def _io(session: Any) -> Tuple[bool, Any, str]:
+    """(conv?, input shape or input count, output kind) of any backend's session."""
+    card = getattr(session, "card", None)
+    if card is not None:
+        conv = card["model"] == "conv"
+        return conv, tuple(card["input_shape"]) if conv else int(card["n_inputs"]), card["output"]
+    bundle = session.bundle
+    if isinstance(bundle, fmt.ConvBundle):
+        return True, tuple(bundle.input_shape), bundle.output
+    return False, bundle.n_inputs, bundle.output
+
+
 def run(
-    model: Path = typer.Argument(..., help="A bundle (.seb)."),
+    model: Path = typer.Argument(..., help="A bundle (.seb) or a step graph (.onnx, .tflite)."),
     input: Path = typer.Option(..., "--input", help=".npz with array x: (steps, inputs) or (batch, steps, inputs); conv models: images (n, C, H, W) or (C, H, W)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write outputs and spike counts here (.npz)."),
-    backend: str = typer.Option("event", "--backend", help="event (onnx and tflite: not yet)."),
+    backend: str = BackendOpt,
+    threads: int = typer.Option(1, "--threads", help="Interpreter threads (onnx, tflite)."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Run the model on the event-driven runtime; print spikes and synaptic operations.
+    """Run the model on a runtime backend; print spikes, synaptic operations and timing.
 
     Example: spikeedge run model.seb --input x.npz -o y.npz
     """
-    if backend != "event":
-        raise SpikeedgeError("--backend: %r is not available yet (this version runs 'event')" % backend)
-    bundle = fmt.load(model)
-    if isinstance(bundle, fmt.ConvBundle):  # T steps on each image
-        x = load_images(input, bundle.input_shape)
-    else:
-        x = load_inputs(input, bundle.n_inputs)
-    result = Session(bundle, x.shape[0]).run(x)
+    if threads < 1:
+        raise SpikeedgeError("--threads: must be >= 1")
+    session = open_model(model, backend, threads=threads)
+    conv, shape, kind = _io(session)
+    x = load_images(input, shape) if conv else load_inputs(input, shape)
+    session.start(x.shape[0])
+    t0 = time.perf_counter()
+    result = session.run(x)
+    seconds = time.perf_counter() - t0
     if output is not None:
         buf = io.BytesIO()
         counts = np.array([result.spike_counts[k] for k in sorted(result.spike_counts)])
         np.savez(buf, outputs=result.outputs, spike_counts=counts, layers=np.array(sorted(result.spike_counts)), synops=np.array(result.synops))
         fmt.write_atomic(output, buf.getvalue())
     summary = result.summary()
-    summary.update({"spike_counts": result.spike_counts, "synops": result.synops, "output_file": str(output) if output else None})
-    if bundle.output == "last":
+    summary.update({"backend": backend_of(model), "spike_counts": result.spike_counts, "synops": result.synops,
+                    "seconds": round(seconds, 6), "ms_per_step": 1e3 * seconds / max(1, result.steps),
+                    "ms_per_inference": 1e3 * seconds / max(1, result.batch), "output_file": str(output) if output else None})
+    if kind == "last":
         summary["predictions"] = np.argmax(result.outputs[:, -1], axis=1).tolist()
     emit(summary, as_json)

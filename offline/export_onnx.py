@@ -33,7 +33,7 @@ FLOAT32_EXACT = 1 << 24
 class _Graph:
     """A small builder over ``onnx.helper``: named constants and single-output nodes."""
 
-    def __init__(self) -> None:
+    def __init__(self, float_weights: bool = False) -> None:
         import onnx
         from onnx import helper, numpy_helper
 
@@ -42,6 +42,7 @@ class _Graph:
         self.inits: List[Any] = []
         self.inputs: List[Any] = []
         self.outputs: List[Any] = []
+        self.float_weights = float_weights
         self._n = 0
         self._consts: Dict[Tuple[str, bytes, Tuple[int, ...]], str] = {}
 
@@ -95,7 +96,10 @@ class _Graph:
         return self.op("Cast", [x], to=self.onnx.TensorProto.INT64)
 
     def weight(self, w_int8: np.ndarray, hint: str) -> str:
-        """int8 initializer -> float32 by DequantizeLinear (scale 1, zero point 0)."""
+        """int8 initializer -> float32 by DequantizeLinear (scale 1, zero point 0); with
+        ``float_weights`` a float32 initializer of the same values (the float baseline)."""
+        if self.float_weights:
+            return self.const(np.asarray(w_int8, np.float32), np.float32, hint)
         q = self.const(np.asarray(w_int8, np.int8), np.int8, hint)
         return self.op("DequantizeLinear", [q, self.const(1.0, np.float32), self.const(0, np.int8)], hint=hint + "_f")
 
@@ -118,13 +122,14 @@ def _spike(g: _Graph, v: str) -> Tuple[str, str]:
     return g.to_i64(fire), g.op("Cast", [fire], to=g.onnx.TensorProto.FLOAT)
 
 
-def hrsnn_graph(bundle: fmt.Bundle) -> Any:
+def hrsnn_graph(bundle: fmt.Bundle, float_weights: bool = False) -> Any:
     """The recurrent model's step: ``x``, ``s<i>``, ``syn<i>``, ``mem<i>``, ``trace`` in;
     ``y`` and every state ``_out``."""
     from onnx import TensorProto as TP
 
-    g = _Graph()
+    g = _Graph(float_weights)
     card = card_for(bundle, "onnx")
+    card["float_weights"] = float_weights
     n_ch = bundle.layers[0].w_in.n_sources
     events = g.io("x", TP.FLOAT, ["batch", n_ch])
     peak = (1 << (bundle.encoder.bits - 1)) - 1 if bundle.encoder.kind == "encoder.direct" else 1
@@ -175,13 +180,14 @@ def hrsnn_graph(bundle: fmt.Bundle) -> Any:
     return g.model("spikeedge_hrsnn_step", card)
 
 
-def conv_graph(bundle: fmt.ConvBundle) -> Any:
+def conv_graph(bundle: fmt.ConvBundle, float_weights: bool = False) -> Any:
     """The convolutional model's step: ``x`` (encoded image) and ``mem<i>`` in; ``acc``,
     ``s<i>`` and ``mem<i>_out`` out (NCHW)."""
     from onnx import TensorProto as TP
 
-    g = _Graph()
+    g = _Graph(float_weights)
     card = card_for(bundle, "onnx")
+    card["float_weights"] = float_weights
     c, h, w = bundle.input_shape
     x = g.io("x", TP.FLOAT, ["batch", c, h, w])
     peak = (1 << (bundle.encoder.bits - 1)) - 1
@@ -229,14 +235,15 @@ def conv_graph(bundle: fmt.ConvBundle) -> Any:
     return g.model("spikeedge_conv_step", card)
 
 
-def export_onnx(bundle: fmt.AnyBundle, path: Any) -> Dict[str, Any]:
+def export_onnx(bundle: fmt.AnyBundle, path: Any, float_weights: bool = False) -> Dict[str, Any]:
     """Write ``bundle``'s step graph to ``path`` atomically; returns a summary."""
     from pathlib import Path
 
-    model = conv_graph(bundle) if getattr(bundle, "model", None) == "conv" else hrsnn_graph(bundle)
+    build = conv_graph if getattr(bundle, "model", None) == "conv" else hrsnn_graph
+    model = build(bundle, float_weights)
     blob = model.SerializeToString()
     fmt.write_atomic(Path(path), blob)
-    return {"format": "onnx", "opset": OPSET, "bytes": len(blob), "int8_weights": int8_weight_names(model)}
+    return {"format": "onnx", "opset": OPSET, "bytes": len(blob), "float_weights": float_weights, "int8_weights": int8_weight_names(model)}
 
 
 def int8_weight_names(model: Any) -> List[str]:

@@ -38,10 +38,11 @@ _VERSIONS = {"DEQUANTIZE": 2}
 class _Tfl:
     """Tensors, buffers and operators of one subgraph, packed by the schema's object API."""
 
-    def __init__(self) -> None:
+    def __init__(self, float_weights: bool = False) -> None:
         import ai_edge_litert.schema_py_generated as s  # the interpreter package ships the schema
 
         self.s = s
+        self.float_weights = float_weights
         self.buffers: List[Any] = [s.BufferT()]  # buffer 0: the empty buffer of every non-constant tensor
         self.tensors: List[Any] = []
         self.ops: List[Any] = []
@@ -81,7 +82,10 @@ class _Tfl:
         return self._consts[key]
 
     def weight(self, w_int8: np.ndarray, name: str) -> int:
-        """int8 constant (scale 1, zero point 0) -> float32 by DEQUANTIZE."""
+        """int8 constant (scale 1, zero point 0) -> float32 by DEQUANTIZE; with
+        ``float_weights`` a float32 constant of the same values (the float baseline)."""
+        if self.float_weights:
+            return self.const(np.asarray(w_int8, np.float32), np.float32, name)
         q = self.s.QuantizationParametersT()
         q.scale, q.zeroPoint = [1.0], [0]
         wq = self.tensor(w_int8.shape, np.int8, name, data=np.asarray(w_int8, np.int8), quant=q)
@@ -187,9 +191,10 @@ class _Tfl:
         return bytes(b.Output())
 
 
-def hrsnn_tflite(bundle: fmt.Bundle) -> bytes:
-    g = _Tfl()
+def hrsnn_tflite(bundle: fmt.Bundle, float_weights: bool = False) -> bytes:
+    g = _Tfl(float_weights)
     card = card_for(bundle, "tflite", state_dtype="float32")
+    card["float_weights"] = float_weights
     n_ch = bundle.layers[0].w_in.n_sources
     events = g.io_input("x", [-1, n_ch])
     peak = (1 << (bundle.encoder.bits - 1)) - 1 if bundle.encoder.kind == "encoder.direct" else 1
@@ -222,9 +227,10 @@ def hrsnn_tflite(bundle: fmt.Bundle) -> bytes:
     return g.pack(card)
 
 
-def conv_tflite(bundle: fmt.ConvBundle) -> bytes:
-    g = _Tfl()
+def conv_tflite(bundle: fmt.ConvBundle, float_weights: bool = False) -> bytes:
+    g = _Tfl(float_weights)
     card = card_for(bundle, "tflite", layout="nhwc", state_dtype="float32")
+    card["float_weights"] = float_weights
     c, h, w = bundle.input_shape
     x = g.io_input("x", [-1, h, w, c])
     peak = (1 << (bundle.encoder.bits - 1)) - 1
@@ -286,11 +292,12 @@ def conv_tflite(bundle: fmt.ConvBundle) -> bytes:
     return g.pack(card)
 
 
-def export_tflite(bundle: fmt.AnyBundle, path: Any) -> Dict[str, Any]:
+def export_tflite(bundle: fmt.AnyBundle, path: Any, float_weights: bool = False) -> Dict[str, Any]:
     """Write ``bundle``'s step graph as TFLite to ``path`` atomically; returns a summary."""
-    blob = conv_tflite(bundle) if getattr(bundle, "model", None) == "conv" else hrsnn_tflite(bundle)
+    build = conv_tflite if getattr(bundle, "model", None) == "conv" else hrsnn_tflite
+    blob = build(bundle, float_weights)
     fmt.write_atomic(Path(path), blob)
-    return {"format": "tflite", "bytes": len(blob), "int8_weights": int8_weight_names(blob)}
+    return {"format": "tflite", "bytes": len(blob), "float_weights": float_weights, "int8_weights": int8_weight_names(blob)}
 
 
 def int8_weight_names(blob: bytes) -> List[str]:

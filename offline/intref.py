@@ -64,6 +64,23 @@ class IntegerReference:
         self.trace = z(self.bundle.readout.n_in)
         self.spike_history: List[List[np.ndarray]] = [[] for _ in self.layers]
 
+    @property
+    def spike_counts(self) -> dict:
+        return {layer.name: int(sum(int(s.sum()) for s in hist)) for layer, hist in zip(self.bundle.layers, self.spike_history)}
+
+    def get_state(self) -> dict:
+        """The state by the step graphs' names, int64 numpy (``Session.get_state``'s form)."""
+        out = {}
+        for i in range(len(self.layers)):
+            out["s%d" % i], out["syn%d" % i], out["mem%d" % i] = (t.numpy().copy() for t in (self.spk[i], self.syn[i], self.mem[i]))
+        out["trace"] = self.trace.numpy().copy()
+        return out
+
+    def set_state(self, state: dict) -> None:
+        for i in range(len(self.layers)):
+            self.spk[i], self.syn[i], self.mem[i] = (_t(state[k % i]) for k in ("s%d", "syn%d", "mem%d"))
+        self.trace = _t(state["trace"])
+
     def step(self, x: np.ndarray) -> np.ndarray:
         events = torch.from_numpy(self.encoder(np.asarray(x, np.float64).reshape(self.batch, -1)).astype(np.int64))
         for i, l in enumerate(self.layers):

@@ -105,6 +105,33 @@ class ConvIntegerReference:
         self.steps = 0
         self.spike_history: List[List[np.ndarray]] = [[] for layer in self.layers if layer["kind"] in ("conv_lif", "linear_lif")]
 
+    @property
+    def steps_per_inference(self) -> int:
+        return int(self.bundle.time_steps)
+
+    def _spiking(self) -> List[int]:
+        return [i for i, d in enumerate(self.layers) if d["kind"] in ("conv_lif", "linear_lif")]
+
+    @property
+    def spike_counts(self) -> Dict[str, int]:
+        return {self.layers[i]["layer"].name: int(sum(int(s.sum()) for s in hist)) for i, hist in zip(self._spiking(), self.spike_history)}
+
+    def get_state(self) -> Dict[str, np.ndarray]:
+        """Membranes ``mem<k>`` (NCHW, int64) and the readout sum ``total``: the step graphs'
+        state (``ConvSession.get_state``'s form)."""
+        shapes = self.bundle.shapes()[1:]
+        out = {}
+        for k, i in enumerate(self._spiking()):
+            mem = self.mem.get(i)
+            out["mem%d" % k] = mem.numpy().copy() if mem is not None else np.zeros((self.batch,) + tuple(shapes[i]), np.int64)
+        out["total"] = self.total.numpy().copy()
+        return out
+
+    def set_state(self, state: Dict[str, np.ndarray]) -> None:
+        for k, i in enumerate(self._spiking()):
+            self.mem[i] = _t(state["mem%d" % k])
+        self.total = _t(state["total"])
+
     def step(self, x: np.ndarray) -> np.ndarray:
         enc = self.bundle.encoder
         img = np.asarray(x, np.float64).reshape((self.batch,) + tuple(self.bundle.input_shape))
@@ -138,8 +165,8 @@ class ConvIntegerReference:
         self.steps += 1
         return (self.total.to(torch.float64) * self.acc_scale / self.steps + self.out_bias).numpy()
 
-    def run(self, images: np.ndarray) -> np.ndarray:
+    def run(self, images: np.ndarray, steps: Optional[int] = None) -> np.ndarray:
         """Outputs (batch, time_steps, n_out) of images (batch, C, H, W)."""
         images = np.asarray(images, np.float64)
         self.start(images.shape[0])
-        return np.stack([self.step(images) for _ in range(self.bundle.time_steps)], axis=1)
+        return np.stack([self.step(images) for _ in range(self.bundle.time_steps if steps is None else steps)], axis=1)

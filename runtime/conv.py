@@ -296,6 +296,18 @@ class ConvSession:
             self._first = out
         return out
 
+    def get_state(self) -> Dict[str, np.ndarray]:
+        """Membranes ``mem<k>`` of the spiking layers (NCHW, int64) and the readout's running
+        sum ``total``: the step graphs' state, by their names."""
+        out = {"mem%d" % k: m.astype(np.int64) for k, m in enumerate(self.mem.values())}
+        out["total"] = self.total.copy()
+        return out
+
+    def set_state(self, state: Dict[str, np.ndarray]) -> None:
+        for k, name in enumerate(self.mem):
+            self.mem[name] = np.asarray(state["mem%d" % k]).astype(np.int32)
+        self.total = np.asarray(state["total"]).astype(np.int64).copy()
+
     def readout_values(self) -> np.ndarray:
         """The readout's currents averaged over the steps so far: (batch, n_out) float64."""
         ro: LinearReadout = self.bundle.readout

@@ -136,6 +136,25 @@ class Session:
         self.steps += 1
         return self.readout_values()
 
+    def get_state(self) -> Dict[str, np.ndarray]:
+        """The neuron state in integer units, by the step graphs' names (``runtime/stepgraph``):
+        ``s<i>``, ``syn<i>``, ``mem<i>`` per layer and ``trace``; copies, int64."""
+        out: Dict[str, np.ndarray] = {}
+        for i, ls in enumerate(self.layers):
+            out["s%d" % i] = ls.spikes.astype(np.int64)
+            out["syn%d" % i] = ls.state.syn.astype(np.int64)
+            out["mem%d" % i] = ls.state.mem.astype(np.int64)
+        out["trace"] = self.trace.astype(np.int64)
+        return out
+
+    def set_state(self, state: Dict[str, np.ndarray]) -> None:
+        """Load a state of ``get_state``'s form (open-loop comparisons start every step from
+        the reference's state)."""
+        for i, ls in enumerate(self.layers):
+            ls.spikes = np.asarray(state["s%d" % i]).astype(np.int32)
+            ls.state = LifState(np.asarray(state["syn%d" % i]).astype(np.int32), np.asarray(state["mem%d" % i]).astype(np.int32))
+        self.trace = np.asarray(state["trace"]).astype(np.int32)
+
     def readout_values(self) -> np.ndarray:
         """The readout of the current traces: (batch, n_out) float64."""
         acc = self.trace.astype(np.int64) @ self._w_out

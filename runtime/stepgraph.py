@@ -285,6 +285,26 @@ class GraphSession:
         self.steps += 1
         return self.readout_values()
 
+    def get_state(self) -> Dict[str, np.ndarray]:
+        """The state in the event runtime's form and units (``Session.get_state``,
+        ``ConvSession.get_state``): NCHW membranes, int64 (a float32 graph's are rounded)."""
+        out: Dict[str, np.ndarray] = {}
+        for name, value in self.state.items():
+            v = value.transpose(0, 3, 1, 2) if (self.model == "conv" and self.nhwc and value.ndim == 4) else value
+            out[name] = np.rint(v).astype(np.int64)
+        if self.model == "conv":
+            out["total"] = self.total.copy()
+        return out
+
+    def set_state(self, state: Dict[str, np.ndarray]) -> None:
+        for name, shape, dtype in self.state_spec:
+            v = np.asarray(state[name])
+            if self.model == "conv" and self.nhwc and v.ndim == 4:
+                v = v.transpose(0, 2, 3, 1)
+            self.state[name] = np.ascontiguousarray(v).astype(dtype)
+        if self.model == "conv":
+            self.total = np.asarray(state["total"]).astype(np.int64).copy()
+
     def readout_values(self) -> np.ndarray:
         return self.total.astype(np.float64) * self.acc_scale / max(1, self.steps) + self.ro_bias
 

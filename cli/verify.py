@@ -1,0 +1,61 @@
+"""``spikeedge verify``: agreement between two forms of one model (exit 1 when under the
+thresholds of ``runtime/verify.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import typer
+
+from ..runtime.errors import CheckFailed
+from ..tasks.registry import load_task
+from .common import BackendOpt, JsonOpt, emit, open_stepper, out_console
+
+
+def verify(
+    model: Path = typer.Argument(..., help="The form under test: bundle (.seb), .onnx, .tflite or checkpoint."),
+    reference: Path = typer.Option(..., "--reference", help="The form it must agree with (usually the .seb bundle)."),
+    task: str = typer.Option(..., "--task", help="mackey-glass, lorenz, rossler, digits, mnist or npz."),
+    data: Optional[str] = typer.Option(None, "--data", help="MNIST folder or the .npz file of task 'npz'."),
+    samples: int = typer.Option(64, "--samples", help="Classification: test inputs compared step by step (open loop)."),
+    repeats: int = typer.Option(30, "--repeats", help="Forecast windows (NeuroBench: 30)."),
+    backend: str = BackendOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Open-loop spike agreement per layer, closed-loop spikes and task metric of both forms,
+    largest membrane difference; exit 1 when a threshold fails.
+
+    Example: spikeedge verify model.onnx --reference model.seb --task mackey-glass --json
+    """
+    from ..runtime.verify import verify as run_verify
+
+    if samples < 1:
+        from ..runtime.errors import SpikeedgeError
+
+        raise SpikeedgeError("--samples: must be >= 1")
+    m = open_stepper(model, backend)
+    r = open_stepper(reference)
+    spec = load_task(task, data=data, repeats=repeats)
+    report = run_verify(m, r, spec, samples=samples)
+    result: Dict[str, Any] = {"model": str(model), "reference": str(reference), "task": task, **report}
+    emit(result, as_json, human=_show)
+    if not report["passed"]:
+        failed = [k for k, ok in report["checks"].items() if not ok]
+        raise CheckFailed("verify: %s below threshold (%s vs %s)" % (", ".join(failed), model, reference))
+
+
+def _show(r: Dict[str, Any]) -> None:
+    ol = r.get("open_loop")
+    if ol:
+        for name, a in ol["spike_agreement"].items():
+            out_console.print("open-loop spike agreement %-12s %.5f" % (name, a), highlight=False, markup=False)
+        out_console.print("largest membrane difference: %d state units (threshold 16384)" % ol["max_membrane_difference"], highlight=False)
+        for name, a in r["closed_loop_spike_agreement"].items():
+            out_console.print("closed-loop spike agreement %-10s %.5f" % (name, a), highlight=False, markup=False)
+    elif r.get("note"):
+        out_console.print(r["note"], highlight=False, markup=False)
+    met = r["metric"]
+    key = "accuracy" if "accuracy" in met["model"] else "smape"
+    out_console.print("%s: model %.4f, reference %.4f" % (key, met["model"][key], met["reference"][key]), highlight=False)
+    out_console.print("passed" if r["passed"] else "FAILED: " + ", ".join(k for k, ok in r["checks"].items() if not ok), highlight=False, markup=False)
