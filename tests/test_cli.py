@@ -67,6 +67,12 @@ def work(tmp_path: Path, monkeypatch: Any, demo: Dict[str, Any]) -> Path:
     np.savez("nox.npz", y=x)
     np.savez("nan.npz", x=np.full(50, np.nan))
     Path("text.npz").write_text("not an npz archive\n")
+    Path("fake.onnx").write_text("not an onnx model\n")
+    Path("fake.tflite").write_bytes(b"not a tflite model at all")
+    from spikeedge.offline.export_onnx import export_onnx
+    from spikeedge.runtime import bundle as fmt
+
+    export_onnx(fmt.load("model.seb"), "model.onnx")
     return tmp_path
 
 
@@ -160,8 +166,8 @@ def test_run_one_dimensional_and_column_inputs_agree(work: Path, capsys: Any) ->
         np.savez(name, x=arr)
         rc, out, err = call(capsys, "run", "model.seb", "--input", name, "--json")
         assert rc == 0, err
-        results.append(one_json(out))
-    assert results[0] == results[1]
+        results.append({k: v for k, v in one_json(out).items() if k not in ("seconds", "ms_per_step", "ms_per_inference")})
+    assert results[0] == results[1]  # everything but the timings
     assert results[0]["output_file"] is None
 
 
@@ -232,7 +238,13 @@ USER_ERRORS: List[Tuple[str, List[str], List[str]]] = [
     ("eval-unknown-task", ["eval", "model.seb", "--task", "nosuchtask"], ["nosuchtask"]),
     ("eval-npz-without-data", ["eval", "model.seb", "--task", "npz"], ["--data"]),
     ("run-missing-model", ["run", "missing.seb", "--input", "in.npz"], ["missing.seb"]),
-    ("run-not-bundle", ["run", "mg.ckpt.npz", "--input", "in.npz"], ["mg.ckpt.npz", "not a spikeedge bundle"]),
+    ("run-not-bundle", ["run", "mg.ckpt.npz", "--input", "in.npz"], ["mg.ckpt.npz", ".seb"]),
+    ("run-backend-mismatch", ["run", "model.seb", "--input", "in.npz", "--backend", "onnx"], ["model.seb", "onnx"]),
+    ("run-not-onnx", ["run", "fake.onnx", "--input", "in.npz"], ["fake.onnx", "onnxruntime"]),
+    ("eval-not-tflite", ["eval", "fake.tflite", "--task", "mackey-glass"], ["fake.tflite", "TFLite"]),
+    ("eval-checkpoint-backend", ["eval", "mg.ckpt.npz", "--task", "mackey-glass", "--backend", "onnx"], ["mg.ckpt.npz", "onnx"]),
+    ("verify-missing", ["verify", "missing.onnx", "--reference", "model.seb", "--task", "mackey-glass"], ["missing.onnx"]),
+    ("verify-missing-reference", ["verify", "model.onnx", "--reference", "gone.seb", "--task", "mackey-glass"], ["gone.seb"]),
     ("run-missing-input", ["run", "model.seb", "--input", "absent.npz"], ["absent.npz"]),
     ("run-wrong-shape", ["run", "model.seb", "--input", "wide.npz"], ["wide.npz", "shape"]),
     ("run-missing-x", ["run", "model.seb", "--input", "nox.npz"], ["nox.npz", "'x'"]),
@@ -241,7 +253,9 @@ USER_ERRORS: List[Tuple[str, List[str], List[str]]] = [
     ("run-backend", ["run", "model.seb", "--input", "in.npz", "--backend", "gpu"], ["--backend"]),
     ("export-missing", ["export", "missing.ckpt.npz", "-o", "y.seb"], ["missing.ckpt.npz"]),
     ("export-not-checkpoint", ["export", "model.seb", "-o", "y.seb"], ["model.seb"]),
-    ("export-format", ["export", "mg.ckpt.npz", "--format", "onnx", "-o", "y.seb"], ["--format", "onnx"]),
+    ("export-format", ["export", "mg.ckpt.npz", "--format", "keras", "-o", "y.seb"], ["--format", "keras"]),
+    ("export-suffix", ["export", "mg.ckpt.npz", "--format", "onnx", "-o", "y.seb"], ["y.seb", ".onnx"]),
+    ("export-float-bundle", ["export", "mg.ckpt.npz", "--float", "-o", "y.seb"], ["--float"]),
     ("export-input-bits", ["export", "mg.ckpt.npz", "--input-bits", "12", "-o", "y.seb"], ["--input-bits"]),
     ("train-unknown-task", ["train", "hrsnn", "--task", "nosuchtask", "--neurons", "20", "-o", "y.ckpt.npz"], ["nosuchtask"]),
     ("train-readout", ["train", "hrsnn", "--task", "mackey-glass", "--readout", "lstm", "-o", "y.ckpt.npz"], ["--readout", "lstm"]),
@@ -257,6 +271,47 @@ def test_user_errors_exit_2_with_one_line(work: Path, capsys: Any, argv: List[st
     rc, out, err = call(capsys, *argv)
     assert_user_error(rc, out, err, *names)
     assert {p.name for p in work.iterdir()} == before, "a failed command left files behind"
+
+
+@pytest.mark.parametrize("fmt_name", ["onnx", "tflite"])
+def test_export_run_eval_verify_on_each_backend(work: Path, capsys: Any, fmt_name: str) -> None:
+    """checkpoint -> step graph -> run and eval on its interpreter, same numbers as the bundle."""
+    rc, out, err = call(capsys, "export", "mg.ckpt.npz", "--format", fmt_name, "-o", "m." + fmt_name, "--json")
+    assert rc == 0, err
+    exported = one_json(out)
+    assert exported["format"] == fmt_name and exported["int8_weights"] and exported["bytes"] == (work / ("m." + fmt_name)).stat().st_size
+    rc, out, err = call(capsys, "export", "model.seb", "--format", fmt_name, "-o", "b." + fmt_name, "--json")  # from a bundle
+    assert rc == 0, err
+    runs = {}
+    for model in ("model.seb", "b." + fmt_name):
+        rc, out, err = call(capsys, "run", model, "--input", "in.npz", "--json")
+        assert rc == 0, err
+        runs[model] = one_json(out)
+    a, b = runs["model.seb"], runs["b." + fmt_name]
+    assert a["backend"] == "event" and b["backend"] == fmt_name
+    assert a["spike_counts"] == b["spike_counts"] and a["synops"] == b["synops"]
+    for key in ("seconds", "ms_per_step", "ms_per_inference"):  # the same timing fields from every backend
+        assert key in a and key in b and b[key] > 0
+    rc, out, err = call(capsys, "verify", "b." + fmt_name, "--reference", "model.seb", "--task", "mackey-glass", "--repeats", "2", "--json")
+    assert rc == 0, err
+    report = one_json(out)
+    assert report["passed"] and report["open_loop"]["min_spike_agreement"] >= 0.995
+
+
+def test_verify_exits_1_when_the_forms_disagree(work: Path, capsys: Any) -> None:
+    import dataclasses
+
+    from spikeedge.runtime import bundle as fmt
+
+    good = fmt.load("model.seb")
+    layer = good.layers[0]
+    flipped = dataclasses.replace(layer.w_rec, values=(-layer.w_rec.values.astype(int)).clip(-127, 127).astype("int8"))
+    fmt.save(dataclasses.replace(good, layers=(dataclasses.replace(layer, w_rec=flipped),)), "bad.seb")
+    rc, out, err = call(capsys, "verify", "bad.seb", "--reference", "model.seb", "--task", "mackey-glass", "--repeats", "2", "--json")
+    assert rc == 1, err
+    report = one_json(out)
+    assert report["passed"] is False and report["checks"]["open_loop_spike_agreement"] is False
+    assert "verify" in err and "bad.seb" in err and len(err.strip().splitlines()) == 1
 
 
 def test_user_errors_with_json_still_print_nothing_on_stdout(work: Path, capsys: Any) -> None:
@@ -331,6 +386,7 @@ JSON_CALLS: Dict[Tuple[str, ...], List[str]] = {
     ("eval",): ["eval", "model.seb", "--task", "mackey-glass", "--repeats", "2"],
     ("run",): ["run", "model.seb", "--input", "in.npz", "-o", "o.npz"],
     ("export",): ["export", "mg.ckpt.npz", "-o", "e.seb"],
+    ("verify",): ["verify", "model.onnx", "--reference", "model.seb", "--task", "mackey-glass", "--repeats", "2"],
     ("train", "hrsnn"): ["train", "hrsnn", "--task", "mackey-glass", "--neurons", "20", "-o", "t.ckpt.npz"],
     ("train", "convsnn"): ["train", "convsnn", "--task", "digits", "--width", "0.25", "--epochs", "1", "-o", "c.ckpt.npz"],
     ("prune", "sca"): ["prune", "sca", "--task", "digits", "--width", "0.25", "--epochs", "1", "--finetune-epochs", "0", "-o", "s.ckpt.npz"],
