@@ -47,7 +47,7 @@ CHILD = textwrap.dedent(
     from spikeedge.runtime import bundle as fmt
     from spikeedge.runtime.engine import Session
 
-    bundle_path, inputs_path, checkpoint_path = sys.argv[1:4]
+    bundle_path, inputs_path, checkpoint_path, onnx_path, tflite_path = sys.argv[1:6]
     report = {}
     with np.load(inputs_path) as z:
         x, expected = z["x"], z["outputs"]
@@ -66,6 +66,9 @@ CHILD = textwrap.dedent(
     report["run"] = cli("run", bundle_path, "--input", inputs_path, "-o", "board-out.npz", "--json")
     report["eval"] = cli("eval", bundle_path, "--task", "mackey-glass", "--repeats", "2")
     report["eval_json"] = cli("eval", bundle_path, "--task", "mackey-glass", "--repeats", "2", "--json")
+    for name, path in (("onnx", onnx_path), ("tflite", tflite_path)):  # the other backends need no offline package
+        report["run_" + name] = cli("run", path, "--input", inputs_path, "--json")
+        report["verify_" + name] = cli("verify", path, "--reference", bundle_path, "--task", "mackey-glass", "--repeats", "2", "--json")
     report["offline"] = {
         "demo": cli("demo", "--quick", "--out", "demo-out"),
         "train": cli("train", "hrsnn", "--task", "mackey-glass", "--neurons", "20", "-o", "t.ckpt.npz"),
@@ -103,6 +106,11 @@ def _make_model(tmp_path: Path, encoder: str) -> Dict[str, Any]:
     bundle_path = tmp_path / "model.seb"
     bundle = export_bundle(model, record, task, bundle_path)
     assert bundle.encoder.kind == "encoder." + encoder
+    from spikeedge.offline.export_onnx import export_onnx
+    from spikeedge.offline.export_tflite import export_tflite
+
+    export_onnx(bundle, tmp_path / "model.onnx")
+    export_tflite(bundle, tmp_path / "model.tflite")
     x = np.asarray(task.series[:100], np.float64)[None, :, None]
     result = Session(fmt.load(bundle_path)).run(x)
     inputs = tmp_path / "inputs.npz"
@@ -120,7 +128,8 @@ def test_board_runs_bundles_and_cli_without_offline_packages(tmp_path: Path, enc
     board = tmp_path / "board"
     board.mkdir()
     proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(made["bundle"]), str(made["inputs"]), str(made["checkpoint"])],
+        [sys.executable, "-c", CHILD, str(made["bundle"]), str(made["inputs"]), str(made["checkpoint"]),
+         str(tmp_path / "model.onnx"), str(tmp_path / "model.tflite")],
         cwd=str(board), capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -143,6 +152,12 @@ def test_board_runs_bundles_and_cli_without_offline_packages(tmp_path: Path, enc
         np.testing.assert_array_equal(z["outputs"], made["result"].outputs)
     assert json.loads(report["eval_json"]["out"])["smape"] == made["smape"]
     assert "smape" in report["eval"]["out"]
+    for name in ("onnx", "tflite"):  # the graph backends on the board: same spikes and operations
+        assert report["run_" + name]["rc"] == 0, report["run_" + name]["err"]
+        ran = json.loads(report["run_" + name]["out"])
+        assert ran["backend"] == name and ran["synops"] == made["result"].synops
+        assert report["verify_" + name]["rc"] == 0, report["verify_" + name]["err"]
+        assert json.loads(report["verify_" + name]["out"])["passed"]
 
     # the offline commands refuse in one line that names the extra, and leave nothing behind
     for name, res in report["offline"].items():
