@@ -111,7 +111,7 @@ def tflite_interpreter_class() -> Any:
         return Interpreter
     except ImportError as exc:
         msg = str(exc)
-        if "numpy" in msg.lower() or np.__version__.split(".")[0] >= "2":
+        if "numpy" in msg.lower() or int(np.__version__.split(".")[0]) >= 2:
             errors.append("tflite-runtime: %s (tflite-runtime is built for numpy < 2; this is numpy %s)" % (msg.splitlines()[0], np.__version__))
         else:
             errors.append("tflite-runtime: %s" % msg.splitlines()[0])
