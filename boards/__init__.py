@@ -1,0 +1,9 @@
+"""Board profiles: one JSON data file per supported board (``<name>.json``).
+
+Data only; ``spikeedge.runtime.boards`` loads, validates and detects them, and ``docs/boards.md``
+describes every field.
+"""
+
+from pathlib import Path
+
+DATA_DIR = Path(__file__).resolve().parent
