@@ -14,7 +14,7 @@ import typer
 
 from .. import __version__
 from ..runtime.errors import SpikeedgeError
-from . import demo, evaluate, export, info, prune, run, train, verify
+from . import boards, demo, evaluate, export, info, prune, run, train, verify
 
 app = typer.Typer(
     name="spikeedge",
@@ -31,6 +31,7 @@ app.command("info")(info.info)
 app.command("run")(run.run)
 app.command("eval")(evaluate.evaluate)
 app.command("verify")(verify.verify)
+app.add_typer(boards.app, name="boards")
 
 
 @app.callback(invoke_without_command=True)
