@@ -680,7 +680,9 @@ def detect(root: Union[str, Path] = "/", boards: Optional[Sequence[Board]] = Non
     if by_compat:
         both = [b for b in by_compat if b in by_model]
         fits = both if len(by_compat) > 1 and both else by_compat
-        return result(fits, "device-tree", "device-tree compatible %s" % " ".join(compatible))
+        entries = [e for e in compatible if any(_compatible_matches(b, [e]) for b in fits)]
+        why = "device-tree compatible %s" % ", ".join(entries)
+        return result(fits, "device-tree", why + (" and model %r" % model if model and all(b in by_model for b in fits) else ""))
     if by_model:
         return result(by_model, "device-tree", "device-tree model %r" % model)
     vendor = ev["cpu_vendor"]
