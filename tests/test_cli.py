@@ -390,6 +390,9 @@ JSON_CALLS: Dict[Tuple[str, ...], List[str]] = {
     ("train", "hrsnn"): ["train", "hrsnn", "--task", "mackey-glass", "--neurons", "20", "-o", "t.ckpt.npz"],
     ("train", "convsnn"): ["train", "convsnn", "--task", "digits", "--width", "0.25", "--epochs", "1", "-o", "c.ckpt.npz"],
     ("prune", "sca"): ["prune", "sca", "--task", "digits", "--width", "0.25", "--epochs", "1", "--finetune-epochs", "0", "-o", "s.ckpt.npz"],
+    ("boards", "list"): ["boards", "list"],
+    ("boards", "show"): ["boards", "show", "rpi5"],
+    ("boards", "detect"): ["boards", "detect", "--root", str(ROOT / "tests" / "fixtures" / "boards" / "jetson-orin-nano")],
 }
 
 
