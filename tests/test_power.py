@@ -1,0 +1,504 @@
+"""Power meters and the energy sampler, on fixture sysfs trees laid out as on the real boards
+(``../shared/reference/boards.md``), recorded command output replayed by fake ``vcgencmd`` and
+``tegrastats`` scripts, and sensor files rewritten by a thread with a known power profile."""
+
+import os
+import shutil
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from spikeedge.runtime import power_meters as pm
+from spikeedge.runtime.errors import MeasurementError
+from spikeedge.runtime.power_meters import (
+    Ina2xxI2cMeter,
+    Reading,
+    decode_ina2xx,
+    detect_meter,
+    ina_calibration,
+    open_meter,
+    parse_pmic_read_adc,
+    parse_tegrastats_line,
+    read_tegrastats_log,
+)
+from spikeedge.runtime.power_sampler import EnergyTrace, Sampler, integrate
+
+FIX = os.path.join(os.path.dirname(__file__), "fixtures", "power")
+ORIN_NX_HWMON = "sys/bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon3"
+NANO_IIO = "sys/bus/i2c/drivers/ina3221x/6-0040/iio:device0"
+RAPL = "sys/class/powercap"
+
+
+def fixture_copy(tmp_path, name):
+    dst = tmp_path / name
+    shutil.copytree(os.path.join(FIX, name), str(dst))
+    return str(dst)
+
+
+def write_atomic(path, text):
+    """Replace a sensor file in one step, so the reader never sees it half written."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text + "\n")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Jetson INA3221
+
+
+def test_ina3221_orin_nx_total_rail_and_units():
+    m = open_meter("ina3221", root=os.path.join(FIX, "orin_nx_jp6"))
+    r = m.read()
+    assert list(r.rails) == ["VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"]
+    assert r.rails["VDD_IN"] == pytest.approx(5000 * 1059 / 1000)  # mV x mA / 1000 = mW
+    assert r.rails["VDD_CPU_GPU_CV"] == pytest.approx(5008 * 155 / 1000)
+    assert r.total_mw == r.rails["VDD_IN"]  # the module total, not a sum over rails
+    assert m.min_interval_s == pytest.approx(0.006)  # update_interval in ms
+    d = m.describe()
+    assert d["meter"] == "ina3221" and d["total"] == "VDD_IN" and d["total_mode"] == "rail"
+    assert d["device"].endswith(ORIN_NX_HWMON)
+
+
+def test_ina3221_agx_orin_sums_both_chips_and_skips_nc():
+    m = open_meter("ina3221", root=os.path.join(FIX, "agx_orin_jp5"))
+    r = m.read()
+    assert sorted(r.rails) == sorted(["VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0", "VDDQ_VDD2_1V8AO"])
+    assert "NC" not in r.rails
+    expected = (19008 * 168 + 19016 * 32 + 4992 * 482 + 4992 * 60) / 1000
+    assert r.total_mw == pytest.approx(expected)
+    d = m.describe()
+    assert d["total_mode"] == "sum" and set(d["summed_rails"]) == set(r.rails)
+    assert "1-0040" in d["device"] and "1-0041" in d["device"]
+    assert m.min_interval_s == pytest.approx(0.006)  # the slower of the two chips
+
+
+def test_ina3221_globs_hwmon_number_and_never_adds_sum_channels(tmp_path):
+    root = fixture_copy(tmp_path, "orin_nx_jp6")
+    old = os.path.join(root, ORIN_NX_HWMON)
+    new = old[: -len("hwmon3")] + "hwmon7"  # renumbered after a reboot
+    os.rename(old, new)
+    write_atomic(os.path.join(new, "curr4_input"), "999999")
+    write_atomic(os.path.join(new, "in7_input"), "999999")
+    m = open_meter("ina3221", root=root, sum_rails=["VDD_CPU_GPU_CV", "VDD_SOC"])
+    r = m.read()
+    assert set(r.rails) == {"VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"}
+    assert r.total_mw == pytest.approx((5008 * 155 + 5000 * 285) / 1000)
+    assert m.describe()["device"].endswith("hwmon7")
+
+
+def test_ina3221_unknown_rail_and_missing_device(tmp_path):
+    with pytest.raises(MeasurementError, match="no rail 'VDD_GPU'"):
+        open_meter("ina3221", root=os.path.join(FIX, "orin_nx_jp6"), total_rail="VDD_GPU")
+    with pytest.raises(MeasurementError, match="ina3221-iio or tegrastats"):
+        open_meter("ina3221", root=str(tmp_path))
+
+
+@pytest.mark.parametrize("board,total,rails", [
+    ("nano_jp4", ("POM_5V_IN", 1022.0), {"POM_5V_IN": 1022.0, "POM_5V_GPU": 0.0, "POM_5V_CPU": 204.0}),
+    ("xavier_nx_jp4", ("VDD_IN", 4034.0), {"VDD_IN": 4034.0, "VDD_CPU_GPU_CV": 409.0, "VDD_SOC": 1060.0}),
+])
+def test_ina3221_jetpack4_iio(board, total, rails):
+    m = open_meter("ina3221-iio", root=os.path.join(FIX, board))
+    r = m.read()
+    assert r.rails == rails
+    assert r.total_mw == total[1] and m.describe()["total"] == total[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# tegrastats
+
+
+def test_tegrastats_parses_both_formats_not_memory():
+    jp5 = "RAM 2448/7620MB (lfb 1x4MB) SWAP 0/3810MB (cached 0MB) CPU [1%@729] EMC_FREQ 0%@2133 " \
+          "CPU@46.281C VDD_IN 5299mW/5299mW VDD_CPU_GPU_CV 773mW/773mW VDD_SOC 1424mW/1424mW"
+    assert parse_tegrastats_line(jp5) == {"VDD_IN": 5299.0, "VDD_CPU_GPU_CV": 773.0, "VDD_SOC": 1424.0}
+    jp4 = "RAM 1209/3964MB (lfb 454x4MB) IRAM 0/252kB(lfb 252kB) APE 25 CPU@31.5C " \
+          "POM_5V_IN 1022/1022 POM_5V_GPU 0/0 POM_5V_CPU 204/204"
+    assert parse_tegrastats_line(jp4) == {"POM_5V_IN": 1022.0, "POM_5V_GPU": 0.0, "POM_5V_CPU": 204.0}
+    stamped = "02-14-2024 10:12:33 VDD_GPU_SOC 3184mW/3184mW VDD_CPU_CV 796mW/796mW"
+    assert parse_tegrastats_line(stamped) == {"VDD_GPU_SOC": 3184.0, "VDD_CPU_CV": 796.0}
+    assert parse_tegrastats_line("RAM 2448/7620MB SWAP 0/3810MB") == {}
+
+
+def test_tegrastats_logs_integrate():
+    nano = read_tegrastats_log(os.path.join(FIX, "tegrastats", "nano_jp4.log"), interval_ms=100)
+    assert [r.total_mw for r in nano] == [1022.0, 2464.0, 1022.0]
+    assert [r.time_monotonic for r in nano] == pytest.approx([0.0, 0.1, 0.2])
+    # trapezoid: 0.1 s x (1022 + 2464) / 2 mW, twice
+    assert integrate(nano) == pytest.approx(2 * 0.1 * (1022 + 2464) / 2 / 1000)
+    orin = read_tegrastats_log(os.path.join(FIX, "tegrastats", "orin_nx_jp6.log"), interval_ms=1000)
+    assert [r.total_mw for r in orin] == [5299.0, 6101.0, 7301.0, 5299.0]
+    agx = read_tegrastats_log(os.path.join(FIX, "tegrastats", "agx_orin_jp6_timestamped.log"), 1000)
+    assert agx[0].total_mw == 3184 + 796 + 2417 + 303  # AGX Orin: no total rail, summed
+
+
+@pytest.fixture
+def fake_bin(monkeypatch):
+    monkeypatch.setenv("PATH", os.path.join(FIX, "bin") + os.pathsep + os.environ.get("PATH", ""))
+
+
+def test_tegrastats_subprocess(fake_bin, monkeypatch):
+    monkeypatch.setenv("FAKE_TEGRASTATS_LOG", os.path.join(FIX, "tegrastats", "orin_nx_jp6.log"))
+    m = open_meter("tegrastats", interval_ms=20)
+    try:
+        readings = [m.read() for _ in range(4)]
+        assert [r.total_mw for r in readings] == [5299.0, 6101.0, 7301.0, 5299.0]
+        assert all(b.time_monotonic > a.time_monotonic for a, b in zip(readings, readings[1:]))
+        assert m.describe()["total"] == "VDD_IN" and "tegrastats --interval 20" in m.describe()["device"]
+        with pytest.raises(MeasurementError, match="exited"):
+            m.read()
+    finally:
+        m.close()
+
+
+def test_tegrastats_follows_a_logfile(tmp_path):
+    log = tmp_path / "t.log"
+    log.write_text("VDD_IN 1000mW/1000mW VDD_SOC 100mW/100mW\n")  # written before: skipped
+    m = open_meter("tegrastats", logfile=str(log), interval_ms=10, timeout_s=0.3)
+    with open(str(log), "a") as f:
+        f.write("VDD_IN 5299mW/5299mW VDD_SOC 1424mW/1424mW\n")
+    assert m.read().total_mw == 5299.0
+    with pytest.raises(MeasurementError, match="no new line"):
+        m.read()
+    m.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Raspberry Pi 5 PMIC
+
+
+def test_pi5_pmic_pairs_rails_and_groups(fake_bin, monkeypatch):
+    monkeypatch.setenv("FAKE_VCGENCMD_OUTPUT", os.path.join(FIX, "pi5", "pmic_read_adc.txt"))
+    m = open_meter("pi5-pmic")
+    r = m.read()
+    assert len(r.rails) == 12 and "EXT5V" not in r.rails and "BATT" not in r.rails
+    assert r.rails["VDD_CORE"] == pytest.approx(0.56259 * 0.7679846 * 1000)
+    assert r.groups["CPU"] == r.rails["VDD_CORE"]
+    assert r.groups["DRAM"] == pytest.approx(r.rails["DDR_VDD2"] + r.rails["DDR_VDDQ"])
+    assert r.total_mw == pytest.approx(sum(r.rails.values()))
+    assert 1400 < r.total_mw < 1600
+    d = m.describe()
+    assert "below wall power" in d["note"] and d["total_mode"] == "sum"
+
+
+def test_pi4_has_no_pmic_adc(fake_bin, monkeypatch):
+    monkeypatch.setenv("FAKE_VCGENCMD_OUTPUT", os.path.join(FIX, "pi4", "pmic_read_adc.txt"))
+    with pytest.raises(MeasurementError, match="no PMIC ADC"):
+        open_meter("pi5-pmic")
+
+
+def test_pi5_without_vcgencmd(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(MeasurementError, match="`vcgencmd` not found on PATH"):
+        open_meter("pi5-pmic")
+
+
+def test_pmic_parser_ignores_voltage_only_rails():
+    text = "  VDD_CORE_A current(7)=0.5A\n  VDD_CORE_V volt(15)=0.8V\n  EXT5V_V volt(24)=5.1V\n"
+    assert parse_pmic_read_adc(text) == {"VDD_CORE": pytest.approx(400.0)}
+
+
+# ---------------------------------------------------------------------------------------------
+# INA219 / INA226
+
+
+def test_ina2xx_hwmon_units(tmp_path):
+    m = open_meter("ina2xx", root=os.path.join(FIX, "pi4_ina226"))
+    r = m.read()
+    assert r.rails == {"ina226@1-0040": pytest.approx(4162.5)}  # power1_input uW / 1000
+    root = fixture_copy(tmp_path, "pi4_ina226")
+    os.remove(os.path.join(root, "sys/bus/i2c/drivers/ina2xx/1-0040/hwmon/hwmon2/power1_input"))
+    assert open_meter("ina2xx", root=root).read().total_mw == pytest.approx(5125 * 812 / 1000)
+
+
+class FakeSMBus:
+    """Big-endian 16-bit registers as the INA chips hold them; records writes."""
+
+    def __init__(self, regs):
+        self.regs = dict(regs)
+        self.writes = []
+
+    def read_i2c_block_data(self, addr, reg, n):
+        assert addr == 0x40 and n == 2
+        v = self.regs[reg]
+        return [(v >> 8) & 0xFF, v & 0xFF]
+
+    def write_i2c_block_data(self, addr, reg, data):
+        self.writes.append((addr, reg, list(data)))
+        self.regs[reg] = (data[0] << 8) | data[1]
+
+
+def test_ina226_i2c_register_decoding():
+    # 0.1 ohm shunt, 3.2768 A full scale: current LSB = 3.2768 / 2**15 = 0.1 mA, CAL = 0.00512 / (1e-4 x 0.1) = 512
+    bus = FakeSMBus({0x02: 4000, 0x04: 8123, 0x03: 1624})  # 5.000 V, 812.3 mA
+    m = Ina2xxI2cMeter(chip="ina226", shunt_ohms=0.1, max_current_a=3.2768, smbus=bus)
+    assert bus.writes == [(0x40, 0x05, [0x02, 0x00])]
+    r = m.read()
+    assert r.total_mw == pytest.approx(1624 * 25 * 1e-4 * 1000)  # power LSB = 25 x current LSB
+    assert decode_ina2xx("ina226", 4000, 8123, 1624, 1e-4)[:2] == pytest.approx((5000.0, 812.3))
+    assert m.describe()["device"] == "/dev/i2c-1@0x40"
+
+
+def test_ina219_i2c_register_decoding():
+    cal, lsb = ina_calibration("ina219", 0.1, 3.2768)
+    assert cal == 4096 and lsb == pytest.approx(1e-4)  # 0.04096 / (1e-4 x 0.1)
+    # bus 12.000 V: 3000 << 3, CNVR (bit 1) set; current -20.0 mA two's complement
+    bus_mv, cur_ma, p_mw = decode_ina2xx("ina219", (3000 << 3) | 0x2, 0xFF38, 100, lsb)
+    assert bus_mv == pytest.approx(12000.0) and cur_ma == pytest.approx(-20.0)
+    assert p_mw == pytest.approx(100 * 20 * 1e-4 * 1000)  # power LSB = 20 x current LSB
+    with pytest.raises(MeasurementError, match="overflow"):
+        decode_ina2xx("ina219", (3000 << 3) | 0x1, 0, 0, lsb)
+    bus = FakeSMBus({0x02: (3000 << 3) | 0x2, 0x04: 200, 0x03: 1200})
+    m = Ina2xxI2cMeter(chip="ina219", shunt_ohms=0.1, max_current_a=3.2768, smbus=bus)
+    assert bus.regs[0x05] == 4096 and m.read().total_mw == pytest.approx(1200 * 2.0)
+
+
+def test_ina2xx_i2c_without_smbus2(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_smbus2(name, *a, **k):
+        if name == "smbus2":
+            raise ImportError(name)
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_smbus2)
+    with pytest.raises(MeasurementError, match="pip install smbus2"):
+        open_meter("ina2xx-i2c")
+
+
+# ---------------------------------------------------------------------------------------------
+# RAPL
+
+
+def test_rapl_zones_and_wraparound(tmp_path):
+    root = fixture_copy(tmp_path, "rapl")
+    pkg = os.path.join(root, RAPL, "intel-rapl:0", "energy_uj")
+    m = open_meter("rapl", root=root)
+    d = m.describe()
+    assert d["rails"] == ["package-0", "psys"]  # subzones core/uncore are not top level
+    assert d["summed_rails"] == ["package-0"]  # psys contains the package: not added
+    write_atomic(pkg, "262143000000")
+    r1 = m.read()
+    write_atomic(pkg, "500000")  # wrapped past max_energy_range_uj = 262143328850
+    r2 = m.read()
+    assert r2.energy_j - r1.energy_j == pytest.approx((500000 - 262143000000 + 262143328850) / 1e6)
+    assert r2.total_mw > 0
+    assert open_meter("rapl", root=root, total_zone="psys").describe()["total"] == "psys"
+
+
+def test_rapl_permission_hint(monkeypatch):
+    real_open = open
+
+    def denied(path, *a, **k):
+        if str(path).endswith("energy_uj"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr(pm, "open", denied, raising=False)
+    with pytest.raises(MeasurementError, match=r"root-only.*sudo chmod a\+r"):
+        open_meter("rapl", root=os.path.join(FIX, "rapl"))
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads anything")
+def test_permission_denied_on_a_real_file(tmp_path):
+    root = fixture_copy(tmp_path, "orin_nx_jp6")
+    path = os.path.join(root, ORIN_NX_HWMON, "curr1_input")
+    os.chmod(path, 0)
+    m = open_meter("ina3221", root=root)
+    with pytest.raises(MeasurementError, match="permission denied.*run as root or `sudo chmod a\\+r"):
+        m.read()
+
+
+# ---------------------------------------------------------------------------------------------
+# estimate, registry, detection
+
+
+def test_estimate_is_labelled_everywhere():
+    m = open_meter("estimate", pj_per_op="int8-ac")
+    assert m.describe()["estimate"] is True and "estimate" in m.describe()["note"]
+    with Sampler(m, interval_s=0.01) as s:
+        with s.window("infer", count=10):
+            time.sleep(0.05)  # the jump falls between two samples inside the window
+            m.add(1e9)
+            time.sleep(0.05)
+    res = s.result()
+    w = res.window("infer")
+    assert w.energy_j == pytest.approx(1e9 * 0.03e-12)  # ops x pJ
+    assert w.energy_per_item_j == pytest.approx(1e9 * 0.03e-12 / 10)
+    assert res.estimate and res.label == "estimate" and w.estimate and w.label == "estimate"
+    assert all(r.estimate for r in s.samples)
+    with pytest.raises(MeasurementError, match="unknown energy per op"):
+        open_meter("estimate", pj_per_op="int4")
+
+
+def test_open_and_detect(fake_bin, monkeypatch):
+    with pytest.raises(MeasurementError, match="unknown meter 'joulescope'"):
+        open_meter("joulescope")
+    assert detect_meter(os.path.join(FIX, "orin_nx_jp6")).kind == "ina3221"
+    assert detect_meter(os.path.join(FIX, "nano_jp4")).kind == "ina3221-iio"
+    assert detect_meter(os.path.join(FIX, "pi4_ina226")).kind == "ina2xx"
+    assert open_meter("auto", root=os.path.join(FIX, "rapl")).kind == "rapl"
+    monkeypatch.setenv("FAKE_VCGENCMD_OUTPUT", os.path.join(FIX, "pi5", "pmic_read_adc.txt"))
+    assert detect_meter(os.path.join(FIX, "pi5")).kind == "pi5-pmic"
+    with pytest.raises(MeasurementError, match="no power meter found"):
+        detect_meter(os.path.join(FIX, "tegrastats"))
+
+
+# ---------------------------------------------------------------------------------------------
+# integration and the sampler
+
+
+def test_energy_trace_trapezoid_and_partial_windows():
+    rs = [Reading(0.0, 0.0, {}), Reading(1.0, 1000.0, {}), Reading(2.0, 1000.0, {})]
+    tr = EnergyTrace(rs)
+    assert tr.energy_at(2.0) == pytest.approx(1.5)
+    # 0.5..1: power rises 500 -> 1000 mW (0.375 J); 1..1.5: 1 W (0.5 J)
+    assert tr.energy_between(0.5, 1.5) == pytest.approx((0.875, 1.0))
+    assert tr.energy_between(1.5, 5.0) == pytest.approx((0.5, 0.5))  # covered part only
+    counters = [Reading(0.0, 0.0, {}, energy_j=10.0), Reading(2.0, 0.0, {}, energy_j=14.0)]
+    assert EnergyTrace(counters).energy_between(0.5, 1.0) == pytest.approx((1.0, 0.5))
+    with pytest.raises(MeasurementError):
+        integrate(rs[:1])
+
+
+class ProfileWriter(threading.Thread):
+    """Writes ``current_ma(time.monotonic())`` into a sensor file about every millisecond."""
+
+    def __init__(self, path, current_ma):
+        super().__init__(daemon=True)
+        self.path, self.current_ma = path, current_ma
+        self.halt = threading.Event()
+
+    def run(self):
+        while not self.halt.is_set():
+            write_atomic(self.path, str(int(round(self.current_ma(time.monotonic())))))
+            time.sleep(0.001)
+
+
+def analytic_energy_j(power_w, t0, t1, n=200001):
+    t = np.linspace(t0, t1, n)
+    p = np.array([power_w(x) for x in t])
+    return float(np.sum((p[1:] + p[:-1]) / 2 * np.diff(t)))
+
+
+def test_sampler_integrates_a_known_profile_within_1_percent(tmp_path):
+    root = fixture_copy(tmp_path, "orin_nx_jp6")
+    hw = os.path.join(root, ORIN_NX_HWMON)
+    write_atomic(os.path.join(hw, "update_interval"), "5")
+    volts = 5.0  # in1_input stays 5000 mV
+    ts = [float("inf")]  # profile start, set once the baseline is done
+
+    def current_ma(t):  # idle 500 mA; ramp to 1500 mA over 0.6 s; hold 0.3 s; step to 800 mA
+        x = t - ts[0]
+        if x < 0:
+            return 500.0
+        if x < 0.6:
+            return 500.0 + 1000.0 * x / 0.6
+        return 1500.0 if x < 0.9 else 800.0
+
+    writer = ProfileWriter(os.path.join(hw, "curr1_input"), current_ma)
+    writer.start()
+    try:
+        s = Sampler(open_meter("ina3221", root=root), interval_s=0.001)
+        assert s.interval_s == pytest.approx(0.005)  # never faster than update_interval
+        with s:
+            base = s.measure_baseline(0.3)
+            ts[0] = time.monotonic()
+            with s.window("profile", count=4):
+                time.sleep(1.2)
+        res = s.result()
+    finally:
+        writer.halt.set()
+        writer.join()
+    assert res.error is None and res.complete
+    assert base == pytest.approx(500 * volts, rel=0.01)
+    w = res.window("profile")
+    truth = analytic_energy_j(lambda t: current_ma(t) * volts / 1000.0, w.start_s, w.end_s)
+    assert w.energy_j == pytest.approx(truth, rel=0.01)
+    truth_dyn = truth - 0.5 * volts * w.duration_s
+    assert w.dynamic_energy_j == pytest.approx(truth_dyn, rel=0.01)
+    assert w.mean_power_mw == pytest.approx(truth / w.duration_s * 1000, rel=0.01)
+    assert w.energy_per_item_j == pytest.approx(w.energy_j / 4)
+    assert w.coverage == 1.0 and w.samples > 20
+    times = [r.time_monotonic for r in s.samples]
+    assert min(np.diff(times)) >= 0.005 - 1e-4
+    assert 0 < res.effective_rate_hz <= 1 / 0.005 + 1
+    assert res.meter["total"] == "VDD_IN" and res.meter["rails"] == ["VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"]
+
+
+def test_sampler_rapl_counter_with_wraps(tmp_path):
+    root = fixture_copy(tmp_path, "rapl")
+    zone = os.path.join(root, RAPL, "intel-rapl:0")
+    write_atomic(os.path.join(zone, "max_energy_range_uj"), "2000000")  # wraps every 0.4 s at 5 W
+    t0 = time.monotonic()
+    path = os.path.join(zone, "energy_uj")
+
+    class Counter(ProfileWriter):
+        def run(self):
+            while not self.halt.is_set():
+                uj = int(5e6 * (time.monotonic() - t0)) % 2000000  # 5 W
+                write_atomic(self.path, str(uj))
+                time.sleep(0.001)
+
+    writer = Counter(path, None)
+    write_atomic(path, "0")
+    writer.start()
+    try:
+        with Sampler(open_meter("rapl", root=root), interval_s=0.02) as s:
+            with s.window("run"):
+                time.sleep(1.0)
+        w = s.result().window("run")
+    finally:
+        writer.halt.set()
+        writer.join()
+    assert w.energy_j == pytest.approx(5.0 * w.duration_s, rel=0.01)
+    assert w.mean_power_mw == pytest.approx(5000.0, rel=0.01)
+
+
+def test_sensor_file_vanishing_keeps_samples(tmp_path):
+    root = fixture_copy(tmp_path, "orin_nx_jp6")
+    victim = os.path.join(root, ORIN_NX_HWMON, "curr2_input")
+    s = Sampler(open_meter("ina3221", root=root), interval_s=0.01)
+    s.start()
+    with s.window("run"):
+        time.sleep(0.15)
+        os.remove(victim)
+        time.sleep(0.15)
+    deadline = time.monotonic() + 5
+    while s.error is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    res = s.stop()
+    assert res.error is not None and "vanished" in res.error and victim in res.error
+    assert not res.complete
+    assert res.samples >= 3
+    w = res.window("run")
+    assert 0.2 < w.coverage < 0.9  # samples until the file went away
+    assert w.mean_power_mw == pytest.approx(5295 + 0.0, rel=1e-6)  # VDD_IN, constant
+
+
+def test_sampler_start_fails_cleanly(tmp_path):
+    root = fixture_copy(tmp_path, "orin_nx_jp6")
+    m = open_meter("ina3221", root=root)
+    os.remove(os.path.join(root, ORIN_NX_HWMON, "in1_input"))
+    s = Sampler(m)
+    with pytest.raises(MeasurementError, match="in1_input"):
+        s.start()
+    assert s.stop().samples == 0
+
+
+def test_given_baseline_and_dict_result():
+    m = open_meter("ina3221-iio", root=os.path.join(FIX, "nano_jp4"))
+    with Sampler(m) as s:
+        s.set_baseline(1000.0)
+        with s.window("w"):
+            time.sleep(0.05)
+    d = s.result().to_dict()
+    w = d["windows"][0]
+    assert d["baseline"]["source"] == "given" and d["meter"]["total"] == "POM_5V_IN"
+    assert w["mean_power_mw"] == pytest.approx(1022.0) and w["dynamic_power_mw"] == pytest.approx(22.0)
+    assert w["dynamic_energy_j"] == pytest.approx(0.022 * w["duration_s"], rel=1e-6)
