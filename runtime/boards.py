@@ -581,7 +581,7 @@ def _warnings(board: Board, ev: Dict[str, Any]) -> List[str]:
         for chip in pm.i2c:
             s = _chip_sensor(chip, kinds, sensors)
             if s is None:
-                what = "an INA3221" if pm.kind.startswith("ina3221") else "an INA219/INA226 bound to the ina2xx driver"
+                what = "INA3221" if pm.kind.startswith("ina3221") else "INA219/INA226 bound to the ina2xx driver"
                 fallback = " (tegrastats may still work)" if pm.fallback == "tegrastats" and "tegrastats" in ev["tools"] else ""
                 out.append("no %s at %s (rails %s) in sysfs: no %s power readings%s" % (what, chip.device, ", ".join(chip.rails), pm.kind, fallback))
             elif s["kind"] != pm.kind:
