@@ -62,6 +62,7 @@ class PowerMeter:
     kind = "meter"
     counter = False  # True: Reading.energy_j is a cumulative energy counter
     estimate = False
+    paced = False  # True: read() itself waits for the device's next value (tegrastats)
     min_interval_s = 0.0
 
     def read(self) -> Reading:
@@ -289,6 +290,7 @@ class TegrastatsMeter(PowerMeter):
     """
 
     kind = "tegrastats"
+    paced = True
 
     def __init__(self, root: str = "/", interval_ms: int = 100,
                  command: Optional[Sequence[str]] = None, logfile: Optional[str] = None,
@@ -317,6 +319,8 @@ class TegrastatsMeter(PowerMeter):
             if shutil.which(cmd[0]) is None and not os.path.exists(cmd[0]):
                 raise MeasurementError(f"`{cmd[0]}` not found on PATH: not a Jetson, or add L4T's "
                                        "tegrastats to PATH")
+            if shutil.which("stdbuf"):  # a C program writing to a pipe buffers 4 KB: ask for lines
+                cmd = ["stdbuf", "-oL"] + cmd
             try:
                 self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                               universal_newlines=True, bufsize=1)

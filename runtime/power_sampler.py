@@ -202,16 +202,18 @@ class Sampler:
         return err is None
 
     def _run(self) -> None:
-        last_start = time.monotonic() - self.interval_s
+        # A paced meter (tegrastats) blocks in read() until its next line: no sleep of our own.
+        period = 0.0 if getattr(self.meter, "paced", False) else self.interval_s
+        last_start = time.monotonic() - period
         while True:
-            wait = last_start + self.interval_s - time.monotonic()
+            wait = last_start + period - time.monotonic()
             if self._stop.wait(max(0.0, wait)):
                 break
             last_start = time.monotonic()
             if not self._read_once():
                 return
         # A last reading after stop, so that windows that just ended are covered.
-        wait = last_start + self.interval_s - time.monotonic()
+        wait = last_start + period - time.monotonic()
         if wait > 0:
             time.sleep(wait)
         self._read_once()

@@ -154,6 +154,20 @@ def test_tegrastats_subprocess(fake_bin, monkeypatch):
         m.close()
 
 
+def test_sampler_on_tegrastats_keeps_every_line(fake_bin, monkeypatch):
+    monkeypatch.setenv("FAKE_TEGRASTATS_LOG", os.path.join(FIX, "tegrastats", "nano_jp4.log"))
+    m = open_meter("tegrastats", interval_ms=30)
+    s = Sampler(m).start()  # paced by tegrastats itself: every line becomes one sample
+    deadline = time.monotonic() + 5
+    while s.error is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    res = s.stop()
+    m.close()
+    assert [r.total_mw for r in s.samples] == [1022.0, 2464.0, 1022.0]
+    assert res.samples == 3 and not res.complete and "exited" in res.error
+    assert res.meter["total"] == "POM_5V_IN"
+
+
 def test_tegrastats_follows_a_logfile(tmp_path):
     log = tmp_path / "t.log"
     log.write_text("VDD_IN 1000mW/1000mW VDD_SOC 100mW/100mW\n")  # written before: skipped
