@@ -8,16 +8,16 @@ takes a file-system ``root`` (default ``/``) so tests can point it at fixture tr
 
 Kinds (``open_meter(kind, root="/", **options)``; ``detect_meter(root)`` picks one):
 
-===============  ==========================================================================
-``ina3221``      Jetson, JetPack 5/6: ``/sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*/``
-``ina3221-iio``  Jetson, JetPack 4: ``/sys/bus/i2c/drivers/ina3221x/<bus>-0040/iio:device0/``
-``tegrastats``   Jetson: a running ``tegrastats --interval N`` or a log it writes
-``pi5-pmic``     Raspberry Pi 5: ``vcgencmd pmic_read_adc`` (misses the 5 V input: reads low)
-``ina2xx``       external INA219/INA226 through the kernel ``ina2xx`` hwmon driver
-``ina2xx-i2c``   external INA219/INA226 read over I2C with smbus2 (TI register map)
-``rapl``         Intel/AMD RAPL energy counters: ``/sys/class/powercap/intel-rapl:N/``
-``estimate``     synaptic operations x pJ per operation: an estimate, labelled as such
-===============  ==========================================================================
+=================  ========================================================================
+``ina3221-hwmon``  Jetson, JetPack 5/6: ``/sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*/``
+``ina3221-iio``    Jetson, JetPack 4: ``/sys/bus/i2c/drivers/ina3221x/<bus>-0040/iio:device0/``
+``tegrastats``     Jetson: a running ``tegrastats --interval N`` or a log it writes
+``rpi5-pmic``      Raspberry Pi 5: ``vcgencmd pmic_read_adc`` (misses the 5 V input: reads low)
+``ina2xx-hwmon``   external INA219/INA226 through the kernel ``ina2xx`` hwmon driver
+``ina2xx-i2c``     external INA219/INA226 read over I2C with smbus2 (TI register map)
+``rapl``           Intel/AMD RAPL energy counters: ``/sys/class/powercap/intel-rapl:N/``
+``estimate``       synaptic operations x pJ per operation: an estimate, labelled as such
+=================  ========================================================================
 
 Counter meters (``counter = True``: RAPL, estimate) report the cumulative energy since they
 were opened in ``Reading.energy_j``; their ``total_mw`` is the mean power since the previous
@@ -136,6 +136,21 @@ def _total(rails: Dict[str, float], total_rail: Optional[str], summed: Sequence[
     return float(sum(rails[n] for n in summed))
 
 
+def _groups(rails: Dict[str, float], groups: Dict[str, Sequence[str]]) -> Dict[str, float]:
+    return {g: float(sum(rails.get(r, 0.0) for r in members)) for g, members in groups.items()}
+
+
+def _check_groups(groups: Optional[Dict[str, Sequence[str]]], names: Sequence[str],
+                  where: str) -> Dict[str, Tuple[str, ...]]:
+    out = {g: tuple(m) for g, m in (groups or {}).items()}
+    for g, members in out.items():
+        for r in members:
+            if r not in names:
+                raise MeasurementError(f"group {g!r}: no rail {r!r} at {where} "
+                                       f"(rails: {', '.join(names)})")
+    return out
+
+
 def _total_description(total_rail: Optional[str], summed: Sequence[str]) -> Dict[str, object]:
     if total_rail is not None:
         return {"total": total_rail, "total_mode": "rail"}
@@ -153,11 +168,12 @@ class Ina3221HwmonMeter(PowerMeter):
     Labels containing "NC" are unconnected. The hwmon number changes between boots: globbed.
     """
 
-    kind = "ina3221"
+    kind = "ina3221-hwmon"
     pattern = "sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*"
 
     def __init__(self, root: str = "/", total_rail: Optional[str] = None,
-                 sum_rails: Optional[Sequence[str]] = None):
+                 sum_rails: Optional[Sequence[str]] = None,
+                 groups: Optional[Dict[str, Sequence[str]]] = None):
         self.root = root
         dirs = sorted(glob.glob(os.path.join(root, self.pattern)))
         if not dirs:
@@ -190,13 +206,15 @@ class Ina3221HwmonMeter(PowerMeter):
         self.min_interval_s = max(intervals) if intervals else 0.0
         names = [c[0] for c in self.channels]
         self.total_rail, self.summed = _pick_total(names, total_rail, sum_rails, dirs[0])
+        self.groups = _check_groups(groups, names, dirs[0])
 
     def read(self) -> Reading:
         t = time.monotonic()
         rails = {}
         for name, vfile, cfile in self.channels:
             rails[name] = _read_number(vfile) * _read_number(cfile) / 1000.0
-        return Reading(t, _total(rails, self.total_rail, self.summed), rails)
+        return Reading(t, _total(rails, self.total_rail, self.summed), rails,
+                       _groups(rails, self.groups))
 
     def describe(self) -> Dict[str, object]:
         d: Dict[str, object] = {
@@ -204,6 +222,7 @@ class Ina3221HwmonMeter(PowerMeter):
             "device": ", ".join(self.devices),
             "rails": [c[0] for c in self.channels],
             "units": "mW (in mV x curr mA / 1000)",
+            "groups": {g: list(m) for g, m in self.groups.items()},
             "min_interval_s": self.min_interval_s,
             "estimate": False,
         }
@@ -218,13 +237,14 @@ class Ina3221IioMeter(PowerMeter):
     pattern = "sys/bus/i2c/drivers/ina3221x/*-004*/iio:device*"
 
     def __init__(self, root: str = "/", total_rail: Optional[str] = None,
-                 sum_rails: Optional[Sequence[str]] = None, min_interval_s: float = 0.01):
+                 sum_rails: Optional[Sequence[str]] = None,
+                 groups: Optional[Dict[str, Sequence[str]]] = None, min_interval_s: float = 0.01):
         self.root = root
         dirs = sorted(glob.glob(os.path.join(root, self.pattern)))
         if not dirs:
             raise MeasurementError(
                 f"no INA3221 iio device under {os.path.join(root, self.pattern)}: "
-                "not a JetPack 4 Jetson (JetPack 5/6: use --meter ina3221)"
+                "not a JetPack 4 Jetson (JetPack 5/6: use --meter ina3221-hwmon)"
             )
         self.devices = dirs
         self.channels: List[Tuple[str, str]] = []
@@ -243,11 +263,13 @@ class Ina3221IioMeter(PowerMeter):
         self.min_interval_s = float(min_interval_s)
         names = [c[0] for c in self.channels]
         self.total_rail, self.summed = _pick_total(names, total_rail, sum_rails, dirs[0])
+        self.groups = _check_groups(groups, names, dirs[0])
 
     def read(self) -> Reading:
         t = time.monotonic()
         rails = {name: _read_number(p) for name, p in self.channels}
-        return Reading(t, _total(rails, self.total_rail, self.summed), rails)
+        return Reading(t, _total(rails, self.total_rail, self.summed), rails,
+                       _groups(rails, self.groups))
 
     def describe(self) -> Dict[str, object]:
         d: Dict[str, object] = {
@@ -255,6 +277,7 @@ class Ina3221IioMeter(PowerMeter):
             "device": ", ".join(self.devices),
             "rails": [c[0] for c in self.channels],
             "units": "mW (in_power)",
+            "groups": {g: list(m) for g, m in self.groups.items()},
             "min_interval_s": self.min_interval_s,
             "estimate": False,
         }
@@ -295,12 +318,15 @@ class TegrastatsMeter(PowerMeter):
     def __init__(self, root: str = "/", interval_ms: int = 100,
                  command: Optional[Sequence[str]] = None, logfile: Optional[str] = None,
                  total_rail: Optional[str] = None, sum_rails: Optional[Sequence[str]] = None,
+                 groups: Optional[Dict[str, Sequence[str]]] = None,
                  timeout_s: Optional[float] = None):
         self.root = root
         self.interval_ms = int(interval_ms)
         self.min_interval_s = self.interval_ms / 1000.0
         self.timeout_s = timeout_s if timeout_s is not None else max(2.0, 5 * self.min_interval_s)
         self._total_opts = (total_rail, sum_rails)
+        self._groups_opt = groups
+        self.groups: Dict[str, Tuple[str, ...]] = {}
         self._lines: "queue.Queue[Tuple[float, Optional[str]]]" = queue.Queue()
         self._proc: Optional[subprocess.Popen] = None
         self._file = None
@@ -372,15 +398,18 @@ class TegrastatsMeter(PowerMeter):
             self.rail_names = list(rails)
             self.total_rail, self.summed = _pick_total(self.rail_names, *self._total_opts,
                                                        where=self.source)
+            self.groups = _check_groups(self._groups_opt, self.rail_names, self.source)
         missing = [n for n in self.rail_names if n not in rails]
         if missing:
             raise MeasurementError(f"rail {missing[0]} missing from a line of `{self.source}`")
-        return Reading(t, _total(rails, self.total_rail, self.summed), rails)
+        return Reading(t, _total(rails, self.total_rail, self.summed), rails,
+                       _groups(rails, self.groups))
 
     def describe(self) -> Dict[str, object]:
         d: Dict[str, object] = {
             "meter": self.kind,
             "device": self.source,
+            "groups": {g: list(m) for g, m in self.groups.items()},
             "rails": list(self.rail_names),  # known after the first read
             "units": "mW (instant value of each RAIL instant/average pair)",
             "min_interval_s": self.min_interval_s,
@@ -431,7 +460,7 @@ def read_tegrastats_log(path: str, interval_ms: int, total_rail: Optional[str] =
 # Raspberry Pi 5 PMIC
 
 _PMIC_LINE = re.compile(r"(\S+)_([AV]) (?:current|volt)\(\d+\)=([-+0-9.eE]+)[AV]")
-PI5_GROUPS = {"CPU": ("VDD_CORE",), "DRAM": ("DDR_VDD2", "DDR_VDDQ")}
+PI5_GROUPS = {"CPU": ("VDD_CORE",), "DRAM": ("DDR_VDD2", "DDR_VDDQ")}  # default groups
 
 
 def parse_pmic_read_adc(text: str) -> Dict[str, float]:
@@ -447,9 +476,11 @@ class Pi5PmicMeter(PowerMeter):
     """Raspberry Pi 5 PMIC ADC via ``vcgencmd pmic_read_adc``: total = sum of V x I of the
     paired rails. It does not see the 5 V input current, so it reads below wall power."""
 
-    kind = "pi5-pmic"
+    kind = "rpi5-pmic"
 
-    def __init__(self, root: str = "/", command: str = "vcgencmd", min_interval_s: float = 0.1):
+    def __init__(self, root: str = "/", command: str = "vcgencmd", min_interval_s: float = 0.1,
+                 total_rail: Optional[str] = None, sum_rails: Optional[Sequence[str]] = None,
+                 groups: Optional[Dict[str, Sequence[str]]] = None):
         self.root = root
         path = shutil.which(command)
         if path is None:
@@ -460,6 +491,9 @@ class Pi5PmicMeter(PowerMeter):
         self.min_interval_s = float(min_interval_s)
         self.rail_names: List[str] = []
         self.rail_names = list(self._rails(self._run())[1])
+        where = " ".join(self.command)
+        self.total_rail, self.summed = _pick_total(self.rail_names, total_rail, sum_rails, where)
+        self.groups = _check_groups(PI5_GROUPS if groups is None else groups, self.rail_names, where)
 
     def _run(self) -> Tuple[float, str]:
         t0 = time.monotonic()
@@ -472,7 +506,7 @@ class Pi5PmicMeter(PowerMeter):
         if "Command not registered" in p.stdout:
             raise MeasurementError(
                 "`vcgencmd pmic_read_adc`: Command not registered: this board has no PMIC ADC "
-                "(only the Raspberry Pi 5 has one); use an INA219/INA226 (--meter ina2xx)"
+                "(only the Raspberry Pi 5 has one); use an INA219/INA226 (--meter ina2xx-hwmon)"
             )
         if p.returncode != 0:
             first = p.stdout.strip().splitlines()[:1]
@@ -490,18 +524,19 @@ class Pi5PmicMeter(PowerMeter):
 
     def read(self) -> Reading:
         t, rails = self._rails(self._run())
-        groups = {g: sum(rails.get(r, 0.0) for r in members) for g, members in PI5_GROUPS.items()}
-        return Reading(t, float(sum(rails.values())), rails, groups)
+        missing = [n for n in self.rail_names if n not in rails]
+        if missing:
+            raise MeasurementError(f"rail {missing[0]} missing from `{' '.join(self.command)}`")
+        return Reading(t, _total(rails, self.total_rail, self.summed), rails,
+                       _groups(rails, self.groups))
 
     def describe(self) -> Dict[str, object]:
         return {
             "meter": self.kind,
             "device": " ".join(self.command),
             "rails": list(self.rail_names),
-            "groups": {g: list(m) for g, m in PI5_GROUPS.items()},
-            "total": " + ".join(self.rail_names),
-            "total_mode": "sum",
-            "summed_rails": list(self.rail_names),
+            "groups": {g: list(m) for g, m in self.groups.items()},
+            **_total_description(self.total_rail, self.summed),
             "units": "mW (volt V x current A x 1000)",
             "min_interval_s": self.min_interval_s,
             "estimate": False,
@@ -516,14 +551,17 @@ class Pi5PmicMeter(PowerMeter):
 class Ina2xxHwmonMeter(PowerMeter):
     """INA219/INA226 through the kernel ``ina2xx`` hwmon driver: in mV, curr mA, power uW.
 
-    One rail per chip, named ``<chip>@<bus>-<addr>``; total = sum of the chips.
+    One rail per chip, named ``<chip>@<bus>-<addr>`` unless ``names`` maps the kernel device
+    (``1-0040``) to a rail name; total = sum of the chips.
     """
 
-    kind = "ina2xx"
+    kind = "ina2xx-hwmon"
     pattern = "sys/bus/i2c/drivers/ina2xx/*/hwmon/hwmon*"
 
-    def __init__(self, root: str = "/", min_interval_s: float = 0.01):
+    def __init__(self, root: str = "/", names: Optional[Dict[str, str]] = None,
+                 min_interval_s: float = 0.01):
         self.root = root
+        names = dict(names or {})  # kernel device ("1-0040") -> rail name ("EXT_5V_IN")
         dirs = sorted(glob.glob(os.path.join(root, self.pattern)))
         if not dirs:
             raise MeasurementError(
@@ -538,10 +576,13 @@ class Ina2xxHwmonMeter(PowerMeter):
             chip = _read_text(os.path.join(d, "name")) if os.path.exists(os.path.join(d, "name")) \
                 else "ina2xx"
             addr = os.path.basename(os.path.dirname(os.path.dirname(d)))
-            self.channels.append((f"{chip}@{addr}", d))
+            self.channels.append((names.pop(addr, f"{chip}@{addr}"), d))
             ui = os.path.join(d, "update_interval")
             if os.path.exists(ui):
                 intervals.append(_read_number(ui) / 1000.0)
+        if names:
+            raise MeasurementError(f"no ina2xx chip {', '.join(names)} under "
+                                   f"{os.path.join(root, self.pattern)}")
         self.min_interval_s = max(intervals)
 
     def read(self) -> Reading:
@@ -848,33 +889,77 @@ class EstimateMeter(PowerMeter):
 # registry
 
 METERS = {
-    "ina3221": Ina3221HwmonMeter,
+    # the kinds of docs/boards.md (board profiles' power_meter.kind) ...
+    "ina3221-hwmon": Ina3221HwmonMeter,
     "ina3221-iio": Ina3221IioMeter,
     "tegrastats": TegrastatsMeter,
-    "pi5-pmic": Pi5PmicMeter,
-    "ina2xx": Ina2xxHwmonMeter,
-    "ina2xx-i2c": Ina2xxI2cMeter,
+    "rpi5-pmic": Pi5PmicMeter,
+    "ina2xx-hwmon": Ina2xxHwmonMeter,
     "rapl": RaplMeter,
+    # ... and two that no profile names: a chip read over I2C, and the operation-count estimate
+    "ina2xx-i2c": Ina2xxI2cMeter,
     "estimate": EstimateMeter,
 }
 
 # What `auto` tries, in order: sysfs meters first (cheap), then the Pi 5 command.
-AUTO_ORDER = ("ina3221", "ina3221-iio", "ina2xx", "pi5-pmic", "rapl")
+AUTO_ORDER = ("ina3221-hwmon", "ina3221-iio", "ina2xx-hwmon", "rpi5-pmic", "rapl")
 
 
 def open_meter(kind: str, root: str = "/", **options) -> PowerMeter:
     """Open a meter by kind (``METERS``), or ``auto`` for ``detect_meter(root)``."""
     if kind == "auto":
         return detect_meter(root)
+    if kind == "none":
+        raise MeasurementError("this board has no power meter (kind none): wire an INA219/INA226 "
+                               "(--meter ina2xx-hwmon) or use --meter estimate")
     if kind not in METERS:
         raise MeasurementError(f"unknown meter {kind!r}: choose auto, {', '.join(METERS)}")
     return METERS[kind](root=root, **options)
 
 
+def board_meter_options(profile, kind: Optional[str] = None) -> Dict[str, object]:
+    """``open_meter`` options from a board profile's ``power_meter`` (``runtime.boards``) for
+    ``kind`` (default: the profile's): its total or summed rails and groups; for
+    ``ina2xx-hwmon`` the rail name of each chip."""
+    kind = kind or profile.kind
+    if kind in ("ina3221-hwmon", "ina3221-iio", "tegrastats", "rpi5-pmic"):
+        opts: Dict[str, object] = {"groups": {g: list(m) for g, m in profile.groups.items()}}
+        if profile.total:
+            opts["total_rail"] = profile.total
+        elif profile.sum:
+            opts["sum_rails"] = list(profile.sum)
+        return opts
+    if kind == "rapl":
+        return {"total_zone": profile.total} if profile.total else {}
+    if kind == "ina2xx-hwmon":
+        return {"names": {chip.device: chip.rails[0] for chip in profile.i2c if chip.rails}}
+    return {}
+
+
+def open_board_meter(profile, root: str = "/", **options) -> PowerMeter:
+    """Open the meter a board profile names; if it cannot be read, its ``fallback``.
+
+    ``profile`` is a board's ``power_meter`` (``runtime.boards.PowerMeter``); ``options`` go to
+    whichever meter is opened, so pass only options both kinds take. When both fail, the first
+    error is raised with the second appended.
+    """
+    try:
+        return open_meter(profile.kind, root=root, **board_meter_options(profile), **options)
+    except MeasurementError as first:
+        fallback = getattr(profile, "fallback", None)
+        if not fallback:
+            raise
+        try:
+            return open_meter(fallback, root=root, **board_meter_options(profile, fallback),
+                              **options)
+        except MeasurementError as second:
+            raise MeasurementError(f"{first} (fallback {fallback}: {second})") from None
+
+
 def detect_meter(root: str = "/") -> PowerMeter:
     """The first meter of ``AUTO_ORDER`` that opens on this machine."""
     for kind in AUTO_ORDER:
-        if kind == "pi5-pmic" and not _is_pi5(root):
+        if kind == "rpi5-pmic" and not _is_pi5(root):
             continue
         try:
             return METERS[kind](root=root)

@@ -50,7 +50,7 @@ def write_atomic(path, text):
 
 
 def test_ina3221_orin_nx_total_rail_and_units():
-    m = open_meter("ina3221", root=os.path.join(FIX, "orin_nx_jp6"))
+    m = open_meter("ina3221-hwmon", root=os.path.join(FIX, "orin_nx_jp6"))
     r = m.read()
     assert list(r.rails) == ["VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"]
     assert r.rails["VDD_IN"] == pytest.approx(5000 * 1059 / 1000)  # mV x mA / 1000 = mW
@@ -58,12 +58,12 @@ def test_ina3221_orin_nx_total_rail_and_units():
     assert r.total_mw == r.rails["VDD_IN"]  # the module total, not a sum over rails
     assert m.min_interval_s == pytest.approx(0.006)  # update_interval in ms
     d = m.describe()
-    assert d["meter"] == "ina3221" and d["total"] == "VDD_IN" and d["total_mode"] == "rail"
+    assert d["meter"] == "ina3221-hwmon" and d["total"] == "VDD_IN" and d["total_mode"] == "rail"
     assert d["device"].endswith(ORIN_NX_HWMON)
 
 
 def test_ina3221_agx_orin_sums_both_chips_and_skips_nc():
-    m = open_meter("ina3221", root=os.path.join(FIX, "agx_orin_jp5"))
+    m = open_meter("ina3221-hwmon", root=os.path.join(FIX, "agx_orin_jp5"))
     r = m.read()
     assert sorted(r.rails) == sorted(["VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0", "VDDQ_VDD2_1V8AO"])
     assert "NC" not in r.rails
@@ -82,7 +82,7 @@ def test_ina3221_globs_hwmon_number_and_never_adds_sum_channels(tmp_path):
     os.rename(old, new)
     write_atomic(os.path.join(new, "curr4_input"), "999999")
     write_atomic(os.path.join(new, "in7_input"), "999999")
-    m = open_meter("ina3221", root=root, sum_rails=["VDD_CPU_GPU_CV", "VDD_SOC"])
+    m = open_meter("ina3221-hwmon", root=root, sum_rails=["VDD_CPU_GPU_CV", "VDD_SOC"])
     r = m.read()
     assert set(r.rails) == {"VDD_IN", "VDD_CPU_GPU_CV", "VDD_SOC"}
     assert r.total_mw == pytest.approx((5008 * 155 + 5000 * 285) / 1000)
@@ -91,9 +91,9 @@ def test_ina3221_globs_hwmon_number_and_never_adds_sum_channels(tmp_path):
 
 def test_ina3221_unknown_rail_and_missing_device(tmp_path):
     with pytest.raises(MeasurementError, match="no rail 'VDD_GPU'"):
-        open_meter("ina3221", root=os.path.join(FIX, "orin_nx_jp6"), total_rail="VDD_GPU")
+        open_meter("ina3221-hwmon", root=os.path.join(FIX, "orin_nx_jp6"), total_rail="VDD_GPU")
     with pytest.raises(MeasurementError, match="ina3221-iio or tegrastats"):
-        open_meter("ina3221", root=str(tmp_path))
+        open_meter("ina3221-hwmon", root=str(tmp_path))
 
 
 @pytest.mark.parametrize("board,total,rails", [
@@ -186,7 +186,7 @@ def test_tegrastats_follows_a_logfile(tmp_path):
 
 def test_pi5_pmic_pairs_rails_and_groups(fake_bin, monkeypatch):
     monkeypatch.setenv("FAKE_VCGENCMD_OUTPUT", os.path.join(FIX, "pi5", "pmic_read_adc.txt"))
-    m = open_meter("pi5-pmic")
+    m = open_meter("rpi5-pmic")
     r = m.read()
     assert len(r.rails) == 12 and "EXT5V" not in r.rails and "BATT" not in r.rails
     assert r.rails["VDD_CORE"] == pytest.approx(0.56259 * 0.7679846 * 1000)
@@ -201,13 +201,13 @@ def test_pi5_pmic_pairs_rails_and_groups(fake_bin, monkeypatch):
 def test_pi4_has_no_pmic_adc(fake_bin, monkeypatch):
     monkeypatch.setenv("FAKE_VCGENCMD_OUTPUT", os.path.join(FIX, "pi4", "pmic_read_adc.txt"))
     with pytest.raises(MeasurementError, match="no PMIC ADC"):
-        open_meter("pi5-pmic")
+        open_meter("rpi5-pmic")
 
 
 def test_pi5_without_vcgencmd(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(MeasurementError, match="`vcgencmd` not found on PATH"):
-        open_meter("pi5-pmic")
+        open_meter("rpi5-pmic")
 
 
 def test_pmic_parser_ignores_voltage_only_rails():
@@ -220,12 +220,12 @@ def test_pmic_parser_ignores_voltage_only_rails():
 
 
 def test_ina2xx_hwmon_units(tmp_path):
-    m = open_meter("ina2xx", root=os.path.join(FIX, "pi4_ina226"))
+    m = open_meter("ina2xx-hwmon", root=os.path.join(FIX, "pi4_ina226"))
     r = m.read()
     assert r.rails == {"ina226@1-0040": pytest.approx(4162.5)}  # power1_input uW / 1000
     root = fixture_copy(tmp_path, "pi4_ina226")
     os.remove(os.path.join(root, "sys/bus/i2c/drivers/ina2xx/1-0040/hwmon/hwmon2/power1_input"))
-    assert open_meter("ina2xx", root=root).read().total_mw == pytest.approx(5125 * 812 / 1000)
+    assert open_meter("ina2xx-hwmon", root=root).read().total_mw == pytest.approx(5125 * 812 / 1000)
 
 
 class FakeSMBus:
@@ -323,7 +323,7 @@ def test_permission_denied_on_a_real_file(tmp_path):
     root = fixture_copy(tmp_path, "orin_nx_jp6")
     path = os.path.join(root, ORIN_NX_HWMON, "curr1_input")
     os.chmod(path, 0)
-    m = open_meter("ina3221", root=root)
+    m = open_meter("ina3221-hwmon", root=root)
     with pytest.raises(MeasurementError, match="permission denied.*run as root or `sudo chmod a\\+r"):
         m.read()
 
@@ -353,14 +353,54 @@ def test_estimate_is_labelled_everywhere():
 def test_open_and_detect(fake_bin, monkeypatch):
     with pytest.raises(MeasurementError, match="unknown meter 'joulescope'"):
         open_meter("joulescope")
-    assert detect_meter(os.path.join(FIX, "orin_nx_jp6")).kind == "ina3221"
+    assert detect_meter(os.path.join(FIX, "orin_nx_jp6")).kind == "ina3221-hwmon"
     assert detect_meter(os.path.join(FIX, "nano_jp4")).kind == "ina3221-iio"
-    assert detect_meter(os.path.join(FIX, "pi4_ina226")).kind == "ina2xx"
+    assert detect_meter(os.path.join(FIX, "pi4_ina226")).kind == "ina2xx-hwmon"
     assert open_meter("auto", root=os.path.join(FIX, "rapl")).kind == "rapl"
     monkeypatch.setenv("FAKE_VCGENCMD_OUTPUT", os.path.join(FIX, "pi5", "pmic_read_adc.txt"))
-    assert detect_meter(os.path.join(FIX, "pi5")).kind == "pi5-pmic"
+    assert detect_meter(os.path.join(FIX, "pi5")).kind == "rpi5-pmic"
     with pytest.raises(MeasurementError, match="no power meter found"):
         detect_meter(os.path.join(FIX, "tegrastats"))
+
+
+class Chip:
+    def __init__(self, device, rails):
+        self.device, self.rails = device, rails
+
+
+class Profile:
+    """The fields of a board profile's power_meter (runtime.boards.PowerMeter) that meters use."""
+
+    def __init__(self, kind, total=None, sum=(), groups=None, i2c=(), fallback=None):
+        self.kind, self.total, self.sum, self.fallback = kind, total, tuple(sum), fallback
+        self.groups, self.i2c = groups or {}, tuple(i2c)
+
+
+def test_open_board_meter_follows_the_profile(fake_bin, monkeypatch):
+    agx = Profile("ina3221-hwmon", sum=["VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0", "VDDQ_VDD2_1V8AO"],
+                  groups={"gpu": ["VDD_GPU_SOC"]}, fallback="tegrastats")
+    r = pm.open_board_meter(agx, root=os.path.join(FIX, "agx_orin_jp5")).read()
+    assert r.total_mw == pytest.approx(sum(r.rails.values())) and r.groups == {"gpu": r.rails["VDD_GPU_SOC"]}
+    rpi4 = Profile("ina2xx-hwmon", total="EXT_5V_IN", i2c=[Chip("1-0040", ["EXT_5V_IN"])])
+    assert pm.open_board_meter(rpi4, root=os.path.join(FIX, "pi4_ina226")).read().rails == {
+        "EXT_5V_IN": pytest.approx(4162.5)}
+    x86 = Profile("rapl", total="package-0")
+    assert pm.open_board_meter(x86, root=os.path.join(FIX, "rapl")).describe()["total"] == "package-0"
+    monkeypatch.setenv("FAKE_VCGENCMD_OUTPUT", os.path.join(FIX, "pi5", "pmic_read_adc.txt"))
+    rpi5 = Profile("rpi5-pmic", sum=["VDD_CORE", "DDR_VDD2", "DDR_VDDQ"],
+                   groups={"cpu": ["VDD_CORE"], "dram": ["DDR_VDD2", "DDR_VDDQ"]})
+    r = pm.open_board_meter(rpi5).read()
+    assert r.total_mw == pytest.approx(r.groups["cpu"] + r.groups["dram"])
+    # JetPack 4 sysfs not there (or root-only): the profile's fallback, tegrastats, opens instead
+    monkeypatch.setenv("FAKE_TEGRASTATS_LOG", os.path.join(FIX, "tegrastats", "nano_jp4.log"))
+    nano = Profile("ina3221-iio", total="POM_5V_IN", fallback="tegrastats")
+    m = pm.open_board_meter(nano, root=os.path.join(FIX, "rapl"))
+    try:
+        assert m.kind == "tegrastats" and m.read().total_mw == 1022.0
+    finally:
+        m.close()
+    with pytest.raises(MeasurementError, match="no power meter"):
+        open_meter("none")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,7 +458,7 @@ def test_sampler_integrates_a_known_profile_within_1_percent(tmp_path):
     writer = ProfileWriter(os.path.join(hw, "curr1_input"), current_ma)
     writer.start()
     try:
-        s = Sampler(open_meter("ina3221", root=root), interval_s=0.001)
+        s = Sampler(open_meter("ina3221-hwmon", root=root), interval_s=0.001)
         assert s.interval_s == pytest.approx(0.005)  # never faster than update_interval
         with s:
             base = s.measure_baseline(0.3)
@@ -477,7 +517,7 @@ def test_sampler_rapl_counter_with_wraps(tmp_path):
 def test_sensor_file_vanishing_keeps_samples(tmp_path):
     root = fixture_copy(tmp_path, "orin_nx_jp6")
     victim = os.path.join(root, ORIN_NX_HWMON, "curr2_input")
-    s = Sampler(open_meter("ina3221", root=root), interval_s=0.01)
+    s = Sampler(open_meter("ina3221-hwmon", root=root), interval_s=0.01)
     s.start()
     with s.window("run"):
         time.sleep(0.15)
@@ -497,7 +537,7 @@ def test_sensor_file_vanishing_keeps_samples(tmp_path):
 
 def test_sampler_start_fails_cleanly(tmp_path):
     root = fixture_copy(tmp_path, "orin_nx_jp6")
-    m = open_meter("ina3221", root=root)
+    m = open_meter("ina3221-hwmon", root=root)
     os.remove(os.path.join(root, ORIN_NX_HWMON, "in1_input"))
     s = Sampler(m)
     with pytest.raises(MeasurementError, match="in1_input"):
