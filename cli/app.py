@@ -14,7 +14,7 @@ import typer
 
 from .. import __version__
 from ..runtime.errors import SpikeedgeError
-from . import boards, demo, evaluate, export, info, prune, run, train, verify
+from . import boards, demo, evaluate, export, info, power, profile, prune, run, train, verify
 
 app = typer.Typer(
     name="spikeedge",
@@ -32,6 +32,8 @@ app.command("run")(run.run)
 app.command("eval")(evaluate.evaluate)
 app.command("verify")(verify.verify)
 app.add_typer(boards.app, name="boards")
+app.add_typer(power.app, name="power")
+app.command("profile")(profile.profile)
 
 
 @app.callback(invoke_without_command=True)

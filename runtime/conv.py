@@ -250,11 +250,21 @@ class ConvSession:
         x = np.asarray(x, np.float64).reshape((self.batch,) + tuple(self.bundle.input_shape))
         return encode_direct(x, self.bundle.encoder.scale, self.bundle.encoder.bits)
 
+    clock: Any = None  # a ``runtime.profile.PhaseClock`` while profiling: time per phase
+
     def step(self, x: np.ndarray) -> np.ndarray:
         """One time step: images in, the readout's running average (batch, n_out) out."""
-        return self._advance(self.encode(x), reuse_first=False)
+        if self.clock is not None:
+            self.clock.start()
+        events = self.encode(x)
+        if self.clock is not None:
+            self.clock.lap("encode")
+        return self._advance(events, reuse_first=False)
 
     def _advance(self, events: np.ndarray, reuse_first: bool) -> np.ndarray:
+        clock = self.clock
+        if clock is not None:
+            clock.start()
         x: np.ndarray = events
         first = True
         k = 0
@@ -264,6 +274,8 @@ class ConvSession:
                 b, c, h, w = x.shape
                 oh, ow = h // size, w // size
                 x = x[:, :, : oh * size, : ow * size].reshape(b, c, oh, size, ow, size).max(axis=(3, 5))
+                if clock is not None:
+                    clock.lap("accumulate")  # pooling: part of moving spikes to the next layer
                 continue
             if layer.kind == "flatten":
                 x = x.reshape(x.shape[0], -1)
@@ -272,6 +284,8 @@ class ConvSession:
             first = False
             self.synops += synops
             self.layer_synops[layer.name] += synops
+            if clock is not None:
+                clock.lap("accumulate")
             m, bias = self._consts[i]
             spikes, self.mem[layer.name] = lif_hard_step_int(acc, self.mem[layer.name], m, layer.shift, bias, layer.decay)
             self.spike_counts[layer.name] += int(np.count_nonzero(spikes))
@@ -279,12 +293,17 @@ class ConvSession:
                 self.spike_history[k].append(spikes)
             k += 1
             x = spikes.view(np.uint8) if spikes.dtype == np.bool_ else spikes
+            if clock is not None:
+                clock.lap("neuron")
         acc, synops = self._weighted(self.readout_op, x.reshape(x.shape[0], -1), first and reuse_first)
         self.synops += synops
         self.layer_synops[self.bundle.readout.name] += synops
         self.total += acc
         self.steps += 1
-        return self.readout_values()
+        out = self.readout_values()
+        if clock is not None:
+            clock.lap("readout")
+        return out
 
     def _weighted(self, op: Any, x: np.ndarray, reuse: bool) -> Tuple[np.ndarray, int]:
         """The layer's accumulation; the first layer's is computed once per ``run`` (the same

@@ -117,24 +117,38 @@ class Session:
         self.synops = 0
         self.steps = 0
 
+    clock: Any = None  # a ``runtime.profile.PhaseClock`` while profiling: time per phase
+
     def step(self, x: np.ndarray) -> np.ndarray:
         """One time step for every stream: ``x`` (batch, n_inputs) -> outputs (batch, n_out)."""
+        clock = self.clock
+        if clock is not None:
+            clock.start()
         events = self.encoder(np.asarray(x, np.float64).reshape(self.batch, -1))
+        if clock is not None:
+            clock.lap("encode")
         for i, ls in enumerate(self.layers):
             ls.acc_in[...] = 0
             ls.acc_rec[...] = 0
             self.synops += accumulate_events(ls.layer.w_in, events, ls.acc_in)
             self.synops += accumulate_events(ls.layer.w_rec, ls.spikes, ls.acc_rec)
+            if clock is not None:
+                clock.lap("accumulate")
             spikes, ls.state = lif_step_int(ls.acc_in, ls.acc_rec, ls.state, ls.params)
             ls.spikes = spikes.astype(np.int32)
             self.spike_counts[ls.layer.name] += int(ls.spikes.sum())
             if self.record_spikes:
                 self.spike_history[i].append(spikes)
             events = ls.spikes
+            if clock is not None:
+                clock.lap("neuron")
         ro = self.bundle.readout
         self.trace = trace_step_int(self.trace, events, ro.a_trace, ro.trace_bits)
         self.steps += 1
-        return self.readout_values()
+        out = self.readout_values()
+        if clock is not None:
+            clock.lap("readout")
+        return out
 
     def get_state(self) -> Dict[str, np.ndarray]:
         """The neuron state in integer units, by the step graphs' names (``runtime/stepgraph``):

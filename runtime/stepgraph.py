@@ -220,16 +220,25 @@ class GraphSession:
         self.steps = 0
         self.total = np.zeros((batch, self.n_outputs), np.int64)
 
+    clock: Any = None  # a ``runtime.profile.PhaseClock`` while profiling: time per phase
+
     def step(self, x: np.ndarray) -> np.ndarray:
         if self.model == "conv":
             return self._conv_step(x)
+        clock = self.clock
+        if clock is not None:
+            clock.start()
         events = self.encoder(np.asarray(x, np.float64).reshape(self.batch, -1))
+        if clock is not None:
+            clock.lap("encode")
         self.synops += dense_synops(events, self.nnz[0][0])  # later layers' inputs: after the step
         for i, (_, nnz_rec) in enumerate(self.nnz):
             self.synops += dense_synops(self.state["s%d" % i], nnz_rec)  # last step's spikes
         feeds = {"x": events.astype(np.float32)}
         feeds.update(self.state)
         out = self.graph.run(feeds)
+        if clock is not None:
+            clock.lap("graph")
         for name in self.state:
             self.state[name] = np.asarray(out[name + "_out"]).astype(self.state[name].dtype, copy=False)
         for i, name in enumerate(self.layer_names):
@@ -240,6 +249,8 @@ class GraphSession:
             if self.record_spikes:
                 self.spike_history[i].append(s != 0)
         self.steps += 1
+        if clock is not None:
+            clock.lap("bookkeeping")
         return np.asarray(out["y"], np.float64)
 
     def encode_image(self, x: np.ndarray) -> np.ndarray:
@@ -248,10 +259,17 @@ class GraphSession:
         return q
 
     def _conv_step(self, x: np.ndarray, encoded: Optional[np.ndarray] = None) -> np.ndarray:
+        clock = self.clock
+        if clock is not None:
+            clock.start()
         q = self.encode_image(x) if encoded is None else encoded
         feeds = {"x": (q.transpose(0, 2, 3, 1) if self.nhwc else q).astype(np.float32)}
         feeds.update(self.state)
+        if clock is not None:
+            clock.lap("encode")
         out = self.graph.run(feeds)
+        if clock is not None:
+            clock.lap("graph")
         for name in self.state:
             self.state[name] = np.asarray(out[name + "_out"]).astype(self.state[name].dtype, copy=False)
         h: np.ndarray = q
@@ -283,7 +301,10 @@ class GraphSession:
         self.synops += dense_synops(h.reshape(h.shape[0], -1), self.readout_nnz)
         self.total += np.rint(np.asarray(out["acc"], np.float64)).astype(np.int64)
         self.steps += 1
-        return self.readout_values()
+        values = self.readout_values()
+        if clock is not None:
+            clock.lap("bookkeeping")
+        return values
 
     def get_state(self) -> Dict[str, np.ndarray]:
         """The state in the event runtime's form and units (``Session.get_state``,

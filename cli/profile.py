@@ -1,0 +1,89 @@
+"""``spikeedge profile``: per-layer spike rates, synaptic operations, time per phase, peak memory,
+and power and energy per inference when a meter is present (``runtime/profile.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import numpy as np
+import typer
+
+from ..runtime.errors import SpikeedgeError
+from .common import BackendOpt, JsonOpt, emit, out_console
+
+
+def profile(
+    model: Path = typer.Argument(..., help="A bundle (.seb) or a step graph (.onnx, .tflite)."),
+    input: Optional[Path] = typer.Option(None, "--input", help=".npz with array x, as for spikeedge run."),
+    task: Optional[str] = typer.Option(None, "--task", help="Instead of --input: the first --samples inputs of a task's test split."),
+    samples: int = typer.Option(16, "--samples", help="With --task: how many inputs."),
+    repeats: int = typer.Option(1, "--repeats", help="Run the inputs this many times."),
+    meter: str = typer.Option("auto", "--meter", help="auto (the board's sensor; none found: no power figures), none, a meter kind, or estimate (synaptic operations x energy per op, labelled as an estimate)."),
+    root: str = typer.Option("/", "--root", help="Root of the file system to read sensors from."),
+    baseline: float = typer.Option(1.0, "--baseline", help="Seconds of idle power measured first."),
+    backend: str = BackendOpt,
+    threads: int = typer.Option(1, "--threads", help="Interpreter threads (onnx, tflite)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """On-device profile of a model.
+
+    Example: spikeedge profile model.seb --task mackey-glass --meter auto --json
+    """
+    from ..runtime.backends import open_model
+    from ..runtime.errors import MeasurementError
+    from ..runtime.profile import profile_model
+    from .run import _io, load_images, load_inputs
+
+    if (input is None) == (task is None):
+        raise SpikeedgeError("give either --input FILE.npz or --task T")
+    if samples < 1 or repeats < 1 or baseline < 0:
+        raise SpikeedgeError("--samples and --repeats must be >= 1, --baseline >= 0")
+    session = open_model(model, backend, threads=threads)
+    conv, shape, _ = _io(session)
+    if input is not None:
+        xs = load_images(input, shape) if conv else load_inputs(input, shape)
+    else:
+        from ..tasks.registry import load_task
+
+        spec = load_task(str(task), repeats=max(1, min(samples, 30)))
+        if spec.kind == "forecast":
+            xs = np.stack([w.train_x for w in spec.windows]).reshape(len(spec.windows), -1, 1)[:samples]
+        else:
+            xs = np.asarray(spec.x_test[:samples], np.float64)
+            if conv:
+                xs = xs[:, 0].reshape((xs.shape[0],) + tuple(shape))
+    m = None
+    note = None
+    if meter != "none":
+        from .power import open_cli_meter
+
+        try:
+            m = open_cli_meter(meter, root, ops_source=lambda: float(session.synops))
+        except MeasurementError as exc:
+            if meter != "auto":
+                raise
+            note = "no power figures: %s" % exc
+    report = profile_model(session, xs, meter=m, baseline_s=baseline, repeats=repeats)
+    report.update({"model": str(model), "backend": getattr(session, "card", {}).get("backend", "event") if hasattr(session, "card") else "event"})
+    if note:
+        report["power_note"] = note
+    emit(report, as_json, human=_show)
+
+
+def _show(r: Dict[str, Any]) -> None:
+    p = out_console.print
+    p("%s: %d inferences, %.3f ms per inference, %.4f ms per step" % (r["model"], r["inferences"], r["ms_per_inference"], r["ms_per_step"]), highlight=False, markup=False)
+    for name, rate in r["spike_rate"].items():
+        p("  layer %-12s spike rate %.4f" % (name, rate), highlight=False, markup=False)
+    p("  synaptic operations per inference %.0f" % r["synops_per_inference"], highlight=False)
+    p("  time per phase: " + ", ".join("%s %.1f%%" % (k, 100 * v) for k, v in r["phases_share"].items()), highlight=False, markup=False)
+    p("  peak traced memory %.1f kB" % (r["memory"]["traced_peak_bytes"] / 1024), highlight=False)
+    pw = r.get("power")
+    if pw:
+        e = pw["energy_per_inference_j"]
+        p("  energy per inference (%s): gross %.3g J, dynamic %s J%s" % (
+            pw["label"], e["gross"], "%.3g" % e["dynamic"] if e["dynamic"] is not None else "-",
+            "; %d samples at %.0f Hz" % (pw["samples"], pw["sampling_rate_hz"]) if "samples" in pw else ""), highlight=False, markup=False)
+    elif r.get("power_note"):
+        p("  " + r["power_note"], highlight=False, markup=False)

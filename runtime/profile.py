@@ -1,0 +1,122 @@
+"""On-device profile of a model: what ``spikeedge profile`` reports.
+
+Per-layer spike rates and synaptic operations (the session's own counters), wall time per phase
+(input encoding, synaptic accumulation, neuron update, readout; for step graphs: encoding, the
+interpreter call, bookkeeping) from a ``PhaseClock`` the sessions charge while profiling, peak
+memory (Python/numpy allocations through ``tracemalloc``, and the process's peak resident set),
+and, when a power meter is given, power and energy per inference from ``runtime.power_sampler``
+(an idle baseline first, then the inference window: gross and dynamic energy).
+
+One *inference* is one input sample: a whole input sequence of one stream for a recurrent
+model, one image (T steps) for a convolutional one.
+"""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+
+class PhaseClock:
+    """Seconds per phase: ``start()`` at the top of a step, ``lap(name)`` charges ``name`` with
+    the time since the previous mark."""
+
+    def __init__(self) -> None:
+        self.seconds: Dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def start(self) -> None:
+        self._t = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        t = time.perf_counter()
+        self.seconds[name] = self.seconds.get(name, 0.0) + (t - self._t)
+        self._t = t
+
+
+def _peak_rss_bytes() -> Optional[int]:
+    try:
+        import resource
+
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux: KiB
+    except (ImportError, OSError):
+        return None
+
+
+def _run(session: Any, xs: np.ndarray) -> Any:
+    return session.run(xs)
+
+
+def profile_model(session: Any, xs: np.ndarray, meter: Any = None, baseline_s: float = 1.0, repeats: int = 1) -> Dict[str, Any]:
+    """Profile ``session`` (any backend) on inputs ``xs`` (recurrent: (batch, steps, n_in);
+    conv: images (batch, C, H, W)), ``repeats`` times; with ``meter`` (``runtime.power_meters``)
+    also power and energy per inference."""
+    conv = bool(getattr(session, "steps_per_inference", None))
+    n_inferences = xs.shape[0] * repeats
+    _run(session, xs[:1])  # warm-up: first-call costs (allocation, interpreter set-up) out of the profile
+    estimate = meter is not None and getattr(meter, "estimate", False)
+    sampler = None
+    if meter is not None and not estimate:
+        from .power_sampler import Sampler
+
+        sampler = Sampler(meter).start()
+        baseline_mw = sampler.measure_baseline(baseline_s)
+    clock = PhaseClock()
+    session.clock = clock
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        if sampler is not None:
+            with sampler.window("inference", count=n_inferences):
+                for _ in range(repeats):
+                    result = _run(session, xs)
+        else:
+            for _ in range(repeats):
+                result = _run(session, xs)
+    finally:
+        seconds = time.perf_counter() - t0
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        session.clock = None
+        power = sampler.stop() if sampler is not None else None
+    summary = result.summary()
+    steps = result.steps * repeats
+    out: Dict[str, Any] = {
+        "inferences": n_inferences,
+        "steps_per_inference": result.steps if conv else xs.shape[1],
+        "batch": result.batch,
+        "seconds": seconds,
+        "ms_per_inference": 1e3 * seconds / n_inferences,
+        "ms_per_step": 1e3 * seconds / max(1, steps),
+        "spike_rate": summary["spike_rate"],
+        "spikes_per_step": summary["spikes_per_step"],
+        "synops_per_inference": result.synops / max(1, xs.shape[0]),
+        "synops_per_step": summary["synops_per_step"],
+        "phases_ms_per_inference": {k: 1e3 * v / n_inferences for k, v in clock.seconds.items()},
+        "phases_share": {k: v / max(1e-12, sum(clock.seconds.values())) for k, v in clock.seconds.items()},
+        "memory": {"traced_peak_bytes": int(peak), "process_peak_rss_bytes": _peak_rss_bytes()},
+    }
+    if getattr(result, "layer_synops", None):
+        out["synops_per_layer"] = result.layer_synops
+    if estimate:  # exact: the operations counted, times the energy per operation (not a measurement)
+        joules = result.synops * repeats * meter.pj_per_op * 1e-12 / n_inferences
+        out["power"] = {"label": "estimate", "meter": meter.describe(), "energy_per_inference_j": {"gross": joules, "dynamic": joules},
+                        "mean_power_mw": {"gross": 1e3 * joules * n_inferences / seconds, "dynamic": None}}
+    if power is not None:
+        w = power.window("inference")
+        out["power"] = {
+            "label": w.label,  # "measured", or "estimate" (operation count x energy per op)
+            "meter": power.meter,
+            "baseline_mw": baseline_mw,
+            "energy_per_inference_j": {"gross": w.energy_per_item_j, "dynamic": w.dynamic_energy_per_item_j},
+            "mean_power_mw": {"gross": w.mean_power_mw, "dynamic": w.dynamic_power_mw},
+            "window_s": w.duration_s,
+            "samples": w.samples,
+            "coverage": w.coverage,
+            "sampling_rate_hz": power.effective_rate_hz,
+            "error": power.error,
+        }
+    return out
