@@ -212,6 +212,21 @@ def write(args: Any, rows: List[Dict[str, Any]], seconds: float) -> None:
                 r["model"], r["spike_rate"], r["synops_per_step"], n, v["bytes"], v["step_ms_median"], v["step_ms_p99"],
                 "%.4f" % v["graph_ms_median"] if "graph_ms_median" in v else "-", "%.4f" % v["graph_ms_p99"] if "graph_ms_p99" in v else "-",
                 base / v["step_ms_median"]))
+    lines += ["", "## Findings (computed from the rows above)", ""]
+    for n in names[1:] + names[:1]:
+        ratios = [r["onnx-float"]["step_ms_median"] / r[n]["step_ms_median"] for r in rows]
+        sizes = [r[n]["bytes"] / r["event"]["bytes"] for r in rows]
+        lines.append("- `%s`: %.2f-%.2fx the float onnxruntime step's speed (whole step); files %.1f-%.1fx the bundle's size." % (
+            n, min(ratios), max(ratios), min(sizes), max(sizes)))
+    hr = [r for r in rows if r["model"] == "hrsnn-lnp"]
+    if len(hr) > 1:
+        ev = [r["event"]["step_ms_median"] for r in hr]
+        lines.append("- Spike rate %.0f%% -> %.0f%%: the event runtime's step goes from %.4f to %.4f ms: at this size the "
+                     "per-step cost is Python/numpy call overhead, not synaptic work, for every backend." % (
+                         100 * hr[0]["spike_rate"], 100 * hr[-1]["spike_rate"], ev[0], ev[-1]))
+    lines += ["- `onnx-int8` keeps its weights int8 in the graph: onnxruntime runs `DequantizeLinear` on them at every call "
+              "(it does not fold QDQ weights into float constants), which is why its interpreter call is slower than the float "
+              "graph's; its file is 2-4x smaller than the float one. The step graphs store weights densely; the bundle stores them sparse."]
     lines += ["", "Models: `hrsnn-lnp`: %s neurons after LNP, spike rate set by a uniform current shift (the weights are "
               "the same at every rate); `conv-sca-25%%`: VGG-style conv SNN on digits, SCA-pruned to 25%% of its channels "
               "and shrunk, one row per time step (T steps per image)." % (rows[0]["neurons"] if rows else "?"), ""]
