@@ -391,6 +391,9 @@ JSON_CALLS: Dict[Tuple[str, ...], List[str]] = {
     ("train", "convsnn"): ["train", "convsnn", "--task", "digits", "--width", "0.25", "--epochs", "1", "-o", "c.ckpt.npz"],
     ("prune", "sca"): ["prune", "sca", "--task", "digits", "--width", "0.25", "--epochs", "1", "--finetune-epochs", "0", "-o", "s.ckpt.npz"],
     ("boards", "list"): ["boards", "list"],
+    ("power", "watch"): ["power", "watch", "--meter", "ina3221-hwmon", "--root", str(ROOT / "tests" / "fixtures" / "power" / "orin_nx_jp6"), "--duration", "0.3"],
+    ("power", "record"): ["power", "record", "--meter", "ina3221-hwmon", "--root", str(ROOT / "tests" / "fixtures" / "power" / "orin_nx_jp6"), "--baseline", "0.1", "true"],
+    ("profile",): ["profile", "model.seb", "--task", "mackey-glass", "--samples", "2", "--meter", "estimate"],
     ("boards", "show"): ["boards", "show", "rpi5"],
     ("boards", "detect"): ["boards", "detect", "--root", str(ROOT / "tests" / "fixtures" / "boards" / "jetson-orin-nano")],
 }
