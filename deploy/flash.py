@@ -1,0 +1,268 @@
+"""Flash a bundle to a board, or roll it back, so that a board is never left half-installed.
+
+Layout on the board, under ``remote_dir`` (default ``.spikeedge`` in the login's home)::
+
+    lock/                 held during a deploy (mkdir is atomic): a second deploy is refused
+    venv/                 the spikeedge runtime, installed offline from wheels sent along
+    wheelhouse/           those wheels
+    releases/<sha>.partial   an upload in progress (never run)
+    releases/<sha>/model.seb verified releases (sha256 of the file)
+    current -> releases/<sha>  switched atomically (a new symlink renamed over the old one)
+    history               one line per switch: the release it pointed to
+
+A flash: lock, probe the board, make sure the runtime is installed, upload to ``.partial``,
+check the sha256 on the board (a file corrupted in transit is deleted, never switched to),
+rename into ``releases/<sha>/``, smoke-test it with the board's runtime (load + checksum, one
+inference, one power read where the board has a meter), switch ``current``, keep the last
+``keep`` releases, unlock. Any failure before the switch leaves ``current`` as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from .. import __version__
+from ..runtime.errors import DeployError
+from .ssh import Connection
+from .targets import Target
+
+PROBE = r"""
+import json, os, platform, sys
+def read(p):
+    try:
+        with open(p, "rb") as f:
+            return f.read().decode("utf-8", "replace").strip().strip("\x00")
+    except OSError:
+        return None
+osr = {}
+for line in (read("/etc/os-release") or "").splitlines():
+    if "=" in line:
+        k, v = line.split("=", 1)
+        osr[k] = v.strip('"')
+print(json.dumps({"machine": platform.machine(), "system": platform.system(), "os": osr.get("PRETTY_NAME"),
+                  "python": "%d.%d.%d" % sys.version_info[:3], "glibc": platform.libc_ver()[1] or None,
+                  "model": read("/proc/device-tree/model"), "l4t": read("/etc/nv_tegra_release")}))
+"""
+
+REMOTE_SHA = "import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())"
+
+SWITCH = r"""
+import os, sys, time
+base, release = sys.argv[1], sys.argv[2]
+tmp = os.path.join(base, "current.new")
+if os.path.lexists(tmp):
+    os.remove(tmp)
+os.symlink(os.path.join("releases", release), tmp)
+os.replace(tmp, os.path.join(base, "current"))
+with open(os.path.join(base, "history"), "a") as f:
+    f.write("%s %d\n" % (release, int(time.time())))
+"""
+
+STATE = r"""
+import json, os, sys
+base = sys.argv[1]
+cur = os.path.join(base, "current")
+current = os.path.basename(os.readlink(cur)) if os.path.islink(cur) else None
+hist = []
+try:
+    hist = [l.split()[0] for l in open(os.path.join(base, "history")) if l.strip()]
+except OSError:
+    pass
+rel = os.path.join(base, "releases")
+releases = sorted(d for d in os.listdir(rel) if os.path.isdir(os.path.join(rel, d))) if os.path.isdir(rel) else []
+print(json.dumps({"current": current, "history": hist, "releases": releases}))
+"""
+
+SMOKE = r"""
+import json, sys
+import numpy as np
+from spikeedge.runtime import bundle as fmt
+from spikeedge.runtime.engine import Session
+b = fmt.load(sys.argv[1])
+if getattr(b, "model", None) == "conv":
+    r = Session(b, 1).run(np.zeros((1,) + tuple(b.input_shape)))
+else:
+    r = Session(b, 1).run(np.zeros((1, 1, b.n_inputs)))
+out = r.outputs
+print(json.dumps({"sha256": b.sha256, "finite": bool(np.all(np.isfinite(out))), "steps": r.steps}))
+"""
+
+
+@dataclass
+class Options:
+    remote_dir: str = ".spikeedge"
+    keep: int = 3
+    wheelhouse: Optional[Path] = None  # local folder of wheels for the board (else built/downloaded)
+    fail_after_bytes: Optional[int] = None  # test hook: drop the upload midway
+    after_upload: Optional[Callable[[Connection, str], Any]] = None  # test hook: runs on the uploaded .partial
+    power_read: bool = True
+
+
+@dataclass
+class HostResult:
+    target: str
+    ok: bool
+    action: str
+    release: Optional[str] = None
+    previous: Optional[str] = None
+    probe: Dict[str, Any] = field(default_factory=dict)
+    steps: List[str] = field(default_factory=list)
+    smoke: Dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: Optional[str] = None
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Lock:
+    """``mkdir <dir>/lock`` on the board: atomic, so two deploys cannot both hold it."""
+
+    def __init__(self, conn: Connection, base: str) -> None:
+        self.conn, self.path = conn, base + "/lock"
+
+    async def __aenter__(self) -> "Lock":
+        await self.conn.run(["mkdir", "-p", self.path.rsplit("/", 1)[0]])
+        r = await self.conn.run(["mkdir", self.path], check=False)
+        if r.exit_status != 0:
+            owner = (await self.conn.run(["cat", self.path + "/owner"], check=False)).stdout.strip()
+            raise DeployError("%s: another deploy holds %s (%s); if it died, remove that folder" % (
+                self.conn.target.name, self.path, owner or "owner unknown"))
+        await self.conn.run(["sh", "-c", 'echo "$1" > "$2"', "sh", "spikeedge %s since %d" % (__version__, int(time.time())), self.path + "/owner"])
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.conn.run(["rm", "-rf", self.path], check=False)
+
+
+async def probe(conn: Connection) -> Dict[str, Any]:
+    r = await conn.python(PROBE)
+    try:
+        return json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        raise DeployError("%s: the board's probe printed no JSON (%s)" % (conn.target.name, r.stdout[:200])) from None
+
+
+async def state(conn: Connection, base: str) -> Dict[str, Any]:
+    r = await conn.python(STATE, base)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+async def ensure_runtime(conn: Connection, base: str, info: Dict[str, Any], opts: Options, steps: List[str]) -> None:
+    """The board's venv runs this spikeedge version, installed offline from wheels we send."""
+    from .wheelhouse import wheelhouse_for
+
+    have = await conn.run([base + "/venv/bin/spikeedge", "--version"], check=False)
+    if have.exit_status == 0 and __version__ in have.stdout:
+        steps.append("runtime present (spikeedge %s)" % __version__)
+        return
+    wheels = opts.wheelhouse or wheelhouse_for(info)
+    await conn.run(["mkdir", "-p", base + "/wheelhouse"])
+    for w in sorted(Path(wheels).glob("*.whl")):
+        await conn.put(w, base + "/wheelhouse/" + w.name)
+    await conn.run([conn.target.python, "-m", "venv", base + "/venv"])
+    await conn.run([base + "/venv/bin/python", "-m", "pip", "install", "-q", "--no-index", "--find-links", base + "/wheelhouse",
+                    "spikeedge==%s" % __version__])
+    steps.append("runtime installed offline (%d wheels)" % len(list(Path(wheels).glob("*.whl"))))
+
+
+async def smoke_test(conn: Connection, base: str, model: str, opts: Options) -> Dict[str, Any]:
+    """Load with checksum and schema checks, one inference, one power read (if the board has a
+    meter): with the board's own runtime."""
+    info = await conn.run([base + "/venv/bin/spikeedge", "info", model, "--json"])
+    run = await conn.run([base + "/venv/bin/python", "-c", SMOKE, model])
+    out: Dict[str, Any] = {"info": json.loads(info.stdout.strip().splitlines()[-1]), "inference": json.loads(run.stdout.strip().splitlines()[-1])}
+    if not out["inference"]["finite"]:
+        raise DeployError("%s: smoke test: the model's outputs are not finite" % conn.target.name)
+    if opts.power_read:
+        p = await conn.run([base + "/venv/bin/spikeedge", "power", "watch", "--duration", "0.2", "--json"], check=False)
+        out["power"] = json.loads(p.stdout) if p.exit_status == 0 else {"meter": None, "note": (p.stderr.strip().splitlines() or ["no meter"])[-1]}
+    return out
+
+
+async def switch(conn: Connection, base: str, release: str) -> None:
+    await conn.python(SWITCH, base, release)
+
+
+async def prune_releases(conn: Connection, base: str, keep: int) -> List[str]:
+    st = await state(conn, base)
+    order: List[str] = []
+    for r in reversed(st["history"]):  # newest first
+        if r not in order:
+            order.append(r)
+    keepers = set(order[:max(keep, 2)]) | {st["current"]}
+    gone = [r for r in st["releases"] if r not in keepers]
+    for r in gone:
+        await conn.run(["rm", "-rf", "%s/releases/%s" % (base, r)])
+    return gone
+
+
+async def flash_host(conn: Connection, bundle: Path, opts: Options) -> HostResult:
+    t0 = time.time()
+    base = opts.remote_dir
+    res = HostResult(conn.target.name, False, "flash")
+    try:
+        sha = file_sha256(bundle)
+        res.release = sha[:16]
+        async with Lock(conn, base):
+            res.probe = await probe(conn)
+            res.steps.append("probed: %s %s, Python %s" % (res.probe.get("model") or res.probe.get("os"), res.probe.get("machine"), res.probe.get("python")))
+            await ensure_runtime(conn, base, res.probe, opts, res.steps)
+            res.previous = (await state(conn, base))["current"]
+            rel_dir = "%s/releases/%s" % (base, res.release)
+            partial = "%s/releases/%s.partial" % (base, res.release)
+            await conn.run(["mkdir", "-p", base + "/releases"])
+            await conn.put(bundle, partial, fail_after=opts.fail_after_bytes)
+            if opts.after_upload is not None:
+                await opts.after_upload(conn, partial)
+            got = (await conn.python(REMOTE_SHA, partial)).stdout.strip()
+            if got != sha:
+                await conn.run(["rm", "-f", partial], check=False)
+                raise DeployError("%s: the upload arrived corrupted (sha256 %s..., expected %s...): deleted, nothing switched" % (
+                    conn.target.name, got[:12], sha[:12]))
+            res.steps.append("uploaded and verified (sha256 %s...)" % sha[:12])
+            await conn.run(["mkdir", "-p", rel_dir])
+            await conn.run(["mv", "-f", partial, rel_dir + "/model.seb"])
+            res.smoke = await smoke_test(conn, base, rel_dir + "/model.seb", opts)
+            res.steps.append("smoke test passed")
+            await switch(conn, base, res.release)
+            res.steps.append("switched current -> %s" % res.release)
+            gone = await prune_releases(conn, base, opts.keep)
+            if gone:
+                res.steps.append("removed old releases %s" % ", ".join(gone))
+        res.ok = True
+    except DeployError as exc:
+        res.error = str(exc)
+    res.seconds = round(time.time() - t0, 3)
+    return res
+
+
+async def rollback_host(conn: Connection, opts: Options) -> HostResult:
+    t0 = time.time()
+    base = opts.remote_dir
+    res = HostResult(conn.target.name, False, "rollback")
+    try:
+        async with Lock(conn, base):
+            st = await state(conn, base)
+            res.previous = st["current"]
+            earlier = [r for r in reversed(st["history"]) if r != st["current"] and r in st["releases"]]
+            if not earlier:
+                raise DeployError("%s: no earlier release to roll back to (releases: %s)" % (conn.target.name, ", ".join(st["releases"]) or "none"))
+            res.release = earlier[0]
+            await switch(conn, base, res.release)
+            res.steps.append("switched current -> %s (was %s)" % (res.release, res.previous))
+        res.ok = True
+    except DeployError as exc:
+        res.error = str(exc)
+    res.seconds = round(time.time() - t0, 3)
+    return res

@@ -1,0 +1,47 @@
+"""One board or a fleet: every target in parallel under a concurrency limit; a board that fails
+does not stop the others; one result per host."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from ..runtime.errors import DeployError
+from .flash import HostResult, Options, flash_host, rollback_host
+from .ssh import connect
+from .targets import Target
+
+
+@dataclass
+class Access:
+    known_hosts: Optional[Path] = None
+    accept_new: bool = False
+    identity: Optional[str] = None
+    timeout: float = 20.0
+
+
+async def _one(target: Target, action: str, bundle: Optional[Path], opts: Options, access: Access, sem: asyncio.Semaphore) -> HostResult:
+    async with sem:
+        try:
+            conn = await connect(target, access.known_hosts, access.accept_new, access.identity, access.timeout)
+        except DeployError as exc:
+            return HostResult(target.name, False, action, error=str(exc))
+        try:
+            if action == "flash":
+                assert bundle is not None
+                return await flash_host(conn, bundle, opts)
+            return await rollback_host(conn, opts)
+        finally:
+            await conn.close()
+
+
+def run_fleet(targets: List[Target], action: str, bundle: Optional[Path], opts: Options, access: Access, concurrency: int = 4) -> List[HostResult]:
+    """``action`` ("flash" or "rollback") on every target; results in the targets' order."""
+
+    async def main() -> List[HostResult]:
+        sem = asyncio.Semaphore(max(1, concurrency))
+        return list(await asyncio.gather(*(_one(t, action, bundle, opts, access, sem) for t in targets)))
+
+    return asyncio.run(main())

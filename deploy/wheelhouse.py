@@ -1,0 +1,63 @@
+"""Wheels for a board, built on the workstation: boards often have no internet, so the runtime is
+installed on them offline from wheels sent along.
+
+The spikeedge wheel is built from this source tree (``pip wheel --no-deps``); its dependencies
+(numpy, typer, rich and theirs) are fetched by ``pip download --only-binary :all:`` for the
+board's platform, read from the probe (machine, glibc, Python version), e.g. an arm64 Pi with
+glibc 2.36 and Python 3.11 gets ``manylinux_2_36_aarch64`` ... ``manylinux2014_aarch64``
+wheels for cp311. Cached per platform under ``~/.cache/spikeedge/wheelhouse``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Dict, List
+
+from .. import __version__
+from ..runtime.errors import DeployError
+
+DEPENDENCIES = ["numpy>=1.20", "typer>=0.9", "rich>=12"]
+
+
+def platforms(info: Dict[str, Any]) -> List[str]:
+    """pip ``--platform`` tags a board with ``info`` (the probe) accepts, newest first."""
+    machine = {"arm64": "aarch64"}.get(info.get("machine") or "", info.get("machine") or "")
+    if info.get("system") != "Linux" or not machine:
+        raise DeployError("board platform %s/%s: only Linux boards are supported" % (info.get("system"), machine))
+    glibc = info.get("glibc") or "2.17"
+    major, minor = (int(v) for v in glibc.split(".")[:2])
+    tags = ["manylinux_%d_%d_%s" % (major, m, machine) for m in range(minor, 16, -1)]
+    return tags + ["manylinux2014_%s" % machine, "linux_%s" % machine]
+
+
+def source_tree() -> Path:
+    root = Path(__file__).resolve().parent.parent
+    if not (root / "pyproject.toml").is_file():
+        raise DeployError("no spikeedge source tree next to the installed package: give --wheelhouse DIR with a spikeedge wheel and its dependencies for the board")
+    return root
+
+
+def wheelhouse_for(info: Dict[str, Any], cache: Path = Path.home() / ".cache" / "spikeedge" / "wheelhouse") -> Path:
+    py = (info.get("python") or "").split(".")
+    if len(py) < 2:
+        raise DeployError("the board's Python version is unknown")
+    tags = platforms(info)
+    folder = cache / ("%s-cp%s%s-%s" % (tags[-1], py[0], py[1], __version__))
+    if any(folder.glob("spikeedge-*.whl")) and any(folder.glob("numpy-*.whl")):
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    pip = [sys.executable, "-m", "pip", "-q"]
+    build = subprocess.run(pip + ["wheel", "--no-deps", "-w", str(folder), str(source_tree())], capture_output=True, text=True)
+    if build.returncode != 0:
+        raise DeployError("building the spikeedge wheel failed: %s" % (build.stderr.strip().splitlines() or ["?"])[-1])
+    cmd = pip + ["download", "--only-binary", ":all:", "--python-version", "%s.%s" % (py[0], py[1]), "--implementation", "cp",
+                 "-d", str(folder)]
+    for t in tags:
+        cmd += ["--platform", t]
+    got = subprocess.run(cmd + DEPENDENCIES, capture_output=True, text=True)
+    if got.returncode != 0:
+        raise DeployError("fetching wheels for %s (Python %s.%s) failed: %s; or give --wheelhouse DIR" % (
+            tags[-1], py[0], py[1], (got.stderr.strip().splitlines() or ["?"])[-1]))
+    return folder
