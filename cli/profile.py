@@ -24,12 +24,21 @@ def profile(
     baseline: float = typer.Option(1.0, "--baseline", help="Seconds of idle power measured first."),
     backend: str = BackendOpt,
     threads: int = typer.Option(1, "--threads", help="Interpreter threads (onnx, tflite)."),
+    to: Optional[str] = typer.Option(None, "--to", help="Profile on this board over SSH instead of here: [USER@]HOST[:PORT] (its runtime comes from spikeedge flash)."),
+    inventory: Optional[Path] = typer.Option(None, "--inventory", help="Profile on every board of an Ansible YAML inventory."),
+    group: Optional[str] = typer.Option(None, "--group", help="Only this inventory group."),
+    known_hosts: Optional[Path] = typer.Option(None, "--known-hosts", help="known_hosts file (default ~/.ssh/known_hosts)."),
+    identity: Optional[str] = typer.Option(None, "--identity", help="Private key file for the boards."),
+    remote_dir: str = typer.Option(".spikeedge", "--remote-dir", help="The boards' spikeedge folder (as given to spikeedge flash)."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """On-device profile of a model.
+    """On-device profile of a model, here or on boards over SSH (the results come back).
 
     Example: spikeedge profile model.seb --task mackey-glass --meter auto --json
     """
+    if to is not None or inventory is not None:
+        _remote(model, input, task, samples, repeats, meter, baseline, backend, threads, to, inventory, group, known_hosts, identity, remote_dir, as_json)
+        return
     from ..runtime.backends import open_model
     from ..runtime.errors import MeasurementError
     from ..runtime.profile import profile_model
@@ -87,3 +96,25 @@ def _show(r: Dict[str, Any]) -> None:
             "; %d samples at %.0f Hz" % (pw["samples"], pw["sampling_rate_hz"]) if "samples" in pw else ""), highlight=False, markup=False)
     elif r.get("power_note"):
         p("  " + r["power_note"], highlight=False, markup=False)
+
+
+def _remote(model: Path, input: Optional[Path], task: Optional[str], samples: int, repeats: int, meter: str, baseline: float,
+            backend: str, threads: int, to: Optional[str], inventory: Optional[Path], group: Optional[str],
+            known_hosts: Optional[Path], identity: Optional[str], remote_dir: str, as_json: bool) -> None:
+    """The same profile run by each board's runtime; inputs other than --task are not sent."""
+    from ..deploy.fleet import Access, run_jobs
+    from ..deploy.remote import remote_command
+    from .deploy import _finish, _targets
+
+    if input is not None:
+        raise SpikeedgeError("--input with --to/--inventory: profile on boards with --task T (the board generates or reads the data)")
+    if task is None:
+        raise SpikeedgeError("give --task T")
+    if not model.is_file():
+        raise SpikeedgeError("%s: no such file" % model)
+    targets = _targets(to, inventory, group)
+    argv = ["profile", "{model}", "--task", task, "--samples", str(samples), "--repeats", str(repeats), "--meter", meter,
+            "--baseline", str(baseline), "--backend", backend, "--threads", str(threads)]
+    results = run_jobs(targets, "profile", lambda conn: remote_command(conn, remote_dir, argv, model, "profile"),
+                       Access(known_hosts, False, identity))
+    _finish(results, as_json)

@@ -113,6 +113,7 @@ class HostResult:
     probe: Dict[str, Any] = field(default_factory=dict)
     steps: List[str] = field(default_factory=list)
     smoke: Dict[str, Any] = field(default_factory=dict)
+    report: Dict[str, Any] = field(default_factory=dict)  # what a remote run brought back
     seconds: float = 0.0
     error: Optional[str] = None
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Awaitable, Callable, List, Optional
 
 from ..runtime.errors import DeployError
 from .flash import HostResult, Options, flash_host, rollback_host
-from .ssh import connect
+from .ssh import Connection, connect
 from .targets import Target
 
 
@@ -22,26 +22,39 @@ class Access:
     timeout: float = 20.0
 
 
-async def _one(target: Target, action: str, bundle: Optional[Path], opts: Options, access: Access, sem: asyncio.Semaphore) -> HostResult:
+async def _one(target: Target, action: str, job: Callable[[Connection], Awaitable[HostResult]], access: Access,
+               sem: asyncio.Semaphore) -> HostResult:
     async with sem:
         try:
             conn = await connect(target, access.known_hosts, access.accept_new, access.identity, access.timeout)
         except DeployError as exc:
             return HostResult(target.name, False, action, error=str(exc))
         try:
-            if action == "flash":
-                assert bundle is not None
-                return await flash_host(conn, bundle, opts)
-            return await rollback_host(conn, opts)
+            return await job(conn)
+        except DeployError as exc:
+            return HostResult(target.name, False, action, error=str(exc))
         finally:
             await conn.close()
+
+
+def run_jobs(targets: List[Target], action: str, job: Callable[[Connection], Awaitable[HostResult]], access: Access,
+             concurrency: int = 4) -> List[HostResult]:
+    """``job(connection)`` on every target; results in the targets' order."""
+
+    async def main() -> List[HostResult]:
+        sem = asyncio.Semaphore(max(1, concurrency))
+        return list(await asyncio.gather(*(_one(t, action, job, access, sem) for t in targets)))
+
+    return asyncio.run(main())
 
 
 def run_fleet(targets: List[Target], action: str, bundle: Optional[Path], opts: Options, access: Access, concurrency: int = 4) -> List[HostResult]:
     """``action`` ("flash" or "rollback") on every target; results in the targets' order."""
 
-    async def main() -> List[HostResult]:
-        sem = asyncio.Semaphore(max(1, concurrency))
-        return list(await asyncio.gather(*(_one(t, action, bundle, opts, access, sem) for t in targets)))
+    def job(conn: Connection) -> Any:
+        if action == "flash":
+            assert bundle is not None
+            return flash_host(conn, bundle, opts)
+        return rollback_host(conn, opts)
 
-    return asyncio.run(main())
+    return run_jobs(targets, action, job, access, concurrency)

@@ -275,3 +275,24 @@ def test_user_errors(tmp_path: Path, capsys: Any, monkeypatch: Any, argv: Any, n
     argv = [str(good) if a == "GOOD" else a for a in argv]
     rc, out, err = call(capsys, *argv)
     assert_user_error(rc, out, err, *names)
+
+
+def test_profile_runs_on_the_board_and_brings_results_back(board: Dict[str, Any], capsys: Any) -> None:
+    from spikeedge.runtime.engine import Session
+    from spikeedge.runtime.profile import profile_model
+    from spikeedge.tasks.registry import load_task
+
+    if not (Path(board["base"]) / "venv").is_dir():
+        fleet(board, "flash", board["a"])
+    t = board["target"]
+    rc, out, err = call(capsys, "profile", str(board["b"]), "--to", "%s@127.0.0.1:%d" % (t.user, t.port), "--known-hosts", str(board["known"]),
+                        "--identity", t.key_file, "--remote-dir", board["base"], "--task", "mackey-glass", "--samples", "2", "--meter", "none", "--json")
+    assert rc == 0, err
+    [host] = one_json(out)["hosts"]
+    remote = host["report"]
+    spec = load_task("mackey-glass", repeats=2)
+    xs = np.stack([w.train_x for w in spec.windows]).reshape(len(spec.windows), -1, 1)[:2]
+    local = profile_model(Session(fmt.load(board["b"])), xs)
+    assert remote["spike_rate"] == local["spike_rate"] and remote["synops_per_inference"] == local["synops_per_inference"]
+    assert remote["inferences"] == 2 and remote["phases_ms_per_inference"]
+    assert current(board) is not None  # the deployed release was not touched
