@@ -31,6 +31,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from . import bundle as fmt
+from .encoders import Encoder
 
 CARD_KEY = "spikeedge"
 CARD_VERSION = 1
@@ -154,12 +155,9 @@ class GraphSession:
     """
 
     def __init__(self, graph: Any, card: Dict[str, Any], batch: int = 1, record_spikes: bool = False) -> None:
-        from .encoders import Encoder
-
         self.graph, self.card = graph, card
         self.record_spikes = record_spikes
         self.encoder_spec = fmt.encoder_from_json(card["encoder"])
-        self._Encoder = Encoder
         self.model = card["model"]
         self.output = card["output"]
         self.n_outputs = int(card["n_outputs"])
@@ -211,7 +209,7 @@ class GraphSession:
     def start(self, batch: int, first_frame: Optional[np.ndarray] = None) -> None:
         self.batch = batch
         self.graph.prepare(batch)
-        self.encoder = self._Encoder(self.encoder_spec, batch)
+        self.encoder = Encoder(self.encoder_spec, batch)
         self.encoder.reset(first_frame)
         self.state = {name: np.zeros((batch,) + shape, dtype) for name, shape, dtype in self.state_spec}
         self.spike_counts = {name: 0 for name in self.layer_names}
