@@ -36,7 +36,7 @@ QEMU = "/usr/bin/qemu-aarch64-static"
 SUITE = "bookworm"
 PACKAGES = "python3,python3-venv,openssh-server,ca-certificates"
 READY = ".spikeedge-ready"
-PER_PACKAGE = re.compile(r"^I: (Retrieving|Validating|Extracting|Unpacking|Configuring) [^ ]+\.\.\.$")  # one line per package
+PER_PACKAGE = re.compile(r"^I: (Retrieving|Validating|Extracting|Unpacking|Configuring) (?!required |the base )\S+( \S+)?$")  # one per package
 QEMU_CPU = "cortex-a72"  # a Raspberry Pi 4 core (cortex-a76: a Pi 5)
 # The ELF header of an aarch64 executable (e_ident + e_machine 0xb7), as qemu-user-static's own
 # binfmt registration has it; F: qemu is opened now, so it also runs inside a chroot.
@@ -122,6 +122,9 @@ def build_root(cache_dir: Optional[Path] = None) -> Path:
     root.parent.mkdir(parents=True, exist_ok=True)
     if root.exists():  # a folder without the ready mark: not ours to trust
         _remove_partial(root)
+    for stale in root.parent.glob(root.name + ".partial-*"):  # builds killed before they could clean up
+        if stale.is_dir() and time.time() - stale.stat().st_mtime > 3600:
+            _remove_partial(stale)
     work = Path(tempfile.mkdtemp(prefix=root.name + ".partial-", dir=root.parent))
     log("building an arm64 Debian %s root in %s with debootstrap (about 5 minutes; cached afterwards in %s)" % (SUITE, work, root))
     t0 = time.time()
@@ -173,6 +176,11 @@ class Board:
         reason = ensure_binfmt()
         if reason:
             raise Unavailable(reason)
+        if os.geteuid() != 0:
+            raise Unavailable("starting the arm64 board needs root (chroot, mounts)")
+        ns = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True, text=True)
+        if ns.returncode != 0:
+            raise Unavailable("cannot make a private mount namespace for the board's /proc and /dev (%s)" % _tail(ns.stderr))
         self.root = Path(root)
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
