@@ -160,21 +160,25 @@ async def state(conn: Connection, base: str) -> Dict[str, Any]:
 
 
 async def ensure_runtime(conn: Connection, base: str, info: Dict[str, Any], opts: Options, steps: List[str]) -> None:
-    """The board's venv runs this spikeedge version, installed offline from wheels we send."""
-    from .wheelhouse import wheelhouse_for
+    """The board's venv runs this very spikeedge build (``wheelhouse.build_id``, recorded in
+    ``venv/spikeedge-build``), installed offline from wheels we send."""
+    from .wheelhouse import build_id, wheelhouse_for
 
-    have = await conn.run([base + "/venv/bin/spikeedge", "--version"], check=False)
-    if have.exit_status == 0 and __version__ in have.stdout:
-        steps.append("runtime present (spikeedge %s)" % __version__)
+    want = build_id(opts.wheelhouse)
+    have = await conn.run(["cat", base + "/venv/spikeedge-build"], check=False)
+    if have.exit_status == 0 and have.stdout.strip() == want:
+        steps.append("runtime present (spikeedge %s, build %s)" % (__version__, want[:12]))
         return
     wheels = opts.wheelhouse or wheelhouse_for(info)
     await conn.run(["mkdir", "-p", base + "/wheelhouse"])
     for w in sorted(Path(wheels).glob("*.whl")):
         await conn.put(w, base + "/wheelhouse/" + w.name)
     await conn.run([conn.target.python, "-m", "venv", base + "/venv"])
-    await conn.run([base + "/venv/bin/python", "-m", "pip", "install", "-q", "--no-index", "--find-links", base + "/wheelhouse",
-                    "spikeedge==%s" % __version__])
-    steps.append("runtime installed offline (%d wheels)" % len(list(Path(wheels).glob("*.whl"))))
+    pip = [base + "/venv/bin/python", "-m", "pip", "install", "-q", "--no-index", "--find-links", base + "/wheelhouse"]
+    await conn.run(pip + ["spikeedge==%s" % __version__])
+    await conn.run(pip + ["--force-reinstall", "--no-deps", "spikeedge==%s" % __version__])  # same version, new build
+    await conn.run(["sh", "-c", 'echo "$1" > "$2"', "sh", want, base + "/venv/spikeedge-build"])
+    steps.append("runtime installed offline (%d wheels, build %s)" % (len(list(Path(wheels).glob("*.whl"))), want[:12]))
 
 
 async def smoke_test(conn: Connection, base: str, model: str, opts: Options) -> Dict[str, Any]:

@@ -1,7 +1,8 @@
 """Wheels for a board, built on the workstation: boards often have no internet, so the runtime is
 installed on them offline from wheels sent along.
 
-The spikeedge wheel is built from this source tree (``pip wheel --no-deps``); its dependencies
+The spikeedge wheel is built from this source tree (cached per platform and per source digest,
+so a changed source is rebuilt) (``pip wheel --no-deps``); its dependencies
 (numpy, typer, rich and theirs) are fetched by ``pip download --only-binary :all:`` for the
 board's platform, read from the probe (machine, glibc, Python version), e.g. an arm64 Pi with
 glibc 2.36 and Python 3.11 gets ``manylinux_2_36_aarch64`` ... ``manylinux2014_aarch64``
@@ -10,6 +11,7 @@ wheels for cp311. Cached per platform under ``~/.cache/spikeedge/wheelhouse``.
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -39,12 +41,35 @@ def source_tree() -> Path:
     return root
 
 
+PACKAGED = ("cli", "runtime", "tasks", "offline", "deploy", "boards")
+
+
+def build_id(wheels: Any = None) -> str:
+    """What identifies the runtime build sent to boards: the sha256 of the spikeedge wheel in
+    ``wheels`` when given, else of this source tree's packaged files (so a changed source is
+    never mistaken for the installed one, whatever its version number says)."""
+    h = hashlib.sha256()
+    if wheels is not None:
+        found = sorted(Path(wheels).glob("spikeedge-*.whl"))
+        if not found:
+            raise DeployError("%s: no spikeedge wheel in the wheelhouse" % wheels)
+        h.update(found[-1].read_bytes())
+        return h.hexdigest()
+    root = source_tree()
+    files = [root / "pyproject.toml", root / "__init__.py"]
+    for pkg in PACKAGED:
+        files += [f for f in (root / pkg).rglob("*") if f.suffix in (".py", ".json") and "__pycache__" not in f.parts]
+    for f in sorted(files):
+        h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
 def wheelhouse_for(info: Dict[str, Any], cache: Path = Path.home() / ".cache" / "spikeedge" / "wheelhouse") -> Path:
     py = (info.get("python") or "").split(".")
     if len(py) < 2:
         raise DeployError("the board's Python version is unknown")
     tags = platforms(info)
-    folder = cache / ("%s-cp%s%s-%s" % (tags[-1], py[0], py[1], __version__))
+    folder = cache / ("%s-cp%s%s-%s-%s" % (tags[-1], py[0], py[1], __version__, build_id()[:12]))
     if any(folder.glob("spikeedge-*.whl")) and any(folder.glob("numpy-*.whl")):
         return folder
     folder.mkdir(parents=True, exist_ok=True)

@@ -296,3 +296,17 @@ def test_profile_runs_on_the_board_and_brings_results_back(board: Dict[str, Any]
     assert remote["spike_rate"] == local["spike_rate"] and remote["synops_per_inference"] == local["synops_per_inference"]
     assert remote["inferences"] == 2 and remote["phases_ms_per_inference"]
     assert current(board) is not None  # the deployed release was not touched
+
+
+def test_a_different_runtime_build_on_the_board_is_replaced(board: Dict[str, Any], tmp_path: Path) -> None:
+    """Same version number, other code: the build id, not the version, decides."""
+    if not (Path(board["base"]) / "venv").is_dir():
+        fleet(board, "flash", board["a"])
+    marker = Path(board["base"]) / "venv" / "spikeedge-build"
+    marker.write_text("an older build\n")
+    [r] = fleet(board, "flash", make_bundle(tmp_path / "g.seb", 6))
+    assert r.ok, r.error
+    assert any(s.startswith("runtime installed offline") for s in r.steps), r.steps
+    assert marker.read_text().strip() != "an older build"
+    [again] = fleet(board, "flash", board["a"])
+    assert any(s.startswith("runtime present") for s in again.steps), again.steps
