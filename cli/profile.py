@@ -39,7 +39,7 @@ def profile(
     if to is not None or inventory is not None:
         _remote(model, input, task, samples, repeats, meter, baseline, backend, threads, to, inventory, group, known_hosts, identity, remote_dir, as_json)
         return
-    from ..runtime.backends import open_model
+    from ..runtime.backends import backend_of, open_model
     from ..runtime.errors import MeasurementError
     from ..runtime.profile import profile_model
     from .run import _io, load_images, load_inputs
@@ -74,7 +74,7 @@ def profile(
                 raise
             note = "no power figures: %s" % exc
     report = profile_model(session, xs, meter=m, baseline_s=baseline, repeats=repeats)
-    report.update({"model": str(model), "backend": getattr(session, "card", {}).get("backend", "event") if hasattr(session, "card") else "event"})
+    report.update({"model": str(model), "backend": backend_of(model)})
     if note:
         report["power_note"] = note
     emit(report, as_json, human=_show)
