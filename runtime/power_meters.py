@@ -71,6 +71,23 @@ class PowerMeter:
     def describe(self) -> Dict[str, object]:
         raise NotImplementedError
 
+    def _rails_description(self, device: str, rails: Sequence[str], units: str, **extra: object) -> Dict[str, object]:
+        """``describe()`` of a meter of named rails with a total rule (``total_rail`` /
+        ``summed``): the fields every meter reports, then ``extra``."""
+        d: Dict[str, object] = {
+            "meter": self.kind,
+            "device": device,
+            "rails": list(rails),
+            "units": units,
+            "groups": {g: list(m) for g, m in getattr(self, "groups", {}).items()},
+            "min_interval_s": self.min_interval_s,
+            "estimate": False,
+        }
+        if rails:
+            d.update(_total_description(getattr(self, "total_rail", None), getattr(self, "summed", None)))
+        d.update(extra)
+        return d
+
     def close(self) -> None:
         """Release subprocesses or buses (no-op for sysfs meters)."""
 
@@ -217,17 +234,7 @@ class Ina3221HwmonMeter(PowerMeter):
                        _groups(rails, self.groups))
 
     def describe(self) -> Dict[str, object]:
-        d: Dict[str, object] = {
-            "meter": self.kind,
-            "device": ", ".join(self.devices),
-            "rails": [c[0] for c in self.channels],
-            "units": "mW (in mV x curr mA / 1000)",
-            "groups": {g: list(m) for g, m in self.groups.items()},
-            "min_interval_s": self.min_interval_s,
-            "estimate": False,
-        }
-        d.update(_total_description(self.total_rail, self.summed))
-        return d
+        return self._rails_description(", ".join(self.devices), [c[0] for c in self.channels], "mW (in mV x curr mA / 1000)")
 
 
 class Ina3221IioMeter(PowerMeter):
@@ -272,17 +279,7 @@ class Ina3221IioMeter(PowerMeter):
                        _groups(rails, self.groups))
 
     def describe(self) -> Dict[str, object]:
-        d: Dict[str, object] = {
-            "meter": self.kind,
-            "device": ", ".join(self.devices),
-            "rails": [c[0] for c in self.channels],
-            "units": "mW (in_power)",
-            "groups": {g: list(m) for g, m in self.groups.items()},
-            "min_interval_s": self.min_interval_s,
-            "estimate": False,
-        }
-        d.update(_total_description(self.total_rail, self.summed))
-        return d
+        return self._rails_description(", ".join(self.devices), [c[0] for c in self.channels], "mW (in_power)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -406,18 +403,8 @@ class TegrastatsMeter(PowerMeter):
                        _groups(rails, self.groups))
 
     def describe(self) -> Dict[str, object]:
-        d: Dict[str, object] = {
-            "meter": self.kind,
-            "device": self.source,
-            "groups": {g: list(m) for g, m in self.groups.items()},
-            "rails": list(self.rail_names),  # known after the first read
-            "units": "mW (instant value of each RAIL instant/average pair)",
-            "min_interval_s": self.min_interval_s,
-            "estimate": False,
-        }
-        if self.rail_names:
-            d.update(_total_description(self.total_rail, self.summed))
-        return d
+        # the rails are known after the first read
+        return self._rails_description(self.source, self.rail_names, "mW (instant value of each RAIL instant/average pair)")
 
     def close(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
@@ -531,17 +518,8 @@ class Pi5PmicMeter(PowerMeter):
                        _groups(rails, self.groups))
 
     def describe(self) -> Dict[str, object]:
-        return {
-            "meter": self.kind,
-            "device": " ".join(self.command),
-            "rails": list(self.rail_names),
-            "groups": {g: list(m) for g, m in self.groups.items()},
-            **_total_description(self.total_rail, self.summed),
-            "units": "mW (volt V x current A x 1000)",
-            "min_interval_s": self.min_interval_s,
-            "estimate": False,
-            "note": "PMIC rails only: misses the 5 V input, so it reads below wall power",
-        }
+        return self._rails_description(" ".join(self.command), self.rail_names, "mW (volt V x current A x 1000)",
+                                       note="PMIC rails only: misses the 5 V input, so it reads below wall power")
 
 
 # ---------------------------------------------------------------------------------------------
