@@ -224,9 +224,7 @@ def write(args: Any, rows: List[Dict[str, Any]], seconds: float) -> None:
         lines.append("- Spike rate %.0f%% -> %.0f%%: the event runtime's step goes from %.4f to %.4f ms: at this size the "
                      "per-step cost is Python/numpy call overhead, not synaptic work, for every backend." % (
                          100 * hr[0]["spike_rate"], 100 * hr[-1]["spike_rate"], ev[0], ev[-1]))
-    lines += ["- `onnx-int8` keeps its weights int8 in the graph: onnxruntime runs `DequantizeLinear` on them at every call "
-              "(it does not fold QDQ weights into float constants), which is why its interpreter call is slower than the float "
-              "graph's; its file is 2-4x smaller than the float one. The step graphs store weights densely; the bundle stores them sparse."]
+    lines += ["- `onnx-int8` multiplies spikes by the int8 weights as an integer product (`MatMulInteger`, uint8 x int8 -> int32); convolutions and real-valued inputs still go through `DequantizeLinear`, which onnxruntime runs at every call (it does not fold QDQ weights into float constants): the conv row gains least. Its file is 2-4x smaller than the float one. The step graphs store weights densely; the bundle stores them sparse."]
     lines += ["", "Models: `hrsnn-lnp`: %s neurons after LNP, spike rate set by a uniform current shift (the weights are "
               "the same at every rate); `conv-sca-25%%`: VGG-style conv SNN on digits, SCA-pruned to 25%% of its channels "
               "and shrunk, one row per time step (T steps per image)." % (rows[0]["neurons"] if rows else "?"), ""]

@@ -103,6 +103,18 @@ class _Graph:
         q = self.const(np.asarray(w_int8, np.int8), np.int8, hint)
         return self.op("DequantizeLinear", [q, self.const(1.0, np.float32), self.const(0, np.int8)], hint=hint + "_f")
 
+    def spike_matmul(self, x: str, w_int8: np.ndarray, hint: str) -> str:
+        """int64 accumulation ``x @ w`` of 0/1 spikes ``x`` (float32) and int8 ``w`` as a true
+        integer product: ``MatMulInteger`` (uint8 x int8 -> int32), exact; with
+        ``float_weights``, the float product of the same values (the float baseline)."""
+        if self.float_weights:
+            return self.to_i64(self.op("MatMul", [x, self.weight(w_int8, hint)]))
+        from onnx import TensorProto as TP
+
+        xu8 = self.op("Cast", [x], to=TP.UINT8)
+        w = self.const(np.asarray(w_int8, np.int8), np.int8, hint)
+        return self.to_i64(self.op("MatMulInteger", [xu8, w]))
+
     def accumulate(self, x: str, make: Any, peak: int, fan_in: int) -> str:
         """int64 accumulation ``make(x_float32)`` of integer inputs up to ``peak`` in size,
         exact: directly when 128 * fan_in * peak < 2**24, else by bytes."""
@@ -137,10 +149,13 @@ def hrsnn_graph(bundle: fmt.Bundle, float_weights: bool = False) -> Any:
         s_prev = g.io("s%d" % i, TP.FLOAT, ["batch", layer.n])
         syn = g.io("syn%d" % i, TP.INT64, ["batch", layer.n])
         mem = g.io("mem%d" % i, TP.INT64, ["batch", layer.n])
-        w_in = g.weight(layer.w_in.to_dense().T, "w_in%d" % i)  # (sources, n)
-        w_rec = g.weight(layer.w_rec.to_dense().T, "w_rec%d" % i)
-        acc_in = g.accumulate(events, lambda t, w=w_in: g.op("MatMul", [t, w]), peak, layer.w_in.n_sources)
-        acc_rec = g.accumulate(s_prev, lambda t, w=w_rec: g.op("MatMul", [t, w]), 1, layer.n)
+        w_in_q = layer.w_in.to_dense().T  # (sources, n)
+        if peak == 1:  # spikes (rate/delta encoders, or a previous layer): integer product
+            acc_in = g.spike_matmul(events, w_in_q, "w_in%d" % i)
+        else:  # real-valued direct current: exact float accumulation (by bytes when wide)
+            w_in = g.weight(w_in_q, "w_in%d" % i)
+            acc_in = g.accumulate(events, lambda t, w=w_in: g.op("MatMul", [t, w]), peak, layer.w_in.n_sources)
+        acc_rec = g.spike_matmul(s_prev, layer.w_rec.to_dense().T, "w_rec%d" % i)
         terms = [
             g.rs(g.op("Mul", [syn, g.const(layer.a_syn, np.int64)]), DECAY_BITS),
             g.rs(g.op("Mul", [acc_in, g.const(layer.m_in, np.int64)]), REQUANT_BITS),
@@ -208,13 +223,14 @@ def conv_graph(bundle: fmt.ConvBundle, float_weights: bool = False) -> Any:
 
             cshape: List[int] = [1, layer.out_channels, 1, 1]
         else:
-            wf = g.weight(layer.weight.T, "w%d" % k)
-
-            def make(t: str, wf: str = wf) -> str:
-                return g.op("MatMul", [t, wf])
-
             cshape = [1, layer.n_out]
-        acc = g.accumulate(x, make, peak, layer.fan_in)
+        if layer.kind != "conv_lif" and peak == 1:
+            acc = g.spike_matmul(x, layer.weight.T, "w%d" % k)
+        elif layer.kind != "conv_lif":
+            wf = g.weight(layer.weight.T, "w%d" % k)
+            acc = g.accumulate(x, lambda t, wf=wf: g.op("MatMul", [t, wf]), peak, layer.fan_in)
+        else:
+            acc = g.accumulate(x, make, peak, layer.fan_in)
         mem = g.io("mem%d" % k, TP.INT64, ["batch"] + list(shape))
         m = g.const(np.asarray(layer.m, np.int64).reshape(cshape), np.int64)
         bias = g.const(np.asarray(layer.bias, np.int64).reshape(cshape), np.int64)
@@ -228,8 +244,11 @@ def conv_graph(bundle: fmt.ConvBundle, float_weights: bool = False) -> Any:
         x, peak = s_f, 1
         k += 1
     ro = bundle.readout
-    wf = g.weight(ro.weight.T, "w_readout")
-    acc = g.accumulate(x, lambda t: g.op("MatMul", [t, wf]), peak, ro.n_in)
+    if peak == 1:
+        acc = g.spike_matmul(x, ro.weight.T, "w_readout")
+    else:
+        wf = g.weight(ro.weight.T, "w_readout")
+        acc = g.accumulate(x, lambda t: g.op("MatMul", [t, wf]), peak, ro.n_in)
     g.op("Identity", [acc], out="acc")
     g.io("acc", TP.INT64, ["batch", ro.n_out], output=True)
     return g.model("spikeedge_conv_step", card)

@@ -137,10 +137,13 @@ def test_onnx_file_holds_int8_weights(case: Dict[str, Any]) -> None:
     assert not floats  # no float weight tensor at all
     int8 = {t.name for t in model.graph.initializer if t.data_type == TensorProto.INT8}
     dequantized = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
-    products = [n for n in model.graph.node if n.op_type in ("MatMul", "Conv")]
+    products = [n for n in model.graph.node if n.op_type in ("MatMul", "Conv", "MatMulInteger")]
     assert products
     for n in products:  # every weight operand is an int8 initializer, dequantized (or cast) on the way
         w = n.input[1]
+        if n.op_type == "MatMulInteger":  # spikes (uint8) x int8 weights: an integer product
+            assert w in int8, (n.name, w)
+            continue
         source = dequantized.get(w)
         if source is None:  # the readout's double product: Cast(DequantizeLinear(int8))
             cast = next(m for m in model.graph.node if m.output[0] == w)
