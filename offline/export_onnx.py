@@ -4,11 +4,12 @@ Built from the bundle, the single source of truth of the int8 model, with ``onnx
 tracing of torch code, so the graph holds exactly the bundle's integers. What the graph does
 (``runtime/stepgraph.py`` has the signature and the card; ``docs/export.md`` the reasons):
 
-* Weights are int8 initializers behind ``DequantizeLinear`` (scale 1): the file holds int8, a
-  quantized layer has no float weight tensor. Accumulations run as float32 ``MatMul``/``Conv``
-  on integer values, exact while every partial sum stays below 2**24: spikes (0/1) always do;
-  16-bit direct-current inputs are split into a high and a low byte, each accumulated exactly,
-  and recombined in int64.
+* Weights are int8 initializers: a product of spikes is ``MatMulInteger`` (spikes cast to
+  uint8, int32 out, exact); convolutions and real-valued inputs read the int8 weights through
+  ``DequantizeLinear`` (scale 1) and accumulate as float32 on integer values, exact while every
+  partial sum stays below 2**24 (16-bit direct-current inputs are split into a high and a low
+  byte, each accumulated exactly, and recombined in int64). The file holds int8: a quantized
+  layer has no float weight tensor.
 * The neuron update runs in int64 with the runtime's fixed-point rules: ``rs(x, k)``, the
   rounding arithmetic shift, is ``floor((x + 2**(k-1)) / 2**k)`` written with ``Div`` (which
   truncates) and a correction for negative remainders; saturation to int32 with Min/Max. The
