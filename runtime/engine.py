@@ -1,11 +1,12 @@
 """Event-driven inference of a bundle, in numpy.
 
-Per time step only the weight columns of the inputs and neurons that emitted an event are
-gathered (one contiguous block per source, ``runtime.bundle.SparseMatrix``) and accumulated in
-int32; the neuron update is the vectorised step of ``runtime.neuron``. Several independent
-streams run side by side as a batch. The session counts spikes per layer and the effective
-synaptic operations (NeuroBench Eff_ACs for spike inputs, Eff_MACs for real-valued ones): one
-operation per (non-zero event, non-zero weight) pair, exactly what the gather touched.
+Per time step only the weights of the inputs and neurons that emitted an event are read
+(``EventColumns``: the active sources' rows of a dense int8 copy, summed in int32, for one
+stream; one exact BLAS product for several; the sparse gather of ``runtime.bundle.SparseMatrix``
+columns for matrices too large to copy); the neuron update is the vectorised step of
+``runtime.neuron``. Several independent streams run side by side as a batch. The session counts
+spikes per layer and the effective synaptic operations (NeuroBench Eff_ACs for spike inputs,
+Eff_MACs for real-valued ones): one operation per (non-zero event, non-zero weight) pair.
 """
 
 from __future__ import annotations
@@ -44,6 +45,50 @@ def accumulate_events(w: SparseMatrix, events: np.ndarray, out: np.ndarray) -> i
         vals *= np.repeat(ev, counts).astype(np.int32)
     np.add.at(out.reshape(-1), targets, vals)
     return total
+
+
+DENSE_ROWS_MAX_BYTES = 16 << 20  # above this a matrix stays sparse (the gather above)
+FLOAT32_EXACT = 1 << 24
+
+
+class EventColumns:
+    """One weight matrix ready for event accumulation, chosen by measurement
+    (``benchmarks/runtime_speed.py``, ``docs/results/runtime.md``): its columns as dense int8
+    rows, one per source. One stream: the rows of the active sources are gathered and summed in
+    int32 (2-2.5x faster than the sparse gather with ``np.add.at`` at 1-20% activity on a
+    2,048-neuron layer). Several streams: one BLAS product of the events with the rows, in
+    float32 where every partial sum is an integer below 2**24, else float64; exact either way.
+    Matrices above ``DENSE_ROWS_MAX_BYTES`` dense keep the sparse gather."""
+
+    def __init__(self, w: SparseMatrix, peak: int) -> None:
+        self.w = w
+        self.nnz = np.diff(w.indptr).astype(np.int64)  # non-zero weights per source
+        self.dense = w.n_sources * w.n_targets <= DENSE_ROWS_MAX_BYTES
+        self.rows = np.ascontiguousarray(w.to_dense().T) if self.dense else None  # (sources, targets) int8
+        self.float_dtype = np.float32 if 128 * w.n_sources * peak < FLOAT32_EXACT else np.float64
+        self._rows_f: Optional[np.ndarray] = None
+
+    def accumulate(self, events: np.ndarray, out: np.ndarray) -> int:
+        """``out = events @ W.T`` (int32, overwritten); returns the synaptic operations."""
+        if not self.dense:
+            out[...] = 0
+            return accumulate_events(self.w, events, out)
+        if events.shape[0] == 1:
+            active = np.flatnonzero(events[0])
+            if active.size == 0:
+                out[...] = 0
+                return 0
+            values = events[0, active]
+            rows = self.rows[active]
+            if np.all(values == 1):
+                np.sum(rows, axis=0, dtype=np.int32, out=out[0])
+            else:
+                out[0] = (values.astype(np.int64)[:, None] * rows).sum(axis=0)
+            return int(self.nnz[active].sum())
+        if self._rows_f is None:
+            self._rows_f = self.rows.astype(self.float_dtype)
+        out[...] = events.astype(self.float_dtype) @ self._rows_f
+        return int(np.count_nonzero(events, axis=0) @ self.nnz)
 
 
 @dataclass
@@ -99,6 +144,11 @@ class Session:
     def __init__(self, bundle: Bundle, batch: int = 1, record_spikes: bool = False) -> None:
         self.bundle = bundle
         self.record_spikes = record_spikes
+        peak = (1 << (bundle.encoder.bits - 1)) - 1 if bundle.encoder.kind == "encoder.direct" else 1
+        self.columns = []
+        for layer in bundle.layers:
+            self.columns.append((EventColumns(layer.w_in, peak), EventColumns(layer.w_rec, 1)))
+            peak = 1
         ro = bundle.readout
         self._w_out = ro.w.astype(np.int64).T  # (n_in, n_out)
         self._out_scale = ro.w_scale / float(1 << ro.trace_bits)
@@ -128,10 +178,9 @@ class Session:
         if clock is not None:
             clock.lap("encode")
         for i, ls in enumerate(self.layers):
-            ls.acc_in[...] = 0
-            ls.acc_rec[...] = 0
-            self.synops += accumulate_events(ls.layer.w_in, events, ls.acc_in)
-            self.synops += accumulate_events(ls.layer.w_rec, ls.spikes, ls.acc_rec)
+            cols_in, cols_rec = self.columns[i]
+            self.synops += cols_in.accumulate(events, ls.acc_in)
+            self.synops += cols_rec.accumulate(ls.spikes, ls.acc_rec)
             if clock is not None:
                 clock.lap("accumulate")
             spikes, ls.state = lif_step_int(ls.acc_in, ls.acc_rec, ls.state, ls.params)
@@ -197,4 +246,4 @@ class Session:
         )
 
 
-__all__: List[str] = ["Session", "RunResult", "accumulate_events"]
+__all__: List[str] = ["Session", "RunResult", "EventColumns", "accumulate_events"]
