@@ -39,7 +39,8 @@ async def remote_command(conn: Connection, remote_dir: str, command: List[str], 
     try:
         res.report = json.loads(r.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        raise DeployError("%s: spikeedge %s printed no JSON on the board" % (conn.target.name, argv[0])) from None
+        raise DeployError("%s: spikeedge %s printed no JSON on the board (exit %d: %s)" % (
+            conn.target.name, argv[0], r.exit_status, (r.stderr.strip().splitlines() or ["no error output"])[-1][:300])) from None
     res.ok = r.exit_status == 0
     res.steps.append("ran spikeedge %s on the board" % argv[0])
     res.seconds = round(time.time() - t0, 3)

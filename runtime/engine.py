@@ -18,6 +18,7 @@ import numpy as np
 
 from .bundle import Bundle, LifRecurrentLayer, SparseMatrix
 from .encoders import Encoder
+from .errors import DataError
 from .neuron import LifIntParams, LifState, lif_state_zeros, lif_step_int, trace_step_int
 
 
@@ -174,7 +175,10 @@ class Session:
         clock = self.clock
         if clock is not None:
             clock.start()
-        events = self.encoder(np.asarray(x, np.float64).reshape(self.batch, -1))
+        x = np.asarray(x, np.float64).reshape(self.batch, -1)
+        if x.shape[1] != self.bundle.encoder.n_inputs:
+            raise DataError("the input has %d values per step and stream; the model takes %d" % (x.shape[1], self.bundle.encoder.n_inputs))
+        events = self.encoder(x)
         if clock is not None:
             clock.lap("encode")
         for i, ls in enumerate(self.layers):

@@ -40,8 +40,8 @@ def make_bundle(path: Path, seed: int) -> Path:
 
     from spikeedge.offline.quantize import quantize_hrsnn
 
-    model = random_model("direct", "subtract", n=40, seed=seed)
-    fmt.save(quantize_hrsnn(model, np.random.default_rng(seed).random((100, 3))), path)
+    model = random_model("direct", "subtract", n=40, n_inputs=1, seed=seed)  # one input, as the Mackey-Glass task
+    fmt.save(quantize_hrsnn(model, np.random.default_rng(seed).random((100, 1))), path)
     return path
 
 
@@ -287,7 +287,7 @@ def test_profile_runs_on_the_board_and_brings_results_back(board: Dict[str, Any]
     t = board["target"]
     rc, out, err = call(capsys, "profile", str(board["b"]), "--to", "%s@127.0.0.1:%d" % (t.user, t.port), "--known-hosts", str(board["known"]),
                         "--identity", t.key_file, "--remote-dir", board["base"], "--task", "mackey-glass", "--samples", "2", "--meter", "none", "--json")
-    assert rc == 0, err
+    assert rc == 0, (err, out)
     [host] = one_json(out)["hosts"]
     remote = host["report"]
     spec = load_task("mackey-glass", repeats=2)

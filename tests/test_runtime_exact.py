@@ -117,3 +117,12 @@ def test_event_columns_equal_the_sparse_gather(batch, signed, dense, monkeypatch
         got = np.full((batch, 50), 99, np.int32)  # overwritten, not added to
         assert cols.accumulate(ev, got) == ops
         assert np.array_equal(got, want)
+
+
+def test_input_of_the_wrong_width_is_refused():
+    from spikeedge.runtime.errors import DataError
+
+    bundle = fmt.loads(fmt.dumps(quantize_hrsnn(random_model("direct", "subtract", n=20), np.random.default_rng(0).random((50, 3)))))
+    session = Session(bundle, 2)
+    with pytest.raises(DataError, match="1 values per step.*takes 3"):
+        session.step(np.zeros((2, 1)))
