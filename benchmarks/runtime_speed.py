@@ -10,7 +10,7 @@ weights, batch 1, one thread, over spike rates of 1-20%. Writes ``docs/results/r
 The onnxruntime int8 step is spikeedge's own ONNX export of the same bundle (``MatMulInteger``
 on the spikes, int64 neuron maths; bit-exact), run through the same loop (``GraphSession``):
 both columns include the loop's bookkeeping, and the interpreter call alone is reported too.
-Rates are set as in ``benchmarks/backends.py``: input spike probability = target rate, and the
+Rates are set with ``benchmarks/backends.py``'s functions: input spike probability = target rate, and the
 neurons' constant current shifted by bisection until the recurrent layer fires at the target.
 """
 
@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 from spikeedge.runtime import bundle as fmt  # noqa: E402
 from spikeedge.runtime.backends import open_model  # noqa: E402
 from spikeedge.runtime.fixedpoint import decay_to_q16  # noqa: E402
+from backends import at_rate, rate_of  # noqa: E402  (benchmarks/backends.py: the same rate control)
 
 TARGETS = {"speedup_at_5pct": 3.0, "ratio_at_20pct": 0.9, "r2": 0.95, "overhead_us": 20.0, "batch32_throughput": 5.0}
 
@@ -60,33 +61,6 @@ def random_bundle(n: int, n_in: int, density: float, seed: int, bias: int = 0) -
     ro = fmt.TraceReadout(name="readout", n_in=n, n_out=2, trace_bits=12, a_trace=decay_to_q16(np.full(n, 0.9)),
                           w=rng.integers(-127, 128, (2, n)).astype(np.int8), w_scale=np.full(2, 1e-4), bias=np.zeros(2))
     return fmt.loads(fmt.dumps(fmt.Bundle(fmt.RateEncoder(n_in, 1.0, seed), (layer,), ro)))
-
-
-def with_bias(b: fmt.Bundle, bias: int) -> fmt.Bundle:
-    import dataclasses
-
-    layer = dataclasses.replace(b.layers[0], bias=np.full(b.layers[0].n, bias, np.int32))
-    return fmt.loads(fmt.dumps(dataclasses.replace(b, layers=(layer,))))
-
-
-def rate_of(b: fmt.Bundle, xs: np.ndarray) -> float:
-    from spikeedge.runtime.engine import Session
-
-    r = Session(b, 1).run(xs[None])
-    return float(r.summary()["spike_rate"]["hidden"])
-
-
-def at_rate(b: fmt.Bundle, xs: np.ndarray, target: float) -> fmt.Bundle:
-    lo, hi = -60000, 60000
-    best = b
-    for _ in range(24):
-        mid = (lo + hi) // 2
-        best = with_bias(b, mid)
-        r = rate_of(best, xs)
-        if abs(r - target) < 0.1 * target:
-            break
-        lo, hi = (mid, hi) if r < target else (lo, mid)
-    return best
 
 
 def timed_steps(session: Any, xs: np.ndarray, graph: bool = False) -> Dict[str, Any]:
