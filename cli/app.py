@@ -14,7 +14,7 @@ import typer
 
 from .. import __version__
 from ..runtime.errors import SpikeedgeError
-from . import boards, demo, deploy, evaluate, export, info, power, profile, prune, run, train, verify
+from . import boards, demo, deploy, evaluate, export, info, power, profile, prune, report, run, train, verify
 
 app = typer.Typer(
     name="spikeedge",
@@ -36,6 +36,7 @@ app.add_typer(power.app, name="power")
 app.command("profile")(profile.profile)
 app.command("flash")(deploy.flash)
 app.command("rollback")(deploy.rollback)
+app.command("report")(report.report)
 
 
 @app.callback(invoke_without_command=True)

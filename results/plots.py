@@ -1,0 +1,378 @@
+"""The report's figures, one small function per plot, each taking run records
+(``spikeedge.bench/1``, see ``docs/report.md``) and returning a matplotlib ``Figure`` or ``None``
+when no record holds the data it needs.
+
+matplotlib is imported inside the functions (it belongs to the offline extra, and a board never
+draws). Figures are built as bare ``matplotlib.figure.Figure`` objects rendered by the Agg canvas,
+never through pyplot: no global backend switch, no figure registry leaking memory in a long
+process. ``png_bytes`` writes PNGs without the "Software" metadata (which carries a URL and the
+matplotlib version) so the same records give the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+# Fixed colours per backend, so one backend looks the same in every plot.
+BACKEND_COLOURS = {"event": "#1f77b4", "onnx": "#ff7f0e", "tflite": "#2ca02c"}
+_OTHER_COLOURS = ["#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#d62728"]
+MAX_LATENCY_RUNS = 40  # more boxes than this are unreadable on a slide; the newest are drawn
+MAX_POWER_RUNS = 8
+
+
+def _t(text: Any) -> str:
+    """Record text as literal matplotlib text: a "$" would start mathtext, and bad mathtext in a
+    model name or label would make drawing fail."""
+    text = str(text)
+    if len(text) > 70:  # a label this long would squeeze the axes to nothing
+        text = text[:69] + "…"
+    return text.replace("$", r"\$")
+
+
+def backend_colour(backend: str, order: Sequence[str] = ()) -> str:
+    if backend in BACKEND_COLOURS:
+        return BACKEND_COLOURS[backend]
+    others = [b for b in order if b not in BACKEND_COLOURS]
+    i = others.index(backend) if backend in others else abs(hash(backend))
+    return _OTHER_COLOURS[i % len(_OTHER_COLOURS)]
+
+
+def run_names(records: Sequence[Dict[str, Any]]) -> List[str]:
+    """A short readable name per run, "model · backend · board [label]"; runs that would share a
+    name get their run id's first 6 characters appended so every plot row stays identifiable."""
+    base = []
+    for r in records:
+        name = "%s · %s · %s" % ((r.get("model") or {}).get("name") or "?", r.get("backend") or "?", r.get("board") or "?")
+        if r.get("label"):
+            name += " [%s]" % r["label"]
+        base.append(name)
+    return [n + (" #%s" % str(r.get("run_id") or "")[:6] if base.count(n) > 1 else "") for n, r in zip(base, records)]
+
+
+def pareto_front(points: Sequence[Tuple[float, float]], higher_is_better: bool) -> List[int]:
+    """Indices of the non-dominated points, ordered by cost (synaptic operations) ascending.
+
+    A point (cost, metric) is dominated when another point has cost <= and a metric at least as
+    good, and is strictly better in one of the two. Equal points are all kept (none strictly
+    dominates the other). Along the returned front the metric strictly improves with cost."""
+    sign = 1.0 if higher_is_better else -1.0
+    keep = []
+    for i, (c, m) in enumerate(points):
+        g = sign * m
+        dominated = any(c2 <= c and sign * m2 >= g and (c2 < c or sign * m2 > g)
+                        for j, (c2, m2) in enumerate(points) if j != i)
+        if not dominated:
+            keep.append(i)
+    return sorted(keep, key=lambda i: (points[i][0], -sign * points[i][1]))
+
+
+def png_bytes(fig: Any, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes, without metadata (reproducible; no URL inside)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None}, facecolor="white")
+    return buf.getvalue()
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig
+
+
+def _version(text: str) -> Tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:2])
+
+
+def _samples(r: Dict[str, Any]) -> List[float]:
+    lat = r.get("latency") or {}
+    xs = lat.get("samples_ms") or lat.get("trial_means_ms") or []
+    return [float(x) for x in xs if x is not None and math.isfinite(float(x)) and float(x) > 0]
+
+
+def latency_figure(records: Sequence[Dict[str, Any]]) -> Optional[Any]:
+    """Horizontal box plots of per-inference latency, one row per run (newest first, at most
+    ``MAX_LATENCY_RUNS``): box = quartiles, whiskers = 1st and 99th percentiles, diamond = mean.
+    Log axis when the slowest sample is more than 30x the fastest."""
+    names = run_names(records)
+    rows = [(n, r, _samples(r)) for n, r in zip(names, records)]
+    rows = [row for row in rows if row[2]][:MAX_LATENCY_RUNS]
+    if not rows:
+        return None
+    rows.reverse()  # boxplot draws bottom-up: keep the first record at the top
+    fig = _figure(9.0, 1.2 + 0.38 * len(rows))
+    ax = fig.add_subplot()
+    order = [r.get("backend") or "?" for _, r, _ in rows]
+    import matplotlib
+
+    # "orientation" replaced "vert" in matplotlib 3.10 ("vert" is deprecated from 3.11)
+    horizontal = {"orientation": "horizontal"} if _version(matplotlib.__version__) >= (3, 10) else {"vert": False}
+    bp = ax.boxplot([s for _, _, s in rows], whis=(1, 99), showfliers=True, patch_artist=True,
+                    showmeans=True, widths=0.6,
+                    meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black", "markersize": 4},
+                    flierprops={"marker": ".", "markersize": 2, "alpha": 0.4},
+                    medianprops={"color": "black"}, **horizontal)
+    for patch, (_, r, _) in zip(bp["boxes"], rows):
+        patch.set_facecolor(backend_colour(r.get("backend") or "?", order))
+        patch.set_alpha(0.75)
+    ax.set_yticks(range(1, len(rows) + 1))
+    ax.set_yticklabels([_t(n) for n, _, _ in rows], fontsize=8)
+    lo = min(min(s) for _, _, s in rows)
+    hi = max(max(s) for _, _, s in rows)
+    if hi / lo > 30:
+        ax.set_xscale("log")
+    ax.set_xlabel("latency per inference (ms)")
+    ax.set_title("Latency distribution per run (whiskers: p1-p99, diamond: mean)", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def _energy(r: Dict[str, Any]) -> Optional[Tuple[float, Optional[float], str]]:
+    p = r.get("power")
+    if not p:
+        return None
+    e = p.get("energy_per_inference_j") or {}
+    if e.get("total") is None:
+        return None
+    return float(e["total"]), (None if e.get("dynamic") is None else float(e["dynamic"])), str(p.get("label") or "estimate")
+
+
+def newest_per(records: Sequence[Dict[str, Any]], key: Any) -> List[Dict[str, Any]]:
+    """The newest record for each ``key(record)``, in first-seen order of the keys (records
+    sorted newest first by ``created``; ISO-8601 UTC strings sort as times)."""
+    best = {}  # type: Dict[Any, Dict[str, Any]]
+    order = []
+    for r in records:
+        k = key(r)
+        if k not in best:
+            order.append(k)
+            best[k] = r
+        elif str(r.get("created") or "") > str(best[k].get("created") or ""):
+            best[k] = r
+    return [best[k] for k in order]
+
+
+def _grid(n: int, row_height: float, title_space: float = 0.5) -> Tuple[Any, List[Any]]:
+    """A figure of ``n`` panels: one column up to two panels, two columns beyond (a slide is
+    wider than tall); the unused last cell is hidden."""
+    cols = 1 if n <= 2 else 2
+    rows = (n + cols - 1) // cols
+    fig = _figure(9.0 if cols == 1 else 12.0, title_space + row_height * rows)
+    axes = list(fig.subplots(rows, cols, squeeze=False).ravel())
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _plain_log(ax: Any) -> None:
+    """Log y axis with plain tick labels ("0.02", "4"), not "4 x 10^0"."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: "%g" % v))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def energy_figure(records: Sequence[Dict[str, Any]]) -> Optional[Any]:
+    """Energy per inference, grouped bars: one group per board, one bar per backend, one panel per
+    model (the newest run of each model/board/backend), the value written on each bar. Solid bars
+    are measured, pale hatched bars are estimates (synaptic operations x energy per operation); a
+    black tick marks the dynamic part (above idle) where known. A panel whose values span more
+    than 100x gets a log axis."""
+    runs = [r for r in records if _energy(r) is not None]
+    if not runs:
+        return None
+    runs = newest_per(runs, lambda r: ((r.get("model") or {}).get("sha256") or (r.get("model") or {}).get("name"), r.get("board"), r.get("backend")))
+    models = []  # type: List[Any]
+    for r in runs:
+        m = (r.get("model") or {}).get("name") or "?"
+        if m not in models:
+            models.append(m)
+    backends = sorted({r.get("backend") or "?" for r in runs})
+    fig, axes = _grid(len(models), 2.8, 0.9)
+    width = 0.8 / max(1, len(backends))
+    for ax, model in zip(axes, models):
+        mine = [r for r in runs if ((r.get("model") or {}).get("name") or "?") == model]
+        boards = []  # type: List[str]
+        for r in mine:
+            if (r.get("board") or "?") not in boards:
+                boards.append(r.get("board") or "?")
+        values = []  # type: List[float]
+        for r in mine:
+            total, dynamic, label = _energy(r)
+            values += [v * 1e3 for v in (total, dynamic) if v is not None and v > 0]
+            gx = boards.index(r.get("board") or "?")
+            bi = backends.index(r.get("backend") or "?")
+            x = gx - 0.4 + width * (bi + 0.5)
+            colour = backend_colour(r.get("backend") or "?", backends)
+            measured = label == "measured"
+            ax.bar(x, total * 1e3, width * 0.9, color=colour, alpha=1.0 if measured else 0.45,
+                   hatch=None if measured else "//", edgecolor="black" if measured else colour, linewidth=0.6)
+            if dynamic is not None:
+                ax.plot([x - width * 0.4, x + width * 0.4], [dynamic * 1e3] * 2, color="black", linewidth=2)
+            ax.annotate("%.3g%s" % (total * 1e3, "" if measured else " est."), (x, total * 1e3), ha="center",
+                        va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+        ax.set_xticks(range(len(boards)))
+        ax.set_xticklabels([_t(b) for b in boards], fontsize=8)
+        ax.set_xlim(-0.6, len(boards) - 0.4)
+        ax.set_ylabel("mJ per inference")
+        if values and max(values) / min(values) > 100:
+            _plain_log(ax)
+        ax.margins(y=0.15)
+        ax.set_title(_t(model), fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=backend_colour(b, backends), edgecolor="black", label=_t(b)) for b in backends]
+    handles += [Patch(facecolor="white", edgecolor="grey", hatch="//", label="estimate"),
+                Line2D([], [], color="black", linewidth=2, label="dynamic (above idle)")]
+    import matplotlib
+
+    if _version(matplotlib.__version__) >= (3, 7):  # legends "outside" the axes came with 3.7
+        fig.legend(handles=handles, fontsize=8, loc="outside upper center", ncol=len(handles))
+    else:
+        axes[0].legend(handles=handles, fontsize=8, loc="best")
+    return fig
+
+
+def _metric_point(r: Dict[str, Any]) -> Optional[Tuple[float, float]]:
+    t = r.get("task") or {}
+    w = r.get("workload") or {}
+    ops = (w.get("synops_per_inference") or {}).get("effective")
+    if t.get("value") is None or ops is None:
+        return None
+    v, c = float(t["value"]), float(ops)
+    if not (math.isfinite(v) and math.isfinite(c)) or c < 0:
+        return None
+    return c, v
+
+
+class Point(NamedTuple):
+    """One point of the metric-vs-SynOps plot: a model file on one task, with the backends that
+    gave this same (SynOps, metric) pair."""
+
+    synops: float
+    value: float
+    label: str  # model file name and kept density
+    backends: Tuple[str, ...]
+
+
+def pareto_points(records: Sequence[Dict[str, Any]]) -> Dict[Tuple[str, str, bool], List[Point]]:
+    """Points per (task, metric, higher_is_better), one panel each. The newest run of each model
+    file and backend counts; backends of one model with the same SynOps and metric (the usual
+    case: the runtimes are bit-exact) share one point, others (say a tflite float graph) get
+    their own."""
+    runs = [r for r in records if _metric_point(r) is not None]
+    runs = newest_per(runs, lambda r: ((r.get("model") or {}).get("sha256") or (r.get("model") or {}).get("name"), r.get("backend"), (r.get("task") or {}).get("name")))
+    merged = {}  # type: Dict[Tuple[Any, ...], List[Any]]
+    for r in runs:
+        t = r["task"]
+        group = (str(t.get("name")), str(t.get("metric")), bool(t.get("higher_is_better")))
+        c, v = _metric_point(r)
+        key = (group, (r.get("model") or {}).get("sha256") or (r.get("model") or {}).get("name"), c, v)
+        if key in merged:
+            merged[key][2].append(str(r.get("backend")))
+        else:
+            merged[key] = [c, v, [str(r.get("backend"))], _point_label(r)]
+    groups = {}  # type: Dict[Tuple[str, str, bool], List[Point]]
+    for key, (c, v, backends, label) in merged.items():
+        groups.setdefault(key[0], []).append(Point(c, v, label, tuple(sorted(backends))))
+    return groups
+
+
+def _point_label(r: Dict[str, Any]) -> str:
+    m = r.get("model") or {}
+    density = (m.get("pruning") or {}).get("density")
+    return "%s%s" % (m.get("name") or "?", "" if density is None else " (d=%.2g)" % density)
+
+
+def pareto_figure(records: Sequence[Dict[str, Any]]) -> Optional[Any]:
+    """Task metric against effective synaptic operations per inference, one point per model file
+    (``pareto_points``; label: file name, kept density, backends), one panel per task; the Pareto
+    front (``pareto_front``) as a step line, the best metric reachable within a SynOps budget,
+    its points filled red. Log x axis when SynOps span more than 20x."""
+    groups = pareto_points(records)
+    if not groups:
+        return None
+    fig, axes = _grid(len(groups), 4.2, 0.2)
+    for ax, ((task, metric, hib), pts) in zip(axes, sorted(groups.items())):
+        xy = [(p.synops, p.value) for p in pts]
+        front = pareto_front(xy, hib)
+        rest = [i for i in range(len(pts)) if i not in front]
+        ax.scatter([xy[i][0] for i in rest], [xy[i][1] for i in rest], s=36, color="#8da0b6", edgecolor="black",
+                   linewidth=0.5, zorder=3, label="dominated")
+        ax.scatter([xy[i][0] for i in front], [xy[i][1] for i in front], s=44, color="crimson", edgecolor="black",
+                   linewidth=0.5, zorder=4, label="on the front")
+        for p in pts:
+            ax.annotate(_t("%s %s" % (p.label, "/".join(p.backends))), (p.synops, p.value), fontsize=7,
+                        xytext=(5, 3), textcoords="offset points")
+        # Extend the last step to the right edge: beyond the costliest front point, the best
+        # reachable metric stays that point's.
+        fx = [xy[i][0] for i in front]
+        fy = [xy[i][1] for i in front]
+        xmax = max(x for x, _ in xy)
+        ax.step(fx + [xmax * 1.08 if xmax > 0 else 1.0], fy + fy[-1:], where="post", color="crimson",
+                linewidth=1.5, label="Pareto front", zorder=2)
+        from matplotlib.ticker import EngFormatter, NullFormatter
+
+        positive = [x for x, _ in xy if x > 0]
+        if len(positive) == len(xy) and max(positive) / min(positive) > 20:
+            ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_formatter(EngFormatter())  # "300 k", "2 M"
+        ax.margins(x=0.12, y=0.1)
+        ax.set_xlabel("synaptic operations per inference (effective)")
+        ax.set_ylabel("%s (%s is better)" % (_t(metric), "higher" if hib else "lower"))
+        ax.set_title(_t("%s: %s vs SynOps" % (task, metric)), fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+    return fig
+
+
+def _trace(r: Dict[str, Any]) -> Optional[Tuple[List[float], List[float]]]:
+    tr = (r.get("power") or {}).get("trace") or {}
+    t, w = tr.get("t_s") or [], tr.get("w") or []
+    n = min(len(t), len(w))
+    if n < 2:
+        return None
+    return [float(x) for x in t[:n]], [float(x) for x in w[:n]]
+
+
+def power_figure(records: Sequence[Dict[str, Any]]) -> Optional[Any]:
+    """Power traces (W against s), one panel per run that has a trace (newest first, at most
+    ``MAX_POWER_RUNS``), with the idle level as a dashed line and the mean active power dotted."""
+    names = run_names(records)
+    rows = [(n, r, _trace(r)) for n, r in zip(names, records)]
+    rows = [row for row in rows if row[2] is not None][:MAX_POWER_RUNS]
+    if not rows:
+        return None
+    fig, axes = _grid(len(rows), 2.4, 0.3)
+    for ax, (name, r, (t, w)) in zip(axes, rows):
+        p = r["power"]
+        ax.plot(t, w, color=backend_colour(r.get("backend") or "?"), linewidth=0.9)
+        if p.get("idle_w") is not None:
+            ax.axhline(float(p["idle_w"]), color="grey", linestyle="--", linewidth=1, label="idle %.3g W" % p["idle_w"])
+        if p.get("active_w") is not None:
+            ax.axhline(float(p["active_w"]), color="black", linestyle=":", linewidth=1, label="active mean %.3g W" % p["active_w"])
+        ax.set_title(_t("%s (%s, %s)" % (name, p.get("label") or "?", p.get("meter") or "?")), fontsize=9)
+        ax.set_ylabel("W")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="lower right")
+        ax.set_xlabel("time (s)", fontsize=8)
+    return fig
+
+
+PLOTS = (
+    ("latency", "Latency distributions", latency_figure),
+    ("energy", "Energy per inference by board and backend", energy_figure),
+    ("pareto", "Task metric vs synaptic operations (Pareto front)", pareto_figure),
+    ("power", "Power traces", power_figure),
+)
