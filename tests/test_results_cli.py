@@ -1,0 +1,143 @@
+"""``spikeedge results list|compare|export``: output contracts, exit codes, and compare's
+noise-aware rule on realistic runs (latency samples drawn from noise distributions): a planted
+20% latency regression fails (exit 1), a 1% wobble does not."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any, Dict, List
+
+import pytest
+from cli_helpers import assert_user_error, call, one_json
+from results_records import make_record
+
+from spikeedge.results.csv_export import COLUMNS
+from spikeedge.results.store import Store
+
+
+def _db(tmp_path: Path, records: List[Dict[str, Any]]) -> Path:
+    db = tmp_path / "r.sqlite"
+    with Store(db) as store:
+        store.add_runs(records)
+    return db
+
+
+def test_list_table_json_and_filters(tmp_path: Path, capsys: Any) -> None:
+    recs = [make_record(seed=1), make_record(seed=2, board="orin-nano", label="nightly"), make_record(seed=3, power=False)]
+    db = _db(tmp_path, recs)
+    rc, out, err = call(capsys, "results", "list", "--db", db, "--json")
+    assert rc == 0, err
+    r = one_json(out)
+    assert r["db"] == str(db) and [s["run_id"] for s in r["runs"]] == [x["run_id"] for x in reversed(recs)]
+    assert r["runs"][0]["energy_j"] is None and r["runs"][1]["energy_j"] == pytest.approx(recs[1]["power"]["energy_per_inference_j"]["total"])
+    rc, out, _ = call(capsys, "results", "list", "--db", db, "--board", "orin-nano", "--label", "nightly", "--json")
+    assert [s["run_id"] for s in one_json(out)["runs"]] == [recs[1]["run_id"]]
+    rc, out, _ = call(capsys, "results", "list", "--db", db, "--limit", "1")
+    assert rc == 0 and recs[2]["run_id"][:8] in out and recs[0]["run_id"][:8] not in out
+    rc, out, _ = call(capsys, "results", "list", "--db", db, "--task", "nope")
+    assert rc == 0 and "no runs" in out
+
+
+def test_missing_and_corrupt_databases_are_user_errors(tmp_path: Path, capsys: Any) -> None:
+    absent = tmp_path / "absent.sqlite"
+    assert_user_error(*call(capsys, "results", "list", "--db", absent), str(absent))
+    assert not absent.exists()
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"not a database at all" * 100)
+    assert_user_error(*call(capsys, "results", "compare", "latest~1", "latest", "--db", junk), str(junk), "not a spikeedge results database")
+    assert junk.read_bytes() == b"not a database at all" * 100
+
+
+def _compare(capsys: Any, tmp_path: Path, a: Dict[str, Any], b: Dict[str, Any]) -> Any:
+    db = _db(tmp_path, [a, b])
+    rc, out, err = call(capsys, "results", "compare", a["run_id"][:8], "latest", "--db", db, "--json")
+    return rc, one_json(out), err
+
+
+def _status(result: Dict[str, Any], metric: str) -> str:
+    return next(row["status"] for row in result["rows"] if row["metric"] == metric)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_compare_flags_a_20_percent_regression(tmp_path: Path, capsys: Any, seed: int) -> None:
+    a = make_record(seed=seed, mean_ms=2.0)
+    b = make_record(seed=seed + 100, mean_ms=2.4)  # independent noise, 20% slower
+    rc, r, err = _compare(capsys, tmp_path, a, b)
+    assert rc == 1, err
+    assert r["regressed"] and "latency.mean_ms" in r["regressions"] and "latency.p50_ms" in r["regressions"]
+    assert "power.energy_per_inference_j.total" in r["regressions"]  # energy = power x time follows
+    assert "task.smape" not in r["regressions"] and "model.file_bytes" not in r["regressions"]
+    assert err.strip().splitlines()[-1].startswith("error: ") and "latency mean +" in err
+    assert r["warnings"] == []
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_compare_ignores_a_1_percent_wobble(tmp_path: Path, capsys: Any, seed: int) -> None:
+    a = make_record(seed=seed, mean_ms=2.0)
+    b = make_record(seed=seed + 100, mean_ms=2.02)
+    rc, r, err = _compare(capsys, tmp_path, a, b)
+    assert rc == 0, err
+    assert not r["regressed"] and r["regressions"] == []
+    assert _status(r, "latency.mean_ms") == "same"
+
+
+def test_compare_noise_raises_the_threshold_and_other_metrics_count(tmp_path: Path, capsys: Any) -> None:
+    # Very noisy trials (8% drift between trials): an 8% slowdown is within the trial spread.
+    a = make_record(seed=1, mean_ms=2.0, trial_drift=0.08)
+    b = make_record(seed=2, mean_ms=2.16, trial_drift=0.08)
+    _, r, _ = _compare(capsys, tmp_path / "noisy", a, b)
+    row = next(row for row in r["rows"] if row["metric"] == "latency.mean_ms")
+    assert row["basis"] in ("trial spread", "3 SE") and row["threshold"] > 0.05 * row["a"]
+    # Accuracy falls by 2 points (more than 1 point): a regression, latency unchanged.
+    acc = dict(task__name="digits", task__metric="accuracy", task__higher_is_better=True)
+    a = make_record(seed=1, task__value=0.95, **acc)
+    b = make_record(seed=2, task__value=0.93, **acc)
+    rc, r, _ = _compare(capsys, tmp_path / "acc", a, b)
+    assert rc == 1 and r["regressions"] == ["task.accuracy"]
+    b = make_record(seed=2, task__value=0.945, **acc)  # half a point: not
+    rc, r, _ = _compare(capsys, tmp_path / "acc2", a, b)
+    assert rc == 0 and _status(r, "task.accuracy") == "same"
+    # sMAPE is lower-is-better: 10% lower is an improvement.
+    rc, r, _ = _compare(capsys, tmp_path / "smape", make_record(seed=1), make_record(seed=2, task__value=14.2 * 0.9))
+    assert rc == 0 and _status(r, "task.smape") == "improved"
+
+
+def test_compare_warns_about_different_things(tmp_path: Path, capsys: Any) -> None:
+    a = make_record(seed=1)
+    b = make_record(seed=2, board="orin-nano", backend="onnx", power__label="estimate")
+    rc, r, err = _compare(capsys, tmp_path, a, b)
+    assert rc == 0
+    assert any("board (rpi5 vs orin-nano)" in w for w in r["warnings"]) and any("backend" in w for w in r["warnings"])
+    assert "warning: A and B differ in board" in err
+    assert _status(r, "power.energy_per_inference_j.total") == "n/a"  # measured vs estimate: not compared
+
+
+def test_compare_table_and_bad_references(tmp_path: Path, capsys: Any) -> None:
+    db = _db(tmp_path, [make_record(seed=1), make_record(seed=2, mean_ms=2.5)])
+    rc, out, err = call(capsys, "results", "compare", "latest~1", "latest", "--db", db)
+    assert rc == 1 and "latency mean" in out and "regressed" in out
+    assert_user_error(*call(capsys, "results", "compare", "latest~5", "latest", "--db", db), "latest~5")
+    assert_user_error(*call(capsys, "results", "compare", "zz", "latest", "--db", db), "zz")
+
+
+def test_export_csv_file_and_stdout(tmp_path: Path, capsys: Any) -> None:
+    recs = [make_record(seed=1, label="a,b"), make_record(seed=2, power=False, board="orin-nano")]
+    db = _db(tmp_path, recs)
+    target = tmp_path / "runs.csv"
+    rc, out, err = call(capsys, "results", "export", "--csv", target, "--db", db)
+    assert rc == 0 and out == "" and "2 runs" in err
+    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    assert list(rows[0]) == [name for name, _ in COLUMNS]
+    newest, oldest = rows
+    assert newest["run_id"] == recs[1]["run_id"] and newest["energy_total_j"] == "" and newest["power_label"] == ""
+    assert oldest["label"] == "a,b" and oldest["repeatability_ok"] in ("true", "false")
+    assert float(oldest["latency_mean_ms"]) == recs[0]["latency"]["mean_ms"]
+    assert float(oldest["energy_dynamic_j"]) == pytest.approx(recs[0]["power"]["energy_per_inference_j"]["dynamic"])
+    assert float(oldest["synops_effective"]) == 2.4e5 and int(oldest["file_bytes"]) == 48213
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    rc, out, _ = call(capsys, "results", "export", "--csv", "-", "--db", db, "--board", "orin-nano")
+    assert rc == 0 and [r["run_id"] for r in csv.DictReader(io.StringIO(out))] == [recs[1]["run_id"]]
+    missing = tmp_path / "nope" / "runs.csv"
+    assert_user_error(*call(capsys, "results", "export", "--csv", missing, "--db", db), str(missing))
