@@ -59,14 +59,30 @@ class Encoder:
         """Back to the initial state; a delta encoder starts its reference at ``first_frame``."""
         if self.kind == "rate":
             self.rng = np.random.default_rng(self.spec.seed)
+            shape = (self.batch, self.spec.n_inputs)
+            self._u, self._p, self._spikes = np.empty(shape), np.empty(shape), np.empty(shape, bool)
         elif self.kind == "delta":
             shape = (self.batch, self.spec.n_inputs)
             self.ref = np.zeros(shape) if first_frame is None else np.array(first_frame, np.float64).reshape(shape)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        """The events of one frame, a new int32 array."""
+        return np.asarray(self.encode_into(x), np.int32)
+
+    def encode_into(self, x: np.ndarray) -> np.ndarray:
+        """The events of one frame; a rate code returns the encoder's own bool buffer, which the
+        next call overwrites (the runtime's allocation-free path)."""
         if self.kind == "direct":
             return encode_direct(x, self.spec.scale, self.spec.bits)
         if self.kind == "rate":
-            return encode_rate(x, self.spec.gain, self.rng)
+            return self._rate_in_place(x)
         events, self.ref = encode_delta(x, self.ref, self.spec.threshold)
         return events
+
+    def _rate_in_place(self, x: np.ndarray) -> np.ndarray:
+        """``encode_rate`` into preallocated buffers, as bool spikes: the same uniform draws
+        (``Generator.random`` with ``out``), and no clipping, since ``u < p`` with ``u`` in [0, 1)
+        already treats ``p > 1`` as 1 and ``p < 0`` as 0. Held to ``encode_rate`` by the tests."""
+        np.multiply(np.asarray(x, np.float64).reshape(self._p.shape), self.spec.gain, out=self._p)
+        self.rng.random(out=self._u)
+        return np.less(self._u, self._p, out=self._spikes)

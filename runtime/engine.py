@@ -1,10 +1,9 @@
 """Event-driven inference of a bundle, in numpy.
 
 Per time step only the weights of the inputs and neurons that emitted an event are read
-(``EventColumns``: the active sources' rows of a dense int8 copy, summed in int32, for one
-stream; one exact BLAS product for several; the sparse gather of ``runtime.bundle.SparseMatrix``
-columns for matrices too large to copy); the neuron update is the vectorised step of
-``runtime.neuron``. Several independent streams run side by side as a batch. The session counts
+(``EventColumns``: the active sources' rows of a dense int8 copy, summed in int16 chunks; the
+sparse gather of ``runtime.bundle.SparseMatrix`` columns for matrices too large to copy); the
+neuron update is ``runtime.kernels``' allocation-free form of ``runtime.neuron``'s step. Several independent streams run side by side as a batch. The session counts
 spikes per layer and the effective synaptic operations (NeuroBench Eff_ACs for spike inputs,
 Eff_MACs for real-valued ones): one operation per (non-zero event, non-zero weight) pair.
 """
@@ -19,7 +18,9 @@ import numpy as np
 from .bundle import Bundle, LifRecurrentLayer, SparseMatrix
 from .encoders import Encoder
 from .errors import DataError
-from .neuron import LifIntParams, LifState, lif_state_zeros, lif_step_int, trace_step_int
+from .fixedpoint import INT32_MAX
+from .kernels import LifKernel, TraceKernel, fits_float64
+from .neuron import LifIntParams, LifState, lif_state_zeros, lif_step_int
 
 
 def accumulate_events(w: SparseMatrix, events: np.ndarray, out: np.ndarray) -> int:
@@ -48,48 +49,81 @@ def accumulate_events(w: SparseMatrix, events: np.ndarray, out: np.ndarray) -> i
     return total
 
 
+def source_rows(w: SparseMatrix) -> np.ndarray:
+    """The matrix as dense int8 rows, one per source: ``(n_sources, n_targets)``."""
+    rows = np.zeros((w.n_sources, w.n_targets), np.int8)
+    rows[np.repeat(np.arange(w.n_sources), np.diff(w.indptr)), w.indices.astype(np.int64)] = w.values
+    return rows
+
+
 DENSE_ROWS_MAX_BYTES = 16 << 20  # above this a matrix stays sparse (the gather above)
-FLOAT32_EXACT = 1 << 24
+INT16_MAX = (1 << 15) - 1
 
 
 class EventColumns:
     """One weight matrix ready for event accumulation, chosen by measurement
     (``benchmarks/runtime_speed.py``, ``docs/results/runtime.md``): its columns as dense int8
-    rows, one per source. One stream: the rows of the active sources are gathered and summed in
-    int32 (2-2.5x faster than the sparse gather with ``np.add.at`` at 1-20% activity on a
-    2,048-neuron layer). Several streams: one BLAS product of the events with the rows, in
-    float32 where every partial sum is an integer below 2**24, else float64; exact either way.
-    Matrices above ``DENSE_ROWS_MAX_BYTES`` dense keep the sparse gather."""
+    rows, one per source. Spike events (0/1): the rows of the active sources are copied into a
+    preallocated buffer (``np.take``) and summed in int16, in chunks small enough that no int16
+    sum can overflow (``32767 // max|w|`` rows), which is 2.4x faster than summing int8 into
+    int32 and 15-20x faster than ``np.add.at`` on the sparse columns; several streams are summed
+    stream by stream. Signed values (a direct-current input): the rows weighted by the values
+    in int64. Matrices above ``DENSE_ROWS_MAX_BYTES`` dense keep the sparse gather. The result
+    is written into a float64 buffer: the neuron kernels (``runtime.kernels``) work in float64,
+    exactly, on integer values."""
 
     def __init__(self, w: SparseMatrix, peak: int) -> None:
         self.w = w
         self.nnz = np.diff(w.indptr).astype(np.int64)  # non-zero weights per source
         self.dense = w.n_sources * w.n_targets <= DENSE_ROWS_MAX_BYTES
-        self.rows = np.ascontiguousarray(w.to_dense().T) if self.dense else None  # (sources, targets) int8
-        self.float_dtype = np.float32 if 128 * w.n_sources * peak < FLOAT32_EXACT else np.float64
-        self._rows_f: Optional[np.ndarray] = None
+        self.rows = source_rows(w) if self.dense else None  # (sources, targets) int8
+        wmax = int(np.abs(w.values.astype(np.int16)).max()) if w.values.size else 1
+        self.chunk = max(1, INT16_MAX // max(1, wmax))  # rows per int16 partial sum
+        per_target = np.bincount(w.indices.astype(np.int64), weights=np.abs(w.values.astype(np.float64)), minlength=w.n_targets)
+        self.max_abs_acc = float(peak) * float(per_target.max()) if w.values.size else 0.0  # bound on |acc|
+        if self.dense:
+            self._buf = np.empty((min(self.chunk, w.n_sources), w.n_targets), np.int8)
+            self._sum16 = np.empty(w.n_targets, np.int16)
+        self._int32: Optional[np.ndarray] = None
 
     def accumulate(self, events: np.ndarray, out: np.ndarray) -> int:
-        """``out = events @ W.T`` (int32, overwritten); returns the synaptic operations."""
+        """``out = events @ W.T`` (overwritten; any numeric dtype); returns the synaptic
+        operations, 0 exactly when no event arrived."""
         if not self.dense:
-            out[...] = 0
-            return accumulate_events(self.w, events, out)
-        if events.shape[0] == 1:
-            active = np.flatnonzero(events[0])
-            if active.size == 0:
-                out[...] = 0
-                return 0
-            values = events[0, active]
-            rows = self.rows[active]
-            if np.all(values == 1):
-                np.sum(rows, axis=0, dtype=np.int32, out=out[0])
+            if self._int32 is None or self._int32.shape != out.shape:
+                self._int32 = np.zeros(out.shape, np.int32)
+            acc = self._int32
+            acc[...] = 0
+            ops = accumulate_events(self.w, np.asarray(events, np.int32), acc)
+            np.copyto(out, acc, casting="unsafe")
+            return ops
+        ops = 0
+        for b in range(events.shape[0]):
+            ev = events[b]
+            active = np.flatnonzero(ev)
+            k = active.size
+            if k == 0:
+                out[b] = 0
+                continue
+            ops += int(self.nnz.take(active).sum())
+            if ev.dtype == np.bool_ or bool(np.all(ev.take(active) == 1)):
+                self._sum_rows(active, out[b])
             else:
-                out[0] = (values.astype(np.int64)[:, None] * rows).sum(axis=0)
-            return int(self.nnz[active].sum())
-        if self._rows_f is None:
-            self._rows_f = self.rows.astype(self.float_dtype)
-        out[...] = events.astype(self.float_dtype) @ self._rows_f
-        return int(np.count_nonzero(events, axis=0) @ self.nnz)
+                out[b] = (ev.take(active).astype(np.int64)[:, None] * self.rows.take(active, axis=0)).sum(axis=0)
+        return ops
+
+    def _sum_rows(self, active: np.ndarray, out: np.ndarray) -> None:
+        """``out = sum of rows[active]``, int16 partial sums of at most ``chunk`` rows."""
+        buf, s16, c = self._buf, self._sum16, self.chunk
+        for start in range(0, active.size, c):
+            idx = active[start : start + c]
+            part = buf[: idx.size]
+            np.take(self.rows, idx, axis=0, out=part)
+            np.add.reduce(part, axis=0, dtype=np.int16, out=s16)
+            if start == 0:
+                np.copyto(out, s16, casting="unsafe")
+            else:
+                np.add(out, s16, out=out, casting="unsafe")
 
 
 @dataclass
@@ -116,22 +150,51 @@ class RunResult:
 
 
 class _LayerState:
-    def __init__(self, layer: LifRecurrentLayer, batch: int) -> None:
+    """One layer's buffers for ``batch`` streams: accumulations and the neuron kernel (float64,
+    integer values; ``runtime.kernels``), or the int32 state of ``lif_step_int`` when a product
+    could leave float64's exact range."""
+
+    def __init__(self, layer: LifRecurrentLayer, columns: Any, batch: int) -> None:
         self.layer = layer
         self.params = LifIntParams(layer.a_syn, layer.a_mem, layer.m_in, layer.m_rec, layer.bias, layer.reset == "zero")
-        self.acc_in = np.zeros((batch, layer.n), np.int32)
-        self.acc_rec = np.zeros((batch, layer.n), np.int32)
+        cols_in, cols_rec = columns
+        exact = fits_float64(cols_in.max_abs_acc, layer.m_in) and fits_float64(cols_rec.max_abs_acc, layer.m_rec)
+        self.kernel: Optional[LifKernel] = LifKernel(self.params, batch, cols_in.max_abs_acc, cols_rec.max_abs_acc) if exact else None
+        dtype = np.float64 if exact else np.int32
+        self.acc_in = np.zeros((batch, layer.n), dtype)
+        self.acc_rec = np.zeros((batch, layer.n), dtype)
+        self._acc = (self.acc_in[0], self.acc_rec[0]) if batch == 1 else (self.acc_in, self.acc_rec)
         self.state: LifState = lif_state_zeros(batch, layer.n)
-        self.spikes = np.zeros((batch, layer.n), np.int32)
+        self.spikes = self.kernel.spikes if self.kernel is not None else np.zeros((batch, layer.n), bool)
+
+    def step(self, ops_in: int, ops_rec: int) -> np.ndarray:
+        """The neuron update after accumulation; returns the layer's spikes (batch, n) bool."""
+        if self.kernel is not None:
+            self.kernel.step(self._acc[0] if ops_in else None, self._acc[1] if ops_rec else None)
+            return self.spikes
+        spikes, self.state = lif_step_int(self.acc_in, self.acc_rec, self.state, self.params)
+        self.spikes = spikes
+        return spikes
+
+    def get(self) -> Any:
+        return (self.kernel.get() if self.kernel is not None else self.state), self.spikes
+
+    def set(self, state: LifState, spikes: np.ndarray) -> None:
+        if self.kernel is not None:
+            self.kernel.set(state, spikes)
+        else:
+            self.state = LifState(np.asarray(state.syn).astype(np.int32), np.asarray(state.mem).astype(np.int32))
+            self.spikes = np.asarray(spikes) != 0
 
 
 class Session:
     """A loaded bundle ready to run independent streams as a batch, with preallocated state.
 
-    ``start(batch)`` sets up the resting state; ``step(x)`` advances one time step (for
-    closed-loop use, e.g. autoregressive prediction); ``run(xs)`` runs a whole sequence.
-    Counters accumulate from ``start``. With ``record_spikes`` every step's spikes are kept
-    (for tests and profiling).
+    The streaming API: ``start(batch)`` sets up the resting state; ``step(x)`` advances one time
+    step (real-time input, closed-loop use such as autoregressive prediction); ``run(xs)`` runs a
+    whole sequence. Counters accumulate from ``start``. With ``record_spikes`` every step's spikes
+    are kept (for tests and profiling). A step allocates only the indices of the active sources:
+    state, accumulations and outputs live in buffers made by ``start``.
     """
 
     def __new__(cls, bundle: Any, *args: Any, **kwargs: Any) -> Any:
@@ -151,7 +214,9 @@ class Session:
             self.columns.append((EventColumns(layer.w_in, peak), EventColumns(layer.w_rec, 1)))
             peak = 1
         ro = bundle.readout
-        self._w_out = ro.w.astype(np.int64).T  # (n_in, n_out)
+        # Readout sums of int32 traces times int8 weights: exact in float64 below 2**53 (BLAS).
+        self._float_readout = ro.n_in * float(INT32_MAX) * 128 < 2.0**53
+        self._w_out = ro.w.astype(np.float64 if self._float_readout else np.int64).T  # (n_in, n_out)
         self._out_scale = ro.w_scale / float(1 << ro.trace_bits)
         self.start(batch)
 
@@ -161,8 +226,11 @@ class Session:
         self.batch = batch
         self.encoder = Encoder(self.bundle.encoder, batch)
         self.encoder.reset(first_frame)
-        self.layers = [_LayerState(layer, batch) for layer in self.bundle.layers]
-        self.trace = np.zeros((batch, self.bundle.readout.n_in), np.int32)
+        self.layers = [_LayerState(layer, cols, batch) for layer, cols in zip(self.bundle.layers, self.columns)]
+        ro = self.bundle.readout
+        self._trace = TraceKernel(ro.a_trace, ro.trace_bits, batch)
+        self._acc_out = np.zeros((batch, ro.n_out), np.float64 if self._float_readout else np.int64)
+        self._x = np.zeros((batch, self.bundle.encoder.n_inputs))
         self.spike_counts = {ls.layer.name: 0 for ls in self.layers}
         self.spike_history: List[List[np.ndarray]] = [[] for _ in self.layers]
         self.synops = 0
@@ -175,57 +243,68 @@ class Session:
         clock = self.clock
         if clock is not None:
             clock.start()
-        x = np.asarray(x, np.float64).reshape(self.batch, -1)
-        if x.shape[1] != self.bundle.encoder.n_inputs:
-            raise DataError("the input has %d values per step and stream; the model takes %d" % (x.shape[1], self.bundle.encoder.n_inputs))
-        events = self.encoder(x)
+        x = np.asarray(x)
+        if x.size != self._x.size:
+            raise DataError("the input has %d values per step and stream; the model takes %d" % (
+                x.size // max(1, self.batch), self.bundle.encoder.n_inputs))
+        np.copyto(self._x, x.reshape(self._x.shape), casting="unsafe")
+        events = self.encoder.encode_into(self._x)
         if clock is not None:
             clock.lap("encode")
+        synops = 0
         for i, ls in enumerate(self.layers):
             cols_in, cols_rec = self.columns[i]
-            self.synops += cols_in.accumulate(events, ls.acc_in)
-            self.synops += cols_rec.accumulate(ls.spikes, ls.acc_rec)
+            ops_in = cols_in.accumulate(events, ls.acc_in)
+            ops_rec = cols_rec.accumulate(ls.spikes, ls.acc_rec)
+            synops += ops_in + ops_rec
             if clock is not None:
                 clock.lap("accumulate")
-            spikes, ls.state = lif_step_int(ls.acc_in, ls.acc_rec, ls.state, ls.params)
-            ls.spikes = spikes.astype(np.int32)
-            self.spike_counts[ls.layer.name] += int(ls.spikes.sum())
+            events = ls.step(ops_in, ops_rec)
+            self.spike_counts[ls.layer.name] += int(np.count_nonzero(events))
             if self.record_spikes:
-                self.spike_history[i].append(spikes)
-            events = ls.spikes
+                self.spike_history[i].append(events.copy())
             if clock is not None:
                 clock.lap("neuron")
-        ro = self.bundle.readout
-        self.trace = trace_step_int(self.trace, events, ro.a_trace, ro.trace_bits)
+        self.synops += synops
+        self._trace.step(events)
         self.steps += 1
         out = self.readout_values()
         if clock is not None:
             clock.lap("readout")
         return out
 
+    @property
+    def trace(self) -> np.ndarray:
+        """The readout traces (batch, n_in), int32."""
+        return self._trace.trace.astype(np.int32)
+
     def get_state(self) -> Dict[str, np.ndarray]:
         """The neuron state in integer units, by the step graphs' names (``runtime/stepgraph``):
         ``s<i>``, ``syn<i>``, ``mem<i>`` per layer and ``trace``; copies, int64."""
         out: Dict[str, np.ndarray] = {}
         for i, ls in enumerate(self.layers):
-            out["s%d" % i] = ls.spikes.astype(np.int64)
-            out["syn%d" % i] = ls.state.syn.astype(np.int64)
-            out["mem%d" % i] = ls.state.mem.astype(np.int64)
-        out["trace"] = self.trace.astype(np.int64)
+            state, spikes = ls.get()
+            out["s%d" % i] = spikes.astype(np.int64)
+            out["syn%d" % i] = state.syn.astype(np.int64)
+            out["mem%d" % i] = state.mem.astype(np.int64)
+        out["trace"] = self._trace.trace.astype(np.int64)
         return out
 
     def set_state(self, state: Dict[str, np.ndarray]) -> None:
         """Load a state of ``get_state``'s form (open-loop comparisons start every step from
         the reference's state)."""
         for i, ls in enumerate(self.layers):
-            ls.spikes = np.asarray(state["s%d" % i]).astype(np.int32)
-            ls.state = LifState(np.asarray(state["syn%d" % i]).astype(np.int32), np.asarray(state["mem%d" % i]).astype(np.int32))
-        self.trace = np.asarray(state["trace"]).astype(np.int32)
+            ls.set(LifState(np.asarray(state["syn%d" % i]), np.asarray(state["mem%d" % i])), np.asarray(state["s%d" % i]))
+        self._trace.set(np.asarray(state["trace"]))
 
     def readout_values(self) -> np.ndarray:
         """The readout of the current traces: (batch, n_out) float64."""
-        acc = self.trace.astype(np.int64) @ self._w_out
-        return acc.astype(np.float64) * self._out_scale + self.bundle.readout.bias
+        tr = self._trace.trace
+        if self._float_readout:
+            np.dot(tr, self._w_out, out=self._acc_out)
+        else:
+            np.dot(tr.astype(np.int64), self._w_out, out=self._acc_out)
+        return self._acc_out * self._out_scale + self.bundle.readout.bias
 
     def run(self, xs: np.ndarray) -> RunResult:
         """Run a sequence ``xs`` (batch, steps, n_inputs) from the resting state; a delta

@@ -1,0 +1,125 @@
+"""The runtime's in-place kernels equal the pure integer step functions they replace.
+
+``runtime.kernels`` computes the integer LIF and trace steps in float64 with preallocated
+buffers, skipping the int32 clip where bounds prove it never fires; ``runtime.neuron`` is the
+specification. These tests drive both with the same inputs, including accumulations large
+enough to saturate, IF neurons (decay 1, no bound) and states loaded from outside the bounds.
+"""
+
+import numpy as np
+import pytest
+
+from spikeedge.runtime import bundle as fmt
+from spikeedge.runtime import engine
+from spikeedge.runtime.encoders import Encoder, encode_rate
+from spikeedge.runtime.fixedpoint import INT32_MAX
+from spikeedge.runtime.kernels import LifKernel, TraceKernel, fits_float64
+from spikeedge.runtime.neuron import LifIntParams, LifState, lif_state_zeros, lif_step_int, trace_step_int
+
+
+def _params(rng, n, reset_zero, decay_max=65535):
+    return LifIntParams(
+        rng.integers(0, decay_max + 1, n).astype(np.int32), rng.integers(0, decay_max + 1, n).astype(np.int32),
+        rng.integers(1, 1 << 18, n).astype(np.int64), rng.integers(1, 1 << 18, n).astype(np.int64),
+        rng.integers(-3000, 3000, n).astype(np.int32), reset_zero)
+
+
+def _compare(p, batch, accs, kernel):
+    state = lif_state_zeros(batch, p.a_syn.shape[0])
+    for acc_in, acc_rec in accs:
+        want_s, state = lif_step_int(np.zeros_like(acc_rec) if acc_in is None else acc_in, acc_rec, state, p)
+        one = batch == 1
+        got_s = kernel.step(None if acc_in is None else (acc_in[0] if one else acc_in).astype(np.float64),
+                            (acc_rec[0] if one else acc_rec).astype(np.float64))
+        assert np.array_equal(got_s.reshape(want_s.shape), want_s)
+        got = kernel.get()
+        assert np.array_equal(got.syn, state.syn) and np.array_equal(got.mem, state.mem)
+    return state
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("reset_zero", [False, True])
+def test_lif_kernel_equals_lif_step_int_with_saturation(batch, reset_zero):
+    """Unbounded accumulations and IF neurons (decay exactly 1): the clip is on and fires."""
+    rng = np.random.default_rng(batch + 2 * reset_zero)
+    n = 64
+    p = _params(rng, n, reset_zero, decay_max=65536)
+    p = p._replace(a_syn=np.where(np.arange(n) % 4 == 0, 65536, p.a_syn).astype(np.int32))
+    kernel = LifKernel(p, batch)
+    assert kernel.saturate
+    big = [rng.integers(-(1 << 30), 1 << 30, (batch, n)).astype(np.int32) for _ in range(40)]
+    accs = [(None if t % 7 == 3 else big[t], big[(t + 1) % 40] // 3) for t in range(40)]
+    state = _compare(p, batch, accs, kernel)
+    assert (np.abs(state.syn.astype(np.int64)) == INT32_MAX).any() or (state.syn == -(1 << 31)).any(), "the clip must have fired"
+
+
+@pytest.mark.parametrize("reset_zero", [False, True])
+def test_lif_kernel_without_clip_inside_its_bounds(reset_zero):
+    """With bounded accumulations and decays below 1 the clip is provably idle and skipped."""
+    rng = np.random.default_rng(7)
+    n = 200
+    p = _params(rng, n, reset_zero, decay_max=int(0.99 * 65536))
+    kernel = LifKernel(p, 1, max_abs_acc_in=2000.0, max_abs_acc_rec=5000.0)
+    assert not kernel.saturate and kernel.syn_bound < INT32_MAX
+    accs = [(rng.integers(-2000, 2001, (1, n)).astype(np.int32), rng.integers(-5000, 5001, (1, n)).astype(np.int32)) for _ in range(300)]
+    state = _compare(p, 1, accs, kernel)
+    assert np.abs(state.syn).max() > 0
+
+
+def test_a_state_outside_the_bounds_turns_the_clip_back_on():
+    rng = np.random.default_rng(3)
+    p = _params(rng, 10, False, decay_max=int(0.99 * 65536))
+    kernel = LifKernel(p, 1, 100.0, 100.0)
+    assert not kernel.saturate
+    outside = LifState(np.full((1, 10), INT32_MAX, np.int32), np.full((1, 10), -(1 << 31), np.int32))
+    kernel.set(outside, np.zeros((1, 10)))
+    assert kernel.saturate
+    want_s, want = lif_step_int(np.full((1, 10), 100, np.int32), np.full((1, 10), 100, np.int32), outside, p)
+    got_s = kernel.step(np.full(10, 100.0), np.full(10, 100.0))
+    assert np.array_equal(got_s, want_s[0]) and np.array_equal(kernel.get().syn, want.syn) and np.array_equal(kernel.get().mem, want.mem)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_trace_kernel_equals_trace_step_int(batch):
+    rng = np.random.default_rng(batch)
+    a = rng.integers(0, 65536, 50).astype(np.int32)
+    kernel = TraceKernel(a, 12, batch)
+    assert not kernel.saturate
+    tr = np.zeros((batch, 50), np.int32)
+    for _ in range(200):
+        s = rng.random((batch, 50)) < 0.3
+        tr = trace_step_int(tr, s.astype(np.int32), a, 12)
+        assert np.array_equal(kernel.step(s), tr)
+
+
+def test_rate_encoder_in_place_equals_encode_rate():
+    spec = fmt.RateEncoder(30, 1.7, 11)
+    enc = Encoder(spec, 2)
+    rng = np.random.default_rng(spec.seed)
+    xs = np.random.default_rng(0).normal(0.3, 0.5, (100, 2, 30))  # gains beyond [0, 1] both ways
+    for x in xs:
+        assert np.array_equal(enc.encode_into(x), encode_rate(x, spec.gain, rng).astype(bool))
+
+
+def test_fits_float64_guards_the_exact_range():
+    assert fits_float64(1e6, np.array([1 << 20]))
+    assert not fits_float64(1e12, np.array([1 << 31]))
+
+
+def test_the_integer_fallback_when_float64_is_not_exact(monkeypatch):
+    """Where a product could leave float64's exact range the session keeps ``lif_step_int``;
+    both paths give the same spikes and outputs."""
+    from test_runtime_exact import random_model, run_both
+
+    from spikeedge.offline.quantize import quantize_hrsnn
+
+    model = random_model("direct", "subtract", n=40)
+    xs = np.random.default_rng(4).random((2, 300, 3))
+    bundle = fmt.loads(fmt.dumps(quantize_hrsnn(model, xs[0])))
+    (s_fast, y_fast, session), (s_ref, y_ref) = run_both(bundle, xs)
+    assert session.layers[0].kernel is not None
+    monkeypatch.setattr(engine, "fits_float64", lambda *a: False)
+    (s_int, y_int, session), _ = run_both(bundle, xs)
+    assert session.layers[0].kernel is None
+    assert np.array_equal(s_int, s_ref) and np.array_equal(y_int, y_ref)
+    assert np.array_equal(s_fast, s_ref) and np.array_equal(y_fast, y_ref)
