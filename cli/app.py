@@ -14,7 +14,7 @@ import typer
 
 from .. import __version__
 from ..runtime.errors import SpikeedgeError
-from . import boards, demo, deploy, evaluate, export, info, power, profile, prune, report, results, run, train, verify
+from . import bench, boards, demo, deploy, evaluate, export, info, power, profile, prune, report, results, run, train, verify
 
 app = typer.Typer(
     name="spikeedge",
@@ -36,6 +36,7 @@ app.add_typer(power.app, name="power")
 app.command("profile")(profile.profile)
 app.command("flash")(deploy.flash)
 app.command("rollback")(deploy.rollback)
+app.command("bench")(bench.bench)
 app.add_typer(results.app, name="results")
 app.command("report")(report.report)
 
