@@ -90,12 +90,15 @@ def timed_steps(session: Any, xs: np.ndarray, graph: bool = False) -> Dict[str, 
     return out
 
 
+# Peak RSS of a fresh process: VmHWM, not ru_maxrss, which Linux carries over from the parent
+# across fork + exec (it reported this 300 MB benchmark process's peak for a 50 MB session).
 RSS = r"""
-import resource, sys, numpy as np
+import sys, numpy as np
 from spikeedge.runtime.backends import open_model
+from spikeedge.runtime.profile import peak_rss_bytes
 s = open_model(sys.argv[1])
 s.run(np.random.default_rng(0).random((1, 50, int(sys.argv[2]))))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+print(peak_rss_bytes())
 """
 
 
