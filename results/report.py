@@ -16,7 +16,7 @@ import html
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..runtime.errors import DataError, MissingExtraError
 
@@ -215,6 +215,20 @@ def _warnings(records: Sequence[Dict[str, Any]], names: Sequence[str]) -> str:
     return '<section id="warnings"><h2>Warnings</h2><ul class="warnings">%s</ul></section>' % "".join(items)
 
 
+def _env(record: Dict[str, Any], key: str) -> Any:
+    return _get(record, "environment", key)
+
+
+def _distinct(values: Sequence[Any]) -> str:
+    """Every different value once, in order, joined by " / " (one value: just it)."""
+    seen = []  # type: List[str]
+    for v in values:
+        text = "–" if v is None or v == "" else str(v)
+        if text not in seen:
+            seen.append(text)
+    return " / ".join(seen)
+
+
 def _env_section(records: Sequence[Dict[str, Any]], names: Sequence[str]) -> str:
     """Per board: the fixed facts (values that differ between runs all shown, joined by " / "),
     then one row per run for what changes from run to run (governor, temperatures, throttling)."""
@@ -225,24 +239,14 @@ def _env_section(records: Sequence[Dict[str, Any]], names: Sequence[str]) -> str
     parts = []
     for board in boards:
         mine = [(n, r) for n, r in zip(names, records) if str(r.get("board")) == board]
-
-        def distinct(get: Callable[[Dict[str, Any]], Any]) -> str:
-            seen = []  # type: List[str]
-            for _, r in mine:
-                v = get(r)
-                s = "–" if v is None else str(v)
-                if s not in seen:
-                    seen.append(s)
-            return " / ".join(seen)
-
-        env = lambda r, k: _get(r, "environment", k)  # noqa: E731
-        facts = [("hostname", distinct(lambda r: env(r, "hostname"))), ("kernel", distinct(lambda r: env(r, "kernel"))),
-                 ("machine", distinct(lambda r: env(r, "machine"))), ("CPU", distinct(lambda r: env(r, "cpu_model"))),
-                 ("Python", distinct(lambda r: env(r, "python"))),
-                 ("spikeedge", distinct(lambda r: " ".join(str(x) for x in (env(r, "spikeedge"), env(r, "spikeedge_build")) if x)))]
+        runs = [r for _, r in mine]
+        facts = [(title, _distinct([_env(r, key) for r in runs])) for title, key in (
+            ("hostname", "hostname"), ("kernel", "kernel"), ("machine", "machine"), ("CPU", "cpu_model"), ("Python", "python"))]
+        facts.append(("spikeedge", _distinct([" ".join(str(x) for x in (_env(r, "spikeedge"), _env(r, "spikeedge_build")) if x)
+                                              for r in runs])))
         packages = {}  # type: Dict[str, List[str]]
         for _, r in mine:
-            for pkg, ver in sorted((env(r, "packages") or {}).items()):
+            for pkg, ver in sorted((_env(r, "packages") or {}).items()):
                 vs = packages.setdefault(str(pkg), [])
                 if str(ver) not in vs:
                     vs.append(str(ver))
@@ -250,10 +254,10 @@ def _env_section(records: Sequence[Dict[str, Any]], names: Sequence[str]) -> str
         fact_rows = "".join('<tr><th>%s</th><td class="wrap">%s</td></tr>' % (_e(k), _e(v)) for k, v in facts)
         run_rows = []
         for name, r in mine:
-            temp = env(r, "temperature_c") or {}
-            thr = env(r, "throttled") or {}
+            temp = _env(r, "temperature_c") or {}
+            thr = _env(r, "throttled") or {}
             run_rows.append("<tr>%s</tr>" % "".join("<td>%s</td>" % c for c in (
-                _e(name), _e(r.get("created")), _e(env(r, "governor") or "–"),
+                _e(name), _e(r.get("created")), _e(_env(r, "governor") or "–"),
                 _num(temp.get("before"), "%.1f °C"), _num(temp.get("after"), "%.1f °C"),
                 _e(thr.get("before") or "–"), _e(thr.get("after") or "–"))))
         parts.append('<h3>%s</h3><table class="facts">%s</table><div class="scroll"><table><thead><tr>%s</tr></thead>'

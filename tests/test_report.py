@@ -21,7 +21,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
@@ -156,6 +156,19 @@ def test_report_is_self_contained_and_has_every_section() -> None:
     for board in ("rpi5", "jetson-orin-nano", "x86-host"):
         assert "<h3>%s</h3>" % board in page
     assert "6.6.31+rpt-rpi-2712" in page and "numpy 1.26.4" in page
+
+
+def test_report_from_the_shared_synthetic_records() -> None:
+    """Records as tests/results_records.py makes them (noisy log-normal samples with slow outliers,
+    a three-point trace) render too."""
+    from results_records import make_record
+
+    recs = [make_record(seed=i, backend=b, board=board, power=i % 3 != 2, mean_ms=1.0 + i)
+            for i, (b, board) in enumerate((("event", "rpi5"), ("onnx", "rpi5"), ("tflite", "rpi5"),
+                                            ("event", "jetson-orin-nano"), ("onnx", "jetson-orin-nano")))]
+    page = render_report(recs)
+    assert len(_images(page)) == 4
+    assert page.count("<tr title=") == 5 and page.count("no meter") == 1
 
 
 def test_same_records_same_page() -> None:
@@ -425,7 +438,8 @@ def _open(browser: _Browser, page: Path) -> Dict[str, Any]:
         if e["method"] == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
             errors.append("console.%s: %s" % (p["type"], p.get("args")))
         elif e["method"] == "Runtime.exceptionThrown":
-            errors.append("exception: %s" % p.get("exceptionDetails", {}).get("text"))
+            details = p.get("exceptionDetails", {})
+            errors.append("exception: %s %s" % (details.get("text"), details.get("exception", {}).get("description", "")))
         elif e["method"] == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
             errors.append("log: %s %s" % (p["entry"].get("text"), p["entry"].get("url", "")))
         elif e["method"] == "Network.loadingFailed":
@@ -463,12 +477,17 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
     # A page that loads nothing visible must fail the content check.
     blank = tmp_path / "blank.html"
     blank.write_text("<!DOCTYPE html><html><body></body></html>", encoding="utf-8")
+    # And the error collector must see what it is there to see.
+    noisy = tmp_path / "noisy.html"
+    noisy.write_text('<!DOCTYPE html><html><body><img src="absent.png"><script>console.error("boom")</script>'
+                     '<script>throw new Error("bang")</script></body></html>', encoding="utf-8")
 
     browser = _Browser()
     try:
         ok = _open(browser, good)
         bad = _open(browser, broken)
         empty = _open(browser, blank)
+        loud = _open(browser, noisy)
     finally:
         browser.close()
 
@@ -482,3 +501,5 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
     assert [im["alt"] for im in bad["images"] if im["width"] == 0] == ["Latency distributions"]
     nonwhite, colours = _content(empty["screenshot"])
     assert nonwhite < 0.01 and colours < 5
+    found = " | ".join(loud["errors"])
+    assert "boom" in found and "bang" in found and "load failed" in found, found
