@@ -156,8 +156,10 @@ def _remote(files: List[Path], argv: List[str], to: Optional[str], inventory: Op
     async def job(conn: Any) -> Any:
         result = None
         runs: List[Dict[str, Any]] = []
+        ok = True
         for f in files:
             r = await remote_command(conn, remote_dir, ["bench", "{model}"] + argv + ["--no-store"], f, "bench")
+            ok = ok and r.ok
             result = result or r
             if r is not result:
                 result.steps += r.steps
@@ -166,7 +168,7 @@ def _remote(files: List[Path], argv: List[str], to: Optional[str], inventory: Op
                 rec["environment"]["ssh_target"] = conn.target.name
                 runs.append(rec)
         result.report = {"runs": runs}
-        result.ok = True
+        result.ok = ok
         return result
 
     results = run_jobs(targets, "bench", job, Access(known_hosts, False, identity))

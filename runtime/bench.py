@@ -49,7 +49,7 @@ Progress = Callable[[int, int, str], None]
 
 def bench_model(path: Any, task: str, backend: str = "auto", trials: int = 5, warmup: int = 5, samples: Optional[int] = None,
                 meter: Any = None, root: str = "/", label: Optional[str] = None, threads: int = 1,
-                progress: Optional[Progress] = None, baseline_s: float = 1.0, data: Optional[str] = None,
+                progress: Optional[Progress] = None, baseline_s: float = 2.0, data: Optional[str] = None,
                 meter_note: Optional[str] = None) -> Dict[str, Any]:
     """Benchmark the model file ``path`` on ``task``; one run record (``docs/bench.md``).
 
