@@ -64,13 +64,14 @@ class EventColumns:
     """One weight matrix ready for event accumulation, chosen by measurement
     (``benchmarks/runtime_speed.py``, ``docs/results/runtime.md``): its columns as dense int8
     rows, one per source. Spike events (0/1): the rows of the active sources are copied into a
-    preallocated buffer (``np.take``) and summed in int16, in chunks small enough that no int16
-    sum can overflow (``32767 // max|w|`` rows), which is 2.4x faster than summing int8 into
-    int32 and 15-20x faster than ``np.add.at`` on the sparse columns; several streams are summed
-    stream by stream. Signed values (a direct-current input): the rows weighted by the values
-    in int64. Matrices above ``DENSE_ROWS_MAX_BYTES`` dense keep the sparse gather. The result
-    is written into a float64 buffer: the neuron kernels (``runtime.kernels``) work in float64,
-    exactly, on integer values."""
+    preallocated buffer (``np.take`` with ``mode="clip"``, which does not buffer: 2.4x faster
+    than the default) and summed in int16, in chunks small enough that no int16 sum can overflow
+    (``32767 // max|w|`` rows): 2.4x faster than summing int8 into int32, and 15-20x faster than
+    ``np.add.at`` on the sparse columns. Several streams are summed stream by stream (a BLAS
+    product over the union of their active rows was slower). Signed values (a direct-current
+    input): the rows weighted by the values in int64. Matrices above ``DENSE_ROWS_MAX_BYTES``
+    dense keep the sparse gather. Results go into the caller's buffer, float64 for the neuron
+    kernels (``runtime.kernels``), which work exactly on integer values in float64."""
 
     def __init__(self, w: SparseMatrix, peak: int) -> None:
         self.w = w
@@ -97,6 +98,13 @@ class EventColumns:
             ops = accumulate_events(self.w, np.asarray(events, np.int32), acc)
             np.copyto(out, acc, casting="unsafe")
             return ops
+        if events.shape[0] == 1 and events.dtype == np.bool_:  # one stream of spikes: the hot path
+            active = np.flatnonzero(events[0])
+            if active.size == 0:
+                out.fill(0)
+                return 0
+            self._sum_rows(active, out[0])
+            return int(self.nnz.take(active).sum())
         ops = 0
         for b in range(events.shape[0]):
             ev = events[b]
@@ -115,10 +123,16 @@ class EventColumns:
     def _sum_rows(self, active: np.ndarray, out: np.ndarray) -> None:
         """``out = sum of rows[active]``, int16 partial sums of at most ``chunk`` rows."""
         buf, s16, c = self._buf, self._sum16, self.chunk
+        if active.size <= c:
+            part = buf[: active.size]
+            np.take(self.rows, active, axis=0, out=part, mode="clip")
+            np.add.reduce(part, axis=0, dtype=np.int16, out=s16)
+            np.copyto(out, s16, casting="unsafe")
+            return
         for start in range(0, active.size, c):
             idx = active[start : start + c]
             part = buf[: idx.size]
-            np.take(self.rows, idx, axis=0, out=part)
+            np.take(self.rows, idx, axis=0, out=part, mode="clip")  # indices are valid; "raise" would buffer (2.4x slower)
             np.add.reduce(part, axis=0, dtype=np.int16, out=s16)
             if start == 0:
                 np.copyto(out, s16, casting="unsafe")

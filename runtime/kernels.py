@@ -72,6 +72,7 @@ class LifKernel:
         self.m_in = np.asarray(p.m_in, np.float64) * (1.0 / (1 << REQUANT_BITS))
         self.m_rec = np.asarray(p.m_rec, np.float64) * (1.0 / (1 << REQUANT_BITS))
         self.bias = np.asarray(p.bias, np.float64)
+        self._half_bias = self.bias + 0.5
         self.reset_zero = p.reset_zero
         self.syn = np.zeros((batch, n))
         self.mem = np.zeros((batch, n))
@@ -89,7 +90,7 @@ class LifKernel:
         returns the spikes (a view of the kernel's own buffer)."""
         syn, mem, t, spikes = self._v
         np.multiply(syn, self.a_syn, out=syn)
-        syn += 0.5
+        syn += self._half_bias  # rs(a * syn) + bias = floor(a * syn / 2**16 + 1/2 + bias): bias is an integer
         np.floor(syn, out=syn)
         if acc_in is not None:
             np.multiply(acc_in, self.m_in, out=t)
@@ -101,7 +102,6 @@ class LifKernel:
             t += 0.5
             np.floor(t, out=t)
             syn += t
-        syn += self.bias
         if self.saturate:
             np.clip(syn, INT32_MIN, INT32_MAX, out=syn)
         np.multiply(mem, self.a_mem, out=mem)
