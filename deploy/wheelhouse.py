@@ -41,7 +41,7 @@ def source_tree() -> Path:
     return root
 
 
-PACKAGED = ("cli", "runtime", "tasks", "offline", "deploy", "boards")
+PACKAGED = ("cli", "runtime", "tasks", "offline", "deploy", "boards", "results")
 
 
 def build_id(wheels: Any = None) -> str:

@@ -73,6 +73,12 @@ def work(tmp_path: Path, monkeypatch: Any, demo: Dict[str, Any]) -> Path:
     from spikeedge.runtime import bundle as fmt
 
     export_onnx(fmt.load("model.seb"), "model.onnx")
+    from results_records import make_record
+
+    from spikeedge.results.store import Store
+
+    with Store(tmp_path / "runs.sqlite") as store:  # two runs of one model, the second no worse
+        store.add_runs([make_record(seed=1), make_record(seed=2)])
     return tmp_path
 
 
@@ -396,6 +402,10 @@ JSON_CALLS: Dict[Tuple[str, ...], List[str]] = {
     ("profile",): ["profile", "model.seb", "--task", "mackey-glass", "--samples", "2", "--meter", "estimate"],
     ("boards", "show"): ["boards", "show", "rpi5"],
     ("boards", "detect"): ["boards", "detect", "--root", str(ROOT / "tests" / "fixtures" / "boards" / "jetson-orin-nano")],
+    ("bench",): ["bench", "model.seb", "--task", "mackey-glass", "--samples", "1", "--trials", "1", "--warmup", "0", "--meter", "estimate", "--no-store"],
+    ("results", "list"): ["results", "list", "--db", "runs.sqlite"],
+    ("results", "compare"): ["results", "compare", "latest~1", "latest", "--db", "runs.sqlite"],
+    ("report",): ["report", "-o", "report.html", "--db", "runs.sqlite"],
 }
 
 
