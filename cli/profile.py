@@ -87,6 +87,13 @@ def _show(r: Dict[str, Any]) -> None:
         p("  layer %-12s spike rate %.4f" % (name, rate), highlight=False, markup=False)
     p("  synaptic operations per inference %.0f" % r["synops_per_inference"], highlight=False)
     p("  time per phase: " + ", ".join("%s %.1f%%" % (k, 100 * v) for k, v in r["phases_share"].items()), highlight=False, markup=False)
+    for layer, mats in (r.get("accumulation") or {}).items():
+        for which, a in mats.items():
+            if a.get("hybrid") and "switch_activity" in a:
+                sw = a["switch_activity"]
+                p("  %s %s accumulation: dense product above %s active sources (measured: event %.2f us + %.3f us per source, dense %.1f us); steps event %d, dense %d" % (
+                    layer, which, "never" if sw is None else "%.1f%%" % (100 * sw), 1e3 * a["event_fixed_ms"], 1e3 * a["event_ms_per_source"],
+                    1e3 * a["dense_ms"], a["steps"]["event"], a["steps"]["dense"]), highlight=False, markup=False)
     p("  peak traced memory %.1f kB" % (r["memory"]["traced_peak_bytes"] / 1024), highlight=False)
     pw = r.get("power")
     if pw:

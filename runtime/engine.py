@@ -15,129 +15,13 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from .bundle import Bundle, LifRecurrentLayer, SparseMatrix
+from .accumulate import EventColumns, accumulate_events
+from .bundle import Bundle, LifRecurrentLayer
 from .encoders import Encoder
 from .errors import DataError
 from .fixedpoint import INT32_MAX
 from .kernels import LifKernel, TraceKernel, fits_float64
 from .neuron import LifIntParams, LifState, lif_state_zeros, lif_step_int
-
-
-def accumulate_events(w: SparseMatrix, events: np.ndarray, out: np.ndarray) -> int:
-    """``out += events @ W.T`` event by event: only columns of non-zero events are read.
-
-    ``events`` (batch, n_sources) int32 (0/1 spikes or signed values), ``out`` (batch,
-    n_targets) int32, zeroed by the caller. Returns the synaptic operations performed.
-    """
-    b_idx, src = np.nonzero(events)
-    if src.size == 0:
-        return 0
-    starts = w.indptr[src].astype(np.int64)
-    counts = w.indptr[src + 1].astype(np.int64) - starts
-    total = int(counts.sum())
-    if total == 0:
-        return 0
-    # Positions of every gathered weight: the concatenation of the active columns.
-    first = np.cumsum(counts) - counts
-    pos = np.repeat(starts - first, counts) + np.arange(total)
-    targets = w.indices[pos].astype(np.int64) + np.repeat(b_idx * w.n_targets, counts)
-    vals = w.values[pos].astype(np.int32)
-    ev = events[b_idx, src]
-    if not np.all(ev == 1):
-        vals *= np.repeat(ev, counts).astype(np.int32)
-    np.add.at(out.reshape(-1), targets, vals)
-    return total
-
-
-def source_rows(w: SparseMatrix) -> np.ndarray:
-    """The matrix as dense int8 rows, one per source: ``(n_sources, n_targets)``."""
-    rows = np.zeros((w.n_sources, w.n_targets), np.int8)
-    rows[np.repeat(np.arange(w.n_sources), np.diff(w.indptr)), w.indices.astype(np.int64)] = w.values
-    return rows
-
-
-DENSE_ROWS_MAX_BYTES = 16 << 20  # above this a matrix stays sparse (the gather above)
-INT16_MAX = (1 << 15) - 1
-
-
-class EventColumns:
-    """One weight matrix ready for event accumulation, chosen by measurement
-    (``benchmarks/runtime_speed.py``, ``docs/results/runtime.md``): its columns as dense int8
-    rows, one per source. Spike events (0/1): the rows of the active sources are copied into a
-    preallocated buffer (``np.take`` with ``mode="clip"``, which does not buffer: 2.4x faster
-    than the default) and summed in int16, in chunks small enough that no int16 sum can overflow
-    (``32767 // max|w|`` rows): 2.4x faster than summing int8 into int32, and 15-20x faster than
-    ``np.add.at`` on the sparse columns. Several streams are summed stream by stream (a BLAS
-    product over the union of their active rows was slower). Signed values (a direct-current
-    input): the rows weighted by the values in int64. Matrices above ``DENSE_ROWS_MAX_BYTES``
-    dense keep the sparse gather. Results go into the caller's buffer, float64 for the neuron
-    kernels (``runtime.kernels``), which work exactly on integer values in float64."""
-
-    def __init__(self, w: SparseMatrix, peak: int) -> None:
-        self.w = w
-        self.nnz = np.diff(w.indptr).astype(np.int64)  # non-zero weights per source
-        self.dense = w.n_sources * w.n_targets <= DENSE_ROWS_MAX_BYTES
-        self.rows = source_rows(w) if self.dense else None  # (sources, targets) int8
-        wmax = int(np.abs(w.values.astype(np.int16)).max()) if w.values.size else 1
-        self.chunk = max(1, INT16_MAX // max(1, wmax))  # rows per int16 partial sum
-        per_target = np.bincount(w.indices.astype(np.int64), weights=np.abs(w.values.astype(np.float64)), minlength=w.n_targets)
-        self.max_abs_acc = float(peak) * float(per_target.max()) if w.values.size else 0.0  # bound on |acc|
-        if self.dense:
-            self._buf = np.empty((min(self.chunk, w.n_sources), w.n_targets), np.int8)
-            self._sum16 = np.empty(w.n_targets, np.int16)
-        self._int32: Optional[np.ndarray] = None
-
-    def accumulate(self, events: np.ndarray, out: np.ndarray) -> int:
-        """``out = events @ W.T`` (overwritten; any numeric dtype); returns the synaptic
-        operations, 0 exactly when no event arrived."""
-        if not self.dense:
-            if self._int32 is None or self._int32.shape != out.shape:
-                self._int32 = np.zeros(out.shape, np.int32)
-            acc = self._int32
-            acc[...] = 0
-            ops = accumulate_events(self.w, np.asarray(events, np.int32), acc)
-            np.copyto(out, acc, casting="unsafe")
-            return ops
-        if events.shape[0] == 1 and events.dtype == np.bool_:  # one stream of spikes: the hot path
-            active = np.flatnonzero(events[0])
-            if active.size == 0:
-                out.fill(0)
-                return 0
-            self._sum_rows(active, out[0])
-            return int(self.nnz.take(active).sum())
-        ops = 0
-        for b in range(events.shape[0]):
-            ev = events[b]
-            active = np.flatnonzero(ev)
-            k = active.size
-            if k == 0:
-                out[b] = 0
-                continue
-            ops += int(self.nnz.take(active).sum())
-            if ev.dtype == np.bool_ or bool(np.all(ev.take(active) == 1)):
-                self._sum_rows(active, out[b])
-            else:
-                out[b] = (ev.take(active).astype(np.int64)[:, None] * self.rows.take(active, axis=0)).sum(axis=0)
-        return ops
-
-    def _sum_rows(self, active: np.ndarray, out: np.ndarray) -> None:
-        """``out = sum of rows[active]``, int16 partial sums of at most ``chunk`` rows."""
-        buf, s16, c = self._buf, self._sum16, self.chunk
-        if active.size <= c:
-            part = buf[: active.size]
-            np.take(self.rows, active, axis=0, out=part, mode="clip")
-            np.add.reduce(part, axis=0, dtype=np.int16, out=s16)
-            np.copyto(out, s16, casting="unsafe")
-            return
-        for start in range(0, active.size, c):
-            idx = active[start : start + c]
-            part = buf[: idx.size]
-            np.take(self.rows, idx, axis=0, out=part, mode="clip")  # indices are valid; "raise" would buffer (2.4x slower)
-            np.add.reduce(part, axis=0, dtype=np.int16, out=s16)
-            if start == 0:
-                np.copyto(out, s16, casting="unsafe")
-            else:
-                np.add(out, s16, out=out, casting="unsafe")
 
 
 @dataclass
@@ -225,7 +109,10 @@ class Session:
         peak = (1 << (bundle.encoder.bits - 1)) - 1 if bundle.encoder.kind == "encoder.direct" else 1
         self.columns = []
         for layer in bundle.layers:
-            self.columns.append((EventColumns(layer.w_in, peak), EventColumns(layer.w_rec, 1)))
+            pair = (EventColumns(layer.w_in, peak), EventColumns(layer.w_rec, 1))
+            for cols in pair:
+                cols.calibrate()  # the hybrid's switch point, measured here (a few ms at most)
+            self.columns.append(pair)
             peak = 1
         ro = bundle.readout
         # Readout sums of int32 traces times int8 weights: exact in float64 below 2**53 (BLAS).
@@ -247,6 +134,9 @@ class Session:
         self._x = np.zeros((batch, self.bundle.encoder.n_inputs))
         self.spike_counts = {ls.layer.name: 0 for ls in self.layers}
         self.spike_history: List[List[np.ndarray]] = [[] for _ in self.layers]
+        for pair in self.columns:
+            for cols in pair:
+                cols.steps = {"event": 0, "dense": 0}
         self.synops = 0
         self.steps = 0
 
@@ -291,6 +181,11 @@ class Session:
     def trace(self) -> np.ndarray:
         """The readout traces (batch, n_in), int32."""
         return self._trace.trace.astype(np.int32)
+
+    def accumulation_report(self) -> Dict[str, Any]:
+        """Per layer and matrix: the hybrid's measured costs, switch point (fraction of the
+        sources active above which the dense product is used; None: never) and steps per path."""
+        return {ls.layer.name: {"input": ci.report(), "recurrent": cr.report()} for ls, (ci, cr) in zip(self.layers, self.columns)}
 
     def get_state(self) -> Dict[str, np.ndarray]:
         """The neuron state in integer units, by the step graphs' names (``runtime/stepgraph``):

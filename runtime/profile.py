@@ -109,6 +109,8 @@ def profile_model(session: Any, xs: np.ndarray, meter: Any = None, baseline_s: f
         "phases_share": {k: v / max(1e-12, sum(clock.seconds.values())) for k, v in clock.seconds.items()},
         "memory": {"traced_peak_bytes": int(peak), "process_peak_rss_bytes": peak_rss_bytes()},
     }
+    if hasattr(session, "accumulation_report"):  # the event runtime's hybrid: switch points, steps per path
+        out["accumulation"] = session.accumulation_report()
     if getattr(result, "layer_synops", None):
         out["synops_per_layer"] = result.layer_synops
     if estimate:  # exact: the operations counted, times the energy per operation (not a measurement)

@@ -123,3 +123,54 @@ def test_the_integer_fallback_when_float64_is_not_exact(monkeypatch):
     assert session.layers[0].kernel is None
     assert np.array_equal(s_int, s_ref) and np.array_equal(y_int, y_ref)
     assert np.array_equal(s_fast, s_ref) and np.array_equal(y_fast, y_ref)
+
+
+# ----------------------------------------------------------------------------- the hybrid accumulation
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_dense_and_event_paths_give_the_same_integers(batch):
+    from spikeedge.runtime.accumulate import EventColumns, accumulate_events
+
+    rng = np.random.default_rng(batch)
+    w = fmt.SparseMatrix.from_dense(np.where(rng.random((90, 300)) < 0.1, rng.integers(-127, 128, (90, 300)), 0).astype(np.int8))
+    cols = EventColumns(w, 1)
+    assert cols.rows_f32 is not None
+    for rate in (0.0, 0.02, 0.3, 1.0):
+        ev = rng.random((batch, 300)) < rate
+        want = np.zeros((batch, 90), np.int32)
+        ops = accumulate_events(w, ev.astype(np.int32), want)
+        for switch in (-1, 301):  # forced dense, forced event
+            cols.switch_k = switch
+            got = np.full((batch, 90), 7.0)
+            assert cols.accumulate(ev, got) == ops
+            assert np.array_equal(got, want)
+    assert cols.steps["dense"] > 0 and cols.steps["event"] > 0
+
+
+def test_calibration_measures_a_switch_point():
+    from spikeedge.runtime.accumulate import EventColumns
+
+    rng = np.random.default_rng(0)
+    w = fmt.SparseMatrix.from_dense(np.where(rng.random((256, 256)) < 0.1, rng.integers(-127, 128, (256, 256)), 0).astype(np.int8))
+    rep = EventColumns(w, 1).calibrate()
+    assert rep["hybrid"] and rep["dense_ms"] > 0 and rep["event_ms_per_source"] > 0
+    assert rep["switch_activity"] is None or 0.0 <= rep["switch_activity"] <= 1.0
+    big = fmt.SparseMatrix.from_dense(np.zeros((1100, 1000), np.int8))  # a float32 copy above the budget: event only
+    assert EventColumns(big, 1).calibrate() == {"sources": 1000, "targets": 1100, "hybrid": False, "steps": {"event": 0, "dense": 0}}
+
+
+@pytest.mark.parametrize("switch", [-1, 10**6])
+def test_sessions_on_either_path_equal_the_integer_reference(switch, monkeypatch):
+    from test_runtime_exact import random_model, run_both
+
+    from spikeedge.offline.quantize import quantize_hrsnn
+
+    model = random_model("rate", "subtract", n=80)
+    xs = np.random.default_rng(5).random((3, 300, 3))
+    bundle = fmt.loads(fmt.dumps(quantize_hrsnn(model, xs[0])))
+    monkeypatch.setattr(engine.EventColumns, "calibrate", lambda self: setattr(self, "switch_k", switch))
+    (s_rt, y_rt, session), (s_ref, y_ref) = run_both(bundle, xs)
+    assert np.array_equal(s_rt, s_ref) and np.array_equal(y_rt, y_ref)
+    used = session.columns[0][1].steps
+    assert (used["dense"] > 0) == (switch < 0) and (used["event"] > 0) == (switch > 0)

@@ -99,21 +99,21 @@ def test_synops_count_events_times_fanout():
 def test_event_columns_equal_the_sparse_gather(batch, signed, dense, monkeypatch):
     """Every accumulation path (dense rows for one stream, a BLAS product for several, the sparse
     gather for large matrices) gives the sparse gather's integers and operation counts."""
-    from spikeedge.runtime import engine
+    from spikeedge.runtime import accumulate
 
     if not dense:
-        monkeypatch.setattr(engine, "DENSE_ROWS_MAX_BYTES", 0)
+        monkeypatch.setattr(accumulate, "DENSE_ROWS_MAX_BYTES", 0)
     rng = np.random.default_rng(batch + 2 * signed)
     w = fmt.SparseMatrix.from_dense(np.where(rng.random((50, 70)) < 0.2, rng.integers(-127, 128, (50, 70)), 0).astype(np.int8))
     peak = 32767 if signed else 1
-    cols = engine.EventColumns(w, peak)
+    cols = accumulate.EventColumns(w, peak)
     assert cols.dense == dense
     for rate in (0.0, 0.05, 0.5):
         ev = (rng.random((batch, 70)) < rate).astype(np.int32)
         if signed:
             ev *= rng.integers(-peak, peak + 1, ev.shape).astype(np.int32)
         want = np.zeros((batch, 50), np.int32)
-        ops = engine.accumulate_events(w, ev, want)
+        ops = accumulate.accumulate_events(w, ev, want)
         got = np.full((batch, 50), 99, np.int32)  # overwritten, not added to
         assert cols.accumulate(ev, got) == ops
         assert np.array_equal(got, want)
