@@ -52,24 +52,23 @@ class _LayerState:
     integer values; ``runtime.kernels``), or the int32 state of ``lif_step_int`` when a product
     could leave float64's exact range."""
 
-    def __init__(self, layer: LifRecurrentLayer, columns: Any, batch: int) -> None:
+    def __init__(self, layer: LifRecurrentLayer, columns: Any, batch: int, trace: Any = None) -> None:
         self.layer = layer
         self.params = LifIntParams(layer.a_syn, layer.a_mem, layer.m_in, layer.m_rec, layer.bias, layer.reset == "zero")
         cols_in, cols_rec = columns
         exact = fits_float64(cols_in.max_abs_acc, layer.m_in) and fits_float64(cols_rec.max_abs_acc, layer.m_rec)
-        self.kernel: Optional[LifKernel] = LifKernel(self.params, batch, cols_in.max_abs_acc, cols_rec.max_abs_acc) if exact else None
-        dtype = np.float64 if exact else np.int32
-        self.acc_in = np.zeros((batch, layer.n), dtype)
-        self.acc_rec = np.zeros((batch, layer.n), dtype)
-        self._acc = (self.acc_in[0], self.acc_rec[0]) if batch == 1 else (self.acc_in, self.acc_rec)
+        self.kernel: Optional[LifKernel] = LifKernel(self.params, batch, cols_in.max_abs_acc, cols_rec.max_abs_acc, trace) if exact else None
+        if self.kernel is not None:
+            self.acc_in, self.acc_rec = self.kernel.acc_in, self.kernel.acc_rec
+        else:
+            self.acc_in, self.acc_rec = np.zeros((batch, layer.n), np.int32), np.zeros((batch, layer.n), np.int32)
         self.state: LifState = lif_state_zeros(batch, layer.n)
         self.spikes = self.kernel.spikes if self.kernel is not None else np.zeros((batch, layer.n), bool)
 
     def step(self, ops_in: int, ops_rec: int) -> np.ndarray:
         """The neuron update after accumulation; returns the layer's spikes (batch, n) bool."""
         if self.kernel is not None:
-            self.kernel.step(self._acc[0] if ops_in else None, self._acc[1] if ops_rec else None)
-            return self.spikes
+            return self.kernel.step(bool(ops_in or ops_rec))
         spikes, self.state = lif_step_int(self.acc_in, self.acc_rec, self.state, self.params)
         self.spikes = spikes
         return spikes
@@ -83,6 +82,21 @@ class _LayerState:
         else:
             self.state = LifState(np.asarray(state.syn).astype(np.int32), np.asarray(state.mem).astype(np.int32))
             self.spikes = np.asarray(spikes) != 0
+
+
+class _FusedTrace:
+    """The readout trace kept by the last layer's kernel (``LifKernel(trace=...)``), behind the
+    interface of ``TraceKernel``: the kernel's step already advanced it."""
+
+    def __init__(self, kernel: LifKernel) -> None:
+        self.kernel = kernel
+        self.trace = kernel.trace
+
+    def step(self, spikes: np.ndarray) -> np.ndarray:
+        return self.trace
+
+    def set(self, trace: np.ndarray) -> None:
+        self.kernel.set_trace(trace)
 
 
 class Session:
@@ -127,11 +141,15 @@ class Session:
         self.batch = batch
         self.encoder = Encoder(self.bundle.encoder, batch)
         self.encoder.reset(first_frame)
-        self.layers = [_LayerState(layer, cols, batch) for layer, cols in zip(self.bundle.layers, self.columns)]
         ro = self.bundle.readout
-        self._trace = TraceKernel(ro.a_trace, ro.trace_bits, batch)
+        last = len(self.bundle.layers) - 1
+        self.layers = [_LayerState(layer, cols, batch, (ro.a_trace, ro.trace_bits) if i == last else None)
+                       for i, (layer, cols) in enumerate(zip(self.bundle.layers, self.columns))]
+        kernel = self.layers[-1].kernel
+        self._trace = _FusedTrace(kernel) if kernel is not None else TraceKernel(ro.a_trace, ro.trace_bits, batch)
         self._acc_out = np.zeros((batch, ro.n_out), np.float64 if self._float_readout else np.int64)
-        self._x = np.zeros((batch, self.bundle.encoder.n_inputs))
+        self._x_shape = (batch, self.bundle.encoder.n_inputs)
+        self._n_x = batch * self.bundle.encoder.n_inputs
         self.spike_counts = {ls.layer.name: 0 for ls in self.layers}
         self.spike_history: List[List[np.ndarray]] = [[] for _ in self.layers]
         for pair in self.columns:
@@ -148,11 +166,10 @@ class Session:
         if clock is not None:
             clock.start()
         x = np.asarray(x)
-        if x.size != self._x.size:
+        if x.size != self._n_x:
             raise DataError("the input has %d values per step and stream; the model takes %d" % (
                 x.size // max(1, self.batch), self.bundle.encoder.n_inputs))
-        np.copyto(self._x, x.reshape(self._x.shape), casting="unsafe")
-        events = self.encoder.encode_into(self._x)
+        events = self.encoder.encode_into(x.reshape(self._x_shape))
         if clock is not None:
             clock.lap("encode")
         synops = 0

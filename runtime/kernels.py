@@ -20,7 +20,7 @@ checks a layer's worst case once, and the session keeps ``lif_step_int`` where i
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from .fixedpoint import DECAY_BITS, INT32_MAX, INT32_MIN, REQUANT_BITS, THRESHOL
 from .neuron import LifIntParams, LifState
 
 FLOAT64_EXACT = float(1 << 52)
+# Float constants: a Python int beside a float64 array sends numpy through type resolution on
+# every call (4x slower for a ``where=`` subtract).
+THRESHOLD_F, INT32_MIN_F, INT32_MAX_F = float(THRESHOLD), float(INT32_MIN), float(INT32_MAX)
 SAFE_BOUND = 0.99 * INT32_MAX  # a bound this far below 2**31 leaves room for its own rounding
 
 
@@ -64,58 +67,94 @@ class LifKernel:
     state outside the bounds.
     """
 
-    def __init__(self, p: LifIntParams, batch: int, max_abs_acc_in: float = float("inf"), max_abs_acc_rec: float = float("inf")) -> None:
+    def __init__(self, p: LifIntParams, batch: int, max_abs_acc_in: float = float("inf"), max_abs_acc_rec: float = float("inf"),
+                 trace: Optional[Tuple[np.ndarray, int]] = None) -> None:
         n = p.a_syn.shape[0]
+        one = batch == 1  # one stream: 1-D rows, below
+        rows = 2 if trace is None else 3
+        shape = (rows, n) if one else (rows, 1, n)
         scale = 1.0 / (1 << DECAY_BITS)
         self.a_syn = p.a_syn.astype(np.float64) * scale
         self.a_mem = p.a_mem.astype(np.float64) * scale
         self.m_in = np.asarray(p.m_in, np.float64) * (1.0 / (1 << REQUANT_BITS))
         self.m_rec = np.asarray(p.m_rec, np.float64) * (1.0 / (1 << REQUANT_BITS))
         self.bias = np.asarray(p.bias, np.float64)
-        self._half_bias = self.bias + 0.5
         self.reset_zero = p.reset_zero
-        self.syn = np.zeros((batch, n))
-        self.mem = np.zeros((batch, n))
+        # syn and mem decay together, as do the two accumulations: one call on (2, n) costs
+        # less than two on (n,). The bias joins the decay's rounding offset:
+        # rs(a * syn) + bias = floor(a * syn / 2**16 + 1/2 + bias), as bias is an integer.
+        # With ``trace`` (the readout's (a_trace, bits)) the spike trace of these neurons is a
+        # third row of the state: it decays in the same calls (trace_step_int, fused).
+        decays, offsets = [self.a_syn, self.a_mem], [self.bias + 0.5, np.full(n, 0.5)]
+        if trace is not None:
+            decays.append(np.asarray(trace[0], np.float64) * scale)
+            offsets.append(np.full(n, 0.5))
+            self.trace_add = float(1 << trace[1])
+            self.trace_bound = _fixed_point_bound(np.full(n, self.trace_add), decays[2])
+            self.trace_saturate = not self.trace_bound < SAFE_BOUND
+        self._decay = np.stack(decays).reshape(shape)
+        self._offset = np.stack(offsets).reshape(shape)
+        self._mult = np.stack([self.m_in, self.m_rec]).reshape((2,) + shape[1:])
+        self.state = np.zeros((rows, batch, n))  # [syn, mem(, trace)]
+        self.trace = self.state[2] if trace is not None else None
+        kick = [-float(THRESHOLD)] + ([self.trace_add] if trace is not None else [])
+        self._kick = np.array(kick).reshape((len(kick), 1) if one else (len(kick), 1, 1))  # spikes' effect on [mem(, trace)]
+        self._keep = np.zeros((n,) if one else (batch, n), bool)
+        self.acc = np.zeros((2, batch, n))  # [acc_in, acc_rec]: filled by the caller before step()
+        self.syn, self.mem = self.state[0], self.state[1]
+        self.acc_in, self.acc_rec = self.acc[0], self.acc[1]
         self.spikes = np.zeros((batch, n), bool)
-        self._t = np.empty((batch, n))
+        self._t = np.empty((2, batch, n))
         drive = np.abs(self.m_in) * max_abs_acc_in + np.abs(self.m_rec) * max_abs_acc_rec + 1.0 + np.abs(self.bias)
         self.syn_bound = _fixed_point_bound(drive, self.a_syn)
         self.mem_bound = _fixed_point_bound(np.full(n, self.syn_bound), self.a_mem)
         self.saturate = not max(self.syn_bound, self.mem_bound) < SAFE_BOUND
-        one = batch == 1  # the 1-D views below are what step() works on
-        self._v = tuple(a[0] if one else a for a in (self.syn, self.mem, self._t, self.spikes))
+        views = (self.state, self.acc, self._t, self.spikes)
+        self._v = tuple(a.reshape(a.shape[:1] + (n,) if a.ndim == 3 else (n,)) if one else a for a in views)
 
-    def step(self, acc_in: Optional[np.ndarray], acc_rec: Optional[np.ndarray]) -> np.ndarray:
-        """Advance one step (``acc_*`` shaped like the state, or its 1-D row for one stream);
-        returns the spikes (a view of the kernel's own buffer)."""
-        syn, mem, t, spikes = self._v
-        np.multiply(syn, self.a_syn, out=syn)
-        syn += self._half_bias  # rs(a * syn) + bias = floor(a * syn / 2**16 + 1/2 + bias): bias is an integer
-        np.floor(syn, out=syn)
-        if acc_in is not None:
-            np.multiply(acc_in, self.m_in, out=t)
+    def step(self, inputs: bool = True) -> np.ndarray:
+        """Advance one step from the accumulations in ``acc`` (``inputs=False``: both are zero
+        this step, and their terms, ``rs(0, 16) = 0``, are skipped); returns the spikes (the
+        kernel's own buffer, (batch, n) bool)."""
+        state, acc, t, spikes = self._v
+        np.multiply(state, self._decay, out=state)
+        state += self._offset
+        np.floor(state, out=state)  # [rs(a_syn * syn) + bias, rs(a_mem * mem)]
+        syn, mem = state[0], state[1]
+        if inputs:
+            np.multiply(acc, self._mult, out=t)
             t += 0.5
-            np.floor(t, out=t)
-            syn += t
-        if acc_rec is not None:
-            np.multiply(acc_rec, self.m_rec, out=t)
-            t += 0.5
-            np.floor(t, out=t)
-            syn += t
+            np.floor(t, out=t)  # [rs(acc_in * m_in), rs(acc_rec * m_rec)]
+            syn += t[0]
+            syn += t[1]
         if self.saturate:
-            np.clip(syn, INT32_MIN, INT32_MAX, out=syn)
-        np.multiply(mem, self.a_mem, out=mem)
-        mem += 0.5
-        np.floor(mem, out=mem)
+            np.clip(syn, INT32_MIN_F, INT32_MAX_F, out=syn)
         mem += syn
         if self.saturate:
-            np.clip(mem, INT32_MIN, INT32_MAX, out=mem)
-        np.greater_equal(mem, THRESHOLD, out=spikes)
+            np.clip(mem, INT32_MIN_F, INT32_MAX_F, out=mem)
+        np.greater_equal(mem, THRESHOLD_F, out=spikes)
+        # Reset and trace without ``where=``: a masked ufunc branches per element, 5 ns each on
+        # random spikes (10 us per 2,048 neurons at 40% activity); a product with the spikes is
+        # branch-free. Subtract reset and trace share one call: state[1:] += spikes * [-T, 2**bits].
         if self.reset_zero:
-            np.copyto(mem, 0.0, where=spikes)
+            np.logical_not(spikes, out=self._keep)
+            np.multiply(mem, self._keep, out=mem)
+            if self.trace is not None:
+                np.multiply(spikes, self.trace_add, out=t[0])
+                state[2] += t[0]
         else:
-            np.subtract(mem, THRESHOLD, out=mem, where=spikes)
-        return spikes
+            k = self._kick.shape[0]
+            np.multiply(spikes, self._kick, out=t[:k])
+            state[1 : 1 + k] += t[:k]
+        if self.trace is not None and self.trace_saturate:
+            np.clip(state[2], INT32_MIN_F, INT32_MAX_F, out=state[2])
+        return self.spikes
+
+    def set_trace(self, trace: np.ndarray) -> None:
+        """Load the fused trace (int32 values); its clip comes back on outside its bound."""
+        np.copyto(self.trace, np.asarray(trace).reshape(self.trace.shape).astype(np.int32).astype(np.float64))
+        if float(np.abs(self.trace).max(initial=0)) > self.trace_bound:
+            self.trace_saturate = True
 
     def get(self) -> LifState:
         """The state as ``runtime.neuron.LifState`` (int32 copies)."""
@@ -142,6 +181,7 @@ class TraceKernel:
         self.saturate = not self.bound < SAFE_BOUND
         self._one = batch == 1
         self._v = self.trace[0] if self._one else self.trace
+        self._t = np.empty_like(self._v)
 
     def step(self, spikes: np.ndarray) -> np.ndarray:
         """``spikes`` (batch, n) bool; returns the traces (batch, n)."""
@@ -151,9 +191,10 @@ class TraceKernel:
         np.multiply(tr, self.a, out=tr)
         tr += 0.5
         np.floor(tr, out=tr)
-        np.add(tr, self.add, out=tr, where=spikes)
+        np.multiply(spikes, self.add, out=self._t)  # branch-free (see LifKernel.step)
+        tr += self._t
         if self.saturate:
-            np.clip(tr, INT32_MIN, INT32_MAX, out=tr)
+            np.clip(tr, INT32_MIN_F, INT32_MAX_F, out=tr)
         return self.trace
 
     def set(self, trace: np.ndarray) -> None:

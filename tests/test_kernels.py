@@ -28,10 +28,10 @@ def _compare(p, batch, accs, kernel):
     state = lif_state_zeros(batch, p.a_syn.shape[0])
     for acc_in, acc_rec in accs:
         want_s, state = lif_step_int(np.zeros_like(acc_rec) if acc_in is None else acc_in, acc_rec, state, p)
-        one = batch == 1
-        got_s = kernel.step(None if acc_in is None else (acc_in[0] if one else acc_in).astype(np.float64),
-                            (acc_rec[0] if one else acc_rec).astype(np.float64))
-        assert np.array_equal(got_s.reshape(want_s.shape), want_s)
+        kernel.acc_in[...] = 0 if acc_in is None else acc_in
+        kernel.acc_rec[...] = acc_rec
+        got_s = kernel.step(inputs=acc_in is not None or bool(acc_rec.any()))
+        assert np.array_equal(got_s, want_s)
         got = kernel.get()
         assert np.array_equal(got.syn, state.syn) and np.array_equal(got.mem, state.mem)
     return state
@@ -75,8 +75,9 @@ def test_a_state_outside_the_bounds_turns_the_clip_back_on():
     kernel.set(outside, np.zeros((1, 10)))
     assert kernel.saturate
     want_s, want = lif_step_int(np.full((1, 10), 100, np.int32), np.full((1, 10), 100, np.int32), outside, p)
-    got_s = kernel.step(np.full(10, 100.0), np.full(10, 100.0))
-    assert np.array_equal(got_s, want_s[0]) and np.array_equal(kernel.get().syn, want.syn) and np.array_equal(kernel.get().mem, want.mem)
+    kernel.acc[...] = 100
+    got_s = kernel.step()
+    assert np.array_equal(got_s, want_s) and np.array_equal(kernel.get().syn, want.syn) and np.array_equal(kernel.get().mem, want.mem)
 
 
 @pytest.mark.parametrize("batch", [1, 2])
