@@ -158,6 +158,32 @@ def newest_per(records: Sequence[Dict[str, Any]], key: Any) -> List[Dict[str, An
     return [best[k] for k in order]
 
 
+_FORM_SUFFIX = re.compile(r"\.(seb|onnx|tflite)$", re.IGNORECASE)
+
+
+def model_family(r: Dict[str, Any]) -> Tuple[str, Any, Any]:
+    """One model in all its forms: the bundle ``m.seb`` and the step graphs ``m.onnx`` and
+    ``m.tflite`` exported from it are three files (three sha256s, one backend each) of one
+    network. They share the file name without its suffix (the convention ``spikeedge bench
+    --backend`` finds siblings by) and the neuron and synapse counts (read from the step-graph
+    card, equal for every form)."""
+    m = r.get("model") or {}
+    return _FORM_SUFFIX.sub("", str(m.get("name") or "?")), m.get("neurons"), m.get("synapses")
+
+
+# Energy scales for the axis: the largest value decides the unit of a panel (a bar of
+# 1.7e-06 mJ with a "1e-6" offset above the axis is unreadable; 1.72 nJ is not).
+_ENERGY_UNITS = ((1.0, "J"), (1e-3, "mJ"), (1e-6, "µJ"), (1e-9, "nJ"), (1e-12, "pJ"))
+
+
+def energy_unit(joules: float) -> Tuple[float, str]:
+    """(scale, unit) for showing energies up to ``joules``: value / scale is in [1, 1000)."""
+    for scale, unit in _ENERGY_UNITS:
+        if joules >= scale:
+            return scale, unit
+    return _ENERGY_UNITS[-1]
+
+
 def _grid(n: int, row_height: float, title_space: float = 0.5) -> Tuple[Any, List[Any]]:
     """A figure of ``n`` panels: one column up to two panels, two columns beyond (a slide is
     wider than tall); the unused last cell is hidden."""
@@ -180,52 +206,54 @@ def _plain_log(ax: Any) -> None:
 
 
 def energy_figure(records: Sequence[Dict[str, Any]]) -> Optional[Any]:
-    """Energy per inference, grouped bars: one group per board, one bar per backend, one panel per
-    model (the newest run of each model/board/backend), the value written on each bar. Solid bars
-    are measured, pale hatched bars are estimates (synaptic operations x energy per operation); a
-    black tick marks the dynamic part (above idle) where known. A panel whose values span more
-    than 100x gets a log axis."""
+    """Energy per inference, grouped bars: one panel per model (``model_family``: a bundle and the
+    graphs exported from it share a panel), in it one group per board and one bar per backend (the
+    newest run of each model/board/backend), the value written on each bar, in the unit that
+    suits the panel (J, mJ, µJ, nJ or pJ). Solid bars are measured, pale hatched bars are
+    estimates (synaptic operations x energy per operation); a black tick marks the dynamic part
+    (above idle) where an idle level was measured. A panel whose values span more than 100x gets
+    a log axis."""
     runs = [r for r in records if _energy(r) is not None]
     if not runs:
         return None
-    runs = newest_per(runs, lambda r: ((r.get("model") or {}).get("sha256") or (r.get("model") or {}).get("name"), r.get("board"), r.get("backend")))
+    runs = newest_per(runs, lambda r: (model_family(r), r.get("board"), r.get("backend")))
     models = []  # type: List[Any]
     for r in runs:
-        m = (r.get("model") or {}).get("name") or "?"
-        if m not in models:
-            models.append(m)
+        if model_family(r) not in models:
+            models.append(model_family(r))
     backends = sorted({r.get("backend") or "?" for r in runs})
     fig, axes = _grid(len(models), 2.8, 0.9)
     width = 0.8 / max(1, len(backends))
     for ax, model in zip(axes, models):
-        mine = [r for r in runs if ((r.get("model") or {}).get("name") or "?") == model]
+        mine = [r for r in runs if model_family(r) == model]
         boards = []  # type: List[str]
         for r in mine:
             if (r.get("board") or "?") not in boards:
                 boards.append(r.get("board") or "?")
+        scale, unit = energy_unit(max(_energy(r)[0] for r in mine))
         values = []  # type: List[float]
         for r in mine:
             total, dynamic, label = _energy(r)
-            values += [v * 1e3 for v in (total, dynamic) if v is not None and v > 0]
+            values += [v / scale for v in (total, dynamic) if v is not None and v > 0]
             gx = boards.index(r.get("board") or "?")
             bi = backends.index(r.get("backend") or "?")
             x = gx - 0.4 + width * (bi + 0.5)
             colour = backend_colour(r.get("backend") or "?", backends)
             measured = label == "measured"
-            ax.bar(x, total * 1e3, width * 0.9, color=colour, alpha=1.0 if measured else 0.45,
+            ax.bar(x, total / scale, width * 0.9, color=colour, alpha=1.0 if measured else 0.45,
                    hatch=None if measured else "//", edgecolor="black" if measured else colour, linewidth=0.6)
-            if dynamic is not None:
-                ax.plot([x - width * 0.4, x + width * 0.4], [dynamic * 1e3] * 2, color="black", linewidth=2)
-            ax.annotate("%.3g%s" % (total * 1e3, "" if measured else " est."), (x, total * 1e3), ha="center",
+            if dynamic is not None and (r.get("power") or {}).get("idle_w") is not None:
+                ax.plot([x - width * 0.4, x + width * 0.4], [dynamic / scale] * 2, color="black", linewidth=2)
+            ax.annotate("%.3g%s" % (total / scale, "" if measured else " est."), (x, total / scale), ha="center",
                         va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
         ax.set_xticks(range(len(boards)))
         ax.set_xticklabels([_t(b) for b in boards], fontsize=8)
         ax.set_xlim(-0.6, len(boards) - 0.4)
-        ax.set_ylabel("mJ per inference")
+        ax.set_ylabel("%s per inference" % unit)
         if values and max(values) / min(values) > 100:
             _plain_log(ax)
         ax.margins(y=0.15)
-        ax.set_title(_t(model), fontsize=10)
+        ax.set_title(_t(model[0]), fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
@@ -255,8 +283,8 @@ def _metric_point(r: Dict[str, Any]) -> Optional[Tuple[float, float]]:
 
 
 class Point(NamedTuple):
-    """One point of the metric-vs-SynOps plot: a model file on one task, with the backends that
-    gave this same (SynOps, metric) pair."""
+    """One point of the metric-vs-SynOps plot: a model (``model_family``: a bundle and the graphs
+    exported from it) on one task, with the backends that gave this same (SynOps, metric) pair."""
 
     synops: float
     value: float
@@ -266,17 +294,17 @@ class Point(NamedTuple):
 
 def pareto_points(records: Sequence[Dict[str, Any]]) -> Dict[Tuple[str, str, bool], List[Point]]:
     """Points per (task, metric, higher_is_better), one panel each. The newest run of each model
-    file and backend counts; backends of one model with the same SynOps and metric (the usual
-    case: the runtimes are bit-exact) share one point, others (say a tflite float graph) get
-    their own."""
+    (``model_family``) and backend counts; the backends of one model with the same SynOps and
+    metric (the usual case: ``m.seb``, ``m.onnx`` and ``m.tflite`` on runtimes that are
+    bit-exact) share one point, others (say a tflite float graph) get their own."""
     runs = [r for r in records if _metric_point(r) is not None]
-    runs = newest_per(runs, lambda r: ((r.get("model") or {}).get("sha256") or (r.get("model") or {}).get("name"), r.get("backend"), (r.get("task") or {}).get("name")))
+    runs = newest_per(runs, lambda r: (model_family(r), r.get("backend"), (r.get("task") or {}).get("name")))
     merged = {}  # type: Dict[Tuple[Any, ...], List[Any]]
     for r in runs:
         t = r["task"]
         group = (str(t.get("name")), str(t.get("metric")), bool(t.get("higher_is_better")))
         c, v = _metric_point(r)
-        key = (group, (r.get("model") or {}).get("sha256") or (r.get("model") or {}).get("name"), c, v)
+        key = (group, model_family(r), c, v)
         if key in merged:
             merged[key][2].append(str(r.get("backend")))
         else:
@@ -288,14 +316,14 @@ def pareto_points(records: Sequence[Dict[str, Any]]) -> Dict[Tuple[str, str, boo
 
 
 def _point_label(r: Dict[str, Any]) -> str:
-    m = r.get("model") or {}
-    density = (m.get("pruning") or {}).get("density")
-    return "%s%s" % (m.get("name") or "?", "" if density is None else " (d=%.2g)" % density)
+    density = ((r.get("model") or {}).get("pruning") or {}).get("density")
+    return "%s%s" % (model_family(r)[0], "" if density is None else " (d=%.2g)" % density)
 
 
 def pareto_figure(records: Sequence[Dict[str, Any]]) -> Optional[Any]:
-    """Task metric against effective synaptic operations per inference, one point per model file
-    (``pareto_points``; label: file name, kept density, backends), one panel per task; the Pareto
+    """Task metric against effective synaptic operations per inference, one point per model
+    (``pareto_points``; label: file name without its suffix, kept density, backends), one panel
+    per task; the Pareto
     front (``pareto_front``) as a step line, the best metric reachable within a SynOps budget,
     its points filled red. Log x axis when SynOps span more than 20x."""
     groups = pareto_points(records)

@@ -149,9 +149,9 @@ def test_report_is_self_contained_and_has_every_section() -> None:
     front = page[page.index("On the Pareto front"):]
     front = front[: front.index("</table>")]
     assert re.findall(r"<tr><td>mackey-glass</td><td>([^<]+)</td><td>([^<]+)</td>", front) == [
-        ("hrsnn-d0.2.seb (d=0.2)", "event, onnx"), ("m.seb (d=0.5)", "event, tflite"),
-        ("hrsnn-d0.5.seb (d=0.5)", "event, onnx"), ("hrsnn-d1.0.seb (d=1)", "event, onnx")]
-    assert "hrsnn-d0.3.seb" not in front
+        ("hrsnn-d0.2 (d=0.2)", "event, onnx"), ("m (d=0.5)", "event, tflite"),
+        ("hrsnn-d0.5 (d=0.5)", "event, onnx"), ("hrsnn-d1.0 (d=1)", "event, onnx")]  # a point is a model, named without the file suffix
+    assert "hrsnn-d0.3" not in front
     # environment per board: every board has a heading, the kernel is shown
     for board in ("rpi5", "jetson-orin-nano", "x86-host"):
         assert "<h3>%s</h3>" % board in page
@@ -228,6 +228,37 @@ def test_plots_show_the_data() -> None:
     assert fig is not None and len(fig.axes) == 8  # capped; the estimate has no trace
     idle = [line for line in fig.axes[0].get_lines() if line.get_linestyle() == "--"]
     assert idle and idle[0].get_ydata()[0] == 2.1
+
+
+def _three_forms(board: str = "x86-dev", created: str = "2026-11-23T10:00:00Z") -> List[Dict[str, Any]]:
+    """One model benched in its three forms, as `spikeedge bench m.seb --backend event,onnx,tflite`
+    does: three files (three sha256s), one backend each, the same counts, an estimate of 1.7 nJ."""
+    est = {"label": "estimate", "meter": "estimate", "rails": ["estimate"], "sampling_rate_hz": None, "idle_w": None,
+           "active_w": 5e-8, "dynamic_w": 5e-8, "energy_per_inference_j": {"total": 1.72e-9, "dynamic": 1.72e-9},
+           "trace": {"t_s": [], "w": []}}
+    return [_record(backend=backend, board=board, created=created, model__name="mg-lnp50" + suffix,
+                    model__sha256=digit * 64, model__format=fmt, power=est, workload__synops_per_inference={"dense": 9e4, "effective": 5.7e4})
+            for backend, suffix, fmt, digit in (("event", ".seb", "bundle", "1"), ("onnx", ".onnx", "onnx", "2"), ("tflite", ".tflite", "tflite", "3"))]
+
+
+def test_the_forms_of_one_model_share_a_point_and_a_panel() -> None:
+    """A bundle and the ONNX/TFLite graphs exported from it are one model: one Pareto point listing
+    the three backends (not three points with their labels drawn over each other), one energy
+    panel with a bar per backend and per board (not one panel per file), the axis in nJ (not
+    "1e-6" mJ), and no "dynamic above idle" tick on estimates, which have no idle level."""
+    from spikeedge.results.plots import energy_figure, pareto_points
+
+    recs = _three_forms() + _three_forms(board="rpi4", created="2026-11-23T11:00:00Z")
+    [pts] = pareto_points(recs).values()
+    assert len(pts) == 1 and pts[0].backends == ("event", "onnx", "tflite") and pts[0].label.startswith("mg-lnp50 (d=0.5")
+    fig = energy_figure(recs)
+    panels = [a for a in fig.axes if a.get_visible()]
+    assert len(panels) == 1 and panels[0].get_title() == "mg-lnp50"
+    assert [t.get_text() for t in panels[0].get_xticklabels()] == ["x86-dev", "rpi4"]
+    assert panels[0].get_ylabel() == "nJ per inference"
+    heights = [p.get_height() for p in panels[0].patches]
+    assert len(heights) == 6 and all(abs(h - 1.72) < 1e-9 for h in heights)
+    assert not panels[0].get_lines()  # no dynamic tick without an idle level
 
 
 def test_write_report_atomic_with_pngs(tmp_path: Path) -> None:
