@@ -64,11 +64,15 @@ def bench_model(path: Any, task: str, backend: str = "auto", trials: int = 5, wa
     from .environment import environment, thermal
 
     path = Path(path)
-    if trials < 1 or warmup < 0 or (samples is not None and samples < 1) or baseline_s < 0:
-        raise SpikeedgeError("--trials and --samples must be >= 1, --warmup and --baseline >= 0")
+    for option, value, least in (("--trials", trials, 1), ("--samples", samples, 1), ("--warmup", warmup, 0), ("--baseline", baseline_s, 0)):
+        if value is not None and value < least:
+            raise SpikeedgeError("%s %s: must be >= %d" % (option, value, least))
     session = open_model(path, backend, threads=threads)
     kind = backend_of(path)
     spec, items, metric = _task_items(task, session, samples, data)
+    width = _input_width(_card(session))
+    if width is not None and width != spec.n_inputs:  # else the first inference fails deep in the runtime
+        raise SpikeedgeError("%s: the model takes %d input value(s) per step, task %s gives %d (--task)" % (path, width, spec.name, spec.n_inputs))
     n = len(items)
     total = warmup + trials * n
     tick = progress or (lambda done, total, phase: None)
@@ -305,6 +309,16 @@ def _card(session: Any) -> Dict[str, Any]:
     from .stepgraph import card_for
 
     return card_for(session.bundle, "event")
+
+
+def _input_width(card: Dict[str, Any]) -> Optional[int]:
+    """Input values per time step the model takes: an HRSNN's encoder inputs, a conv model's
+    image size (channels x height x width); None when the card does not say."""
+    if card.get("n_inputs") is not None:
+        return int(card["n_inputs"])
+    if card.get("input_shape"):
+        return int(np.prod(card["input_shape"]))
+    return None
 
 
 def _dense_ops_per_step(session: Any) -> float:

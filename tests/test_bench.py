@@ -384,17 +384,27 @@ def test_library_interrupt_stops_the_meter(files: Dict[str, Path], tmp_path: Pat
     (["SEB", "--backend", "onnx", "--task", "mackey-glass"], ["m.seb", "onnx"]),
     (["SEB", "SEB", "--task", "mackey-glass"], ["two event models"]),
     (["ALONE", "--backend", "event,onnx", "--task", "mackey-glass"], ["--backend onnx", "alone.onnx"]),
-    (["SEB", "--task", "mackey-glass", "--trials", "0", "--no-store"], ["--trials"]),
+    (["SEB", "--task", "mackey-glass", "--trials", "0", "--no-store"], ["--trials 0", ">= 1"]),
+    (["SEB", "--task", "mackey-glass", "--samples", "0", "--no-store"], ["--samples 0", ">= 1"]),
+    (["SEB", "--task", "mackey-glass", "--warmup", "-1", "--no-store"], ["--warmup -1", ">= 0"]),
+    (["SEB", "--task", "digits", "--no-store"], ["m.seb", "takes 1 input", "digits gives 64", "--task"]),
+    (["ONNX", "--task", "digits", "--no-store"], ["m.onnx", "takes 1 input", "digits gives 64", "--task"]),
     (["SEB", "--task", "weather", "--no-store"], ["weather"]),
     (["SEB", "--task", "mackey-glass", "--meter", "flux-capacitor", "--no-store"], ["flux-capacitor"]),
 ])
 def test_user_errors(files: Dict[str, Path], tmp_path: Path, capsys: Any, argv: List[str], names: List[str]) -> None:
     alone = tmp_path / "alone.seb"
     shutil.copy(str(files["event"]), str(alone))
-    subst = {"SEB": str(files["event"]), "MISSING": str(tmp_path / "missing.seb"), "ALONE": str(alone)}
+    subst = {"SEB": str(files["event"]), "ONNX": str(files["onnx"]), "MISSING": str(tmp_path / "missing.seb"), "ALONE": str(alone)}
     rc, out, err = call(capsys, "bench", *[subst.get(a, a) for a in argv], "--db", tmp_path / "r.sqlite")
     assert_user_error(rc, out, err, *names)
     assert not (tmp_path / "r.sqlite").exists()
+
+
+def test_a_conv_model_on_a_forecast_task_is_a_user_error(conv: Dict[str, Path], tmp_path: Path, capsys: Any) -> None:
+    """Was a ValueError traceback from a reshape deep in the conv runtime."""
+    rc, out, err = call(capsys, "bench", conv["event"], "--task", "mackey-glass", "--no-store", "--samples", "1", "--trials", "1")
+    assert_user_error(rc, out, err, "c.seb", "takes 64 input", "mackey-glass gives 1", "--task")
 
 
 def test_siblings_are_found_for_the_backends_asked(files: Dict[str, Path]) -> None:
