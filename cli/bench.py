@@ -225,7 +225,8 @@ def _show(r: Dict[str, Any]) -> None:
         for note in [n for n in rec.get("notes") or [] if n != rep["warning"]]:
             out_console.print("  note: " + note, markup=False, highlight=False)
         if not rep["ok"]:
-            err_console.print("warning: %s: %s" % (rec["model"]["name"], rep["warning"]), style="yellow", markup=False, highlight=False)
+            err_console.print("warning: %s: %s" % (rec["model"]["name"], rep["warning"]), style="yellow", markup=False, highlight=False,
+                              soft_wrap=True)
     if r["stored"]:
         out_console.print("stored %d run(s) in %s" % (len(r["run_ids"]), r["db"]), markup=False, highlight=False)
     for h in r.get("hosts") or []:

@@ -76,7 +76,7 @@ def compare(a: str = typer.Argument(..., help="Baseline run: id, unique id prefi
     with _store(db) as store:
         result = compare_runs(store.get(a), store.get(b), k=k)
     for warning in result["warnings"]:
-        err_console.print("warning: " + warning, highlight=False, markup=False)
+        err_console.print("warning: " + warning, highlight=False, markup=False, soft_wrap=True)  # one line, even in a log
     emit(result, as_json, human=_show_compare)
     if result["regressed"]:
         worst = [r for r in result["rows"] if r["status"] == "regressed"]
@@ -115,7 +115,7 @@ def export(csv_path: str = typer.Option(..., "--csv", help="CSV file to write (-
         sys.stdout.write(to_text(records))
         return
     n = write_csv(records, Path(csv_path))
-    err_console.print("%d runs -> %s" % (n, csv_path), highlight=False, markup=False)
+    err_console.print("%d runs -> %s" % (n, csv_path), highlight=False, markup=False, soft_wrap=True)
 
 
 app.command("list")(list_runs)

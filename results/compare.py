@@ -160,7 +160,7 @@ def compare_runs(a: Dict[str, Any], b: Dict[str, Any], k: float = K_SIGMA) -> Di
     """Per-metric deltas of run ``b`` against run ``a`` and whether any regressed."""
     warnings = []
     for what, get in (("board", lambda r: r.get("board")), ("backend", lambda r: r.get("backend")),
-                      ("model sha256", lambda r: (r.get("model") or {}).get("sha256")),
+                      ("model sha256", lambda r: ((r.get("model") or {}).get("sha256") or "")[:12] or None),  # 12 digits tell files apart
                       ("task", lambda r: (r.get("task") or {}).get("name"))):
         if get(a) != get(b):
             warnings.append("A and B differ in %s (%s vs %s): comparing different things" % (what, get(a), get(b)))

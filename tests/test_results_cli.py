@@ -114,6 +114,20 @@ def test_compare_warns_about_different_things(tmp_path: Path, capsys: Any) -> No
     assert _status(r, "power.energy_per_inference_j.total") == "n/a"  # measured vs estimate: not compared
 
 
+def test_compare_warnings_are_one_line_each(tmp_path: Path, capsys: Any) -> None:
+    """Each warning is one line on stderr, however narrow the console (stderr to a file or a CI
+    log: rich wrapped them at 80 columns, splitting the two sha256s over three lines), and a
+    model's sha256 is shown by its first 12 digits."""
+    a = make_record(seed=1)
+    b = make_record(seed=2, backend="onnx", model__sha256="f" * 64, model__name="a-much-longer-model-file-name-than-usual.onnx")
+    db = _db(tmp_path, [a, b])
+    for extra in ([], ["--json"]):
+        rc, out, err = call(capsys, "results", "compare", a["run_id"][:8], "latest", "--db", db, *extra)
+        lines = err.strip().splitlines()
+        assert rc in (0, 1) and lines and all(line.startswith(("warning: ", "error: ")) for line in lines), err
+        assert "f" * 64 not in err and "(%s vs %s)" % (a["model"]["sha256"][:12], "f" * 12) in err
+
+
 def test_compare_table_and_bad_references(tmp_path: Path, capsys: Any) -> None:
     db = _db(tmp_path, [make_record(seed=1), make_record(seed=2, mean_ms=2.5)])
     rc, out, err = call(capsys, "results", "compare", "latest~1", "latest", "--db", db)
