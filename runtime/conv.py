@@ -40,6 +40,7 @@ from .bundle import ConvBundle, ConvLifLayer, LinearReadout
 from .encoders import encode_direct
 from .engine import RunResult
 from .fixedpoint import DECAY_BITS, THRESHOLD, rshift_round, saturate32
+from .kernels import HardResetKernel
 
 METHODS = ("auto", "event", "dense")
 # Input activity (fraction of non-zero inputs) below which ``auto`` scatters events instead of the
@@ -61,12 +62,21 @@ def lif_hard_step_int(acc: np.ndarray, mem: np.ndarray, m: np.ndarray, shift: in
 # ----------------------------------------------------------------------------- accumulations
 
 
-def im2col(x: np.ndarray, kh: int, kw: int, stride: int, padding: int, dtype: Any) -> np.ndarray:
-    """(B, C, H, W) -> (B, C*kh*kw, OH*OW) in ``dtype``; rows in ``weight.reshape(O, -1)`` order."""
-    x = x.astype(dtype, copy=False)
+def im2col(x: np.ndarray, kh: int, kw: int, stride: int, padding: int, dtype: Any, pad_buffer: Optional[np.ndarray] = None) -> np.ndarray:
+    """(B, C, H, W) -> (B, C*kh*kw, OH*OW) in ``dtype``; rows in ``weight.reshape(O, -1)`` order.
+
+    ``pad_buffer``: a zeroed (B', C', H + 2p, W + 2p) array of ``dtype`` with B' >= B, C' >= C,
+    whose border stays zero: the input is copied into its interior instead of ``np.pad``
+    (a Python-level function, a third of a small conv layer's time)."""
     if padding:
-        x = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
-    x = np.ascontiguousarray(x)
+        b, c, h, w = x.shape
+        if pad_buffer is None:
+            pad_buffer = np.zeros((b, c, h + 2 * padding, w + 2 * padding), dtype)
+        xp = pad_buffer[:b, :c]
+        xp[:, :, padding : padding + h, padding : padding + w] = x
+        x = xp
+    else:
+        x = np.ascontiguousarray(x, dtype)
     b, c, h, w = x.shape
     oh, ow = (h - kh) // stride + 1, (w - kw) // stride + 1
     sb, sc, sh, sw = x.strides
@@ -94,6 +104,7 @@ class ConvOp:
         ky, kx = np.divmod(np.arange(kh * kw), kw)
         self.ky, self.kx = ky, kx
         self.channel_offsets = np.arange(o, dtype=np.int64) * (self.out_shape[1] * self.out_shape[2])
+        self._pad: Optional[np.ndarray] = None  # im2col's zero-bordered input buffer, reused
 
     def dense(self, x: np.ndarray) -> Tuple[np.ndarray, int]:
         """im2col and one product, over the input channels with at least one event in the
@@ -107,10 +118,15 @@ class ConvOp:
             x = x[:, active]
             w2 = self.w3[:, active].reshape(ly.out_channels, -1)
             nnz = self.nnz[active].reshape(-1)
-        cols = im2col(x, ly.kernel_h, ly.kernel_w, ly.stride, ly.padding, self.dtype)
-        acc = np.matmul(w2, cols)  # (B, O, OH*OW), exact integers
+        b, c, h, w = x.shape
+        p = ly.padding
+        buf = self._pad
+        if buf is None or buf.shape[0] < b:
+            buf = self._pad = np.zeros((b, ly.in_channels, h + 2 * p, w + 2 * p), self.dtype)
+        cols = im2col(x, ly.kernel_h, ly.kernel_w, ly.stride, p, self.dtype, buf)
+        acc = np.matmul(w2, cols)  # (B, O, OH*OW), exact integers (float: the neuron kernels take it as is)
         synops = int(np.count_nonzero(cols, axis=2).sum(axis=0) @ nnz)
-        return acc.astype(np.int64).reshape((x.shape[0],) + self.out_shape), synops
+        return acc.reshape((x.shape[0],) + self.out_shape), synops
 
     def event(self, x: np.ndarray) -> Tuple[np.ndarray, int]:
         ly = self.layer
@@ -209,6 +225,12 @@ class ConvSession:
                 peak = 1
         self.readout_op = LinearOp(bundle.readout, peak)
         self._consts = [self._neuron_consts(layer) for layer in bundle.layers]
+        self._peaks = []  # largest |input| of each layer: bounds its accumulation
+        peak = (1 << (bundle.encoder.bits - 1)) - 1
+        for layer in bundle.layers:
+            self._peaks.append(peak)
+            if layer.kind in ("conv_lif", "linear_lif"):
+                peak = 1
         self.start(batch)
 
     @staticmethod
@@ -224,9 +246,16 @@ class ConvSession:
         the direct encoder has no state; it is accepted for the ``Session`` interface)."""
         self.batch = batch
         self.mem = {}
-        for layer, shape in zip(self.bundle.layers, self.shapes[1:]):
+        self._kernels: Dict[str, Any] = {}
+        for i, (layer, shape) in enumerate(zip(self.bundle.layers, self.shapes[1:])):
             if layer.kind in ("conv_lif", "linear_lif"):
-                self.mem[layer.name] = np.zeros((batch,) + tuple(shape), np.int32)
+                state = (batch,) + tuple(shape)
+                m, bias = self._consts[i]
+                w = np.abs(layer.weight.astype(np.int64)).reshape(layer.weight.shape[0], -1).sum(axis=1)
+                kernel = HardResetKernel(state, layer.decay, m, layer.shift, bias, float(w.max()) * self._peaks[i])
+                if kernel.exact:  # in-place float64 (runtime.kernels); else the integer step
+                    self._kernels[layer.name] = kernel
+                self.mem[layer.name] = np.zeros(state, np.float64 if kernel.exact else np.int32)
         self.total = np.zeros((batch, self.bundle.readout.n_out), np.int64)
         self.spike_counts = {name: 0 for name in self.mem}
         self.layer_synops: Dict[str, int] = {layer.name: 0 for layer in self.bundle.layers if layer.kind in ("conv_lif", "linear_lif")}
@@ -286,11 +315,15 @@ class ConvSession:
             self.layer_synops[layer.name] += synops
             if clock is not None:
                 clock.lap("accumulate")
-            m, bias = self._consts[i]
-            spikes, self.mem[layer.name] = lif_hard_step_int(acc, self.mem[layer.name], m, layer.shift, bias, layer.decay)
+            kernel = self._kernels.get(layer.name)
+            if kernel is not None:
+                spikes = kernel.step(acc, self.mem[layer.name])
+            else:
+                m, bias = self._consts[i]
+                spikes, self.mem[layer.name] = lif_hard_step_int(acc.astype(np.int64, copy=False), self.mem[layer.name], m, layer.shift, bias, layer.decay)
             self.spike_counts[layer.name] += int(np.count_nonzero(spikes))
             if self.record_spikes:
-                self.spike_history[k].append(spikes)
+                self.spike_history[k].append(spikes.copy())
             k += 1
             x = spikes.view(np.uint8) if spikes.dtype == np.bool_ else spikes
             if clock is not None:
@@ -324,7 +357,12 @@ class ConvSession:
 
     def set_state(self, state: Dict[str, np.ndarray]) -> None:
         for k, name in enumerate(self.mem):
-            self.mem[name] = np.asarray(state["mem%d" % k]).astype(np.int32)
+            loaded = np.asarray(state["mem%d" % k]).astype(np.int32)
+            if name in self._kernels:
+                self.mem[name] = loaded.astype(np.float64)
+                self._kernels[name].check_loaded(self.mem[name])
+            else:
+                self.mem[name] = loaded
         self.total = np.asarray(state["total"]).astype(np.int64).copy()
 
     def readout_values(self) -> np.ndarray:

@@ -203,4 +203,48 @@ class TraceKernel:
             self.saturate = True
 
 
-__all__ = ["LifKernel", "TraceKernel", "fits_float64"]
+class HardResetKernel:
+    """``runtime.conv.lif_hard_step_int`` in place, for one conv or linear LIF layer:
+    ``v = sat32(rs(decay * mem, 16) + rs(acc * m, shift) + bias)``, spike where
+    ``v >= THRESHOLD``, then ``mem = v * (1 - s)``. Float64 as above: exact while
+    ``|acc| * m + 2**(shift-1) < 2**52`` (``exact``, checked here; the session keeps the integer
+    step otherwise); the clip is skipped where the membrane provably stays below 2**31.
+    ``m`` and ``bias`` broadcast over the state (per output channel)."""
+
+    def __init__(self, state_shape: Tuple[int, ...], decay: int, m: np.ndarray, shift: int, bias: np.ndarray, max_abs_acc: float) -> None:
+        m = np.asarray(m, np.float64)
+        self.exact = max_abs_acc * float(np.max(np.abs(m), initial=0.0)) + 2.0 ** (shift - 1) < FLOAT64_EXACT
+        self.decay = float(decay) / (1 << DECAY_BITS)
+        self.m = m * 2.0 ** -shift  # exact: a power-of-two scaling
+        self.offset = np.asarray(bias, np.float64) + 0.5  # rs(decay * mem) + bias: one rounding offset
+        drive = max_abs_acc * float(np.max(np.abs(self.m), initial=0.0)) + 1.0 + float(np.max(np.abs(bias), initial=0.0))
+        self.bound = _fixed_point_bound(np.array([drive]), np.array([self.decay]))
+        self.saturate = not self.bound < SAFE_BOUND
+        self.spikes = np.zeros(state_shape, bool)
+        self._t = np.empty(state_shape)
+        self._keep = np.empty(state_shape, bool)
+
+    def step(self, acc: np.ndarray, mem: np.ndarray) -> np.ndarray:
+        """Advance ``mem`` (float64, integer values) in place; returns the spikes (own buffer)."""
+        t = self._t
+        np.multiply(mem, self.decay, out=mem)
+        mem += self.offset
+        np.floor(mem, out=mem)
+        np.multiply(acc, self.m, out=t)
+        t += 0.5
+        np.floor(t, out=t)
+        mem += t
+        if self.saturate:
+            np.clip(mem, INT32_MIN_F, INT32_MAX_F, out=mem)
+        np.greater_equal(mem, THRESHOLD_F, out=self.spikes)
+        np.logical_not(self.spikes, out=self._keep)
+        np.multiply(mem, self._keep, out=mem)
+        return self.spikes
+
+    def check_loaded(self, mem: np.ndarray) -> None:
+        """A membrane loaded from outside (``set_state``) beyond the bound turns the clip on."""
+        if float(np.abs(mem).max(initial=0)) > self.bound:
+            self.saturate = True
+
+
+__all__ = ["LifKernel", "TraceKernel", "HardResetKernel", "fits_float64"]

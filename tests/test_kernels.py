@@ -175,3 +175,28 @@ def test_sessions_on_either_path_equal_the_integer_reference(switch, monkeypatch
     assert np.array_equal(s_rt, s_ref) and np.array_equal(y_rt, y_ref)
     used = session.columns[0][1].steps
     assert (used["dense"] > 0) == (switch < 0) and (used["event"] > 0) == (switch > 0)
+
+
+@pytest.mark.parametrize("decay", [65536, 50000])
+def test_hard_reset_kernel_equals_lif_hard_step_int(decay):
+    """The conv runtime's neuron: with an IF decay (no bound, the clip on and firing) and a leak."""
+    from spikeedge.runtime.conv import lif_hard_step_int
+    from spikeedge.runtime.kernels import HardResetKernel
+
+    rng = np.random.default_rng(decay)
+    shape = (2, 6, 5, 5)
+    m = rng.integers(1, 1 << 20, 6).reshape(-1, 1, 1)
+    bias = rng.integers(-5000, 5000, 6).reshape(-1, 1, 1)
+    big = 1 << 24 if decay == 65536 else 3000
+    kernel = HardResetKernel(shape, decay, m, 12, bias, float(big))
+    assert kernel.exact and kernel.saturate == (decay == 65536)
+    mem_ref = np.zeros(shape, np.int32)
+    mem = np.zeros(shape)
+    clipped = 0
+    for _ in range(200):
+        acc = rng.integers(-big, big + 1, shape).astype(np.int64)
+        want, mem_ref = lif_hard_step_int(acc, mem_ref, m, 12, bias, decay)
+        got = kernel.step(acc.astype(np.float64), mem)
+        assert np.array_equal(got, want) and np.array_equal(mem, mem_ref)
+        clipped += int((mem_ref == -(2**31)).sum())
+    assert (clipped > 0) == (decay == 65536), "the IF case must reach the int32 floor; the leaky one never"
