@@ -165,6 +165,7 @@ def _remote(files: List[Path], argv: List[str], to: Optional[str], inventory: Op
                 result.steps += r.steps
             for rec in r.report.get("runs", []):
                 rec["model"]["path"] = str(f)  # the file benched, not the board's scratch copy
+                rec["model"]["name"] = f.name  # (the copy is named by its sha256: runs of one file would not group)
                 rec["environment"]["ssh_target"] = conn.target.name
                 runs.append(rec)
         result.report = {"runs": runs}

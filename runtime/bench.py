@@ -77,8 +77,8 @@ def bench_model(path: Any, task: str, backend: str = "auto", trials: int = 5, wa
     total = warmup + trials * n
     tick = progress or (lambda done, total, phase: None)
     env = environment(root)
-    found = detect(root)
     notes: List[str] = [meter_note] if meter_note else []
+    board = _board_name(detect(root), root, notes)
 
     prepared, pre_ns = [], []
     for item in items:  # pre-processing, timed apart: the sample into a contiguous array in memory
@@ -151,7 +151,7 @@ def bench_model(path: Any, task: str, backend: str = "auto", trials: int = 5, wa
                  "samples": n},
         "backend": kind,
         "threads": int(threads),
-        "board": found.board.name if found.board is not None else "unknown",
+        "board": board,
         "protocol": {"batch": 1, "warmup": int(warmup), "trials": int(trials), "samples_per_trial": n,
                      "steps_per_sample": int(round(float(np.mean(steps))))},
         "latency": latency,
@@ -161,6 +161,26 @@ def bench_model(path: Any, task: str, backend: str = "auto", trials: int = 5, wa
         "environment": env,
         "notes": notes,
     }
+
+
+_ARCH = {"arm64": "aarch64", "amd64": "x86_64"}
+
+
+def _board_name(found: Any, root: str, notes: List[str]) -> str:
+    """The detected board profile's name, or ``unknown``. On this machine's own root a profile
+    for another architecture is not believed: under qemu-user emulation (an arm64 root on an x86
+    host) /proc/cpuinfo is the host's, and detection would file the arm64 runs under the host's
+    board. (A fixture tree given with ``--root`` describes another machine on purpose.)"""
+    if found.board is None:
+        return "unknown"
+    import platform
+
+    machine = platform.machine()
+    if str(root) == "/" and _ARCH.get(machine.lower(), machine) != found.board.arch:
+        notes.append("board detection matched %s, an %s profile, but this interpreter runs on %s (emulated?): board recorded as unknown"
+                     % (found.board.name, found.board.arch, machine))
+        return "unknown"
+    return found.board.name
 
 
 # ----------------------------------------------------------------------------- the task's samples

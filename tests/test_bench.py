@@ -407,6 +407,24 @@ def test_a_conv_model_on_a_forecast_task_is_a_user_error(conv: Dict[str, Path], 
     assert_user_error(rc, out, err, "c.seb", "takes 64 input", "mackey-glass gives 1", "--task")
 
 
+def test_a_board_profile_of_another_architecture_is_not_believed(files: Dict[str, Path], monkeypatch: Any) -> None:
+    """An arm64 root run under qemu-user on an x86 host reads the host's /proc/cpuinfo, and its
+    runs were stored as board x86-dev next to the host's own: two machines under one name."""
+    import platform
+
+    from spikeedge.runtime.boards import detect
+
+    here = detect("/").board
+    if here is None:
+        pytest.skip("this machine matches no board profile")
+    other = "x86_64" if here.arch == "aarch64" else "aarch64"
+    assert bench_model(files["event"], "mackey-glass", trials=1, warmup=0, samples=1)["board"] == here.name
+    monkeypatch.setattr(platform, "machine", lambda: other)
+    rec = bench_model(files["event"], "mackey-glass", trials=1, warmup=0, samples=1)
+    assert rec["board"] == "unknown"
+    assert any(here.name in n and other in n and "emulated" in n for n in rec["notes"]), rec["notes"]
+
+
 def test_siblings_are_found_for_the_backends_asked(files: Dict[str, Path]) -> None:
     from spikeedge.cli.bench import pick_models
 

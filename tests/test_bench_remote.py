@@ -38,6 +38,7 @@ def test_bench_on_the_board_comes_home_to_the_store(board: Dict[str, Any], tmp_p
     env = rec["environment"]
     assert env["spikeedge_build"] == build and env["ssh_target"] == "%s@127.0.0.1:%d" % (t.user, t.port)
     assert rec["model"]["path"] == str(model) and rec["model"]["sha256"] == file_sha256(model) and rec["label"] == "remote"
+    assert rec["model"]["name"] == model.name  # not the board's scratch copy's name (was "<sha256 prefix>.seb")
     # the same network on the same samples as here
     local = bench_model(model, "mackey-glass", trials=1, warmup=0, samples=2)
     assert rec["task"]["value"] == pytest.approx(local["task"]["value"], rel=1e-12)
