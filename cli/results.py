@@ -41,6 +41,19 @@ def list_runs(db: Optional[Path] = DbOpt, board: Optional[str] = BoardOpt, backe
         emit({"runs": runs, "db": str(store.path)}, as_json, human=_show_list)
 
 
+def _print_table(table: Any) -> None:
+    """On a terminal, as wide as the terminal; into a file, a pipe or a CI log, as wide as the
+    table needs (rich would squeeze it into 80 columns and cut every cell to "lab…")."""
+    if out_console.is_terminal:
+        out_console.print(table)
+        return
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    need = Measurement.get(out_console, out_console.options.update_width(100000), table).maximum
+    Console(width=max(need, 20), file=out_console.file).print(table)  # print(width=) cannot exceed the console's
+
+
 def _num(x: Any, fmt: str) -> str:
     return "-" if x is None else fmt % x
 
@@ -52,14 +65,17 @@ def _show_list(r: Dict[str, Any]) -> None:
         out_console.print("no runs in %s" % r["db"], highlight=False, markup=False)
         return
     t = Table(title=r["db"], title_justify="left")
-    for name in ("id", "created", "label", "board", "backend", "model", "task metric", "mean ms", "mJ/inference"):
-        t.add_column(name, justify="right" if name in ("task metric", "mean ms", "mJ/inference") else "left",
+    from ..results.report import si
+
+    for name in ("id", "created", "label", "board", "backend", "model", "task metric", "mean ms", "energy/inference"):
+        t.add_column(name, justify="right" if name in ("task metric", "mean ms", "energy/inference") else "left",
                      no_wrap=name in ("id", "created"))
     for s in r["runs"]:
         metric = "-" if s["metric_value"] is None else "%s %.4g" % (s["metric"], s["metric_value"])
+        energy = "-" if s["energy_j"] is None else si(s["energy_j"], "J") + (" est." if s["power_label"] == "estimate" else "")
         t.add_row(s["run_id"][:8], s["created"][:16].replace("T", " "), s["label"] or "", s["board"] or "", s["backend"] or "", s["model_name"] or "",
-                  metric, _num(s["mean_ms"], "%.3f"), _num(None if s["energy_j"] is None else 1e3 * s["energy_j"], "%.3g"))
-    out_console.print(t)
+                  metric, _num(s["mean_ms"], "%.3f"), energy)
+    _print_table(t)
 
 
 def compare(a: str = typer.Argument(..., help="Baseline run: id, unique id prefix (4+ digits), latest or latest~N."),
@@ -96,7 +112,7 @@ def _show_compare(r: Dict[str, Any]) -> None:
         thr = "-" if row["threshold"] is None else "%.3g (%s)" % (row["threshold"], row["basis"])
         t.add_row("%s%s" % (row["label"], " (%s)" % row["unit"] if row["unit"] else ""), _num(row["a"], "%.4g"), _num(row["b"], "%.4g"), change, thr,
                   style.get(row["status"], row["status"] if not row.get("note") else "n/a: " + row["note"]))
-    out_console.print(t)
+    _print_table(t)
 
 
 def export(csv_path: str = typer.Option(..., "--csv", help="CSV file to write (- for stdout)."),

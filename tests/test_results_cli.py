@@ -114,6 +114,23 @@ def test_compare_warns_about_different_things(tmp_path: Path, capsys: Any) -> No
     assert _status(r, "power.energy_per_inference_j.total") == "n/a"  # measured vs estimate: not compared
 
 
+def test_tables_are_whole_when_stdout_is_not_a_terminal(tmp_path: Path, capsys: Any) -> None:
+    """`results list > runs.txt`, or in a CI log: rich squeezed the table into 80 columns, every
+    cell cut to "lab…", "boa…", "1.4…" and the metric split over two lines. The table now takes
+    the width it needs, and energies carry an SI prefix (a 1.7 nJ estimate was "1.72e-06" mJ)."""
+    rec = make_record(seed=1, label="lnp-50%", board="jetson-orin-nano", model__name="mg-lnp50.tflite", backend="tflite",
+                      power__label="estimate", power__energy_per_inference_j={"total": 1.72e-9, "dynamic": 1.72e-9})
+    db = _db(tmp_path, [rec, make_record(seed=2, mean_ms=2.5)])
+    rc, out, _ = call(capsys, "results", "list", "--db", db)
+    assert rc == 0 and "…" not in out
+    row = next(line for line in out.splitlines() if rec["run_id"][:8] in line)
+    for cell in ("lnp-50%", "jetson-orin-nano", "tflite", "mg-lnp50.tflite", "smape 14.2", "1.72 nJ"):
+        assert cell in row, (cell, row)
+    rc, out, _ = call(capsys, "results", "compare", "latest~1", "latest", "--db", db)
+    assert rc == 1 and "…" not in out
+    assert any("latency mean (ms)" in line and "regressed" in line for line in out.splitlines()), out
+
+
 def test_compare_warnings_are_one_line_each(tmp_path: Path, capsys: Any) -> None:
     """Each warning is one line on stderr, however narrow the console (stderr to a file or a CI
     log: rich wrapped them at 80 columns, splitting the two sha256s over three lines), and a
