@@ -19,7 +19,6 @@ inference, one power read where the board has a meter), switch ``current``, keep
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from .. import __version__
+from ..runtime.bundle import file_sha256
 from ..runtime.errors import DeployError
 from .ssh import Connection
 from .targets import Target
@@ -116,14 +116,6 @@ class HostResult:
     report: Dict[str, Any] = field(default_factory=dict)  # what a remote run brought back
     seconds: float = 0.0
     error: Optional[str] = None
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Lock:

@@ -756,6 +756,15 @@ def load(path: Union[str, Path]) -> AnyBundle:
     return loads(blob, str(path))
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in 1 MB pieces (bundles, uploads and bench records name files by it)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
