@@ -24,7 +24,6 @@ Board side: numpy only (and the backend's interpreter), Python 3.8+.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 import types
@@ -34,6 +33,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .bundle import file_sha256
 from .errors import SpikeedgeError
 
 SCHEMA = "spikeedge.bench/1"
@@ -374,14 +374,6 @@ def _synapses(card: Dict[str, Any]) -> Tuple[int, int]:
     return nz, dense
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _model_record(path: Path, session: Any) -> Dict[str, Any]:
     from .backends import backend_of
 
@@ -396,11 +388,20 @@ def _model_record(path: Path, session: Any) -> Dict[str, Any]:
         footprint = graph_footprint(path, kind)
     prov = card.get("provenance") or {}
     pruning = prov.get("pruning") if isinstance(prov.get("pruning"), dict) else {}
-    density = pruning.get("density", pruning.get("kept_synapses"))
     return {"path": str(path), "name": path.name, "sha256": file_sha256(path), "format": FORMAT[kind], "file_bytes": path.stat().st_size,
             "footprint_bytes": footprint, "connection_sparsity": 1.0 - nz / dense if dense else 0.0,
             "neurons": sum(_neurons(session).values()), "synapses": nz,
-            "pruning": {"method": pruning.get("method"), "density": float(density) if isinstance(density, (int, float)) else None}}
+            "pruning": {"method": pruning.get("method"), "density": kept_density(pruning)}}
+
+
+def kept_density(pruning: Dict[str, Any]) -> Optional[float]:
+    """The kept fraction a pruning record states: ``density`` (magnitude, random), LNP's
+    ``kept_synapses``, SCA's achieved ``channels.density``; 1.0 for ``method: none``."""
+    channels = pruning.get("channels") if isinstance(pruning.get("channels"), dict) else {}
+    for value in (pruning.get("density"), pruning.get("kept_synapses"), channels.get("density")):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return 1.0 if pruning.get("method") == "none" else None
 
 
 # ----------------------------------------------------------------------------- footprint of step graphs

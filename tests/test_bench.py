@@ -407,6 +407,27 @@ def test_a_conv_model_on_a_forecast_task_is_a_user_error(conv: Dict[str, Path], 
     assert_user_error(rc, out, err, "c.seb", "takes 64 input", "mackey-glass gives 1", "--task")
 
 
+@pytest.mark.parametrize("pruning,expected", [
+    ({"method": "sca", "config": {"density": 0.25}, "channels": {"kept": 40, "total": 80, "density": 0.5}}, {"method": "sca", "density": 0.5}),
+    ({"method": "lnp", "kept_synapses": 0.3, "kept_neurons": 0.5}, {"method": "lnp", "density": 0.3}),
+    ({"method": "none"}, {"method": "none", "density": 1.0}),
+    ({"method": "magnitude", "density": 0.2}, {"method": "magnitude", "density": 0.2}),
+])
+def test_kept_density_from_each_pruning_record(tmp_path: Path, pruning: Dict[str, Any], expected: Dict[str, Any]) -> None:
+    """`spikeedge prune sca` writes the kept channel fraction under pruning.channels.density: the
+    record had density null for every SCA model, so the report's Pareto points had no "d="."""
+    from spikeedge.offline.convsnn import ConvSNN, fold
+    from spikeedge.offline.convtrain import config_for, load_images
+    from spikeedge.offline.quantize_conv import quantize_folded
+
+    data = load_images("digits")
+    net = ConvSNN(config_for(data, width=0.25, seed=0))
+    net.eval()
+    fmt.save(quantize_folded(fold(net), data.x_train[:20].numpy(), provenance={"pruning": pruning}), tmp_path / "p.seb")
+    rec = bench_model(tmp_path / "p.seb", "digits", trials=1, warmup=0, samples=1)
+    assert rec["model"]["pruning"] == expected
+
+
 def test_a_board_profile_of_another_architecture_is_not_believed(files: Dict[str, Path], monkeypatch: Any) -> None:
     """An arm64 root run under qemu-user on an x86 host reads the host's /proc/cpuinfo, and its
     runs were stored as board x86-dev next to the host's own: two machines under one name."""
