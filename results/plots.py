@@ -143,9 +143,20 @@ def _energy(r: Dict[str, Any]) -> Optional[Tuple[float, Optional[float], str]]:
     return float(e["total"]), (None if e.get("dynamic") is None else float(e["dynamic"])), str(p.get("label") or "estimate")
 
 
-def newest_per(records: Sequence[Dict[str, Any]], key: Any) -> List[Dict[str, Any]]:
-    """The newest record for each ``key(record)``, in first-seen order of the keys (records
-    sorted newest first by ``created``; ISO-8601 UTC strings sort as times)."""
+def _created(r: Dict[str, Any]) -> Any:
+    return str(r.get("created") or "")
+
+
+def _samples_then_time(r: Dict[str, Any]) -> Any:
+    """A task score over more samples is the more complete one (a quick 3-window check on a slow
+    board must not replace the 30-window score); the newest among equals."""
+    n = (r.get("task") or {}).get("samples")
+    return (n if isinstance(n, (int, float)) else 0, _created(r))
+
+
+def newest_per(records: Sequence[Dict[str, Any]], key: Any, rank: Any = _created) -> List[Dict[str, Any]]:
+    """The newest record (or the highest ``rank``) for each ``key(record)``, in first-seen order
+    of the keys (ISO-8601 UTC ``created`` strings sort as times)."""
     best = {}  # type: Dict[Any, Dict[str, Any]]
     order = []
     for r in records:
@@ -153,7 +164,7 @@ def newest_per(records: Sequence[Dict[str, Any]], key: Any) -> List[Dict[str, An
         if k not in best:
             order.append(k)
             best[k] = r
-        elif str(r.get("created") or "") > str(best[k].get("created") or ""):
+        elif rank(r) > rank(best[k]):
             best[k] = r
     return [best[k] for k in order]
 
@@ -298,7 +309,7 @@ def pareto_points(records: Sequence[Dict[str, Any]]) -> Dict[Tuple[str, str, boo
     metric (the usual case: ``m.seb``, ``m.onnx`` and ``m.tflite`` on runtimes that are
     bit-exact) share one point, others (say a tflite float graph) get their own."""
     runs = [r for r in records if _metric_point(r) is not None]
-    runs = newest_per(runs, lambda r: (model_family(r), r.get("backend"), (r.get("task") or {}).get("name")))
+    runs = newest_per(runs, lambda r: (model_family(r), r.get("backend"), (r.get("task") or {}).get("name")), rank=_samples_then_time)
     merged = {}  # type: Dict[Tuple[Any, ...], List[Any]]
     for r in runs:
         t = r["task"]

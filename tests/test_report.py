@@ -261,6 +261,21 @@ def test_the_forms_of_one_model_share_a_point_and_a_panel() -> None:
     assert not panels[0].get_lines()  # no dynamic tick without an idle level
 
 
+def test_a_pareto_point_takes_the_most_complete_score() -> None:
+    """A quick check of the same bundle on a slow board (3 windows, newer) replaced the full
+    30-window score of that model and backend in the plot; the run over the most samples counts
+    (the newest among equals)."""
+    from spikeedge.results.plots import pareto_points
+
+    full = _record(created="2026-11-23T10:00:00Z", task__value=24.2, task__samples=30)
+    quick = _record(created="2026-11-23T12:00:00Z", board="rpi4", task__value=25.0, task__samples=3)
+    rerun = _record(created="2026-11-23T13:00:00Z", task__value=24.3, task__samples=30)
+    [pts] = pareto_points([quick, full]).values()
+    assert [p.value for p in pts] == [24.2]
+    [pts] = pareto_points([rerun, quick, full]).values()
+    assert [p.value for p in pts] == [24.3]
+
+
 def test_write_report_atomic_with_pngs(tmp_path: Path) -> None:
     out = tmp_path / "r.html"
     info = write_report(_fleet(), out, png_dir=tmp_path / "png")
