@@ -66,6 +66,9 @@ def write_csv(records: Iterable[Dict[str, Any]], path: Union[str, Path]) -> int:
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             csv.writer(fh, lineterminator="\n").writerows(table)
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp's file is private; an export is for sharing
         os.replace(tmp, str(path))
     except BaseException:
         if os.path.exists(tmp):

@@ -153,6 +153,21 @@ def test_compare_table_and_bad_references(tmp_path: Path, capsys: Any) -> None:
     assert_user_error(*call(capsys, "results", "compare", "zz", "latest", "--db", db), "zz")
 
 
+def test_export_csv_gets_the_mode_a_plain_open_gives(tmp_path: Path, capsys: Any) -> None:
+    """The temporary file behind the atomic rename is private (0600), and the exported CSV, meant
+    for sharing, was left unreadable to everyone else (the report had the same fix)."""
+    import os
+
+    db = _db(tmp_path, [make_record(seed=1)])
+    old = os.umask(0o022)
+    try:
+        rc, _, err = call(capsys, "results", "export", "--csv", tmp_path / "runs.csv", "--db", db)
+    finally:
+        os.umask(old)
+    assert rc == 0, err
+    assert (tmp_path / "runs.csv").stat().st_mode & 0o777 == 0o644
+
+
 def test_export_csv_file_and_stdout(tmp_path: Path, capsys: Any) -> None:
     recs = [make_record(seed=1, label="a,b"), make_record(seed=2, power=False, board="orin-nano")]
     db = _db(tmp_path, recs)
