@@ -293,6 +293,9 @@ def _metric_point(r: Dict[str, Any]) -> Optional[Tuple[float, float]]:
     return c, v
 
 
+SAME_SYNOPS = 1e-4  # relative: SynOps this close, with the same metric, are one point
+
+
 class Point(NamedTuple):
     """One point of the metric-vs-SynOps plot: a model (``model_family``: a bundle and the graphs
     exported from it) on one task, with the backends that gave this same (SynOps, metric) pair."""
@@ -307,22 +310,25 @@ def pareto_points(records: Sequence[Dict[str, Any]]) -> Dict[Tuple[str, str, boo
     """Points per (task, metric, higher_is_better), one panel each. The newest run of each model
     (``model_family``) and backend counts; the backends of one model with the same SynOps and
     metric (the usual case: ``m.seb``, ``m.onnx`` and ``m.tflite`` on runtimes that are
-    bit-exact) share one point, others (say a tflite float graph) get their own."""
+    bit-exact) share one point, others (say a tflite float graph) get their own. "The same"
+    SynOps: within ``SAME_SYNOPS`` (TFLite computes in float32 and may count half an operation
+    more per inference on average; drawn apart, the two points' labels would overprint)."""
     runs = [r for r in records if _metric_point(r) is not None]
     runs = newest_per(runs, lambda r: (model_family(r), r.get("backend"), (r.get("task") or {}).get("name")), rank=_samples_then_time)
-    merged = {}  # type: Dict[Tuple[Any, ...], List[Any]]
+    merged = []  # type: List[List[Any]]  # [group, family, synops, value, backends, label]
     for r in runs:
         t = r["task"]
         group = (str(t.get("name")), str(t.get("metric")), bool(t.get("higher_is_better")))
         c, v = _metric_point(r)
-        key = (group, model_family(r), c, v)
-        if key in merged:
-            merged[key][2].append(str(r.get("backend")))
+        for m in merged:
+            if m[0] == group and m[1] == model_family(r) and m[3] == v and abs(m[2] - c) <= SAME_SYNOPS * max(abs(m[2]), abs(c)):
+                m[4].append(str(r.get("backend")))
+                break
         else:
-            merged[key] = [c, v, [str(r.get("backend"))], _point_label(r)]
+            merged.append([group, model_family(r), c, v, [str(r.get("backend"))], _point_label(r)])
     groups = {}  # type: Dict[Tuple[str, str, bool], List[Point]]
-    for key, (c, v, backends, label) in merged.items():
-        groups.setdefault(key[0], []).append(Point(c, v, label, tuple(sorted(backends))))
+    for group, _, c, v, backends, label in merged:
+        groups.setdefault(group, []).append(Point(c, v, label, tuple(sorted(backends))))
     return groups
 
 

@@ -261,6 +261,20 @@ def test_the_forms_of_one_model_share_a_point_and_a_panel() -> None:
     assert not panels[0].get_lines()  # no dynamic tick without an idle level
 
 
+def test_forms_with_nearly_the_same_synops_and_the_same_metric_share_a_point() -> None:
+    """The field run: digits-sca50 gave accuracy 0.920177 on all three backends, TFLite 60889.1
+    SynOps against 60888.6: two points 0.5 ops apart whose labels overprinted each other."""
+    from spikeedge.results.plots import pareto_points
+
+    recs = _three_forms()
+    recs[2]["workload"]["synops_per_inference"]["effective"] += 0.5
+    [pts] = pareto_points(recs).values()
+    assert [p.backends for p in pts] == [("event", "onnx", "tflite")]
+    recs[2]["task"]["value"] += 0.05  # a different metric stays a point of its own
+    [pts] = pareto_points(recs).values()
+    assert sorted(p.backends for p in pts) == [("event", "onnx"), ("tflite",)]
+
+
 def test_a_pareto_point_takes_the_most_complete_score() -> None:
     """A quick check of the same bundle on a slow board (3 windows, newer) replaced the full
     30-window score of that model and backend in the plot; the run over the most samples counts
