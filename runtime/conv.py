@@ -225,12 +225,14 @@ class ConvSession:
                 peak = 1
         self.readout_op = LinearOp(bundle.readout, peak)
         self._consts = [self._neuron_consts(layer) for layer in bundle.layers]
-        self._peaks = []  # largest |input| of each layer: bounds its accumulation
+        self._max_acc: Dict[str, float] = {}  # bound on |acc| of each layer: max over outputs of sum |w| x largest input
         peak = (1 << (bundle.encoder.bits - 1)) - 1
         for layer in bundle.layers:
-            self._peaks.append(peak)
             if layer.kind in ("conv_lif", "linear_lif"):
+                w = np.abs(layer.weight.astype(np.int64)).reshape(layer.weight.shape[0], -1).sum(axis=1)
+                self._max_acc[layer.name] = float(w.max()) * peak
                 peak = 1
+        self._kernel_cache: Dict[int, Dict[str, Any]] = {}  # per batch size: made once, reused by every start
         self.start(batch)
 
     @staticmethod
@@ -246,16 +248,19 @@ class ConvSession:
         the direct encoder has no state; it is accepted for the ``Session`` interface)."""
         self.batch = batch
         self.mem = {}
-        self._kernels: Dict[str, Any] = {}
+        fresh = batch not in self._kernel_cache
+        self._kernels = self._kernel_cache.setdefault(batch, {})
         for i, (layer, shape) in enumerate(zip(self.bundle.layers, self.shapes[1:])):
             if layer.kind in ("conv_lif", "linear_lif"):
                 state = (batch,) + tuple(shape)
-                m, bias = self._consts[i]
-                w = np.abs(layer.weight.astype(np.int64)).reshape(layer.weight.shape[0], -1).sum(axis=1)
-                kernel = HardResetKernel(state, layer.decay, m, layer.shift, bias, float(w.max()) * self._peaks[i])
-                if kernel.exact:  # in-place float64 (runtime.kernels); else the integer step
-                    self._kernels[layer.name] = kernel
-                self.mem[layer.name] = np.zeros(state, np.float64 if kernel.exact else np.int32)
+                if fresh:
+                    m, bias = self._consts[i]
+                    kernel = HardResetKernel(state, layer.decay, m, layer.shift, bias, self._max_acc[layer.name])
+                    if kernel.exact:  # in-place float64 (runtime.kernels); else the integer step
+                        self._kernels[layer.name] = kernel
+                elif layer.name in self._kernels:
+                    self._kernels[layer.name].reset()
+                self.mem[layer.name] = np.zeros(state, np.float64 if layer.name in self._kernels else np.int32)
         self.total = np.zeros((batch, self.bundle.readout.n_out), np.int64)
         self.spike_counts = {name: 0 for name in self.mem}
         self.layer_synops: Dict[str, int] = {layer.name: 0 for layer in self.bundle.layers if layer.kind in ("conv_lif", "linear_lif")}

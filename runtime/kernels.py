@@ -241,6 +241,10 @@ class HardResetKernel:
         np.multiply(mem, self._keep, out=mem)
         return self.spikes
 
+    def reset(self) -> None:
+        """Back to the clip decision of construction (a new run starts from rest)."""
+        self.saturate = not self.bound < SAFE_BOUND
+
     def check_loaded(self, mem: np.ndarray) -> None:
         """A membrane loaded from outside (``set_state``) beyond the bound turns the clip on."""
         if float(np.abs(mem).max(initial=0)) > self.bound:
