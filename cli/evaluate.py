@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from ..runtime.errors import DataError
 from ..tasks.protocols import classify, forecast_smape
 from ..tasks.registry import load_task
 from .common import BackendOpt, JsonOpt, emit, open_stepper
@@ -28,7 +29,10 @@ def evaluate(
     stepper = open_stepper(model, backend)
     spec = load_task(task, data=data, repeats=repeats)
     t0 = time.perf_counter()
-    metric = forecast_smape(stepper, spec.windows) if spec.kind == "forecast" else classify(stepper, spec.x_test, spec.y_test)
+    try:
+        metric = forecast_smape(stepper, spec.windows) if spec.kind == "forecast" else classify(stepper, spec.x_test, spec.y_test)
+    except (DataError, ValueError) as exc:  # the task's inputs do not fit the model
+        raise DataError("%s: does not fit --task %s: %s" % (model, task, str(exc).splitlines()[0])) from None
     emit({"model": str(model), "task": task, "backend": _backend_name(model, backend), **metric, "seconds": round(time.perf_counter() - t0, 3)}, as_json)
 
 

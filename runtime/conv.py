@@ -38,6 +38,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .bundle import ConvBundle, ConvLifLayer, LinearReadout
 from .encoders import encode_direct
+from .errors import DataError
 from .engine import RunResult
 from .fixedpoint import DECAY_BITS, THRESHOLD, rshift_round, saturate32
 from .kernels import HardResetKernel
@@ -281,7 +282,11 @@ class ConvSession:
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """Images (batch, C, H, W) or (batch, C*H*W) -> input integers (batch, C, H, W)."""
-        x = np.asarray(x, np.float64).reshape((self.batch,) + tuple(self.bundle.input_shape))
+        x = np.asarray(x, np.float64)
+        if x.size != self.batch * self.bundle.n_inputs:
+            raise DataError("the input has %d values per image; the model takes %d (%s)" % (
+                x.size // max(1, self.batch), self.bundle.n_inputs, "x".join(map(str, self.bundle.input_shape))))
+        x = x.reshape((self.batch,) + tuple(self.bundle.input_shape))
         return encode_direct(x, self.bundle.encoder.scale, self.bundle.encoder.bits)
 
     clock: Any = None  # a ``runtime.profile.PhaseClock`` while profiling: time per phase

@@ -32,6 +32,7 @@ import numpy as np
 
 from . import bundle as fmt
 from .encoders import Encoder
+from .errors import DataError
 
 CARD_KEY = "spikeedge"
 CARD_VERSION = 1
@@ -226,7 +227,10 @@ class GraphSession:
         clock = self.clock
         if clock is not None:
             clock.start()
-        events = self.encoder(np.asarray(x, np.float64).reshape(self.batch, -1))
+        x = np.asarray(x, np.float64)
+        if x.size != self.batch * self.encoder_spec.n_inputs:
+            raise DataError("the input has %d values per step and stream; the model takes %d" % (x.size // max(1, self.batch), self.encoder_spec.n_inputs))
+        events = self.encoder(x.reshape(self.batch, -1))
         if clock is not None:
             clock.lap("encode")
         self.synops += dense_synops(events, self.nnz[0][0])  # later layers' inputs: after the step

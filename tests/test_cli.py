@@ -344,6 +344,14 @@ def test_usage_errors_exit_2(work: Path, capsys: Any, argv: List[str], mentions:
     assert mentions in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("model", ["model.seb", "model.onnx"])
+def test_eval_on_a_task_that_does_not_fit_the_model(work: Path, capsys: Any, model: str) -> None:
+    """A one-input forecaster on 64-pixel digits: one line naming the file and --task, exit 2."""
+    rc, out, err = call(capsys, "eval", model, "--task", "digits")
+    assert_user_error(rc, out, err, model)
+    assert "--task digits" in err and "takes 1" in err
+
+
 def test_debug_raises_instead_of_a_message(work: Path, capsys: Any) -> None:
     with pytest.raises(BundleError, match="missing.seb"):
         main(["--debug", "info", "missing.seb"])
