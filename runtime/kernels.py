@@ -214,6 +214,9 @@ class HardResetKernel:
     def __init__(self, state_shape: Tuple[int, ...], decay: int, m: np.ndarray, shift: int, bias: np.ndarray, max_abs_acc: float) -> None:
         m = np.asarray(m, np.float64)
         self.exact = max_abs_acc * float(np.max(np.abs(m), initial=0.0)) + 2.0 ** (shift - 1) < FLOAT64_EXACT
+        # Else the caller may still pass the requantised current rs(acc * m, shift), computed in
+        # int64, to step_current: exact while that current stays below 2**52.
+        self.current_exact = max_abs_acc * float(np.max(np.abs(m), initial=0.0)) * 2.0 ** -shift + 2.0 < FLOAT64_EXACT
         self.decay = float(decay) / (1 << DECAY_BITS)
         self.m = m * 2.0 ** -shift  # exact: a power-of-two scaling
         self.offset = np.asarray(bias, np.float64) + 0.5  # rs(decay * mem) + bias: one rounding offset
@@ -227,13 +230,17 @@ class HardResetKernel:
     def step(self, acc: np.ndarray, mem: np.ndarray) -> np.ndarray:
         """Advance ``mem`` (float64, integer values) in place; returns the spikes (own buffer)."""
         t = self._t
+        np.multiply(acc, self.m, out=t)
+        t += 0.5
+        np.floor(t, out=t)  # rs(acc * m, shift)
+        return self.step_current(t, mem)
+
+    def step_current(self, current: np.ndarray, mem: np.ndarray) -> np.ndarray:
+        """The same from the requantised current ``rs(acc * m, shift)`` (integer values)."""
         np.multiply(mem, self.decay, out=mem)
         mem += self.offset
         np.floor(mem, out=mem)
-        np.multiply(acc, self.m, out=t)
-        t += 0.5
-        np.floor(t, out=t)
-        mem += t
+        mem += current
         if self.saturate:
             np.clip(mem, INT32_MIN_F, INT32_MAX_F, out=mem)
         np.greater_equal(mem, THRESHOLD_F, out=self.spikes)

@@ -200,3 +200,15 @@ def test_hard_reset_kernel_equals_lif_hard_step_int(decay):
         assert np.array_equal(got, want) and np.array_equal(mem, mem_ref)
         clipped += int((mem_ref == -(2**31)).sum())
     assert (clipped > 0) == (decay == 65536), "the IF case must reach the int32 floor; the leaky one never"
+
+
+@pytest.mark.parametrize("size", [1, 2, 3])
+def test_max_pool_equals_the_window_maximum(size):
+    from spikeedge.runtime.conv import max_pool
+
+    x = np.random.default_rng(size).integers(0, 2, (2, 3, 7, 8)).astype(np.uint8)
+    oh, ow = 7 // size, 8 // size
+    want = np.array([[[[x[b, c, i * size:(i + 1) * size, j * size:(j + 1) * size].max() for j in range(ow)] for i in range(oh)]
+                      for c in range(3)] for b in range(2)])
+    got = max_pool(x, size)
+    assert got.shape == want.shape and np.array_equal(got, want) and got.flags["C_CONTIGUOUS"]
