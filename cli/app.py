@@ -81,8 +81,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if name == "Abort":
             sys.stderr.write("interrupted\n")
             return 130
-        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # usage errors
-            exc.show()
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # usage errors: one line, as for every user error
+            ctx = getattr(exc, "ctx", None)
+            where = ctx.command_path if ctx is not None else "spikeedge"
+            message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+            sys.stderr.write("error: %s: %s (see '%s --help')\n" % (where, " ".join(message.split()), where))
             return 2
         raise
 

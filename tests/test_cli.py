@@ -342,6 +342,7 @@ def test_usage_errors_exit_2(work: Path, capsys: Any, argv: List[str], mentions:
     assert rc == 2, (out, err)
     assert out == ""
     assert mentions in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err  # one line, like every other user error
 
 
 @pytest.mark.parametrize("model", ["model.seb", "model.onnx"])
