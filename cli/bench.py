@@ -30,6 +30,7 @@ def bench(
     baseline: float = typer.Option(2.0, "--baseline", help="Seconds of idle power measured before the trials."),
     threads: int = typer.Option(1, "--threads", help="Interpreter threads (onnx, tflite)."),
     label: Optional[str] = typer.Option(None, "--label", help="A name for these runs in the results store (e.g. a release)."),
+    board: Optional[str] = typer.Option(None, "--board", help="The board profile to record (spikeedge boards list) when detection cannot tell, e.g. under emulation; an inventory's spikeedge_board does the same per host."),
     db: Optional[Path] = typer.Option(None, "--db", help="Results database (default $SPIKEEDGE_RESULTS_DB, else ~/.local/share/spikeedge/results.sqlite)."),
     no_store: bool = typer.Option(False, "--no-store", help="Print the records only; store nothing."),
     to: Optional[str] = ToOpt,
@@ -47,12 +48,13 @@ def bench(
     files = pick_models(models, backend)
     argv = ["--task", task, "--trials", str(trials), "--warmup", str(warmup), "--meter", meter, "--baseline", str(baseline), "--threads", str(threads)]
     argv += (["--samples", str(samples)] if samples is not None else []) + (["--label", label] if label is not None else [])
+    argv += ["--board", board] if board is not None else []
     if to is not None or inventory is not None:
         if data is not None:
             raise SpikeedgeError("--data with --to/--inventory: the board reads its own data; bench a built-in task remotely")
         records, hosts = _remote(files, argv, to, inventory, group, known_hosts, identity, remote_dir)
     else:
-        records, hosts = _local(files, task, trials, warmup, samples, data, meter, root, baseline, threads, label, as_json), None
+        records, hosts = _local(files, task, trials, warmup, samples, data, meter, root, baseline, threads, label, as_json, board), None
     ids = _store(records, db) if not no_store else None
     result: Dict[str, Any] = {"runs": records, "stored": ids is not None, "run_ids": ids, "db": str(_db_path(db)) if ids is not None else None}
     if hosts is not None:
@@ -94,7 +96,7 @@ def pick_models(models: List[Path], backend: Optional[str]) -> List[Path]:
 
 
 def _local(files: List[Path], task: str, trials: int, warmup: int, samples: Optional[int], data: Optional[str], meter: str, root: str,
-           baseline: float, threads: int, label: Optional[str], quiet: bool) -> List[Dict[str, Any]]:
+           baseline: float, threads: int, label: Optional[str], quiet: bool, board: Optional[str] = None) -> List[Dict[str, Any]]:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..runtime.backends import open_model
@@ -113,7 +115,8 @@ def _local(files: List[Path], task: str, trials: int, warmup: int, samples: Opti
             m, note = _open_meter(meter, root)
             try:
                 records.append(bench_model(f, task, trials=trials, warmup=warmup, samples=samples, meter=m, root=root, label=label,
-                                           threads=threads, progress=progress, baseline_s=baseline, data=data, meter_note=note))
+                                           threads=threads, progress=progress, baseline_s=baseline, data=data, meter_note=note,
+                                           board=board))
             finally:
                 if m is not None:
                     m.close()
@@ -158,7 +161,8 @@ def _remote(files: List[Path], argv: List[str], to: Optional[str], inventory: Op
         runs: List[Dict[str, Any]] = []
         ok = True
         for f in files:
-            r = await remote_command(conn, remote_dir, ["bench", "{model}"] + argv + ["--no-store"], f, "bench")
+            declared = ["--board", conn.target.board] if conn.target.board and "--board" not in argv else []  # the inventory's spikeedge_board
+            r = await remote_command(conn, remote_dir, ["bench", "{model}"] + argv + declared + ["--no-store"], f, "bench")
             ok = ok and r.ok
             result = result or r
             if r is not result:

@@ -50,7 +50,7 @@ Progress = Callable[[int, int, str], None]
 def bench_model(path: Any, task: str, backend: str = "auto", trials: int = 5, warmup: int = 5, samples: Optional[int] = None,
                 meter: Any = None, root: str = "/", label: Optional[str] = None, threads: int = 1,
                 progress: Optional[Progress] = None, baseline_s: float = 2.0, data: Optional[str] = None,
-                meter_note: Optional[str] = None) -> Dict[str, Any]:
+                meter_note: Optional[str] = None, board: Optional[str] = None) -> Dict[str, Any]:
     """Benchmark the model file ``path`` on ``task``; one run record (``docs/bench.md``).
 
     ``samples``: samples per trial (default: the task's 30 forecast windows, or up to 1,000
@@ -78,7 +78,15 @@ def bench_model(path: Any, task: str, backend: str = "auto", trials: int = 5, wa
     tick = progress or (lambda done, total, phase: None)
     env = environment(root)
     notes: List[str] = [meter_note] if meter_note else []
-    board = _board_name(detect(root), root, notes)
+    found = _board_name(detect(root), root, notes)
+    if board is None:
+        board = found
+    else:  # declared by the user (--board) or the inventory (spikeedge_board): a known profile
+        from .boards import get_board
+
+        board = get_board(board).name
+        if board != found:
+            notes.append("board %s as declared (--board or the inventory's spikeedge_board); detection found %s" % (board, found))
 
     prepared, pre_ns = [], []
     for item in items:  # pre-processing, timed apart: the sample into a contiguous array in memory

@@ -311,6 +311,18 @@ def test_no_meter_means_no_power_and_a_note(files: Dict[str, Path], tmp_path: Pa
     assert res["stored"] is False and res["run_ids"] is None
 
 
+def test_a_declared_board_is_recorded_with_a_note(files: Dict[str, Path], tmp_path: Path, capsys: Any) -> None:
+    """Where detection cannot tell (an empty root here; qemu in the field) --board names the profile."""
+    base = ["bench", files["event"], "--task", "mackey-glass", "--trials", "1", "--samples", "1", "--warmup", "0", "--root", tmp_path,
+            "--meter", "none", "--no-store"]
+    rc, out, err = call(capsys, *base, "--board", "rpi4", "--json")
+    assert rc == 0, err
+    [r] = one_json(out)["runs"]
+    assert r["board"] == "rpi4" and any("rpi4 as declared" in n and "unknown" in n for n in r["notes"])
+    rc, out, err = call(capsys, *base, "--board", "rpi9")
+    assert rc == 2 and out == "" and "rpi9" in err and len(err.strip().splitlines()) == 1
+
+
 # ----------------------------------------------------------------------------- the store and Ctrl-C
 
 

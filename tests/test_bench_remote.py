@@ -49,3 +49,12 @@ def test_bench_on_the_board_comes_home_to_the_store(board: Dict[str, Any], tmp_p
     assert stored["run_id"] == rec["run_id"] == res["run_ids"][0] and stored["environment"]["ssh_target"] == env["ssh_target"]
     # the scratch copy was benched; the deployed release is untouched
     assert current(board) == flashed.release
+    # over an inventory, the host's spikeedge_board is the board recorded (detection here finds this x86 host)
+    inv = tmp_path / "boards.yml"
+    inv.write_text("all:\n  hosts:\n    pi-1:\n      ansible_host: 127.0.0.1\n      ansible_port: %d\n      ansible_user: %s\n"
+                   "      ansible_ssh_private_key_file: %s\n      spikeedge_board: rpi4\n" % (t.port, t.user, t.key_file))
+    rc, out, err = call(capsys, "bench", model, "--inventory", inv, "--known-hosts", board["known"], "--remote-dir", board["base"],
+                        "--task", "mackey-glass", "--trials", "1", "--samples", "1", "--warmup", "0", "--meter", "none", "--no-store", "--json")
+    assert rc == 0, (err, out)
+    [rec] = one_json(out)["runs"]
+    assert rec["board"] == "rpi4" and any("rpi4 as declared" in n for n in rec["notes"])
