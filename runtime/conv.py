@@ -344,20 +344,7 @@ class ConvSession:
             self.layer_synops[layer.name] += synops
             if clock is not None:
                 clock.lap("accumulate")
-            kernel = self._kernels.get(layer.name)
-            if kernel is not None and kernel.exact:
-                spikes = kernel.step(acc, self.mem[layer.name])
-            elif kernel is not None:  # the current in int64 (once per run for the image layer), the rest in place
-                current = self._first_current if (k == 0 and reuse_first and self._first_current is not None) else None
-                if current is None:
-                    m, _ = self._consts[i]
-                    current = rshift_round(acc.astype(np.int64, copy=False) * m, layer.shift).astype(np.float64)
-                    if k == 0 and reuse_first:
-                        self._first_current = current
-                spikes = kernel.step_current(current, self.mem[layer.name])
-            else:
-                m, bias = self._consts[i]
-                spikes, self.mem[layer.name] = lif_hard_step_int(acc.astype(np.int64, copy=False), self.mem[layer.name], m, layer.shift, bias, layer.decay)
+            spikes = self._neuron(i, k, layer, acc, reuse_first)
             self.spike_counts[layer.name] += int(np.count_nonzero(spikes))
             if self.record_spikes:
                 self.spike_history[k].append(spikes.copy())
@@ -374,6 +361,85 @@ class ConvSession:
         if clock is not None:
             clock.lap("readout")
         return out
+
+    def _neuron(self, i: int, k: int, layer: Any, acc: np.ndarray, reuse_first: bool) -> np.ndarray:
+        """The neuron update of spiking layer ``k`` (bundle layer ``i``) from its accumulation."""
+        kernel = self._kernels.get(layer.name)
+        if kernel is not None and kernel.exact:
+            return kernel.step(acc, self.mem[layer.name])
+        if kernel is not None:  # the current in int64 (once per run for the image layer), the rest in place
+            current = self._first_current if (k == 0 and reuse_first and self._first_current is not None) else None
+            if current is None:
+                m, _ = self._consts[i]
+                current = rshift_round(acc.astype(np.int64, copy=False) * m, layer.shift).astype(np.float64)
+                if k == 0 and reuse_first:
+                    self._first_current = current
+            return kernel.step_current(current, self.mem[layer.name])
+        m, bias = self._consts[i]
+        spikes, self.mem[layer.name] = lif_hard_step_int(acc.astype(np.int64, copy=False), self.mem[layer.name], m, layer.shift, bias, layer.decay)
+        return spikes
+
+    def _run_layer_major(self, events: np.ndarray, n: int) -> np.ndarray:
+        """All ``n`` steps of a run, layer by layer: layer ``l`` at step ``t`` needs only layer
+        ``l - 1`` at step ``t`` and its own state, so each layer's accumulation is computed for
+        every step in one call (the steps as a batch: one im2col and one product instead of
+        ``n``), then its neurons advance step by step. The same integers as ``step``, in the
+        same order; per-layer call overhead is paid once per run instead of once per step.
+        Returns the outputs (batch, n, n_out)."""
+        clock, b = self.clock, self.batch
+        if clock is not None:
+            clock.start()
+        xs = events  # this layer's input: the image (batch, ...) until the first spiking layer, then
+        static = True  # the spikes of every step, (n * batch, ...) step-major
+        k = 0
+        for i, (layer, op) in enumerate(zip(self.bundle.layers, self.ops)):
+            if layer.kind == "maxpool":
+                xs = max_pool(xs, layer.size)
+                if clock is not None:
+                    clock.lap("accumulate")
+                continue
+            if layer.kind == "flatten":
+                xs = xs.reshape(xs.shape[0], -1)
+                continue
+            if static:  # the image layer: the same input every step, accumulated once
+                acc, synops = _accumulate(op, xs, self.method)
+                accs = [acc] * n
+                synops *= n
+            else:
+                acc, synops = _accumulate(op, xs, self.method)
+                accs = acc.reshape((n, b) + acc.shape[1:])
+            self.synops += synops
+            self.layer_synops[layer.name] += synops
+            if clock is not None:
+                clock.lap("accumulate")
+            out = np.empty((n, b) + tuple(accs[0].shape[1:]), bool)
+            for t in range(n):
+                out[t] = self._neuron(i, k, layer, accs[t], True)
+                if self.record_spikes:
+                    self.spike_history[k].append(out[t].copy())
+            self.spike_counts[layer.name] += int(np.count_nonzero(out))
+            k += 1
+            xs, static = out.reshape((n * b,) + out.shape[2:]).view(np.uint8), False
+            if clock is not None:
+                clock.lap("neuron")
+        if static:  # no spiking layer: the readout sees the image itself every step
+            acc, synops = _accumulate(self.readout_op, xs.reshape(b, -1), self.method)
+            accs, synops = np.broadcast_to(acc, (n,) + acc.shape), synops * n
+        else:
+            acc, synops = _accumulate(self.readout_op, xs.reshape(n * b, -1), self.method)
+            accs = acc.reshape(n, b, -1)
+        self.synops += synops
+        self.layer_synops[self.bundle.readout.name] += synops
+        ro: LinearReadout = self.bundle.readout
+        totals = self.total[None] + np.cumsum(accs, axis=0)  # int64: the running sums after each step
+        outputs = np.empty((b, n, self.bundle.n_outputs))
+        for t in range(n):  # readout_values' arithmetic, step by step
+            outputs[:, t] = totals[t].astype(np.float64) * ro.acc_scale / max(1, self.steps + t + 1) + ro.bias
+        self.total = totals[-1].copy()
+        self.steps += n
+        if clock is not None:
+            clock.lap("readout")
+        return outputs
 
     def _weighted(self, op: Any, x: np.ndarray, reuse: bool) -> Tuple[np.ndarray, int]:
         """The layer's accumulation; the first layer's is computed once per ``run`` (the same
@@ -421,10 +487,7 @@ class ConvSession:
         self.start(images.shape[0])
         events = self.encode(images)
         n = self.bundle.time_steps if steps is None else steps
-        outputs = np.empty((self.batch, n, self.bundle.n_outputs))
-        for t in range(n):
-            outputs[:, t] = self._advance(events, reuse_first=True)
-        return self.result(outputs)
+        return self.result(self._run_layer_major(events, n))
 
     def result(self, outputs: np.ndarray) -> RunResult:
         return RunResult(
