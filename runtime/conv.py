@@ -403,18 +403,24 @@ class ConvSession:
                 continue
             if static:  # the image layer: the same input every step, accumulated once
                 acc, synops = _accumulate(op, xs, self.method)
-                accs = [acc] * n
+                accs: Any = [acc] * n
                 synops *= n
             else:
                 acc, synops = _accumulate(op, xs, self.method)
-                accs = acc.reshape((n, b) + acc.shape[1:])
+                kernel = self._kernels.get(layer.name)
+                if kernel is not None and kernel.exact:  # requantise every step's accumulation in one call
+                    currents = kernel.current(acc).reshape((n, b) + acc.shape[1:])
+                    mem = self.mem[layer.name]
+                    accs = None
+                else:
+                    accs = acc.reshape((n, b) + acc.shape[1:])
             self.synops += synops
             self.layer_synops[layer.name] += synops
             if clock is not None:
                 clock.lap("accumulate")
-            out = np.empty((n, b) + tuple(accs[0].shape[1:]), bool)
+            out = np.empty((n, b) + tuple(acc.shape[1:]), bool)
             for t in range(n):
-                out[t] = self._neuron(i, k, layer, accs[t], True)
+                out[t] = self._neuron(i, k, layer, accs[t], True) if accs is not None else kernel.step_current(currents[t], mem)
                 if self.record_spikes:
                     self.spike_history[k].append(out[t].copy())
             self.spike_counts[layer.name] += int(np.count_nonzero(out))

@@ -235,6 +235,13 @@ class HardResetKernel:
         np.floor(t, out=t)  # rs(acc * m, shift)
         return self.step_current(t, mem)
 
+    def current(self, acc: np.ndarray) -> np.ndarray:
+        """``rs(acc * m, shift)`` for accumulations of any leading shape (several steps at once;
+        requires ``exact``): a new float64 array."""
+        t = np.multiply(acc, self.m)  # m broadcasts over the leading (batch or step x batch) axis
+        t += 0.5
+        return np.floor(t, out=t)
+
     def step_current(self, current: np.ndarray, mem: np.ndarray) -> np.ndarray:
         """The same from the requantised current ``rs(acc * m, shift)`` (integer values)."""
         np.multiply(mem, self.decay, out=mem)
