@@ -495,6 +495,11 @@ class ConvSession:
         n = self.bundle.time_steps if steps is None else steps
         return self.result(self._run_layer_major(events, n))
 
+    def infer_images(self, images: np.ndarray) -> np.ndarray:
+        """The logits of a batch of images, (batch, n_out): ``run`` over the bundle's time steps
+        (``tasks.protocols.classify`` uses it for static images)."""
+        return self.run(images).outputs[:, -1]
+
     def result(self, outputs: np.ndarray) -> RunResult:
         return RunResult(
             outputs=outputs,

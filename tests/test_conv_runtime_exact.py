@@ -184,3 +184,31 @@ def test_task_protocol_classifies_conv_bundles_with_their_own_time_steps():
     expected = np.argmax(outputs[:, -1], axis=-1)
     got = classify(Session(bundle), frames, expected)
     assert got["accuracy"] == 1.0
+
+
+def test_classify_takes_the_whole_run_path_for_static_images_and_steps_otherwise(monkeypatch: Any) -> None:
+    """Static images go through ``infer_images`` (layer by layer over all steps); frames that
+    change between steps are stepped. Both give the step-by-step predictions."""
+    from spikeedge.tasks.protocols import classify
+
+    net, bundle, _ = net_and_bundle("vgg28", 1, time_steps=3)
+    rng = np.random.default_rng(6)
+    images = rng.random((8,) + tuple(net.input_shape))
+    frames = np.broadcast_to(images.reshape(8, 1, -1), (8, 3, images[0].size))
+    stepped = Session(bundle, 8)
+    stepped.start(8)
+    for t in range(3):
+        y = stepped.step(frames[:, t])
+    labels = np.argmax(y, axis=1)
+    calls: List[int] = []
+    real = ConvSession.infer_images
+    monkeypatch.setattr(ConvSession, "infer_images", lambda self, x: calls.append(len(x)) or real(self, x))
+    assert classify(Session(bundle), frames, labels)["accuracy"] == 1.0 and calls == [8]
+    moving = frames.copy()
+    moving[:, 1] = rng.random(moving[:, 1].shape)  # not static: stepped, frame by frame
+    calls.clear()
+    s = Session(bundle, 8)
+    s.start(8)
+    for t in range(3):
+        y = s.step(moving[:, t])
+    assert classify(Session(bundle), moving, np.argmax(y, axis=1))["accuracy"] == 1.0 and calls == []
