@@ -212,3 +212,22 @@ def test_max_pool_equals_the_window_maximum(size):
                       for c in range(3)] for b in range(2)])
     got = max_pool(x, size)
     assert got.shape == want.shape and np.array_equal(got, want) and got.flags["C_CONTIGUOUS"]
+
+
+def test_profile_reports_the_measured_switch_points():
+    """``spikeedge profile`` shows, per layer and matrix, the hybrid's measured costs, its switch
+    point and how many steps took each path; the steps add up to the steps run."""
+    from test_runtime_exact import random_model
+
+    from spikeedge.offline.quantize import quantize_hrsnn
+    from spikeedge.runtime.engine import Session
+    from spikeedge.runtime.profile import profile_model
+
+    model = random_model("rate", "subtract", n=120)
+    xs = np.random.default_rng(8).random((2, 50, 3))
+    session = Session(fmt.loads(fmt.dumps(quantize_hrsnn(model, xs[0]))))
+    report = profile_model(session, xs, baseline_s=0)
+    rec = report["accumulation"]["hidden"]["recurrent"]
+    assert rec["hybrid"] and rec["sources"] == 120 and rec["dense_ms"] > 0
+    assert rec["switch_activity"] is None or 0 <= rec["switch_activity"] <= 1
+    assert sum(rec["steps"].values()) <= 2 * 50 and sum(rec["steps"].values()) > 0
