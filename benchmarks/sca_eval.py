@@ -89,7 +89,7 @@ def cached(cache: Path, key: Dict[str, Any], fn: Any) -> Dict[str, Any]:
     if path.is_file():
         return json.loads(path.read_text())["result"]
     if CACHED_ONLY:
-        raise NotCached(name)
+        raise NotCached(run_name(key))
     result = fn()
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"key": key, "result": result}))

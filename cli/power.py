@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List, Optional
 import typer
 
 from ..runtime.errors import CheckFailed, SpikeedgeError
-from .common import JsonOpt, emit, err_console, out_console
+from .common import JsonOpt, emit, err_console
 
 app = typer.Typer(help="Power and energy from the board's sensors. Example: spikeedge power watch --duration 5", no_args_is_help=True)
 

@@ -29,7 +29,6 @@ from .. import __version__
 from ..runtime.bundle import file_sha256
 from ..runtime.errors import DeployError
 from .ssh import Connection
-from .targets import Target
 
 PROBE = r"""
 import json, os, platform, sys

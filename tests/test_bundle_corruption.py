@@ -12,16 +12,14 @@ import copy
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import struct
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rich.errors import MarkupError
 
 from spikeedge.cli.app import main
 from spikeedge.runtime import bundle as fmt

@@ -4,7 +4,6 @@ processes writing at once, a writer killed mid-write, and an interrupted bench."
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
