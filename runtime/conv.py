@@ -79,7 +79,9 @@ def max_pool(x: np.ndarray, size: int) -> np.ndarray:
 
 
 def im2col(x: np.ndarray, kh: int, kw: int, stride: int, padding: int, dtype: Any, pad_buffer: Optional[np.ndarray] = None) -> np.ndarray:
-    """(B, C, H, W) -> (B, C*kh*kw, OH*OW) in ``dtype``; rows in ``weight.reshape(O, -1)`` order.
+    """(B, C, H, W) -> (C*kh*kw, B*OH*OW) in ``dtype``: rows in ``weight.reshape(O, -1)`` order,
+    the images' columns side by side, so that one matrix product serves the whole batch (a
+    batch of small products was 20% slower for 4 images, 25% for 128).
 
     ``pad_buffer``: a zeroed (B', C', H + 2p, W + 2p) array of ``dtype`` with B' >= B, C' >= C,
     whose border stays zero: the input is copied into its interior instead of ``np.pad``
@@ -96,8 +98,8 @@ def im2col(x: np.ndarray, kh: int, kw: int, stride: int, padding: int, dtype: An
     b, c, h, w = x.shape
     oh, ow = (h - kh) // stride + 1, (w - kw) // stride + 1
     sb, sc, sh, sw = x.strides
-    view = as_strided(x, (b, c, kh, kw, oh, ow), (sb, sc, sh, sw, sh * stride, sw * stride), writeable=False)
-    return view.reshape(b, c * kh * kw, oh * ow)
+    view = as_strided(x, (c, kh, kw, b, oh, ow), (sc, sh, sw, sb, sh * stride, sw * stride), writeable=False)
+    return view.reshape(c * kh * kw, b * oh * ow)
 
 
 class ConvOp:
@@ -141,14 +143,15 @@ class ConvOp:
         if buf is None or buf.shape[0] < b:
             buf = self._pad = np.zeros((b, ly.in_channels, h + 2 * p, w + 2 * p), self.dtype)
         cols = im2col(x, ly.kernel_h, ly.kernel_w, ly.stride, p, self.dtype, buf)
-        acc = np.matmul(w2, cols)  # (B, O, OH*OW), exact integers (float: the neuron kernels take it as is)
+        acc = w2 @ cols  # (O, B*OH*OW), exact integers (float: the neuron kernels take it as is)
         if x.dtype == np.uint8 or x.dtype == np.bool_:  # spikes: cols is 0/1, so counting is a product
             # (np.count_nonzero along an axis is a Python-level != and sum: a third of a small layer's time)
-            per_position = np.matmul(nnz.astype(self.count_dtype), cols)  # (B, OH*OW): integers <= fan-in * O
+            per_position = nnz.astype(self.count_dtype) @ cols  # (B*OH*OW,): integers <= fan-in * O
             synops = int(per_position.sum(dtype=np.float64))
         else:
-            synops = int(np.count_nonzero(cols, axis=2).sum(axis=0) @ nnz)
-        return acc.reshape((x.shape[0],) + self.out_shape), synops
+            synops = int(np.count_nonzero(cols, axis=1) @ nnz)
+        o, oh, ow = self.out_shape
+        return acc.reshape(o, b, oh, ow).transpose(1, 0, 2, 3), synops  # (B, O, OH, OW), a view
 
     def event(self, x: np.ndarray) -> Tuple[np.ndarray, int]:
         ly = self.layer
