@@ -7,21 +7,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from cli_helpers import assert_user_error, call, one_json
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """One torch thread: on a busy 2-core machine two threads spin and run many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture
 def work(tmp_path: Path, monkeypatch: Any) -> Path:

@@ -24,7 +24,6 @@ from typing import Any, Dict
 
 import numpy as np
 import pytest
-import torch
 
 from spikeedge.offline.convsnn import fold
 from spikeedge.offline.convtrain import config_for, load_images, train_convsnn
@@ -45,12 +44,7 @@ FORMS = ("bundle", "onnx", "tflite")
 SUFFIX = {"bundle": ".seb", "onnx": ".onnx", "tflite": ".tflite"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _hrsnn_case(task_name: str, encoder: str, n: int, seed: int) -> Dict[str, Any]:

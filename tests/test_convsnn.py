@@ -17,13 +17,7 @@ from spikeedge.offline.hrsnn import HRSNN, HrsnnConfig
 from spikeedge.runtime.errors import ModelError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a busy 2-core machine two threads spin and run many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def randomize_bn(model: ConvSNN, seed: int = 0) -> None:

@@ -14,13 +14,7 @@ from spikeedge.offline.convtrain import ImageData, predict
 from spikeedge.tasks.images import load_digits_split
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a busy 2-core machine two threads spin and run many times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def randomize_bn(model: ConvSNN, seed: int = 0) -> None:

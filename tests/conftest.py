@@ -1,0 +1,19 @@
+"""Fixtures shared by several test modules."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """One torch thread: on a busy 2-core machine two threads spin and run many times slower.
+    Modules that train or run torch models use it (``pytestmark``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
