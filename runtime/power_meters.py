@@ -102,6 +102,15 @@ class PowerMeter:
 # small helpers
 
 
+def _devices(root: str, pattern: str, kind: str, hint: str) -> List[str]:
+    """The sysfs device folders matching ``pattern`` under ``root`` (sorted); none: one line
+    naming where it looked and what to do."""
+    dirs = sorted(glob.glob(os.path.join(root, pattern)))
+    if not dirs:
+        raise MeasurementError("no %s device under %s: %s" % (kind, os.path.join(root, pattern), hint))
+    return dirs
+
+
 def _read_text(path: str) -> str:
     """Read a sysfs file; every failure becomes a one-line MeasurementError with the fix."""
     try:
@@ -192,12 +201,8 @@ class Ina3221HwmonMeter(PowerMeter):
                  sum_rails: Optional[Sequence[str]] = None,
                  groups: Optional[Dict[str, Sequence[str]]] = None):
         self.root = root
-        dirs = sorted(glob.glob(os.path.join(root, self.pattern)))
-        if not dirs:
-            raise MeasurementError(
-                f"no INA3221 hwmon device under {os.path.join(root, self.pattern)}: "
-                "not a JetPack 5/6 Jetson (JetPack 4: use --meter ina3221-iio or tegrastats)"
-            )
+        dirs = _devices(root, self.pattern, "INA3221 hwmon",
+                        "not a JetPack 5/6 Jetson (JetPack 4: use --meter ina3221-iio or tegrastats)")
         self.devices = dirs
         # (rail name, voltage file, current file)
         self.channels: List[Tuple[str, str, str]] = []
@@ -247,12 +252,7 @@ class Ina3221IioMeter(PowerMeter):
                  sum_rails: Optional[Sequence[str]] = None,
                  groups: Optional[Dict[str, Sequence[str]]] = None, min_interval_s: float = 0.01):
         self.root = root
-        dirs = sorted(glob.glob(os.path.join(root, self.pattern)))
-        if not dirs:
-            raise MeasurementError(
-                f"no INA3221 iio device under {os.path.join(root, self.pattern)}: "
-                "not a JetPack 4 Jetson (JetPack 5/6: use --meter ina3221-hwmon)"
-            )
+        dirs = _devices(root, self.pattern, "INA3221 iio", "not a JetPack 4 Jetson (JetPack 5/6: use --meter ina3221-hwmon)")
         self.devices = dirs
         self.channels: List[Tuple[str, str]] = []
         for d in dirs:
@@ -540,13 +540,8 @@ class Ina2xxHwmonMeter(PowerMeter):
                  min_interval_s: float = 0.01):
         self.root = root
         names = dict(names or {})  # kernel device ("1-0040") -> rail name ("EXT_5V_IN")
-        dirs = sorted(glob.glob(os.path.join(root, self.pattern)))
-        if not dirs:
-            raise MeasurementError(
-                f"no ina2xx hwmon device under {os.path.join(root, self.pattern)}: declare the "
-                "chip (`echo ina226 0x40 | sudo tee /sys/bus/i2c/devices/i2c-1/new_device`) "
-                "or use --meter ina2xx-i2c"
-            )
+        dirs = _devices(root, self.pattern, "ina2xx hwmon", "declare the chip (`echo ina226 0x40 | sudo tee "
+                        "/sys/bus/i2c/devices/i2c-1/new_device`) or use --meter ina2xx-i2c")
         self.devices = dirs
         self.channels: List[Tuple[str, str]] = []
         intervals = [float(min_interval_s)]
