@@ -2,7 +2,7 @@
 
 1. Per layer: the accumulation of one layer of the runtime (``runtime.conv.ConvOp`` /
    ``LinearOp``, the code the session runs), on random binary inputs at imposed spike rates, one
-   image (batch 1). Prints the median time of each path and the ratio dense / event (> 1: events
+   call of ``--batch`` maps (default 4: the T steps of one image). Prints the median time of each path and the ratio dense / event (> 1: events
    win).
 2. Per inference: a whole VGG-style bundle (28x28, T steps), batch 1, each path, with the spike
    rates the random net really has.
@@ -83,20 +83,22 @@ def linear_layer(n_in: int, n_out: int, rng: np.random.Generator) -> fmt.LinearL
     return fmt.LinearLifLayer("l", n_in, n_out, 65536, 16, w, np.ones(n_out, np.int64), np.zeros(n_out, np.int32), np.ones(n_out))
 
 
-def per_layer(repeats: int) -> List[Dict[str, Any]]:
+def per_layer(repeats: int, batch: int = 4) -> List[Dict[str, Any]]:
+    """Each layer's two paths on ``batch`` input maps at a time: a run goes layer by layer over
+    all T steps, so a layer of a one-image inference sees T maps per call (4 here)."""
     rng = np.random.default_rng(0)
     rows = []
     for name, c_in, c_out, size in CONV_LAYERS:
         op = ConvOp(conv_layer(c_in, c_out, rng), (c_in, size, size), 1)
         for rate in RATES:
-            x = (rng.random((1, c_in, size, size)) < rate).astype(np.uint8)
+            x = (rng.random((batch, c_in, size, size)) < rate).astype(np.uint8)
             assert np.array_equal(op.event(x)[0], op.dense(x)[0])
             rows.append({"layer": "conv " + name, "rate": rate, "event_ms": median_ms(lambda: op.event(x), repeats),
                          "dense_ms": median_ms(lambda: op.dense(x), repeats)})
     for name, n_in, n_out in LINEAR_LAYERS:
         lop = LinearOp(linear_layer(n_in, n_out, rng), 1)
         for rate in RATES:
-            x = (rng.random((1, n_in)) < rate).astype(np.uint8)
+            x = (rng.random((batch, n_in)) < rate).astype(np.uint8)
             assert np.array_equal(lop.event(x)[0], lop.dense(x)[0])
             rows.append({"layer": "linear " + name, "rate": rate, "event_ms": median_ms(lambda: lop.event(x), repeats),
                          "dense_ms": median_ms(lambda: lop.dense(x), repeats)})
@@ -143,14 +145,15 @@ def per_inference(repeats: int) -> List[Dict[str, Any]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--batch", type=int, default=4, help="input maps per layer call (T steps x images; default 4)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    layers = per_layer(args.repeats)
+    layers = per_layer(args.repeats, args.batch)
     nets = per_inference(max(3, args.repeats // 3))
     if args.json:
         print(json.dumps({"per_layer": layers, "per_inference": nets}))
         return
-    print("%-22s %6s %10s %10s %8s" % ("layer (batch 1)", "rate", "event ms", "dense ms", "d/e"))
+    print("%-22s %6s %10s %10s %8s" % ("layer (batch %d)" % args.batch, "rate", "event ms", "dense ms", "d/e"))
     for r in layers:
         print("%-22s %6.2f %10.4f %10.4f %8.2f" % (r["layer"], r["rate"], r["event_ms"], r["dense_ms"], r["dense_over_event"]))
     print()

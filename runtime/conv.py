@@ -14,10 +14,13 @@ Max pooling of spikes is an OR over each window; flatten is channel-major; the r
 Two ways to compute a layer's accumulation, both exact and interchangeable (the tests hold them
 to the offline integer reference bit for bit):
 
-* ``event``: every non-zero input (a spike at channel c, position (y, x)) scatters its kernel
-  slice ``weight[:, c]`` into the output positions it reaches (one ``bincount`` over all the
-  (event, kernel offset, output channel) triples); a linear layer gathers the weight columns of
-  its active inputs. Work is proportional to the number of events.
+* ``event``: gather, product, scatter over the occupied sites (input positions with an event
+  in any channel), the sparse-convolution dataflow: the sites' channel vectors times every
+  kernel slice in one BLAS product, then each kernel offset's block added to the outputs its
+  sites reach; a linear layer gathers the weight rows of its active inputs. Work is
+  proportional to the occupied sites. (A scatter per spike, one ``bincount`` over (event,
+  offset, channel) triples, was 2.2-4.3x slower on the spiking layers of a trained MNIST model;
+  ``docs/quantization.md``.)
 * ``dense``: im2col and one BLAS product over all positions, in float32 where every partial sum
   is an integer below 2**24 (spike inputs: ``128 * fan-in < 2**24``), else float64 (exact below
   2**53; the bundle's load check bounds every accumulation by 2**31).
@@ -46,7 +49,7 @@ from .kernels import HardResetKernel
 METHODS = ("auto", "event", "dense")
 # Input activity (fraction of non-zero inputs) below which ``auto`` scatters events instead of the
 # dense product; measured per layer kind with benchmarks/conv_runtime.py (docs/quantization.md).
-EVENT_MAX_ACTIVITY = {"conv_lif": 0.01, "linear_lif": 0.05, "linear_readout": 0.05}
+EVENT_MAX_ACTIVITY = {"conv_lif": 0.02, "linear_lif": 0.05, "linear_readout": 0.05}
 FLOAT32_EXACT = 1 << 24
 
 
@@ -114,16 +117,31 @@ class ConvOp:
         self.dtype = np.float32 if exact32 else np.float64
         self.w2 = layer.weight.reshape(o, -1).astype(self.dtype)  # dense: (O, C*kh*kw)
         self.w3 = self.w2.reshape(o, c, kh * kw)  # the same by input channel
-        # events: kernel slices by (input channel, kernel offset) -> the O weights they scatter
-        self.wk = np.ascontiguousarray(layer.weight.transpose(1, 2, 3, 0).reshape(c, kh * kw, o)).astype(np.float64)
-        self.nnz = np.count_nonzero(self.wk, axis=2)  # (C, kh*kw): weights reached per (event, offset)
+        self.nnz = np.count_nonzero(layer.weight, axis=0).reshape(c, kh * kw)  # (C, kh*kw): weights reached per (event, offset)
         self.nnz_flat = self.nnz.reshape(-1).astype(np.int64)  # the same in im2col row order
         self.nnz = self.nnz.astype(np.int64)
         ky, kx = np.divmod(np.arange(kh * kw), kw)
         self.ky, self.kx = ky, kx
-        self.channel_offsets = np.arange(o, dtype=np.int64) * (self.out_shape[1] * self.out_shape[2])
+        # events: every kernel slice side by side, (C, kh*kw*O), for the sites' product
+        self.wall = np.ascontiguousarray(layer.weight.transpose(1, 2, 3, 0).reshape(c, kh * kw * o)).astype(self.dtype)
+        self.reach_t = self._reach(in_shape)
         self._pad: Optional[np.ndarray] = None  # im2col's zero-bordered input buffer, reused
         self.count_dtype = np.float32 if layer.fan_in * o < FLOAT32_EXACT else np.float64  # exact operation counts
+
+    def _reach(self, in_shape: Tuple[int, ...]) -> np.ndarray:
+        """(H*W, C): the synapses one event at input position (y, x) of channel c reaches, the
+        non-zero weights of the kernel offsets whose output ``((y + p - ky) / s, ...)`` is whole
+        and inside the map (event-path synaptic operations: a lookup per event)."""
+        ly = self.layer
+        _, h, w = in_shape
+        _, oh, ow = self.out_shape
+        s, p = ly.stride, ly.padding
+        ny = np.arange(h)[:, None] + p - self.ky[None, :]  # (H, kh*kw)
+        nx = np.arange(w)[:, None] + p - self.kx[None, :]  # (W, kh*kw)
+        vy = (ny >= 0) & (ny % s == 0) & (ny // s < oh)
+        vx = (nx >= 0) & (nx % s == 0) & (nx // s < ow)
+        valid = (vy[:, None, :] & vx[None, :, :]).reshape(h * w, -1)  # (H*W, kh*kw)
+        return valid.astype(np.int64) @ self.nnz.T.astype(np.int64)
 
     def dense(self, x: np.ndarray) -> Tuple[np.ndarray, int]:
         """im2col and one product, over the input channels with at least one event in the
@@ -154,32 +172,45 @@ class ConvOp:
         return acc.reshape(o, b, oh, ow).transpose(1, 0, 2, 3), synops  # (B, O, OH, OW), a view
 
     def event(self, x: np.ndarray) -> Tuple[np.ndarray, int]:
+        """Gather, product, scatter over the occupied sites (positions with an event in any
+        channel): the sites' channel vectors (n, C) times every kernel slice at once (C, kh*kw*O)
+        in one BLAS product, then each kernel offset's (n, O) block is added to the output
+        positions it reaches. Work grows with the number of occupied sites; within an offset the
+        sites' target positions are distinct, so a plain indexed add is exact. Positions are
+        on the input's grid grown by the kernel (no bounds tests); a stride keeps every s-th."""
         ly = self.layer
-        batch = x.shape[0]
-        _, oh, ow = self.out_shape
+        batch, c, h, w = x.shape
         o = ly.out_channels
-        size = batch * o * oh * ow
-        b, c, y, xx = np.nonzero(x)
-        if b.size == 0:
-            return np.zeros((batch,) + self.out_shape, np.int64), 0
-        # output row reached from input row y through kernel row ky: oy * stride = y + padding - ky
-        ny = y[:, None] + (ly.padding - self.ky)[None, :]
-        nx = xx[:, None] + (ly.padding - self.kx)[None, :]
-        s = ly.stride
-        valid = (ny >= 0) & (nx >= 0) & (ny < oh * s) & (nx < ow * s)
-        if s > 1:
-            valid &= (ny % s == 0) & (nx % s == 0)
-        e, k = np.nonzero(valid)
-        base = b[e].astype(np.int64) * (o * oh * ow) + (ny[e, k] // s) * ow + nx[e, k] // s
-        ce = c[e]
-        w = self.wk[ce, k]  # (n, O) float64
-        vals = x[b, c, y, xx]
-        if not np.all(vals == 1):
-            w = w * vals[e, None]
-        targets = base[:, None] + self.channel_offsets[None, :]
-        acc = np.bincount(targets.ravel(), weights=w.ravel(), minlength=size)
-        synops = int(self.nnz[ce, k].sum())
-        return acc.astype(np.int64).reshape((batch,) + self.out_shape), synops
+        kh, kw, s, p = ly.kernel_h, ly.kernel_w, ly.stride, ly.padding
+        xcl = x.transpose(0, 2, 3, 1).reshape(-1, c)  # channel-last copy: a site's channels together
+        sites = np.flatnonzero(xcl.any(axis=1))
+        _, oh, ow = self.out_shape
+        if sites.size == 0:
+            return np.zeros((batch,) + self.out_shape, self.dtype), 0
+        a = xcl[sites]  # (n, C)
+        wall = self.wall
+        channels = np.flatnonzero(a.any(axis=0))
+        if channels.size < c:  # silent channels add nothing: drop their rows of the product
+            a, wall = a[:, channels], wall[channels]
+        y = (a.astype(self.dtype) @ wall).reshape(sites.size, kh * kw, o)  # exact integers
+        img, pos = np.divmod(sites, h * w)
+        reach = self.reach_t[pos]  # (n, C): synapses an event at this site reaches, per channel
+        synops = int((reach if channels.size == c else reach[:, channels])[a != 0].sum())
+        hz, wz = h + kh - 1, w + kw - 1
+        py, px = np.divmod(pos, w)
+        rows = (img * (hz * wz) + py * wz + px)[None, :] + self.shifts(wz)[:, None]  # (kh*kw, n)
+        z = np.zeros((batch * hz * wz, o), self.dtype)
+        for k in range(kh * kw):
+            z[rows[k]] += y[:, k]
+        fy, fx = kh - 1 - p, kw - 1 - p  # grid row and column of output (0, 0)
+        z = z.reshape(batch, hz, wz, o)[:, fy : fy + (oh - 1) * s + 1 : s, fx : fx + (ow - 1) * s + 1 : s]
+        return z.transpose(0, 3, 1, 2), synops  # (B, O, OH, OW), a view
+
+    def shifts(self, wz: int) -> np.ndarray:
+        """Grid offset from an input site to the output it feeds through each kernel offset
+        (ky, kx): output row ``y + p - ky`` sits at grid row ``y + kh - 1 - ky``."""
+        ly = self.layer
+        return (ly.kernel_h - 1 - self.ky) * wz + (ly.kernel_w - 1 - self.kx)
 
 
 class LinearOp:
@@ -198,16 +229,12 @@ class LinearOp:
         return acc.astype(np.int64), int(np.count_nonzero(x, axis=0) @ self.nnz)
 
     def event(self, x: np.ndarray) -> Tuple[np.ndarray, int]:
-        acc = np.zeros((x.shape[0], self.layer.n_out), np.int64)
-        synops = 0
-        for i in range(x.shape[0]):
-            (active,) = np.nonzero(x[i])
-            rows = self.wt[active].astype(np.int64)
-            if not np.all(x[i, active] == 1):
-                rows *= x[i, active, None]
-            acc[i] = rows.sum(axis=0)
-            synops += int(self.nnz[active].sum())
-        return acc, synops
+        """Gather the weight rows of the inputs with an event in any row of the batch and sum
+        them per row (one product over the active rows only: work grows with the events)."""
+        active = np.flatnonzero(x.any(axis=0))
+        xa = x[:, active]
+        acc = xa.astype(self.dtype) @ self.wt_f[active]
+        return acc.astype(np.int64), int(np.count_nonzero(xa, axis=0) @ self.nnz[active])
 
 
 def _accumulate(op: Any, x: np.ndarray, method: str) -> Tuple[np.ndarray, int]:
