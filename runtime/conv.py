@@ -51,6 +51,11 @@ METHODS = ("auto", "event", "dense")
 # dense product; measured per layer kind with benchmarks/conv_runtime.py (docs/quantization.md).
 EVENT_MAX_ACTIVITY = {"conv_lif": 0.02, "linear_lif": 0.05, "linear_readout": 0.05}
 FLOAT32_EXACT = 1 << 24
+# The dense path of a stride-1 conv takes the shifted product instead of im2col when it has at
+# most this many output channels per active input channel (benchmarks/conv_runtime.py: the
+# shifted product is 1.0-3.2x faster at O/C <= 0.75 over 7x7-14x14 maps, 8-64 channels and 4-64
+# maps per call, except 0.89-0.95x on the smallest; im2col wins from O/C = 1 at small batches).
+SHIFT_MAX_OUT_PER_IN = 0.75
 
 
 def lif_hard_step_int(acc: np.ndarray, mem: np.ndarray, m: np.ndarray, shift: int, bias: np.ndarray, decay: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -125,6 +130,9 @@ class ConvOp:
         # events: every kernel slice side by side, (C, kh*kw*O), for the sites' product
         self.wall = np.ascontiguousarray(layer.weight.transpose(1, 2, 3, 0).reshape(c, kh * kw * o)).astype(self.dtype)
         self.reach_t = self._reach(in_shape)
+        # shifted product: (kh*kw*O, C), row k*O + o, and its zero-margined input grid (reused)
+        self.wshift = np.ascontiguousarray(layer.weight.transpose(2, 3, 0, 1).reshape(kh * kw * o, c)).astype(self.dtype)
+        self._grid: Optional[np.ndarray] = None
         self._pad: Optional[np.ndarray] = None  # im2col's zero-bordered input buffer, reused
         self.count_dtype = np.float32 if layer.fan_in * o < FLOAT32_EXACT else np.float64  # exact operation counts
 
@@ -144,12 +152,16 @@ class ConvOp:
         return valid.astype(np.int64) @ self.nnz.T.astype(np.int64)
 
     def dense(self, x: np.ndarray) -> Tuple[np.ndarray, int]:
-        """im2col and one product, over the input channels with at least one event in the
-        batch (a silent channel contributes nothing: its rows of the product are skipped)."""
+        """One product over every position, over the input channels with at least one event in
+        the batch (a silent channel contributes nothing: its rows of the product are skipped).
+        im2col copies kh*kw rows per input channel; the shifted product writes kh*kw rows per
+        output channel, so it is taken where the layer narrows (``SHIFT_MAX_OUT_PER_IN``)."""
         ly = self.layer
         active = np.flatnonzero(x.any(axis=(0, 2, 3)))
         if active.size == 0:
             return np.zeros((x.shape[0],) + self.out_shape, np.int64), 0
+        if ly.stride == 1 and ly.out_channels <= SHIFT_MAX_OUT_PER_IN * active.size:
+            return self._shifted(x, active)
         w2, nnz = self.w2, self.nnz_flat
         if active.size < ly.in_channels:
             x = x[:, active]
@@ -170,6 +182,35 @@ class ConvOp:
             synops = int(np.count_nonzero(cols, axis=1) @ nnz)
         o, oh, ow = self.out_shape
         return acc.reshape(o, b, oh, ow).transpose(1, 0, 2, 3), synops  # (B, O, OH, OW), a view
+
+    def _shifted(self, x: np.ndarray, active: np.ndarray) -> Tuple[np.ndarray, int]:
+        """Stride 1: every kernel offset's weights times the input laid on the grid grown by the
+        kernel, in one product ((kh*kw*O, C) @ (C, positions)), then each offset's O rows added
+        to the output grid shifted by that offset's flat distance (a contiguous slice: the grid
+        is wide enough that no shift wraps into the next row's outputs)."""
+        ly = self.layer
+        b, _, h, w = x.shape
+        kh, kw, o, p = ly.kernel_h, ly.kernel_w, ly.out_channels, ly.padding
+        hz, wz = h + kh - 1, w + kw - 1
+        c = active.size
+        wt = self.wshift if c == ly.in_channels else self.wshift[:, active]
+        n = b * hz * wz
+        grid = self._grid
+        if grid is None or grid.size < ly.in_channels * n:  # zero margins, reused: only interiors are written
+            grid = self._grid = np.zeros(ly.in_channels * n, self.dtype)
+        g = grid[: c * n].reshape(c, b, hz, wz)
+        g[:, :, :h, :w] = (x if c == ly.in_channels else x[:, active]).transpose(1, 0, 2, 3)
+        y = wt @ g.reshape(c, n)  # (kh*kw*O, n): row k*O + o
+        shifts = self.shifts(wz)
+        z = np.zeros((o, n + int(shifts.max())), self.dtype)
+        for k, d in enumerate(shifts.tolist()):
+            z[:, d : d + n] += y[k * o : (k + 1) * o]
+        _, oh, ow = self.out_shape
+        fy, fx = kh - 1 - p, kw - 1 - p
+        acc = z[:, :n].reshape(o, b, hz, wz)[:, :, fy : fy + oh, fx : fx + ow]
+        counts = x[:, active].reshape(b, c, h * w) != 0 if c < ly.in_channels else x.reshape(b, c, h * w) != 0
+        synops = int(np.einsum("bcp,pc->", counts, self.reach_t[:, active], dtype=np.int64))
+        return acc.transpose(1, 0, 2, 3), synops  # (B, O, OH, OW), a view
 
     def event(self, x: np.ndarray) -> Tuple[np.ndarray, int]:
         """Gather, product, scatter over the occupied sites (positions with an event in any

@@ -34,6 +34,7 @@ NETS = {
     "stride2-if-8bit": ((3, 8, 8), [("conv", 6, (3, 3), 2, 0), ("conv", 5, (2, 2), 1, 1), ("flatten",), ("fc", 12), ("readout", 4)], 1.0, 8),
     "nonsquare-pool3": ((2, 9, 7), [("conv", 4, (3, 1), 2, 0), ("conv", 6, (3, 3), 1, 1), ("pool", 3), ("flatten",), ("readout", 3)], 1.0, 16),
     "lif-pad1-stride2": ((1, 8, 8), [("conv", 8, (3, 3), 2, 1), ("conv", 8, (3, 3), 2, 1), ("flatten",), ("fc", 16), ("fc", 16), ("readout", 10)], 0.5, 8),
+    "narrowing": ((6, 9, 8), [("conv", 8, (3, 3), 1, 1), ("conv", 4, (3, 3), 1, 1), ("conv", 2, (2, 3), 1, 0), ("flatten",), ("readout", 3)], 0.7, 16),
     "mlp-on-image": ((1, 6, 6), [("flatten",), ("fc", 20), ("readout", 5)], 0.9, 16),
 }
 
@@ -148,6 +149,34 @@ def test_long_runs_and_saturation_stay_exact():
     bundle = quantize_folded(net, x, input_bits=16)
     assert np.array_equal(Session(bundle, method="event").run(x).outputs, ConvIntegerReference(bundle).run(x))
     assert np.array_equal(Session(bundle, method="dense").run(x).outputs, ConvIntegerReference(bundle).run(x))
+
+
+@pytest.mark.parametrize("kernel,padding", [((3, 3), 0), ((3, 3), 1), ((3, 3), 2), ((2, 3), 1), ((1, 1), 0), ((3, 1), 0)])
+@pytest.mark.parametrize("out_channels", [1, 3, 4])
+def test_narrowing_conv_takes_the_shifted_product_and_equals_torch_conv2d(kernel, padding, out_channels, monkeypatch):
+    """A stride-1 layer with fewer output than active input channels takes the shifted product
+    on the dense path (every kernel offset in one product, then shifted adds); it and the event
+    path equal int64 ``conv2d``, operation counts included, with some input channels silent."""
+    from spikeedge.runtime import conv as rc
+
+    taken = []
+    real = rc.ConvOp._shifted
+    monkeypatch.setattr(rc.ConvOp, "_shifted", lambda self, x, active: taken.append(active.size) or real(self, x, active))
+    kh, kw = kernel
+    rng = np.random.default_rng(out_channels * 100 + kh * 10 + kw + padding)
+    w = rng.integers(-128, 128, size=(out_channels, 8, kh, kw)).astype(np.int8)
+    w[0, 3] = 0  # a kernel slice without weights
+    layer = fmt.ConvLifLayer("c", 8, out_channels, kh, kw, 1, padding, 65536, 16, w, np.ones(out_channels, np.int64), np.zeros(out_channels, np.int32), np.ones(out_channels))
+    op = rc.ConvOp(layer, (8, 7, 6), 1)
+    for silent in ([], [1, 5]):
+        x = (rng.random((3, 8, 7, 6)) < 0.3).astype(np.uint8)
+        x[:, silent] = 0
+        expected = F.conv2d(torch.from_numpy(x.astype(np.int64)), torch.from_numpy(w.astype(np.int64)), padding=padding).numpy()
+        nz = F.conv2d(torch.from_numpy((x != 0).astype(np.float64)), torch.from_numpy((w != 0).astype(np.float64)), padding=padding)
+        (a, n_a), (b, n_b) = op.event(x), op.dense(x)
+        assert np.array_equal(a, expected) and np.array_equal(b, expected)
+        assert n_a == n_b == int(nz.sum())
+    assert taken == [8, 6]  # both calls of the dense path took it, over the active channels
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.005, 0.05, 0.3, 1.0])
