@@ -219,7 +219,9 @@ class HardResetKernel:
         self.current_exact = max_abs_acc * float(np.max(np.abs(m), initial=0.0)) * 2.0 ** -shift + 2.0 < FLOAT64_EXACT
         self.decay = float(decay) / (1 << DECAY_BITS)
         self.m = m * 2.0 ** -shift  # exact: a power-of-two scaling
-        self.offset = np.asarray(bias, np.float64) + 0.5  # rs(decay * mem) + bias: one rounding offset
+        # rs(decay * mem) + bias: one rounding offset, laid out as the state (adding a
+        # per-channel (O, 1, 1) array broadcast over (B, O, H, W) costs numpy 2x more per call)
+        self.offset = np.ascontiguousarray(np.broadcast_to(np.asarray(bias, np.float64) + 0.5, state_shape))
         drive = max_abs_acc * float(np.max(np.abs(self.m), initial=0.0)) + 1.0 + float(np.max(np.abs(bias), initial=0.0))
         self.bound = _fixed_point_bound(np.array([drive]), np.array([self.decay]))
         self.saturate = not self.bound < SAFE_BOUND
@@ -251,7 +253,7 @@ class HardResetKernel:
         if self.saturate:
             np.clip(mem, INT32_MIN_F, INT32_MAX_F, out=mem)
         np.greater_equal(mem, THRESHOLD_F, out=self.spikes)
-        np.logical_not(self.spikes, out=self._keep)
+        np.logical_not(self.spikes, out=self._keep)  # branch-free reset (see LifKernel.step)
         np.multiply(mem, self._keep, out=mem)
         return self.spikes
 
