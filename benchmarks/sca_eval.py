@@ -177,7 +177,9 @@ def main(argv: List[str]) -> int:
                 conf = asdict(cfg)
                 if not cfg.normalize:
                     del conf["normalize"]  # keys of runs made before the option existed
-                key = {"what": "prune", "dense": dkey, "method": method, "config": conf, "v": 1}
+                if method != "bn-scale":
+                    del conf["l1"]  # only Network Slimming's sparsity training reads it
+                key = {"what": "prune", "dense": dkey, "method": method, "config": conf, "v": 2 if method == "bn-scale" else 1}
 
                 name = run_name(key)
 

@@ -159,6 +159,7 @@ def prune_sca(
     arch: str = typer.Option("vgg", "--arch", help="Architecture of the network --task builds: vgg or resnet."),
     width: float = typer.Option(1.0, "--width", help="Width multiplier of the network --task builds."),
     method: str = typer.Option("sca", "--method", help="sca, or a baseline: bn-scale (|gamma|, Network Slimming) or random."),
+    l1: float = typer.Option(1e-3, "--l1", help="bn-scale: L1 strength on the BatchNorm gammas during its sparsity training (the --epochs)."),
     batch_size: int = typer.Option(64, "--batch-size", help="Mini-batch size."),
     data: Optional[str] = typer.Option(None, "--data", help="MNIST folder (default: ../shared/data/mnist)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Folder for sca_record.json and sca_report.md (per-layer table)."),
@@ -178,6 +179,8 @@ def prune_sca(
         raise SpikeedgeError("--epochs, --prunes-per-epoch and --batch-size need at least 1, --finetune-epochs at least 0")
     if method not in ("sca", "bn-scale", "random"):
         raise SpikeedgeError("--method: %r is not one of sca, bn-scale, random" % method)
+    if not l1 >= 0.0:
+        raise SpikeedgeError("--l1: %r is negative" % l1)
     if (ckpt is None) == (task is None):
         raise SpikeedgeError("give either a checkpoint to prune or --task T to build a new network, not %s" % ("both" if task is not None else "neither"))
     if task is not None and task not in ("mnist", "digits"):
@@ -208,7 +211,7 @@ def prune_sca(
     source = str(ckpt) if ckpt is not None else "a new %s (%s)" % (arch, task)
     dense = copy.deepcopy(model)
     cfg = sca.ScaConfig(density=density, epochs=epochs, finetune_epochs=finetune_epochs, prunes_per_epoch=prunes_per_epoch, min_fraction=min_fraction,
-                        batch_size=batch_size, seed=seed)
+                        batch_size=batch_size, seed=seed, l1=l1)
     if not as_json:
         err_console.print("%s pruning to %g of the channels over %d epochs" % (method, density, epochs), markup=False, highlight=False)
     with stages(epochs + finetune_epochs, quiet=as_json) as advance:

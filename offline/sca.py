@@ -79,6 +79,7 @@ class ScaConfig:
     min_channels: int = 2  # per-layer minimum width ...
     min_fraction: float = 0.125  # ... max(min_channels, ceil(min_fraction * width))
     normalize: bool = False  # rank activity divided by its layer's mean over live channels (an ablation; the method ranks raw scores)
+    l1: float = 1e-3  # bn-scale only: Network Slimming's L1 strength on the BatchNorm gammas during its sparsity training
     lr: float = 1e-3
     finetune_lr: float = 2e-3
     batch_size: int = 64
@@ -93,6 +94,8 @@ class ScaConfig:
             raise ModelError("min_fraction %r is not in [0, 1]" % self.min_fraction)
         if not 0.0 < self.ramp <= 1.0:
             raise ModelError("ramp %r is not in (0, 1]" % self.ramp)
+        if self.l1 < 0.0:
+            raise ModelError("l1 %r is negative" % self.l1)
 
 
 def cosine_density(progress: float, target: float, ramp: float) -> float:
@@ -144,6 +147,21 @@ def select(scores: List[torch.Tensor], density: float, minimums: List[int]) -> T
 def bn_scale_scores(model: ConvSNN) -> List[torch.Tensor]:
     """Network Slimming's criterion: |gamma| of each unit's BatchNorm."""
     return [u.bn.weight.detach().abs().clone() for u in units(model)]
+
+
+def l1_on_gamma(model: ConvSNN, strength: float) -> Callable[[], None]:
+    """Network Slimming's sparsity term ``strength * sum |gamma|`` over the prunable units'
+    BatchNorm scales, as its subgradient added after the backward pass (``fit``'s
+    ``before_step``)."""
+    gammas = [u.bn.weight for u in units(model)]
+
+    def add() -> None:
+        with torch.no_grad():
+            for g in gammas:
+                if g.grad is not None:
+                    g.grad.add_(torch.sign(g), alpha=strength)
+
+    return add
 
 
 def random_scores(model: ConvSNN, seed: int) -> List[torch.Tensor]:
@@ -349,8 +367,9 @@ METHODS = ("sca", "bn-scale", "random")
 def prune_channels(model: ConvSNN, data: ImageData, cfg: ScaConfig, method: str = "sca", progress: Progress = None,
                    stage: Optional[Callable[[str], None]] = None) -> Tuple[ConvSNN, Dict[str, Any]]:
     """Prune a trained ``model`` to ``cfg.density`` of its prunable channels with ``method``
-    (``sca``: during ``cfg.epochs`` of training; ``bn-scale``/``random``: once, before the same
-    epochs of masked training), shrink it physically and fine-tune. Returns (shrunk model,
+    (``sca``: during ``cfg.epochs`` of training; ``random``: once, before the same epochs of
+    masked training; ``bn-scale``: Network Slimming, the same epochs of training with an L1
+    penalty on the BatchNorm gammas, then once by |gamma|), shrink it physically and fine-tune. Returns (shrunk model,
     record). ``model`` is changed in place (it ends masked)."""
     if method not in METHODS:
         raise ModelError("method %r is not one of %s" % (method, ", ".join(METHODS)))
@@ -359,13 +378,18 @@ def prune_channels(model: ConvSNN, data: ImageData, cfg: ScaConfig, method: str 
     dense_acc = accuracy(model, data.x_test, data.y_test)
     mins = [layer_minimum(u.width, cfg) for u in units(model)]
     pruner = None
-    if method == "sca":
-        pruner = ScaPruner(model, cfg, cfg.epochs * cfg.prunes_per_epoch)
+    if method == "bn-scale":  # Network Slimming: sparsity training, prune by |gamma|, fine-tune
+        say("sparsity training, L1 %g on the BatchNorm gammas (%d epochs)" % (cfg.l1, cfg.epochs))
+        training = fit(model, data, cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed, progress=progress,
+                       before_step=l1_on_gamma(model, cfg.l1))
+        set_masks(model, select(bn_scale_scores(model), cfg.density, mins)[0])
     else:
-        scores = bn_scale_scores(model) if method == "bn-scale" else random_scores(model, cfg.seed)
-        set_masks(model, select(scores, cfg.density, mins)[0])
-    say("training with %s pruning (%d epochs)" % (method, cfg.epochs))
-    training = train_masked(model, data, cfg, pruner, progress)
+        if method == "sca":
+            pruner = ScaPruner(model, cfg, cfg.epochs * cfg.prunes_per_epoch)
+        else:
+            set_masks(model, select(random_scores(model, cfg.seed), cfg.density, mins)[0])
+        say("training with %s pruning (%d epochs)" % (method, cfg.epochs))
+        training = train_masked(model, data, cfg, pruner, progress)
     if pruner is not None:
         pruner.close()
     masked_logits = predict(model, data.x_test)

@@ -107,6 +107,7 @@ def test_prune_sca_from_scratch_resnet_and_baselines(work: Path, capsys: Any) ->
         (["prune", "sca", "c.ckpt.npz", "--density", "0", "-o", "x.ckpt.npz"], ["--density"]),
         (["prune", "sca", "c.ckpt.npz", "--density", "1.5", "-o", "x.ckpt.npz"], ["--density"]),
         (["prune", "sca", "c.ckpt.npz", "--method", "magic", "-o", "x.ckpt.npz"], ["--method", "magic"]),
+        (["prune", "sca", "c.ckpt.npz", "--method", "bn-scale", "--l1", "-1", "-o", "x.ckpt.npz"], ["--l1"]),
         (["prune", "sca", "-o", "x.ckpt.npz"], ["--task"]),
         (["prune", "sca", "c.ckpt.npz", "--task", "digits", "-o", "x.ckpt.npz"], ["both"]),
         (["prune", "sca", "--task", "cifar", "-o", "x.ckpt.npz"], ["--task", "cifar"]),
@@ -116,7 +117,7 @@ def test_prune_sca_from_scratch_resnet_and_baselines(work: Path, capsys: Any) ->
         (["train", "convsnn", "--task", "digits", "--time-steps", "0", "-o", "x.ckpt.npz"], ["--time-steps"]),
         (["export", "r.ckpt.npz", "-o", "r.seb"], ["r.ckpt.npz", "resnet"]),
     ],
-    ids=["missing", "hrsnn-checkpoint", "density-zero", "density-above-one", "method", "neither", "both", "task", "arch",
+    ids=["missing", "hrsnn-checkpoint", "density-zero", "density-above-one", "method", "l1-negative", "neither", "both", "task", "arch",
          "train-task", "neuron", "time-steps", "export-resnet"],
 )
 def test_user_errors(work: Path, capsys: Any, argv: Any, names: Any) -> None:
