@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..runtime.errors import ModelError
-from .folded import FoldedConv, FoldedFlatten, FoldedLinear, FoldedNet, FoldedPool
+from .folded import FoldedConv, FoldedFlatten, FoldedGlobalPool, FoldedLinear, FoldedNet, FoldedPool, FoldedStreamConv, FoldedStreamLif
 from .neurons import _Spike
 
 ARCHS = ("vgg", "resnet")
@@ -359,10 +359,18 @@ def fold_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, mask: Optional[torch.Tensor] = 
 
 
 def fold(model: ConvSNN) -> FoldedNet:
-    """The inference form (``offline/folded.py``) of a VGG-style ``ConvSNN``."""
+    """The inference form (``offline/folded.py``) of a ``ConvSNN``. VGG: BatchNorm (and the
+    channel mask) folded into the conv before it. Pre-activation ResNet: the residual stream's
+    convs as ``FoldedStreamConv`` (the stem and transitions set it, a block's second conv adds
+    to it), each BatchNorm that reads the stream folded into the neuron after it
+    (``FoldedStreamLif``), a block's inner BatchNorm and mask into its first conv, and the
+    global average pool before the classifier."""
     cfg = model.cfg
+    lin = model.classifier
+    readout = FoldedLinear(lin.weight.detach().numpy().astype(np.float32), lin.bias.detach().numpy().astype(np.float32), spiking=False)
+    shape = (cfg.in_channels, cfg.in_size, cfg.in_size)
     if cfg.arch != "vgg":
-        raise ModelError("fold: only the VGG-style network has a folded form (got %r)" % cfg.arch)
+        return FoldedNet(shape, cfg.time_steps, _fold_resnet(model) + [readout], cfg.n_classes)
     layers: List[Any] = []
     for m in model.features:
         if isinstance(m, SpikingConv):
@@ -371,9 +379,35 @@ def fold(model: ConvSNN) -> FoldedNet:
         else:
             layers.append(FoldedPool(2))
     layers.append(FoldedFlatten())
-    lin = model.classifier
-    layers.append(FoldedLinear(lin.weight.detach().numpy().astype(np.float32), lin.bias.detach().numpy().astype(np.float32), spiking=False))
-    return FoldedNet((cfg.in_channels, cfg.in_size, cfg.in_size), cfg.time_steps, layers, cfg.n_classes)
+    layers.append(readout)
+    return FoldedNet(shape, cfg.time_steps, layers, cfg.n_classes)
+
+
+def _stream_lif(bn: nn.BatchNorm2d, cfg: ConvConfig) -> FoldedStreamLif:
+    """BatchNorm (eval: running statistics) on the stream as the neuron's affine input."""
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        shift = bn.bias - bn.running_mean * scale
+    return FoldedStreamLif(scale.numpy().astype(np.float32), shift.numpy().astype(np.float32), cfg.decay, cfg.threshold)
+
+
+def _stream_conv(conv: nn.Conv2d, add: bool) -> FoldedStreamConv:
+    if conv.bias is not None:
+        raise ModelError("fold: a residual-stream conv has a bias (the network's convs have none)")
+    return FoldedStreamConv(conv.weight.detach().numpy().astype(np.float32), int(conv.stride[0]), int(conv.padding[0]), add)
+
+
+def _fold_resnet(model: ConvSNN) -> List[Any]:
+    cfg = model.cfg
+    layers: List[Any] = [_stream_conv(model.stem, add=False)]
+    for m in model.stages:
+        if isinstance(m, Transition):
+            layers += [_stream_lif(m.bn, cfg), _stream_conv(m.conv, add=False)]
+        else:
+            w, b = fold_bn(m.conv1, m.bn2, m.mask)
+            layers += [_stream_lif(m.bn1, cfg), FoldedConv(w, b, stride=1, padding=1, decay=cfg.decay, threshold=cfg.threshold),
+                       _stream_conv(m.conv2, add=True)]
+    return layers + [_stream_lif(model.head_bn, cfg), FoldedGlobalPool()]
 
 
 def folded_forward(net: FoldedNet, x: np.ndarray) -> Tuple[np.ndarray, List[np.ndarray]]:
@@ -388,7 +422,7 @@ def folded_forward(net: FoldedNet, x: np.ndarray) -> Tuple[np.ndarray, List[np.n
         spikes: Dict[int, List[torch.Tensor]] = {}
         logits = 0.0
         for _t in range(net.time_steps):
-            h = img
+            h, stream = img, None  # the residual stream of a ResNet (FoldedStreamConv)
             for i, layer in enumerate(net.layers):
                 if isinstance(layer, FoldedConv):
                     cur = F.conv2d(h, torch.as_tensor(layer.weight), torch.as_tensor(layer.bias), stride=layer.stride, padding=layer.padding)
@@ -397,6 +431,14 @@ def folded_forward(net: FoldedNet, x: np.ndarray) -> Tuple[np.ndarray, List[np.n
                     h = F.max_pool2d(h, layer.size)
                 elif isinstance(layer, FoldedFlatten):
                     h = h.flatten(1)
+                elif isinstance(layer, FoldedStreamConv):
+                    y = F.conv2d(h, torch.as_tensor(layer.weight), stride=layer.stride, padding=layer.padding)
+                    h = stream = stream + y if layer.add else y
+                elif isinstance(layer, FoldedStreamLif):
+                    cur = stream * torch.as_tensor(layer.scale).view(-1, 1, 1) + torch.as_tensor(layer.shift).view(-1, 1, 1)
+                    h = _folded_neuron(i, cur, layer, mems, spikes)
+                elif isinstance(layer, FoldedGlobalPool):
+                    h = h.mean((2, 3))
                 else:
                     cur = F.linear(h, torch.as_tensor(layer.weight), torch.as_tensor(layer.bias))
                     h = _folded_neuron(i, cur, layer, mems, spikes) if layer.spiking else cur

@@ -15,6 +15,16 @@ Semantics per time step ``t`` (direct encoding: the same real-valued image enter
                   is not spiking: its currents are summed over the T steps and divided by T
                   (the logits)
 
+Residual networks (the pre-activation ResNet) add a *stream*: a real-valued tensor that blocks
+add into, read by neurons through their pre-activation BatchNorm. Within one step:
+
+    FoldedStreamConv: y = conv2d(x, weight, stride, padding) (no bias); the stream becomes y
+                  (``add=False``: the stem, a stage's transition) or stream + y (``add=True``: a
+                  block's last conv); the next layer sees the stream
+    FoldedStreamLif: current = scale * stream + shift (per channel: BatchNorm folded), then the
+                  spiking neuron; the stream itself is kept for the next ``add``
+    FoldedGlobalPool: the mean over H and W of the previous spikes, (C, H, W) -> (C,)
+
 Spiking neuron (per element, state ``mem`` from 0): ``mem = decay * mem + current``;
 ``s = mem >= threshold``; reset to zero where ``s`` (hard reset, as in the SCA paper).
 ``decay = 1.0`` is IF; LIF uses ``decay = 1 - 1/tau`` (one value per layer).
@@ -57,7 +67,28 @@ class FoldedLinear:
     threshold: float = 1.0
 
 
-FoldedLayer = Union[FoldedConv, FoldedPool, FoldedFlatten, FoldedLinear]
+@dataclass(frozen=True)
+class FoldedStreamConv:
+    weight: np.ndarray  # (out, in, kh, kw) float32
+    stride: int
+    padding: int
+    add: bool  # False: the stream becomes the output; True: the output is added to it
+
+
+@dataclass(frozen=True)
+class FoldedStreamLif:
+    scale: np.ndarray  # (C,): BatchNorm's gamma / sqrt(var + eps)
+    shift: np.ndarray  # (C,): beta - mean * scale
+    decay: float
+    threshold: float
+
+
+@dataclass(frozen=True)
+class FoldedGlobalPool:
+    pass
+
+
+FoldedLayer = Union[FoldedConv, FoldedPool, FoldedFlatten, FoldedLinear, FoldedStreamConv, FoldedStreamLif, FoldedGlobalPool]
 
 
 @dataclass(frozen=True)

@@ -16,16 +16,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..runtime.bundle import ConvBundle
+from ..runtime.bundle import SPIKING_KINDS, ConvBundle
 from ..runtime.encoders import encode_direct
 from ..runtime.fixedpoint import DECAY_BITS, INT32_MAX, INT32_MIN, THRESHOLD
-from .folded import FoldedConv, FoldedFlatten, FoldedLinear, FoldedNet, FoldedPool
+from .folded import FoldedConv, FoldedFlatten, FoldedGlobalPool, FoldedLinear, FoldedNet, FoldedPool, FoldedStreamConv, FoldedStreamLif
 
 
-def folded_forward(net: FoldedNet, x: np.ndarray, return_spikes: bool = False):
+def folded_forward(net: FoldedNet, x: np.ndarray, return_spikes: bool = False, stream_peaks: Optional[Dict[int, float]] = None):
     """Logits (N, n_classes) of images ``x`` (N, C, H, W) under the float model, float64.
 
     With ``return_spikes`` also the spikes of every spiking layer, (T, N, ...) bool each.
+    ``stream_peaks``: filled with the largest |stream| after each ``FoldedStreamConv`` (by layer
+    index, over every step), the calibration of the stream's integer scale.
     """
     img = torch.as_tensor(np.asarray(x, np.float64).reshape((-1,) + tuple(net.input_shape)))
     mems: Dict[int, torch.Tensor] = {}
@@ -33,12 +35,24 @@ def folded_forward(net: FoldedNet, x: np.ndarray, return_spikes: bool = False):
     total = None
     with torch.no_grad():
         for _ in range(net.time_steps):
-            h = img
+            h, stream = img, None
             for i, layer in enumerate(net.layers):
                 if isinstance(layer, FoldedConv):
                     w = torch.as_tensor(np.asarray(layer.weight, np.float64))
                     b = torch.as_tensor(np.asarray(layer.bias, np.float64))
                     h = _neuron(F.conv2d(h, w, b, stride=layer.stride, padding=layer.padding), mems, i, layer)
+                elif isinstance(layer, FoldedStreamConv):
+                    y = F.conv2d(h, torch.as_tensor(np.asarray(layer.weight, np.float64)), stride=layer.stride, padding=layer.padding)
+                    h = stream = stream + y if layer.add else y
+                    if stream_peaks is not None:
+                        stream_peaks[i] = max(stream_peaks.get(i, 0.0), float(stream.abs().max()))
+                    continue
+                elif isinstance(layer, FoldedStreamLif):
+                    scale = torch.as_tensor(np.asarray(layer.scale, np.float64)).view(-1, 1, 1)
+                    shift = torch.as_tensor(np.asarray(layer.shift, np.float64)).view(-1, 1, 1)
+                    h = _neuron(stream * scale + shift, mems, i, layer)
+                elif isinstance(layer, FoldedGlobalPool):
+                    h = h.mean((2, 3))
                 elif isinstance(layer, FoldedPool):
                     h = F.max_pool2d(h, layer.size, layer.size)
                 elif isinstance(layer, FoldedFlatten):
@@ -92,6 +106,10 @@ class ConvIntegerReference:
             d = {"kind": layer.kind, "layer": layer}
             if layer.kind in ("conv_lif", "linear_lif"):
                 d.update(w=_t(layer.weight), m=_t(layer.m), bias=_t(layer.bias))
+            elif layer.kind == "conv_stream":
+                d.update(w=_t(layer.weight), m=_t(layer.m))
+            elif layer.kind == "stream_lif":
+                d.update(m=_t(layer.m), bias=_t(layer.bias))
             self.layers.append(d)
         ro = bundle.readout
         self.w_out = _t(ro.weight)
@@ -103,14 +121,14 @@ class ConvIntegerReference:
         self.mem: Dict[int, torch.Tensor] = {}
         self.total = torch.zeros(batch, self.bundle.readout.n_out, dtype=torch.int64)
         self.steps = 0
-        self.spike_history: List[List[np.ndarray]] = [[] for layer in self.layers if layer["kind"] in ("conv_lif", "linear_lif")]
+        self.spike_history: List[List[np.ndarray]] = [[] for layer in self.layers if layer["kind"] in SPIKING_KINDS]
 
     @property
     def steps_per_inference(self) -> int:
         return int(self.bundle.time_steps)
 
     def _spiking(self) -> List[int]:
-        return [i for i, d in enumerate(self.layers) if d["kind"] in ("conv_lif", "linear_lif")]
+        return [i for i, d in enumerate(self.layers) if d["kind"] in SPIKING_KINDS]
 
     @property
     def spike_counts(self) -> Dict[str, int]:
@@ -137,8 +155,16 @@ class ConvIntegerReference:
         img = np.asarray(x, np.float64).reshape((self.batch,) + tuple(self.bundle.input_shape))
         h = torch.from_numpy(encode_direct(img, enc.scale, enc.bits).astype(np.int64))
         k = 0
+        stream = None  # a ResNet's residual stream (int32 values)
         for i, d in enumerate(self.layers):
             layer = d["layer"]
+            if d["kind"] == "conv_stream":
+                y = _rs(F.conv2d(h, d["w"], stride=layer.stride, padding=layer.padding) * d["m"].view(-1, 1, 1), layer.shift)
+                h = stream = torch.clamp(y if layer.mode == "set" else stream + y, INT32_MIN, INT32_MAX)
+                continue
+            if d["kind"] == "global_sum_pool":
+                h = h.sum(dim=(2, 3))
+                continue
             if d["kind"] == "maxpool":
                 s = layer.size
                 b, c, hh, ww = h.shape
@@ -149,6 +175,9 @@ class ConvIntegerReference:
                 continue
             if d["kind"] == "conv_lif":
                 acc = F.conv2d(h, d["w"], stride=layer.stride, padding=layer.padding)
+                m, bias = d["m"].view(-1, 1, 1), d["bias"].view(-1, 1, 1)
+            elif d["kind"] == "stream_lif":
+                acc = h  # the stream
                 m, bias = d["m"].view(-1, 1, 1), d["bias"].view(-1, 1, 1)
             else:
                 acc = h @ d["w"].T

@@ -27,7 +27,7 @@ import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Tuple, Type, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
 
 import numpy as np
 
@@ -303,6 +303,85 @@ class LinearLifLayer:
 
 
 @dataclass(frozen=True)
+class ConvStreamLayer:
+    """2-D convolution of int8 kernels into the residual stream of a ResNet (no neuron).
+
+    ``acc = conv2d(x, weight)``; ``y = rs(acc * m, shift)`` (int64, per output channel: the
+    stream's scale); the stream becomes ``sat32(y)`` (``mode`` "set": the stem, a transition) or
+    ``sat32(stream + y)`` ("add": a block's last conv). The next layer sees the stream.
+    """
+
+    kind = "conv_stream"
+    name: str
+    in_channels: int
+    out_channels: int
+    kernel_h: int
+    kernel_w: int
+    stride: int
+    padding: int
+    mode: str  # "set" or "add"
+    shift: int  # in [1, 62]
+    weight: np.ndarray = _array("int8", 4)  # (out_channels, in_channels, kernel_h, kernel_w)
+    m: np.ndarray = _array("int64", 1)  # per output channel, in [0, 2**31)
+    w_scale: np.ndarray = _array("float64", 1)  # float weight of one int8 step, per output channel
+
+    def check(self) -> None:
+        expected = (self.out_channels, self.in_channels, self.kernel_h, self.kernel_w)
+        _require(self.weight.shape == expected, "weight has shape %s, expected %s" % (self.weight.shape, expected))
+        _require(min(expected) >= 1, "channels and kernel sizes must be >= 1")
+        _require(self.stride >= 1, "stride must be >= 1")
+        _require(self.padding < min(self.kernel_h, self.kernel_w), "padding must be smaller than the kernel")
+        _require(self.mode in ("set", "add"), "mode must be 'set' or 'add'")
+        _require(self.m.shape == (self.out_channels,) and self.w_scale.shape == (self.out_channels,), "m and w_scale need %d entries" % self.out_channels)
+        _require(bool(np.all((self.m >= 0) & (self.m < 1 << 31))), "m is outside [0, 2**31)")
+        _require(1 <= self.shift <= 62, "shift must be in [1, 62]")
+        _require_scale(self.w_scale, "w_scale")
+
+    @property
+    def fan_in(self) -> int:
+        return self.in_channels * self.kernel_h * self.kernel_w
+
+    def out_shape(self, shape: Tuple[int, ...]) -> Tuple[int, int, int]:
+        _, h, w = shape
+        return (self.out_channels, (h + 2 * self.padding - self.kernel_h) // self.stride + 1, (w + 2 * self.padding - self.kernel_w) // self.stride + 1)
+
+
+@dataclass(frozen=True)
+class StreamLifLayer:
+    """Integer LIF neurons with hard reset driven by the residual stream, the pre-activation
+    BatchNorm folded in: ``v = sat32(rs(decay * mem, 16) + rs(stream * m, shift) + bias)``
+    (``conv_lif``'s step with the stream as its accumulation; ``m`` may be negative, a
+    BatchNorm scale can be). The stream stays for the next ``conv_stream`` "add"."""
+
+    kind = "stream_lif"
+    name: str
+    channels: int
+    decay: int  # Q16, in [0, 65536]
+    shift: int  # in [1, 62]
+    m: np.ndarray = _array("int64", 1)  # per channel, |m| < 2**31
+    bias: np.ndarray = _array("int32", 1)  # per channel, state units per step
+
+    def check(self) -> None:
+        _require(self.channels >= 1, "channels must be >= 1")
+        _require(self.m.shape == (self.channels,) and self.bias.shape == (self.channels,), "m and bias need %d entries" % self.channels)
+        _require(bool(np.all(np.abs(self.m) < 1 << 31)), "m is outside (-2**31, 2**31)")
+        _require(1 <= self.shift <= 62, "shift must be in [1, 62]")
+        _require(self.decay <= 1 << 16, "decay is outside [0, 65536]")
+
+
+@dataclass(frozen=True)
+class GlobalSumPoolLayer:
+    """Spike counts over H and W: (C, H, W) -> (C,), integers up to H * W (a global average pool
+    whose 1 / (H * W) the readout's ``acc_scale`` carries)."""
+
+    kind = "global_sum_pool"
+    name: str
+
+    def check(self) -> None:
+        pass
+
+
+@dataclass(frozen=True)
 class LinearReadout:
     """Non-spiking dense int8 readout; its currents are averaged over the steps (the logits).
 
@@ -329,9 +408,13 @@ class LinearReadout:
         return self.n_in
 
 
-ConvLayer = Union[ConvLifLayer, MaxPoolLayer, FlattenLayer, LinearLifLayer]
-CONV_REGISTRY: Dict[str, Type[Any]] = {cls.kind: cls for cls in (ConvLifLayer, MaxPoolLayer, FlattenLayer, LinearLifLayer, LinearReadout)}
-CONV_LAYER_KINDS = ("conv_lif", "maxpool", "flatten", "linear_lif")
+ConvLayer = Union[ConvLifLayer, MaxPoolLayer, FlattenLayer, LinearLifLayer, ConvStreamLayer, StreamLifLayer, GlobalSumPoolLayer]
+CONV_REGISTRY: Dict[str, Type[Any]] = {
+    cls.kind: cls for cls in (ConvLifLayer, MaxPoolLayer, FlattenLayer, LinearLifLayer, ConvStreamLayer, StreamLifLayer, GlobalSumPoolLayer, LinearReadout)
+}
+CONV_LAYER_KINDS = ("conv_lif", "maxpool", "flatten", "linear_lif", "conv_stream", "stream_lif", "global_sum_pool")
+SPIKING_KINDS = ("conv_lif", "linear_lif", "stream_lif")  # layers with neurons: membrane state, spikes
+STREAM_KINDS = ("conv_stream", "stream_lif")  # residual networks (no ONNX / TFLite step graph yet)
 
 
 Encoder = Union[DirectEncoder, RateEncoder, DeltaEncoder]
@@ -413,12 +496,16 @@ class ConvBundle:
         channels and sizes match, pooling sees spikes, int32 accumulations cannot overflow."""
         shape: Tuple[int, ...] = tuple(self.input_shape)
         peak = (1 << (self.encoder.bits - 1)) - 1  # largest |input| a layer can see: the image's, then 1
+        stream: Optional[Tuple[int, ...]] = None  # shape of the residual stream, once a conv_stream set it
+        on_stream = False  # the previous layer's output is the stream
         out = [shape]
         for i, layer in enumerate(self.layers):
             where = "layers.%d (%s)" % (i, layer.kind)
-            if layer.kind in ("conv_lif", "maxpool", "flatten"):
+            if layer.kind in ("conv_lif", "maxpool", "flatten", "conv_stream", "global_sum_pool"):
                 _require(len(shape) == 3, "%s needs a (C, H, W) input, it gets %s" % (where, list(shape)))
-            if layer.kind == "conv_lif":
+            if layer.kind in ("conv_lif", "linear_lif", "conv_stream", "maxpool", "flatten", "global_sum_pool"):
+                _require(not on_stream, "%s cannot read the residual stream (only stream_lif can)" % where)
+            if layer.kind in ("conv_lif", "conv_stream"):
                 _require(shape[0] == layer.in_channels, "%s expects %d channels, it gets %d" % (where, layer.in_channels, shape[0]))
                 shape = layer.out_shape(shape)
                 _require(shape[1] >= 1 and shape[2] >= 1, "%s: the kernel does not fit the %dx%d input" % (where, out[-1][1], out[-1][2]))
@@ -428,13 +515,28 @@ class ConvBundle:
                 _require(shape[1] >= 1 and shape[2] >= 1, "%s: the window is larger than its input" % where)
             elif layer.kind == "flatten":
                 shape = (math.prod(shape),)
+            elif layer.kind == "stream_lif":
+                _require(on_stream, "%s reads the residual stream, but the layer before it is not a conv_stream" % where)
+                _require(shape[0] == layer.channels, "%s expects %d channels, the stream has %d" % (where, layer.channels, shape[0]))
+            elif layer.kind == "global_sum_pool":
+                _require(peak == 1, "%s: pools spikes" % where)
+                shape = (shape[0],)
             else:
                 _require(shape == (layer.n_in,), "%s expects %d inputs, it gets %s" % (where, layer.n_in, list(shape)))
                 shape = (layer.n_out,)
-            if layer.kind in ("conv_lif", "linear_lif"):
+            if layer.kind in ("conv_lif", "linear_lif", "conv_stream"):
                 _require(128 * layer.fan_in * peak <= MAX_ACC, "%s: fan-in %d times inputs up to %d can overflow the int32 accumulation" % (where, layer.fan_in, peak))
+            if layer.kind == "conv_stream":
+                _require(layer.mode == "set" or stream == shape, "%s adds to a residual stream of shape %s, it has %s" % (where, list(shape), None if stream is None else list(stream)))
+                stream, on_stream = shape, True
+            else:
+                on_stream = False
+            if layer.kind in SPIKING_KINDS:
                 peak = 1
+            elif layer.kind == "global_sum_pool":
+                peak = out[-1][1] * out[-1][2]  # a count of spikes over H x W
             out.append(shape)
+        _require(not on_stream, "the readout cannot read the residual stream")
         _require(shape == (self.readout.n_in,), "readout expects %d inputs, it gets %s" % (self.readout.n_in, list(shape)))
         _require(128 * self.readout.fan_in * peak <= MAX_ACC, "readout: fan-in %d times inputs up to %d can overflow the int32 accumulation" % (self.readout.n_in, peak))
         return out
@@ -449,7 +551,7 @@ class ConvBundle:
 
     @property
     def spiking_layers(self) -> List[Any]:
-        return [layer for layer in self.layers if layer.kind in ("conv_lif", "linear_lif")]
+        return [layer for layer in self.layers if layer.kind in SPIKING_KINDS]
 
 
 AnyBundle = Union[Bundle, ConvBundle]

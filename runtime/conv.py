@@ -39,7 +39,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .bundle import ConvBundle, ConvLifLayer, LinearReadout
+from .bundle import SPIKING_KINDS, ConvBundle, ConvLifLayer, LinearReadout
 from .encoders import encode_direct
 from .errors import DataError
 from .engine import RunResult
@@ -49,7 +49,7 @@ from .kernels import HardResetKernel
 METHODS = ("auto", "event", "dense")
 # Input activity (fraction of non-zero inputs) below which ``auto`` scatters events instead of the
 # dense product; measured per layer kind with benchmarks/conv_runtime.py (docs/quantization.md).
-EVENT_MAX_ACTIVITY = {"conv_lif": 0.02, "linear_lif": 0.05, "linear_readout": 0.05}
+EVENT_MAX_ACTIVITY = {"conv_lif": 0.02, "conv_stream": 0.02, "linear_lif": 0.05, "linear_readout": 0.05}
 FLOAT32_EXACT = 1 << 24
 # The dense path of a stride-1 conv takes the shifted product instead of im2col when it has at
 # most this many output channels per active input channel (benchmarks/conv_runtime.py: the
@@ -305,32 +305,36 @@ class ConvSession:
         self.record_spikes = record_spikes
         self.method = method
         self.shapes = bundle.shapes()
-        peak = (1 << (bundle.encoder.bits - 1)) - 1
+        peak = (1 << (bundle.encoder.bits - 1)) - 1  # largest |input| of the layer: the image's, 1 for spikes
         self.ops: List[Any] = []
+        self._max_acc: Dict[str, float] = {}  # bound on |acc| of each spiking layer: max over outputs of sum |w| x largest input
         for layer, shape in zip(bundle.layers, self.shapes):
-            if layer.kind == "conv_lif":
+            if layer.kind in ("conv_lif", "conv_stream"):
                 self.ops.append(ConvOp(layer, shape, peak))
             elif layer.kind == "linear_lif":
                 self.ops.append(LinearOp(layer, peak))
             else:
                 self.ops.append(None)
             if layer.kind in ("conv_lif", "linear_lif"):
-                peak = 1
-        self.readout_op = LinearOp(bundle.readout, peak)
-        self._consts = [self._neuron_consts(layer) for layer in bundle.layers]
-        self._max_acc: Dict[str, float] = {}  # bound on |acc| of each layer: max over outputs of sum |w| x largest input
-        peak = (1 << (bundle.encoder.bits - 1)) - 1
-        for layer in bundle.layers:
-            if layer.kind in ("conv_lif", "linear_lif"):
                 w = np.abs(layer.weight.astype(np.int64)).reshape(layer.weight.shape[0], -1).sum(axis=1)
                 self._max_acc[layer.name] = float(w.max()) * peak
+            elif layer.kind == "stream_lif":
+                self._max_acc[layer.name] = float(1 << 31)  # the stream is an int32
+            if layer.kind in SPIKING_KINDS:
                 peak = 1
+            elif layer.kind == "global_sum_pool":
+                peak = shape[1] * shape[2]  # spike counts over H x W
+        self.readout_op = LinearOp(bundle.readout, peak)
+        self._consts = [self._neuron_consts(layer) for layer in bundle.layers]
         self._kernel_cache: Dict[int, Dict[str, Any]] = {}  # per batch size: made once, reused by every start
         self.start(batch)
 
     @staticmethod
     def _neuron_consts(layer: Any) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-        if layer.kind == "conv_lif":
+        """(m, bias) of a spiking layer, or (m, shift) of a stream conv, shaped to broadcast."""
+        if layer.kind == "conv_stream":
+            return layer.m.reshape(-1, 1, 1), layer.shift
+        if layer.kind in ("conv_lif", "stream_lif"):
             return layer.m.reshape(-1, 1, 1), layer.bias.astype(np.int64).reshape(-1, 1, 1)
         if layer.kind == "linear_lif":
             return layer.m, layer.bias.astype(np.int64)
@@ -344,7 +348,7 @@ class ConvSession:
         fresh = batch not in self._kernel_cache
         self._kernels = self._kernel_cache.setdefault(batch, {})
         for i, (layer, shape) in enumerate(zip(self.bundle.layers, self.shapes[1:])):
-            if layer.kind in ("conv_lif", "linear_lif"):
+            if layer.kind in SPIKING_KINDS:
                 state = (batch,) + tuple(shape)
                 if fresh:
                     m, bias = self._consts[i]
@@ -356,7 +360,7 @@ class ConvSession:
                 self.mem[layer.name] = np.zeros(state, np.float64 if layer.name in self._kernels else np.int32)
         self.total = np.zeros((batch, self.bundle.readout.n_out), np.int64)
         self.spike_counts = {name: 0 for name in self.mem}
-        self.layer_synops: Dict[str, int] = {layer.name: 0 for layer in self.bundle.layers if layer.kind in ("conv_lif", "linear_lif")}
+        self.layer_synops: Dict[str, int] = {layer.name: 0 for layer in self.bundle.layers if layer.kind in ("conv_lif", "linear_lif", "conv_stream")}
         self.layer_synops[self.bundle.readout.name] = 0
         self.spike_history: List[List[np.ndarray]] = [[] for _ in self.mem]
         self.synops = 0
@@ -400,6 +404,7 @@ class ConvSession:
         x: np.ndarray = events
         first = True
         k = 0
+        stream: Optional[np.ndarray] = None  # a ResNet's residual stream (int64 holding int32 values)
         for i, (layer, op) in enumerate(zip(self.bundle.layers, self.ops)):
             if layer.kind == "maxpool":
                 x = max_pool(x, layer.size)
@@ -409,12 +414,21 @@ class ConvSession:
             if layer.kind == "flatten":
                 x = x.reshape(x.shape[0], -1)
                 continue
-            acc, synops = self._weighted(op, x, first and reuse_first)
-            first = False
-            self.synops += synops
-            self.layer_synops[layer.name] += synops
-            if clock is not None:
-                clock.lap("accumulate")
+            if layer.kind == "global_sum_pool":
+                x = x.sum(axis=(2, 3), dtype=np.int64)
+                continue
+            if layer.kind == "stream_lif":
+                acc = x  # the stream
+            else:
+                acc, synops = self._weighted(op, x, first and reuse_first)
+                first = False
+                self.synops += synops
+                self.layer_synops[layer.name] += synops
+                if clock is not None:
+                    clock.lap("accumulate")
+            if layer.kind == "conv_stream":
+                x = stream = self._stream(i, acc, None if layer.mode == "set" else stream)
+                continue
             spikes = self._neuron(i, k, layer, acc, reuse_first)
             self.spike_counts[layer.name] += int(np.count_nonzero(spikes))
             if self.record_spikes:
@@ -450,6 +464,13 @@ class ConvSession:
         spikes, self.mem[layer.name] = lif_hard_step_int(acc.astype(np.int64, copy=False), self.mem[layer.name], m, layer.shift, bias, layer.decay)
         return spikes
 
+    def _stream(self, i: int, acc: np.ndarray, base: Optional[np.ndarray]) -> np.ndarray:
+        """Stream conv ``i``'s output on the residual stream: ``sat32(rs(acc * m, shift))``, plus
+        ``base`` (the stream so far) for an "add" conv."""
+        m, shift = self._consts[i]
+        y = rshift_round(acc.astype(np.int64, copy=False) * m, shift)
+        return saturate32(y if base is None else base + y)
+
     def _run_layer_major(self, events: np.ndarray, n: int) -> np.ndarray:
         """All ``n`` steps of a run, layer by layer: layer ``l`` at step ``t`` needs only layer
         ``l - 1`` at step ``t`` and its own state, so each layer's accumulation is computed for
@@ -463,6 +484,8 @@ class ConvSession:
         xs = events  # this layer's input: the image (batch, ...) until the first spiking layer, then
         static = True  # the spikes of every step, (n * batch, ...) step-major
         k = 0
+        stream: Any = None  # the residual stream: static (batch, ...) or per step (n * batch, ...)
+        stream_static = True
         for i, (layer, op) in enumerate(zip(self.bundle.layers, self.ops)):
             if layer.kind == "maxpool":
                 xs = max_pool(xs, layer.size)
@@ -472,12 +495,33 @@ class ConvSession:
             if layer.kind == "flatten":
                 xs = xs.reshape(xs.shape[0], -1)
                 continue
-            if static:  # the image layer: the same input every step, accumulated once
-                acc, synops = _accumulate(op, xs, self.method)
-                accs: Any = [acc] * n
-                synops *= n
+            if layer.kind == "global_sum_pool":
+                xs = xs.sum(axis=(2, 3), dtype=np.int64)
+                continue
+            if layer.kind == "stream_lif":
+                acc, synops = xs, 0  # the stream (no synapses: the BatchNorm is per channel)
             else:
                 acc, synops = _accumulate(op, xs, self.method)
+                if static:  # the image: the same input every step, accumulated once
+                    synops *= n
+            if layer.kind == "conv_stream":
+                if layer.mode == "set":
+                    stream = self._stream(i, acc, None)
+                elif stream_static == static:
+                    stream = self._stream(i, acc, stream)
+                else:  # a run's static stream (the stem's) plus every step's block output
+                    steps = acc.reshape((n, b) + acc.shape[1:])
+                    stream = self._stream(i, steps, stream[None]).reshape((n * b,) + acc.shape[1:])
+                stream_static = static
+                xs = stream
+                self.synops += synops
+                self.layer_synops[layer.name] += synops
+                if clock is not None:
+                    clock.lap("accumulate")
+                continue
+            if static:
+                accs: Any = [acc] * n
+            else:
                 kernel = self._kernels.get(layer.name)
                 if kernel is not None and kernel.exact:  # requantise every step's accumulation in one call
                     currents = kernel.current(acc).reshape((n, b) + acc.shape[1:])
@@ -485,8 +529,9 @@ class ConvSession:
                     accs = None
                 else:
                     accs = acc.reshape((n, b) + acc.shape[1:])
-            self.synops += synops
-            self.layer_synops[layer.name] += synops
+            if layer.kind != "stream_lif":
+                self.synops += synops
+                self.layer_synops[layer.name] += synops
             if clock is not None:
                 clock.lap("accumulate")
             out = np.empty((n, b) + tuple(acc.shape[1:]), bool)

@@ -43,7 +43,7 @@ def same(a: Any, b: Any, where: str = "bundle") -> None:
         assert type(a) is type(b) and a == b, "%s: %r != %r" % (where, a, b)
 
 
-NAMES = ["vgg28", "stride2-if-8bit", "nonsquare-pool3", "mlp-on-image"]
+NAMES = ["vgg28", "stride2-if-8bit", "nonsquare-pool3", "mlp-on-image", "resnet-mini"]
 
 
 def test_round_trips_cover_every_conv_kind():

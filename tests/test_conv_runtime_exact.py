@@ -19,7 +19,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from spikeedge.offline.folded import FoldedConv, FoldedFlatten, FoldedLinear, FoldedNet, FoldedPool
+from spikeedge.offline.folded import (FoldedConv, FoldedFlatten, FoldedGlobalPool, FoldedLinear, FoldedNet, FoldedPool, FoldedStreamConv,
+                                     FoldedStreamLif)
 from spikeedge.offline.intref_conv import ConvIntegerReference
 from spikeedge.offline.quantize_conv import quantize_folded
 from spikeedge.runtime import bundle as fmt
@@ -28,6 +29,7 @@ from spikeedge.runtime.engine import Session
 
 # (name, input shape, layer spec, neuron decay, input bits). Layer spec:
 # ("conv", out, (kh, kw), stride, padding) | ("pool", size) | ("flatten",) | ("fc", out) | ("readout", classes)
+# | ("stream", out, (kh, kw), stride, padding, add) | ("slif",) | ("gpool",)   (a pre-activation ResNet)
 NETS = {
     "vgg28": ((1, 28, 28), [("conv", 8, (3, 3), 1, 1), ("pool", 2), ("conv", 16, (3, 3), 1, 1), ("pool", 2), ("flatten",),
                             ("fc", 32), ("readout", 10)], 0.8, 16),
@@ -35,6 +37,12 @@ NETS = {
     "nonsquare-pool3": ((2, 9, 7), [("conv", 4, (3, 1), 2, 0), ("conv", 6, (3, 3), 1, 1), ("pool", 3), ("flatten",), ("readout", 3)], 1.0, 16),
     "lif-pad1-stride2": ((1, 8, 8), [("conv", 8, (3, 3), 2, 1), ("conv", 8, (3, 3), 2, 1), ("flatten",), ("fc", 16), ("fc", 16), ("readout", 10)], 0.5, 8),
     "narrowing": ((6, 9, 8), [("conv", 8, (3, 3), 1, 1), ("conv", 4, (3, 3), 1, 1), ("conv", 2, (2, 3), 1, 0), ("flatten",), ("readout", 3)], 0.7, 16),
+    "resnet-mini": ((1, 8, 8), [("stream", 4, (3, 3), 1, 1, False), ("slif",), ("conv", 6, (3, 3), 1, 1), ("stream", 4, (3, 3), 1, 1, True),
+                                ("slif",), ("stream", 8, (3, 3), 2, 1, False), ("slif",), ("conv", 5, (3, 3), 1, 1), ("stream", 8, (3, 3), 1, 1, True),
+                                ("slif",), ("gpool",), ("readout", 3)], 0.8, 16),
+    "resnet-if-8bit": ((2, 7, 6), [("stream", 5, (3, 3), 1, 1, False), ("slif",), ("conv", 3, (3, 3), 1, 1), ("stream", 5, (3, 3), 1, 1, True),
+                                   ("slif",), ("conv", 4, (1, 1), 1, 0), ("stream", 5, (1, 1), 1, 0, True), ("slif",), ("gpool",), ("fc", 7),
+                                   ("readout", 2)], 1.0, 8),
     "mlp-on-image": ((1, 6, 6), [("flatten",), ("fc", 20), ("readout", 5)], 0.9, 16),
 }
 
@@ -51,6 +59,17 @@ def random_net(seed: int, input_shape: Sequence[int], spec: List[tuple], decay: 
             w = rng.normal(0, gain / np.sqrt(fan), (out, shape[0], kh, kw)).astype(np.float32)
             layers.append(FoldedConv(w, rng.normal(0.05, 0.1, out).astype(np.float32), stride, padding, decay, float(rng.uniform(0.5, 1.5))))
             shape = (out, (shape[1] + 2 * padding - kh) // stride + 1, (shape[2] + 2 * padding - kw) // stride + 1)
+        elif item[0] == "stream":
+            _, out, (kh, kw), stride, padding, add = item
+            w = rng.normal(0, gain / np.sqrt(shape[0] * kh * kw), (out, shape[0], kh, kw)).astype(np.float32)
+            layers.append(FoldedStreamConv(w, stride, padding, add))
+            shape = (out, (shape[1] + 2 * padding - kh) // stride + 1, (shape[2] + 2 * padding - kw) // stride + 1)
+        elif item[0] == "slif":  # BatchNorm on the stream: scales of both signs
+            scale = (rng.uniform(0.5, 1.5, shape[0]) * rng.choice([-1.0, 1.0], shape[0], p=[0.2, 0.8])).astype(np.float32)
+            layers.append(FoldedStreamLif(scale, rng.normal(0.1, 0.2, shape[0]).astype(np.float32), decay, float(rng.uniform(0.5, 1.5))))
+        elif item[0] == "gpool":
+            layers.append(FoldedGlobalPool())
+            shape = (shape[0],)
         elif item[0] == "pool":
             layers.append(FoldedPool(item[1]))
             shape = (shape[0], shape[1] // item[1], shape[2] // item[1])
@@ -88,12 +107,21 @@ def synops_brute_force(bundle, spikes: List[np.ndarray], images: np.ndarray) -> 
                 h = F.max_pool2d(h, layer.size)
             elif layer.kind == "flatten":
                 h = h.flatten(1)
-            else:
+            elif layer.kind == "global_sum_pool":
+                h = h.sum(dim=(2, 3))
+            elif layer.kind == "conv_stream":
                 nz = torch.from_numpy((layer.weight != 0).astype(np.float64))
-                total += int((F.conv2d(h, nz, stride=layer.stride, padding=layer.padding) if layer.kind == "conv_lif" else h @ nz.T).sum())
+                total += int(F.conv2d((h != 0).double(), nz, stride=layer.stride, padding=layer.padding).sum())
+            elif layer.kind == "stream_lif":  # no synapses: reads the stream, gives spikes
                 h = torch.from_numpy(spikes[k][t].astype(np.float64))
                 k += 1
-        total += int((h.flatten(1) @ torch.from_numpy((bundle.readout.weight != 0).astype(np.float64)).T).sum())
+            else:
+                nz = torch.from_numpy((layer.weight != 0).astype(np.float64))
+                hz = (h != 0).double()  # a spike count over a pooled map is one non-zero input
+                total += int((F.conv2d(hz, nz, stride=layer.stride, padding=layer.padding) if layer.kind == "conv_lif" else hz @ nz.T).sum())
+                h = torch.from_numpy(spikes[k][t].astype(np.float64))
+                k += 1
+        total += int(((h.flatten(1) != 0).double() @ torch.from_numpy((bundle.readout.weight != 0).astype(np.float64)).T).sum())
     return total
 
 
