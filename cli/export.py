@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import typer
 
+from ..runtime.bundle import STREAM_KINDS
 from ..runtime.errors import SpikeedgeError
 from .common import JsonOpt, emit, require_offline
 
@@ -47,6 +48,9 @@ def export(
     if fmt_name == "bundle":
         emit({"bundle": str(output), "format": "bundle", "bytes": output.stat().st_size, "sha256": bundle.sha256}, as_json)
         return
+    if getattr(bundle, "model", None) == "conv" and any(layer.kind in STREAM_KINDS for layer in bundle.layers):
+        raise SpikeedgeError("%s: a ResNet (residual-stream layers) has no %s step graph yet; export it as a bundle and run it on the event runtime"
+                             % (checkpoint, "ONNX" if fmt_name == "onnx" else "TFLite"))
     summary = _export_graph(bundle, fmt_name, output, as_float)
     emit({"output": str(output), "bundle_sha256": bundle.sha256, **summary}, as_json)
 
@@ -64,8 +68,6 @@ def _bundle_of_checkpoint(checkpoint: Path, path: Optional[Path], data: Optional
     with tempfile.TemporaryDirectory() as tmp:
         target = path or Path(tmp) / "model.seb"
         if record["model"] == "convsnn":
-            if model.cfg.arch != "vgg":
-                raise SpikeedgeError("%s: a %s-style conv SNN has no int8 export yet (VGG-style only)" % (checkpoint, model.cfg.arch))
             return export_conv_bundle(model, record, target, data=data, input_bits=input_bits)
         task = load_task(record.get("task", "mackey-glass"), data=data)
         return export_bundle(model, record, task, target, input_bits=input_bits)

@@ -199,6 +199,8 @@ def hrsnn_graph(bundle: fmt.Bundle, float_weights: bool = False) -> Any:
 def conv_graph(bundle: fmt.ConvBundle, float_weights: bool = False) -> Any:
     """The convolutional model's step: ``x`` (encoded image) and ``mem<i>`` in; ``acc``,
     ``s<i>`` and ``mem<i>_out`` out (NCHW)."""
+    if any(layer.kind in fmt.STREAM_KINDS for layer in bundle.layers):
+        raise ValueError("residual-stream layers (a ResNet) have no step graph yet")
     from onnx import TensorProto as TP
 
     g = _Graph(float_weights)

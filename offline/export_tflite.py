@@ -294,6 +294,8 @@ def conv_tflite(bundle: fmt.ConvBundle, float_weights: bool = False) -> bytes:
 
 def export_tflite(bundle: fmt.AnyBundle, path: Any, float_weights: bool = False) -> Dict[str, Any]:
     """Write ``bundle``'s step graph as TFLite to ``path`` atomically; returns a summary."""
+    if any(layer.kind in fmt.STREAM_KINDS for layer in bundle.layers):
+        raise ValueError("residual-stream layers (a ResNet) have no step graph yet")
     build = conv_tflite if getattr(bundle, "model", None) == "conv" else hrsnn_tflite
     blob = build(bundle, float_weights)
     fmt.write_atomic(Path(path), blob)

@@ -358,7 +358,7 @@ def _dense_ops_per_step(session: Any) -> float:
         return float(sum(len(l["nnz_in"]) * l["n"] + l["n"] * l["n"] for l in card["layers"]))
     ops = 0
     for row in card["layers"]:
-        if row["kind"] == "conv_lif":
+        if row["kind"] in ("conv_lif", "conv_stream"):
             out = row["shape_out"]
             ops += row["shape_in"][0] * row["kernel"][0] * row["kernel"][1] * out[0] * out[1] * out[2]
         elif row["kind"] == "linear_lif":
@@ -373,7 +373,7 @@ def _synapses(card: Dict[str, Any]) -> Tuple[int, int]:
         return nz, sum(len(l["nnz_in"]) * l["n"] + l["n"] * l["n"] for l in card["layers"])
     nz = dense = 0
     for row in card["layers"]:
-        if row["kind"] == "conv_lif":
+        if row["kind"] in ("conv_lif", "conv_stream"):
             nz += int(np.sum(row["nnz"]))
             dense += row["shape_in"][0] * row["kernel"][0] * row["kernel"][1] * row["shape_out"][0]
         elif row["kind"] == "linear_lif":

@@ -107,7 +107,7 @@ def _conv_card(bundle: fmt.ConvBundle, layout: str, state_dtype: str) -> Dict[st
     k = 0
     for layer, shape_in, shape_out in zip(bundle.layers, shapes[:-1], shapes[1:]):
         row: Dict[str, Any] = {"name": layer.name, "kind": layer.kind, "shape_in": list(shape_in), "shape_out": list(shape_out)}
-        if layer.kind == "conv_lif":
+        if layer.kind in ("conv_lif", "conv_stream"):
             o, c, kh, kw = layer.weight.shape
             row.update(kernel=[kh, kw], stride=layer.stride, padding=layer.padding,
                        nnz=np.count_nonzero(layer.weight.transpose(1, 2, 3, 0).reshape(c, kh * kw, o), axis=2).tolist())
@@ -115,7 +115,7 @@ def _conv_card(bundle: fmt.ConvBundle, layout: str, state_dtype: str) -> Dict[st
             row.update(nnz=np.count_nonzero(layer.weight, axis=0).tolist())
         elif layer.kind == "maxpool":
             row.update(size=layer.size)
-        if layer.kind in ("conv_lif", "linear_lif"):
+        if layer.kind in fmt.SPIKING_KINDS:
             row["spikes"] = "s%d" % k
             shape = list(shape_out)
             if layout == "nhwc" and len(shape) == 3:
@@ -205,7 +205,7 @@ class GraphSession:
     def neurons(self) -> Dict[str, int]:
         if self.model == "hrsnn":
             return {l["name"]: int(l["n"]) for l in self.card["layers"]}
-        return {r["name"]: int(np.prod(r["shape_out"])) for r in self.card["layers"] if r["kind"] in ("conv_lif", "linear_lif")}
+        return {r["name"]: int(np.prod(r["shape_out"])) for r in self.card["layers"] if r["kind"] in fmt.SPIKING_KINDS}
 
     def start(self, batch: int, first_frame: Optional[np.ndarray] = None) -> None:
         self.batch = batch

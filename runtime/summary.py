@@ -67,13 +67,23 @@ def describe_conv(bundle: ConvBundle) -> Dict[str, Any]:
     totals = {"neurons": 0, "synapses": 0, "parameters": 0, "macs": 0, "footprint": 0, "dense_weights": 0}
     for layer, shape_in, shape in zip(bundle.layers, shapes, shapes[1:]):
         row: Dict[str, Any] = {"name": layer.name, "kind": layer.kind, "output_shape": list(shape)}
-        if layer.kind in ("conv_lif", "linear_lif"):
-            w = layer.weight
-            per_out = int(np.prod(shape[1:])) if layer.kind == "conv_lif" else 1
+        if layer.kind == "stream_lif":  # neurons on the residual stream: a scale and a bias per channel
             neurons = int(np.prod(shape))
-            row.update(neurons=neurons, synapses=int(np.count_nonzero(w)), parameters=int(w.size + layer.bias.size),
-                       macs=int(w.size * per_out), decay_q16=layer.decay)
-            if layer.kind == "conv_lif":
+            row.update(neurons=neurons, synapses=0, parameters=int(layer.m.size + layer.bias.size), macs=0, decay_q16=layer.decay)
+            totals["neurons"] += neurons
+            totals["parameters"] += row["parameters"]
+            totals["footprint"] += layer.m.nbytes + layer.bias.nbytes
+        elif layer.kind in ("conv_lif", "linear_lif", "conv_stream"):
+            w = layer.weight
+            per_out = int(np.prod(shape[1:])) if layer.kind != "linear_lif" else 1
+            neurons = int(np.prod(shape)) if layer.kind != "conv_stream" else 0
+            row.update(neurons=neurons, synapses=int(np.count_nonzero(w)), parameters=int(w.size + (layer.bias.size if layer.kind != "conv_stream" else 0)),
+                       macs=int(w.size * per_out))
+            if layer.kind != "conv_stream":
+                row["decay_q16"] = layer.decay
+            else:
+                row["mode"] = layer.mode
+            if layer.kind != "linear_lif":
                 row.update(channels=[layer.in_channels, layer.out_channels], kernel=[layer.kernel_h, layer.kernel_w],
                            stride=layer.stride, padding=layer.padding)
             totals["neurons"] += neurons
@@ -81,7 +91,7 @@ def describe_conv(bundle: ConvBundle) -> Dict[str, Any]:
             totals["parameters"] += row["parameters"]
             totals["macs"] += row["macs"]
             totals["dense_weights"] += w.size
-            totals["footprint"] += w.size + sum(getattr(layer, k).nbytes for k in ("m", "bias", "w_scale"))
+            totals["footprint"] += w.size + sum(getattr(layer, k).nbytes for k in ("m", "bias", "w_scale") if hasattr(layer, k))
         elif layer.kind == "maxpool":
             row["size"] = layer.size
         layers.append(row)

@@ -85,6 +85,43 @@ def test_train_prune_export_run_end_to_end(work: Path, capsys: Any) -> None:
     assert time.time() - t0 < 60
 
 
+def test_resnet_train_prune_export_run_end_to_end(work: Path, capsys: Any) -> None:
+    """A pre-activation ResNet goes the same way as the VGG: train, SCA (block-inner channels),
+    shrink, int8 bundle (residual stream, stream neurons, global pool), run and eval on the
+    event runtime, close to the float model."""
+    from spikeedge.offline.checkpoint import load_checkpoint
+    from spikeedge.offline.convtrain import load_images, predict
+
+    rc, out, err = call(capsys, "train", "convsnn", "--task", "digits", "--arch", "resnet", "--width", "0.5", "--epochs", "3", "--batch-size", "32",
+                        "-o", "r.ckpt.npz", "--json")
+    assert rc == 0, err
+    assert one_json(out)["float_metric"]["accuracy"] > 0.3
+    rc, out, err = call(capsys, "prune", "sca", "r.ckpt.npz", "--density", "0.5", "--epochs", "1", "--finetune-epochs", "1", "--batch-size", "32",
+                        "-o", "rp.ckpt.npz", "--json")
+    assert rc == 0, err
+    pruned = one_json(out)
+    assert pruned["accuracy"]["masked"] == pruned["accuracy"]["shrunk"] and pruned["channels"]["kept"] < pruned["channels"]["total"]
+    rc, out, err = call(capsys, "export", "rp.ckpt.npz", "-o", "rp.seb", "--json")
+    assert rc == 0, err
+    rc, out, err = call(capsys, "info", "rp.seb", "--json")
+    assert rc == 0, err
+    kinds = [layer["kind"] for layer in one_json(out)["layers"]]
+    assert kinds.count("conv_stream") == 4 and kinds.count("stream_lif") == 4 and kinds[-1] == "global_sum_pool"
+
+    model, _ = load_checkpoint("rp.ckpt.npz", kind="convsnn")
+    data = load_images("digits")
+    np.savez(work / "x.npz", x=data.x_test[:60].numpy())
+    rc, out, err = call(capsys, "run", "rp.seb", "--input", "x.npz", "-o", "y.npz", "--json")
+    assert rc == 0, err
+    ran = one_json(out)
+    float_pred = predict(model, data.x_test[:60]).numpy().argmax(1)
+    assert np.mean(np.array(ran["predictions"]) == float_pred) >= 0.9  # int8 vs float
+    assert ran["synops"] > 0 and len(ran["spike_counts"]) == 6  # 4 stream neurons (2 blocks, transition, head) + 2 block-inner layers
+    rc, out, err = call(capsys, "eval", "rp.seb", "--task", "digits", "--json")
+    assert rc == 0, err
+    assert abs(one_json(out)["accuracy"] - pruned["accuracy"]["final"]) < 0.05
+
+
 def test_prune_sca_from_scratch_resnet_and_baselines(work: Path, capsys: Any) -> None:
     rc, out, err = call(capsys, "prune", "sca", "--task", "digits", "--arch", "resnet", "--width", "0.5", "--density", "0.5",
                         "--epochs", "1", "--finetune-epochs", "0", "-o", "r.ckpt.npz", "--json")
@@ -115,10 +152,11 @@ def test_prune_sca_from_scratch_resnet_and_baselines(work: Path, capsys: Any) ->
         (["train", "convsnn", "--task", "mackey-glass", "-o", "x.ckpt.npz"], ["--task", "mackey-glass"]),
         (["train", "convsnn", "--task", "digits", "--neuron", "izhikevich", "-o", "x.ckpt.npz"], ["--neuron"]),
         (["train", "convsnn", "--task", "digits", "--time-steps", "0", "-o", "x.ckpt.npz"], ["--time-steps"]),
-        (["export", "r.ckpt.npz", "-o", "r.seb"], ["r.ckpt.npz", "resnet"]),
+        (["export", "r.ckpt.npz", "--format", "onnx", "-o", "r.onnx"], ["r.ckpt.npz", "ResNet", "ONNX"]),
+        (["export", "r.ckpt.npz", "--format", "tflite", "-o", "r.tflite"], ["r.ckpt.npz", "ResNet", "TFLite"]),
     ],
     ids=["missing", "hrsnn-checkpoint", "density-zero", "density-above-one", "method", "l1-negative", "neither", "both", "task", "arch",
-         "train-task", "neuron", "time-steps", "export-resnet"],
+         "train-task", "neuron", "time-steps", "resnet-onnx", "resnet-tflite"],
 )
 def test_user_errors(work: Path, capsys: Any, argv: Any, names: Any) -> None:
     from spikeedge.offline.checkpoint import save_checkpoint

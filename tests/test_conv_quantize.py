@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from test_conv_runtime_exact import NETS, random_net
 
-from spikeedge.offline.folded import FoldedConv, FoldedFlatten, FoldedLinear, FoldedNet, FoldedPool
+from spikeedge.offline.folded import FoldedConv, FoldedFlatten, FoldedLinear, FoldedNet, FoldedPool, FoldedStreamConv
 from spikeedge.offline.intref_conv import folded_forward
 from spikeedge.offline.quantize_conv import quantize_folded
 from spikeedge.runtime.engine import Session
@@ -71,7 +71,7 @@ def test_threshold_is_exact_in_state_units():
 def snap_to_int8_grid(net: FoldedNet) -> FoldedNet:
     layers = []
     for layer in net.layers:
-        if isinstance(layer, (FoldedConv, FoldedLinear)):
+        if isinstance(layer, (FoldedConv, FoldedLinear, FoldedStreamConv)):
             w = np.asarray(layer.weight, np.float64)
             flat = w.reshape(w.shape[0], -1)
             s = np.abs(flat).max(axis=1, keepdims=True) / 127
@@ -101,7 +101,7 @@ def test_on_grid_weights_the_spikes_are_those_of_the_float_model(name):
 
 
 @pytest.mark.parametrize("bits", [16, 8])
-@pytest.mark.parametrize("name", ["vgg28", "stride2-if-8bit", "lif-pad1-stride2", "nonsquare-pool3"])
+@pytest.mark.parametrize("name", ["vgg28", "stride2-if-8bit", "lif-pad1-stride2", "nonsquare-pool3", "resnet-mini"])
 def test_int8_bundle_predicts_the_float_class_on_most_inputs(name, bits):
     """Arbitrary float weights: int8 rounding flips a few spikes near threshold, and random
     (untrained) nets have many near-tied logits, so the tolerance is loose: per net, >= 93% of

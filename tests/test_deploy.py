@@ -189,6 +189,9 @@ def test_cli_flash_and_rollback_over_an_inventory(board: Dict[str, Any], tmp_pat
         % (BOARD_PYTHON, t.port, t.user, t.key_file))
     common = ["--inventory", str(inv), "--known-hosts", str(board["known"]), "--remote-dir", board["base"]]
     f = make_bundle(tmp_path / "f.seb", 5)
+    earlier = make_bundle(tmp_path / "e.seb", 6)  # a release to roll back to, whatever ran before this test
+    rc, out, err = call(capsys, "flash", str(earlier), *common, "--group", "pis", "--wheelhouse", str(board["wheels"]), "--json")
+    assert rc == 0, err
     rc, out, err = call(capsys, "flash", str(f), *common, "--group", "pis", "--wheelhouse", str(board["wheels"]), "--json")
     assert rc == 0, err
     s = one_json(out)
