@@ -215,8 +215,39 @@ def _require_int8_layer_arrays(layer: Any, n_out: int) -> None:
     _require_scale(layer.w_scale, "w_scale")
 
 
+def _require_conv_geometry(layer: Any) -> None:
+    """The checks every 2-D convolution record shares (``conv_lif``, ``conv_stream``)."""
+    expected = (layer.out_channels, layer.in_channels, layer.kernel_h, layer.kernel_w)
+    _require(layer.weight.shape == expected, "weight has shape %s, expected %s" % (layer.weight.shape, expected))
+    _require(min(expected) >= 1, "channels and kernel sizes must be >= 1")
+    _require(layer.stride >= 1, "stride must be >= 1")
+    _require(layer.padding < min(layer.kernel_h, layer.kernel_w), "padding must be smaller than the kernel")
+
+
+class _Conv2d:
+    """Geometry shared by the 2-D convolution records (``conv_lif``, ``conv_stream``), from
+    their fields ``in_channels``, ``out_channels``, ``kernel_h``, ``kernel_w``, ``stride`` and
+    ``padding`` (a plain base: the dataclasses declare the fields themselves)."""
+
+    in_channels: Any
+    out_channels: Any
+    kernel_h: Any
+    kernel_w: Any
+    stride: Any
+    padding: Any
+
+    @property
+    def fan_in(self) -> int:
+        return self.in_channels * self.kernel_h * self.kernel_w
+
+    def out_shape(self, shape: Tuple[int, ...]) -> Tuple[int, int, int]:
+        """Output (C, H, W) for an input (C, H, W)."""
+        _, h, w = shape
+        return (self.out_channels, (h + 2 * self.padding - self.kernel_h) // self.stride + 1, (w + 2 * self.padding - self.kernel_w) // self.stride + 1)
+
+
 @dataclass(frozen=True)
-class ConvLifLayer:
+class ConvLifLayer(_Conv2d):
     """2-D convolution of int8 kernels, then integer LIF neurons with hard reset (``runtime/conv.py``)."""
 
     kind = "conv_lif"
@@ -235,23 +266,8 @@ class ConvLifLayer:
     w_scale: np.ndarray = _array("float64", 1)  # float weight of one int8 step, per output channel
 
     def check(self) -> None:
-        expected = (self.out_channels, self.in_channels, self.kernel_h, self.kernel_w)
-        _require(self.weight.shape == expected, "weight has shape %s, expected %s" % (self.weight.shape, expected))
-        _require(min(expected) >= 1, "channels and kernel sizes must be >= 1")
-        _require(self.stride >= 1, "stride must be >= 1")
-        _require(self.padding < min(self.kernel_h, self.kernel_w), "padding must be smaller than the kernel")
+        _require_conv_geometry(self)
         _require_int8_layer_arrays(self, self.out_channels)
-
-    @property
-    def fan_in(self) -> int:
-        return self.in_channels * self.kernel_h * self.kernel_w
-
-    def out_shape(self, shape: Tuple[int, ...]) -> Tuple[int, int, int]:
-        """Output (C, H, W) for an input (C, H, W)."""
-        _, h, w = shape
-        oh = (h + 2 * self.padding - self.kernel_h) // self.stride + 1
-        ow = (w + 2 * self.padding - self.kernel_w) // self.stride + 1
-        return (self.out_channels, oh, ow)
 
 
 @dataclass(frozen=True)
@@ -303,7 +319,7 @@ class LinearLifLayer:
 
 
 @dataclass(frozen=True)
-class ConvStreamLayer:
+class ConvStreamLayer(_Conv2d):
     """2-D convolution of int8 kernels into the residual stream of a ResNet (no neuron).
 
     ``acc = conv2d(x, weight)``; ``y = rs(acc * m, shift)`` (int64, per output channel: the
@@ -326,24 +342,12 @@ class ConvStreamLayer:
     w_scale: np.ndarray = _array("float64", 1)  # float weight of one int8 step, per output channel
 
     def check(self) -> None:
-        expected = (self.out_channels, self.in_channels, self.kernel_h, self.kernel_w)
-        _require(self.weight.shape == expected, "weight has shape %s, expected %s" % (self.weight.shape, expected))
-        _require(min(expected) >= 1, "channels and kernel sizes must be >= 1")
-        _require(self.stride >= 1, "stride must be >= 1")
-        _require(self.padding < min(self.kernel_h, self.kernel_w), "padding must be smaller than the kernel")
+        _require_conv_geometry(self)
         _require(self.mode in ("set", "add"), "mode must be 'set' or 'add'")
         _require(self.m.shape == (self.out_channels,) and self.w_scale.shape == (self.out_channels,), "m and w_scale need %d entries" % self.out_channels)
         _require(bool(np.all((self.m >= 0) & (self.m < 1 << 31))), "m is outside [0, 2**31)")
         _require(1 <= self.shift <= 62, "shift must be in [1, 62]")
         _require_scale(self.w_scale, "w_scale")
-
-    @property
-    def fan_in(self) -> int:
-        return self.in_channels * self.kernel_h * self.kernel_w
-
-    def out_shape(self, shape: Tuple[int, ...]) -> Tuple[int, int, int]:
-        _, h, w = shape
-        return (self.out_channels, (h + 2 * self.padding - self.kernel_h) // self.stride + 1, (w + 2 * self.padding - self.kernel_w) // self.stride + 1)
 
 
 @dataclass(frozen=True)
