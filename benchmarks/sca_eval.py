@@ -266,12 +266,13 @@ def write(args: Any, runs: List[Dict[str, Any]], seconds: float) -> None:
         "" if not args.cached_only else "(this file was rewritten from that command's cache with `--cached-only`; the runs were not repeated)",
         "",
         "Task %s (fixed split, seed 0); VGG-style conv SNN 16(stride 2)-32-M-64-64-M, LIF, T=4. Dense: %d epochs. Each pruning "
-        "method: %d epoch(s) of masked training (SCA: %d prune events per epoch, density ramp over the first %.2f of them%s; per-layer minimum max(2, ceil(%g x width)) channels for every method), physical shrink, %d epoch(s) of fine-tuning (Adam 2e-3, cosine); "
+        "method: %d epoch(s) of training (SCA: masked, %d prune events per epoch, density ramp over the first %.2f of them%s; random: masked from the start; BN-scale: "
+        "Network Slimming's sparsity training, L1 %g on the BatchNorm gammas, then one pruning by |gamma|; per-layer minimum max(2, ceil(%g x width)) channels for every method), physical shrink, %d epoch(s) of fine-tuning (Adam 2e-3, cosine); "
         "batch %d. Seeds %s. Numbers are mean ± std over the seeds present; parameters, dense MACs and synaptic operations "
         "per inference (T steps, all conv and linear layers, measured on the test images). %.0f s of this invocation "
         "(cached runs are not re-timed). Finished runs: %d of the %d planned (dense + every method x density x seed)."
         % (args.task, args.dense_epochs, args.epochs, args.prunes_per_epoch, args.ramp,
-           "; activity ranked relative to each layer's mean" if args.normalize else "", args.min_fraction, args.finetune_epochs, args.batch_size, args.seeds,
+           "; activity ranked relative to each layer's mean" if args.normalize else "", sca.ScaConfig().l1, args.min_fraction, args.finetune_epochs, args.batch_size, args.seeds,
            seconds, len(runs), args.planned),
         "",
         "| method | channel density | seeds | accuracy (%) | Δ vs dense (points) | parameters | dense MACs | synaptic ops "
