@@ -83,6 +83,19 @@ def max_pool(x: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
+ROUTING_KINDS = ("maxpool", "flatten", "global_sum_pool")  # layers without weights or neurons
+
+
+def _route(layer: Any, x: np.ndarray) -> np.ndarray:
+    """A layer without weights or neurons applied to (batch, ...) activations: max pooling of
+    spikes, flattening (channel-major), or spike counts over H and W."""
+    if layer.kind == "maxpool":
+        return max_pool(x, layer.size)
+    if layer.kind == "flatten":
+        return x.reshape(x.shape[0], -1)
+    return x.sum(axis=(2, 3), dtype=np.int64)
+
+
 # ----------------------------------------------------------------------------- accumulations
 
 
@@ -406,16 +419,10 @@ class ConvSession:
         k = 0
         stream: Optional[np.ndarray] = None  # a ResNet's residual stream (int64 holding int32 values)
         for i, (layer, op) in enumerate(zip(self.bundle.layers, self.ops)):
-            if layer.kind == "maxpool":
-                x = max_pool(x, layer.size)
-                if clock is not None:
+            if layer.kind in ROUTING_KINDS:
+                x = _route(layer, x)
+                if clock is not None and layer.kind == "maxpool":
                     clock.lap("accumulate")  # pooling: part of moving spikes to the next layer
-                continue
-            if layer.kind == "flatten":
-                x = x.reshape(x.shape[0], -1)
-                continue
-            if layer.kind == "global_sum_pool":
-                x = x.sum(axis=(2, 3), dtype=np.int64)
                 continue
             if layer.kind == "stream_lif":
                 acc = x  # the stream
@@ -487,16 +494,10 @@ class ConvSession:
         stream: Any = None  # the residual stream: static (batch, ...) or per step (n * batch, ...)
         stream_static = True
         for i, (layer, op) in enumerate(zip(self.bundle.layers, self.ops)):
-            if layer.kind == "maxpool":
-                xs = max_pool(xs, layer.size)
-                if clock is not None:
+            if layer.kind in ROUTING_KINDS:
+                xs = _route(layer, xs)
+                if clock is not None and layer.kind == "maxpool":
                     clock.lap("accumulate")
-                continue
-            if layer.kind == "flatten":
-                xs = xs.reshape(xs.shape[0], -1)
-                continue
-            if layer.kind == "global_sum_pool":
-                xs = xs.sum(axis=(2, 3), dtype=np.int64)
                 continue
             if layer.kind == "stream_lif":
                 acc, synops = xs, 0  # the stream (no synapses: the BatchNorm is per channel)
