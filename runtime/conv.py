@@ -142,19 +142,26 @@ class ConvOp:
         self.ky, self.kx = ky, kx
         # events: every kernel slice side by side, (C, kh*kw*O), for the sites' product
         self.wall = np.ascontiguousarray(layer.weight.transpose(1, 2, 3, 0).reshape(c, kh * kw * o)).astype(self.dtype)
-        self.reach_t = self._reach(in_shape)
+        self._reach_t: Optional[np.ndarray] = None  # made on first use (event path, shifted product)
         # shifted product: (kh*kw*O, C), row k*O + o, and its zero-margined input grid (reused)
         self.wshift = np.ascontiguousarray(layer.weight.transpose(2, 3, 0, 1).reshape(kh * kw * o, c)).astype(self.dtype)
         self._grid: Optional[np.ndarray] = None
         self._pad: Optional[np.ndarray] = None  # im2col's zero-bordered input buffer, reused
         self.count_dtype = np.float32 if layer.fan_in * o < FLOAT32_EXACT else np.float64  # exact operation counts
 
-    def _reach(self, in_shape: Tuple[int, ...]) -> np.ndarray:
+    @property
+    def reach_t(self) -> np.ndarray:
         """(H*W, C): the synapses one event at input position (y, x) of channel c reaches, the
         non-zero weights of the kernel offsets whose output ``((y + p - ky) / s, ...)`` is whole
-        and inside the map (event-path synaptic operations: a lookup per event)."""
+        and inside the map (synaptic operations of the event path and the shifted product: a
+        lookup per event). Made on first use: im2col counts without it."""
+        if self._reach_t is None:
+            self._reach_t = self._reach()
+        return self._reach_t
+
+    def _reach(self) -> np.ndarray:
         ly = self.layer
-        _, h, w = in_shape
+        _, h, w = self.in_shape
         _, oh, ow = self.out_shape
         s, p = ly.stride, ly.padding
         ny = np.arange(h)[:, None] + p - self.ky[None, :]  # (H, kh*kw)
