@@ -55,9 +55,9 @@ def shift_bias(bundle: fmt.Bundle, offset: int) -> fmt.Bundle:
 
 
 def rate_of(bundle: Any, xs: np.ndarray) -> float:
-    from spikeedge.runtime.engine import Session
+    from spikeedge.runtime.sessions import open_session
 
-    r = Session(bundle, 1).run(xs[None])
+    r = open_session(bundle, 1).run(xs[None])
     return float(r.summary()["spike_rate"][bundle.layers[0].name])
 
 

@@ -1,6 +1,6 @@
 """Conv runtime cost: event-driven scatter vs dense im2col, per layer and per inference.
 
-1. Per layer: the accumulation of one layer of the runtime (``runtime.conv.ConvOp`` /
+1. Per layer: the accumulation of one layer of the runtime (``runtime.conv_ops.ConvOp`` /
    ``LinearOp``, the code the session runs), on random binary inputs at imposed spike rates, one
    call of ``--batch`` maps (default 4: the T steps of one image). Prints the median time of each path and the ratio dense / event (> 1: events
    win).
@@ -30,7 +30,8 @@ from typing import Any, Callable, Dict, List
 import numpy as np  # noqa: E402
 
 from spikeedge.runtime import bundle as fmt  # noqa: E402
-from spikeedge.runtime.conv import ConvOp, ConvSession, LinearOp  # noqa: E402
+from spikeedge.runtime.conv_ops import ConvOp, LinearOp  # noqa: E402
+from spikeedge.runtime.conv_session import ConvSession  # noqa: E402
 
 RATES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
 # (name, in channels, out channels, input size): the layers of 28x28 VGG-style nets of a few widths

@@ -46,7 +46,7 @@ from spikeedge.offline.pipeline import export_bundle, score, train_model
 from spikeedge.offline.surgery import arrays_of, build_hrsnn
 from spikeedge.offline.train import FloatStepper
 from spikeedge.runtime.bundle import write_atomic
-from spikeedge.runtime.engine import Session
+from spikeedge.runtime.sessions import open_session
 from spikeedge.tasks.metrics import nrmse
 from spikeedge.tasks.protocols import forecast_windows
 from spikeedge.tasks.registry import load_task
@@ -226,7 +226,7 @@ def runtime_cost(model: HRSNN, record: Dict[str, Any], task) -> Dict[str, Any]:
         steps = xs.shape[1]
     with tempfile.TemporaryDirectory() as d:
         bundle = export_bundle(model, record, task, Path(d) / "model.seb")
-    summary = Session(bundle, len(xs)).run(xs).summary()
+    summary = open_session(bundle, len(xs)).run(xs).summary()
     layer = bundle.layers[0]
     return {
         "synops_per_step": summary["synops_per_step"],

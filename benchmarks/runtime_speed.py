@@ -99,7 +99,7 @@ def _median_round(results: List[Dict[str, Any]]) -> Dict[str, Any]:
 RSS = r"""
 import sys, numpy as np
 from spikeedge.runtime.backends import open_model
-from spikeedge.runtime.profile import peak_rss_bytes
+from spikeedge.measure.profile import peak_rss_bytes
 s = open_model(sys.argv[1])
 s.run(np.random.default_rng(0).random((1, 50, int(sys.argv[2]))))
 print(peak_rss_bytes())
@@ -125,7 +125,7 @@ def main(argv: List[str]) -> int:
         args.neurons, args.inputs, args.steps, args.rates = 256, 100, 120, [0.05, 0.2]
         args.output = ROOT / "out" / "runtime-quick" / "runtime.md"
     from spikeedge.offline.export_onnx import export_onnx
-    from spikeedge.runtime.engine import Session
+    from spikeedge.runtime.sessions import open_session
 
     t_start = time.time()
     base = random_bundle(args.neurons, args.inputs, args.density, 0)
@@ -137,7 +137,7 @@ def main(argv: List[str]) -> int:
             seb, onnx_path = Path(tmp) / "m.seb", Path(tmp) / "m.onnx"
             fmt.save(b, seb)
             export_onnx(b, onnx_path)
-            event_session, ort_session = Session(b, 1), open_model(onnx_path, threads=1)
+            event_session, ort_session = open_session(b, 1), open_model(onnx_path, threads=1)
             rounds = []  # alternate the two, several rounds: slow drifts of the machine hit both alike
             for _ in range(args.rounds):
                 rounds.append((timed_steps(event_session, xs), timed_steps(ort_session, xs, graph=True)))
@@ -151,12 +151,12 @@ def main(argv: List[str]) -> int:
                 rate, r, ev["median_ms"], ort["median_ms"], ort["graph_median_ms"], rows[-1]["speedup"],
                 ", ".join("%.2f" % x for x in ratios)), flush=True)
         # the fixed cost of a step: no input spikes, no neuron near threshold (no events at all)
-        zero = timed_steps(Session(base, 1), np.zeros((args.steps, args.inputs)))
+        zero = timed_steps(open_session(base, 1), np.zeros((args.steps, args.inputs)))
         assert zero["synops_per_step"] == 0
         # batch throughput of the event runtime at 5% activity
         b = at_rate(base, np.full((200, args.inputs), 0.05), 0.05)
         xs32 = np.full((32, args.steps // 4, args.inputs), 0.05)
-        s1, s32 = Session(b, 1), Session(b, 32)
+        s1, s32 = open_session(b, 1), open_session(b, 32)
         s1.run(xs32[:1, :20]), s32.run(xs32[:, :5])  # warm-up
         t0 = time.perf_counter()
         s1.run(xs32[:1])
@@ -164,7 +164,7 @@ def main(argv: List[str]) -> int:
         t0 = time.perf_counter()
         s32.run(xs32)
         many = 32 * (args.steps // 4) / (time.perf_counter() - t0)
-        from spikeedge.runtime.profile import PhaseClock
+        from spikeedge.measure.profile import PhaseClock
 
         phases = {}
         for name, sess, xb in (("batch1", s1, xs32[:1]), ("batch32", s32, xs32)):
@@ -201,7 +201,7 @@ def conv_rows(ckpt: Path, n_images: int) -> Dict[str, Any]:
     from spikeedge.offline.checkpoint import load_checkpoint
     from spikeedge.offline.export_onnx import export_onnx
     from spikeedge.offline.pipeline import export_conv_bundle
-    from spikeedge.runtime.conv import ConvSession
+    from spikeedge.runtime.conv_session import ConvSession
     from spikeedge.tasks.images import load_mnist_split
 
     model, record = load_checkpoint(ckpt, kind="convsnn")

@@ -52,12 +52,12 @@ def totals(model: Any, x: torch.Tensor) -> Dict[str, float]:
 
 def runtime_pair(models: Dict[str, Any], data: Any, n: int = 40, rounds: int = 3, batch: int = 1) -> Dict[str, float]:
     """Median ms per image (T steps) of each model's int8 bundle on the runtime
-    (``runtime/conv.ConvSession``, method auto), in batches of ``batch`` images, over ``n``
+    (``runtime/conv_session.ConvSession``, method auto), in batches of ``batch`` images, over ``n``
     batches x ``rounds``. The models are timed interleaved, batch by batch, so that a change of
     machine load hits all alike and their ratio stays fair."""
     from spikeedge.offline.convsnn import fold
     from spikeedge.offline.quantize_conv import quantize_folded
-    from spikeedge.runtime.conv import ConvSession
+    from spikeedge.runtime.conv_session import ConvSession
 
     sessions = {k: ConvSession(quantize_folded(fold(m), data.x_train[:500].numpy()), batch) for k, m in models.items()}
     xs = data.x_test[: (n + 1) * batch].numpy().astype("float64")
@@ -326,7 +326,7 @@ def write(args: Any, runs: List[Dict[str, Any]], seconds: float) -> None:
                  "flip propagates (the test with weights on an exact binary grid gives identical logits)." % (
         same, len(pr), max([r["max_logit_difference_masked_vs_shrunk"] for r in pr], default=0.0)))
     lines += ["", "Runtime: the int8 bundle (`offline/quantize_conv.quantize_folded` of `fold(model)`, calibrated on 500 training "
-              "images) on the event-driven runtime (`runtime/conv.ConvSession`, method auto), batch 1, one torch/numpy thread, "
+              "images) on the event-driven runtime (`runtime/conv_session.ConvSession`, method auto), batch 1, one torch/numpy thread, "
               "median ms per image (T steps) at batch 1 (40 test images x 3 rounds) and at batch 32 (8 batches x 3 rounds), after a warm-up. 'unshrunk' is the same masked "
               "network at full width (pruned channels present, all zero). Measured after all training, one run at a time, "
               "shrunk and unshrunk interleaved image by image so that load changes hit both alike; the speed-up is their ratio, "

@@ -83,11 +83,11 @@ def open_loop_tf(blob: bytes, bundle: Any, xs: np.ndarray) -> float:
     with the integer reference): every step starts from the runtime's state."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from spikeedge.runtime.engine import Session
+    from spikeedge.runtime.sessions import open_session
 
     interp = Interpreter(model_content=blob)
     run = interp.get_signature_runner()
-    ses = Session(bundle, 1, record_spikes=True)
+    ses = open_session(bundle, 1, record_spikes=True)
     ses.start(1, xs[:1, 0])
     same = total = 0
     for t in range(xs.shape[1]):
@@ -111,7 +111,7 @@ def main() -> int:
     from spikeedge.offline.quantize import quantize_hrsnn
     from spikeedge.runtime import bundle as fmt
     from spikeedge.runtime.backends import open_model
-    from spikeedge.runtime.verify import open_loop
+    from spikeedge.measure.verify import open_loop
     from spikeedge.tasks.registry import load_task
 
     task = load_task("mackey-glass", repeats=3)
@@ -127,9 +127,9 @@ def main() -> int:
         export_tflite(bundle, path)
         own_seconds = time.time() - t0
         own_blob = path.read_bytes()
-        from spikeedge.runtime.engine import Session
+        from spikeedge.runtime.sessions import open_session
 
-        own_agree = open_loop(open_model(path), Session(bundle, 1), xs)["min_spike_agreement"]
+        own_agree = open_loop(open_model(path), open_session(bundle, 1), xs)["min_spike_agreement"]
     site = Path(tf.__file__).resolve().parent.parent
     import ai_edge_litert
     import flatbuffers

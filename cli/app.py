@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from .. import __version__
-from ..runtime.errors import SpikeedgeError
+from ..errors import SpikeedgeError
 from . import bench, boards, demo, deploy, evaluate, export, info, power, profile, prune, report, results, run, train, verify
 
 app = typer.Typer(

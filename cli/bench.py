@@ -1,4 +1,4 @@
-"""``spikeedge bench``: the field benchmark (``runtime/bench.py``, ``docs/bench.md``), here or on
+"""``spikeedge bench``: the field benchmark (``measure/bench.py``, ``docs/bench.md``), here or on
 boards over SSH, one run record per model file; the records go to the results store only once
 every run has finished, so an interrupted bench stores nothing."""
 
@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 
 import typer
 
-from ..runtime.errors import CheckFailed, MeasurementError, SpikeedgeError
+from ..errors import CheckFailed, MeasurementError, SpikeedgeError
 from .common import JsonOpt, emit, err_console, out_console
 from .deploy import GroupOpt, IdentityOpt, InvOpt, KnownOpt, RemoteOpt, ToOpt
 
@@ -100,7 +100,7 @@ def _local(files: List[Path], task: str, trials: int, warmup: int, samples: Opti
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..runtime.backends import open_model
-    from ..runtime.bench import bench_model
+    from ..measure.bench import bench_model
 
     for f in files:  # every file loads before any trial runs: a bad third file fails in seconds
         open_model(f)

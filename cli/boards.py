@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..runtime import boards as profiles
+from ..board import boards as profiles
 from .common import JsonOpt, emit, out_console
 
 app = typer.Typer(help="Supported boards and their profiles. Example: spikeedge boards detect", no_args_is_help=True)

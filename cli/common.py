@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..runtime.errors import MissingExtraError, SpikeedgeError
+from ..errors import MissingExtraError, SpikeedgeError
 
 JsonOpt = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
 err_console = Console(stderr=True)

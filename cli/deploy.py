@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional
 
 import typer
 
-from ..runtime.errors import CheckFailed, SpikeedgeError
+from ..errors import CheckFailed, SpikeedgeError
 from .common import JsonOpt, emit, out_console
 
 ToOpt = typer.Option(None, "--to", help="One board: [USER@]HOST[:PORT].")

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ..runtime.errors import DataError
+from ..errors import DataError
 from ..tasks.protocols import classify, forecast_smape
 from ..tasks.registry import load_task
 from .common import BackendOpt, JsonOpt, emit, open_stepper

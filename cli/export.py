@@ -8,7 +8,7 @@ from typing import Any, Optional
 import typer
 
 from ..runtime.bundle import STREAM_KINDS
-from ..runtime.errors import SpikeedgeError
+from ..errors import SpikeedgeError
 from .common import JsonOpt, emit, require_offline
 
 FORMATS = {"bundle": ".seb", "onnx": ".onnx", "tflite": ".tflite"}
@@ -74,7 +74,7 @@ def _bundle_of_checkpoint(checkpoint: Path, path: Optional[Path], data: Optional
 
 
 def _export_graph(bundle: Any, fmt_name: str, output: Path, as_float: bool) -> Any:
-    from ..runtime.errors import MissingExtraError
+    from ..errors import MissingExtraError
 
     try:
         if fmt_name == "onnx":

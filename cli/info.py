@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..runtime import bundle as fmt
-from ..runtime.summary import describe
+from ..measure.summary import describe
 from .common import JsonOpt, emit
 
 

@@ -1,5 +1,5 @@
 """``spikeedge power watch|record``: live power readings and the energy of a command, from the
-board's own sensors (``runtime/power_meters.py``, ``runtime/power_sampler.py``)."""
+board's own sensors (``board/power_meters.py``, ``board/sampler.py``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import typer
 
-from ..runtime.errors import CheckFailed, SpikeedgeError
+from ..errors import CheckFailed, SpikeedgeError
 from .common import JsonOpt, emit, err_console
 
 app = typer.Typer(help="Power and energy from the board's sensors. Example: spikeedge power watch --duration 5", no_args_is_help=True)
@@ -21,12 +21,12 @@ RootOpt = typer.Option("/", "--root", help="Root of the file system to read sens
 def open_cli_meter(kind: str, root: str, ops_source: Optional[Callable[[], float]] = None) -> Any:
     """The meter ``--meter`` names: ``auto`` takes the detected board's profile (its rails and
     total), else the first sensor found; ``estimate`` counts synaptic operations."""
-    from ..runtime import power_meters as pm
+    from ..board import power_meters as pm
 
     if kind == "estimate":
         return pm.EstimateMeter(root=root, ops_source=ops_source)
     if kind == "auto":
-        from ..runtime.boards import detect
+        from ..board.boards import detect
 
         found = detect(root)
         if found.board is not None and found.board.power_meter.kind != "none":
@@ -49,7 +49,7 @@ def watch(
     """
     if duration is not None and duration <= 0:
         raise SpikeedgeError("--duration: must be > 0")
-    from ..runtime.power_sampler import Sampler
+    from ..board.sampler import Sampler
 
     m = open_cli_meter(meter, root)
     sampler = Sampler(m, interval).start()
@@ -98,7 +98,7 @@ def record(
         raise SpikeedgeError("--baseline: must be >= 0")
     if meter == "estimate":
         raise SpikeedgeError("--meter estimate counts a model's synaptic operations: use spikeedge profile MODEL --meter estimate")
-    from ..runtime.power_sampler import Sampler
+    from ..board.sampler import Sampler
 
     m = open_cli_meter(meter, root)
     sampler = Sampler(m, interval).start()

@@ -1,5 +1,5 @@
 """``spikeedge profile``: per-layer spike rates, synaptic operations, time per phase, peak memory,
-and power and energy per inference when a meter is present (``runtime/profile.py``)."""
+and power and energy per inference when a meter is present (``measure/profile.py``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 import typer
 
-from ..runtime.errors import SpikeedgeError
+from ..errors import SpikeedgeError
 from .common import BackendOpt, JsonOpt, emit, out_console
 
 
@@ -40,8 +40,8 @@ def profile(
         _remote(model, input, task, samples, repeats, meter, baseline, backend, threads, to, inventory, group, known_hosts, identity, remote_dir, as_json)
         return
     from ..runtime.backends import backend_of, open_model
-    from ..runtime.errors import MeasurementError
-    from ..runtime.profile import profile_model
+    from ..errors import MeasurementError
+    from ..measure.profile import profile_model
     from .run import _io, load_images, load_inputs
 
     if (input is None) == (task is None):

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 
 import typer
 
-from ..runtime.errors import SpikeedgeError
+from ..errors import SpikeedgeError
 from .common import JsonOpt, emit, err_console, out_console, require_offline, stages
 
 app = typer.Typer(help="Prune models. Example: spikeedge prune lnp --neurons 500 -o lnp.ckpt.npz", no_args_is_help=True)

@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional
 
 import typer
 
-from ..runtime.errors import DataError
+from ..errors import DataError
 from .common import JsonOpt, emit, out_console
 
 

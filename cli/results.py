@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional
 
 import typer
 
-from ..runtime.errors import CheckFailed
+from ..errors import CheckFailed
 from .common import JsonOpt, emit, err_console, out_console
 
 app = typer.Typer(help="The results store: list, compare and export benchmark runs.", no_args_is_help=True)

@@ -13,7 +13,7 @@ import typer
 
 from ..runtime import bundle as fmt
 from ..runtime.backends import backend_of, open_model
-from ..runtime.errors import DataError, SpikeedgeError
+from ..errors import DataError, SpikeedgeError
 from .common import BackendOpt, JsonOpt, emit
 
 

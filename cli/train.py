@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ..runtime.errors import SpikeedgeError
+from ..errors import SpikeedgeError
 from .common import JsonOpt, emit, err_console, require_offline, stages
 
 app = typer.Typer(help="Train models. Example: spikeedge train hrsnn --task mackey-glass -o mg.ckpt.npz", no_args_is_help=True)

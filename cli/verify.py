@@ -1,5 +1,5 @@
 """``spikeedge verify``: agreement between two forms of one model (exit 1 when under the
-thresholds of ``runtime/verify.py``)."""
+thresholds of ``measure/verify.py``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional
 
 import typer
 
-from ..runtime.errors import CheckFailed
+from ..errors import CheckFailed
 from ..tasks.registry import load_task
 from .common import BackendOpt, JsonOpt, emit, open_stepper, out_console
 
@@ -28,10 +28,10 @@ def verify(
 
     Example: spikeedge verify model.onnx --reference model.seb --task mackey-glass --json
     """
-    from ..runtime.verify import verify as run_verify
+    from ..measure.verify import verify as run_verify
 
     if samples < 1:
-        from ..runtime.errors import SpikeedgeError
+        from ..errors import SpikeedgeError
 
         raise SpikeedgeError("--samples: must be >= 1")
     m = open_stepper(model, backend)

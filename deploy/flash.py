@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .. import __version__
 from ..runtime.bundle import file_sha256
-from ..runtime.errors import DeployError
+from ..errors import DeployError
 from .ssh import Connection
 
 PROBE = r"""
@@ -81,12 +81,12 @@ SMOKE = r"""
 import json, sys
 import numpy as np
 from spikeedge.runtime import bundle as fmt
-from spikeedge.runtime.engine import Session
+from spikeedge.runtime.sessions import open_session
 b = fmt.load(sys.argv[1])
 if getattr(b, "model", None) == "conv":
-    r = Session(b, 1).run(np.zeros((1,) + tuple(b.input_shape)))
+    r = open_session(b, 1).run(np.zeros((1,) + tuple(b.input_shape)))
 else:
-    r = Session(b, 1).run(np.zeros((1, 1, b.n_inputs)))
+    r = open_session(b, 1).run(np.zeros((1, 1, b.n_inputs)))
 out = r.outputs
 print(json.dumps({"sha256": b.sha256, "finite": bool(np.all(np.isfinite(out))), "steps": r.steps}))
 """

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, List, Optional
 
-from ..runtime.errors import DeployError
+from ..errors import DeployError
 from .flash import HostResult, Options, flash_host, rollback_host
 from .ssh import Connection, connect
 from .targets import Target

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
-from ..runtime.errors import DeployError
+from ..errors import DeployError
 from .flash import REMOTE_SHA, HostResult, file_sha256
 from .ssh import Connection
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
-from ..runtime.errors import DeployError
+from ..errors import DeployError
 from .targets import Target
 
 

@@ -2,7 +2,7 @@
 
 The inventory is read with Ansible's own variable names so that users reuse the inventories they
 have: ``ansible_host``, ``ansible_port``, ``ansible_user``, ``ansible_ssh_private_key_file``,
-``ansible_python_interpreter``, plus ``spikeedge_board`` (a board profile name, ``boards/``).
+``ansible_python_interpreter``, plus ``spikeedge_board`` (a board profile name, ``board/profiles/``).
 Variables are inherited as Ansible does for these simple cases: ``all.vars``, then each group's
 ``vars`` from the outermost group inwards, then the host's own variables; a host listed in
 several groups gets each group's variables (later groups win). ``--group G`` selects the hosts
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..runtime.errors import DeployError
+from ..errors import DeployError
 
 KNOWN_VARS = ("ansible_host", "ansible_port", "ansible_user", "ansible_ssh_private_key_file", "ansible_python_interpreter", "spikeedge_board")
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from .. import __version__
-from ..runtime.errors import DeployError
+from ..errors import DeployError
 
 DEPENDENCIES = ["numpy>=1.20", "typer>=0.9", "rich>=12"]
 

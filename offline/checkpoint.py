@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from ..runtime.bundle import write_atomic
-from ..runtime.errors import ModelError
+from ..errors import ModelError
 from .hrsnn import HRSNN, HrsnnConfig
 
 RECORD_KEY = "__record__"

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..runtime.errors import DataError
+from ..errors import DataError
 from .convsnn import ConvConfig, ConvSNN
 
 Progress = Optional[Callable[[int, int, str], None]]

@@ -4,7 +4,7 @@ reference of a ``ConvBundle``, both in torch.
 ``folded_forward`` is the float semantics of ``offline/folded.py`` (float64), the yardstick of
 the int8 export. ``ConvIntegerReference`` re-derives every integer operation of
 ``docs/quantization.md`` on its own: int64 ``conv2d`` and matrix products, torch shifts and
-clamps, pooling by ``amax``; it shares nothing with ``runtime/conv.py`` but the input encoder
+clamps, pooling by ``amax``; it shares nothing with ``runtime/conv_ops.py, runtime/conv_session.py`` but the input encoder
 (``runtime.encoders.encode_direct``, which defines the integers both sides receive).
 """
 
@@ -96,7 +96,7 @@ def _t(a: np.ndarray) -> torch.Tensor:
 
 class ConvIntegerReference:
     """Steps a ``ConvBundle`` with dense int64 torch arithmetic; same ``start``/``step``/``run``
-    use as ``runtime.conv.ConvSession``; ``spike_history[k]`` lists the k-th spiking layer's
+    use as ``runtime.conv_session.ConvSession``; ``spike_history[k]`` lists the k-th spiking layer's
     spikes (bool numpy) per step."""
 
     def __init__(self, bundle: ConvBundle) -> None:

@@ -15,7 +15,7 @@ import torch
 
 from .. import __version__
 from ..runtime import bundle as fmt
-from ..runtime.engine import Session
+from ..runtime.sessions import open_session
 from ..tasks.protocols import classify, forecast_smape
 from ..tasks.registry import load_task
 from .checkpoint import save_checkpoint
@@ -89,7 +89,7 @@ def export_conv_bundle(model: Any, record: Dict[str, Any], path: Path, data: Opt
 def time_steps(bundle: fmt.Bundle, xs: np.ndarray, repeats: int = 3) -> Dict[str, float]:
     """Batch-1 runtime cost on real inputs ``xs`` (steps, n_inputs): best-of-``repeats`` ms per
     step, and synaptic operations and spikes per step."""
-    session = Session(bundle, 1)
+    session = open_session(bundle, 1)
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -134,7 +134,7 @@ def demo(out: Path, quick: bool = False, seed: int = 0, stage: Optional[Stage] =
     say("exporting the int8 bundle")
     bundle = export_bundle(model, record, task, out / "model.seb")
     say("scoring the int8 bundle on the event-driven runtime")
-    int8_metric = score(Session(bundle), task)
+    int8_metric = score(open_session(bundle), task)
     timing = time_steps(bundle, np.asarray(task.windows[0].train_x)[:, None])
     layer = bundle.layers[0]  # counts of what runs: int8 rounds the smallest weights to zero
     syn = {"recurrent": layer.w_rec.nnz, "input": layer.w_in.nnz, "readout": int(np.count_nonzero(bundle.readout.w))}

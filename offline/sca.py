@@ -21,7 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from ..runtime.errors import ModelError
+from ..errors import ModelError
 from .convsnn import ConvConfig, ConvSNN, LifLayer, PreActBlock, SpikingConv, count_ops
 from .convtrain import ImageData, Progress, accuracy, fit, predict
 

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Tuple, Union
 
-from ..runtime.errors import DataError
+from ..errors import DataError
 
 COLUMNS: Tuple[Tuple[str, str], ...] = (
     ("run_id", "run_id"), ("created", "created"), ("label", "label"), ("board", "board"), ("backend", "backend"),

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..runtime.errors import DataError, MissingExtraError
+from ..errors import DataError, MissingExtraError
 
 DEFAULT_TITLE = "spikeedge field benchmark report"
 

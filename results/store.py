@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
-from ..runtime.errors import DataError
+from ..errors import DataError
 from . import schema
 
 RECORD_SCHEMA = "spikeedge.bench/1"

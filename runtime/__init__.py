@@ -1,10 +1,11 @@
 """The board runtime: load a ``.seb`` bundle and run it event-driven, in numpy, without torch.
 
-Python 3.8+, numpy only (checked by the tests). ``bundle`` is the single source of truth of the
-file format; ``neuron`` the integer step; ``engine`` the event-driven session.
+Holds the bundle format, the sessions, kernels, accumulation, encoders and the onnxruntime/TFLite
+step-graph backends. May import numpy, the standard library and ``spikeedge.errors`` only.
 """
 
 from .bundle import Bundle, load, save
 from .engine import RunResult, Session
+from .sessions import open_session
 
-__all__ = ["Bundle", "load", "save", "Session", "RunResult"]
+__all__ = ["Bundle", "load", "save", "Session", "RunResult", "open_session"]

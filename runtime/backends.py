@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from .errors import BundleError, MissingExtraError, SpikeedgeError
+from ..errors import BundleError, MissingExtraError, SpikeedgeError
 from .stepgraph import CARD_KEY, GraphSession, check_card
 
 BACKENDS = ("event", "onnx", "tflite")
@@ -47,9 +47,9 @@ def open_model(path: Any, backend: str = "auto", batch: int = 1, threads: int = 
             path, path.suffix, kind, backend, "bundle" if backend == "event" else backend))
     if kind == "event":
         from . import bundle as fmt
-        from .engine import Session
+        from .sessions import open_session
 
-        return Session(fmt.load(path), batch, record_spikes=record_spikes)
+        return open_session(fmt.load(path), batch, record_spikes=record_spikes)
     graph = OnnxGraph(path, threads) if kind == "onnx" else TfliteGraph(path, threads)
     return GraphSession(graph, graph.card, batch, record_spikes=record_spikes)
 

@@ -31,7 +31,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
 
 import numpy as np
 
-from .errors import BundleError
+from ..errors import BundleError
 
 MAGIC = b"\x89SEB\r\n\x1a\n"
 SCHEMA_VERSION = 1
@@ -248,7 +248,7 @@ class _Conv2d:
 
 @dataclass(frozen=True)
 class ConvLifLayer(_Conv2d):
-    """2-D convolution of int8 kernels, then integer LIF neurons with hard reset (``runtime/conv.py``)."""
+    """2-D convolution of int8 kernels, then integer LIF neurons with hard reset (``runtime/conv_ops.py, runtime/conv_session.py``)."""
 
     kind = "conv_lif"
     name: str

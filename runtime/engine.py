@@ -18,7 +18,7 @@ import numpy as np
 from .accumulate import EventColumns, accumulate_events
 from .bundle import Bundle, LifRecurrentLayer
 from .encoders import Encoder
-from .errors import DataError
+from ..errors import DataError
 from .fixedpoint import INT32_MAX
 from .kernels import LifKernel, TraceKernel, fits_float64
 from .neuron import LifIntParams, LifState, lif_state_zeros, lif_step_int
@@ -108,14 +108,6 @@ class Session:
     are kept (for tests and profiling). A step allocates only the indices of the active sources:
     state, accumulations and outputs live in buffers made by ``start``.
     """
-
-    def __new__(cls, bundle: Any, *args: Any, **kwargs: Any) -> Any:
-        """A convolutional bundle opens a ``runtime.conv.ConvSession`` (the same interface)."""
-        if cls is Session and getattr(bundle, "model", None) == "conv":
-            from .conv import ConvSession
-
-            return ConvSession(bundle, *args, **kwargs)
-        return super().__new__(cls)
 
     def __init__(self, bundle: Bundle, batch: int = 1, record_spikes: bool = False) -> None:
         self.bundle = bundle

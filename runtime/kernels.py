@@ -204,7 +204,7 @@ class TraceKernel:
 
 
 class HardResetKernel:
-    """``runtime.conv.lif_hard_step_int`` in place, for one conv or linear LIF layer:
+    """``runtime.conv_ops.lif_hard_step_int`` in place, for one conv or linear LIF layer:
     ``v = sat32(rs(decay * mem, 16) + rs(acc * m, shift) + bias)``, spike where
     ``v >= THRESHOLD``, then ``mem = v * (1 - s)``. Float64 as above: exact while
     ``|acc| * m + 2**(shift-1) < 2**52`` (``exact``, checked here; the session keeps the integer

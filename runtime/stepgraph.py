@@ -32,7 +32,7 @@ import numpy as np
 
 from . import bundle as fmt
 from .encoders import Encoder
-from .errors import DataError
+from ..errors import DataError
 
 CARD_KEY = "spikeedge"
 CARD_VERSION = 1

@@ -14,7 +14,7 @@ from typing import Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..runtime.errors import DataError
+from ..errors import DataError
 
 State = Tuple[float, float, float]
 

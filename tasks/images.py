@@ -18,7 +18,7 @@ from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
-from ..runtime.errors import DataError, MissingExtraError
+from ..errors import DataError, MissingExtraError
 
 PathLike = Union[str, "os.PathLike[str]"]
 Split = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]

@@ -23,7 +23,7 @@ from typing import List, NamedTuple, Optional
 
 import numpy as np
 
-from ..runtime.errors import DataError
+from ..errors import DataError
 
 # NeuroBench's 14 series: tau -> (Lyapunov time, initial condition = constant history).
 NEUROBENCH_SERIES = {

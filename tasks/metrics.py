@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..runtime.errors import DataError
+from ..errors import DataError
 
 
 def _pair(name: str, y, y_hat):

@@ -13,7 +13,7 @@ from typing import Any, List, Optional
 
 import numpy as np
 
-from ..runtime.errors import DataError
+from ..errors import DataError
 
 TASKS = ("mackey-glass", "lorenz", "rossler", "digits", "mnist", "npz")
 

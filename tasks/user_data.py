@@ -18,7 +18,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ..runtime.errors import DataError
+from ..errors import DataError
 
 CLASSIFICATION_KEYS = ("x_train", "y_train", "x_test", "y_test")
 

@@ -35,7 +35,7 @@ from spikeedge.deploy.flash import Options, probe  # noqa: E402
 from spikeedge.deploy.fleet import Access, run_fleet  # noqa: E402
 from spikeedge.deploy.ssh import connect  # noqa: E402
 from spikeedge.deploy.targets import Target  # noqa: E402
-from spikeedge.runtime.errors import DeployError  # noqa: E402
+from spikeedge.errors import DeployError  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +112,7 @@ async def _remote(target: Target, known: Path, argv: Any) -> Any:
 def local_profile(model: Path, samples: int) -> Dict[str, Any]:
     """This machine's profile on the inputs ``spikeedge profile --task mackey-glass --samples N`` uses."""
     from spikeedge.runtime.backends import open_model
-    from spikeedge.runtime.profile import profile_model
+    from spikeedge.measure.profile import profile_model
     from spikeedge.tasks.registry import load_task
 
     spec = load_task("mackey-glass", repeats=max(1, min(samples, 30)))

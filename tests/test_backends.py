@@ -16,7 +16,7 @@ from spikeedge.offline.export_onnx import export_onnx
 from spikeedge.offline.export_tflite import export_tflite
 from spikeedge.runtime import backends
 from spikeedge.runtime import bundle as fmt
-from spikeedge.runtime.errors import BundleError, MissingExtraError, SpikeedgeError
+from spikeedge.errors import BundleError, MissingExtraError, SpikeedgeError
 from spikeedge.runtime.tflite_meta import read_metadata
 
 

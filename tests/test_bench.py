@@ -1,4 +1,4 @@
-"""``spikeedge bench`` (``runtime/bench.py``, ``runtime/environment.py``, ``cli/bench.py``): real
+"""``spikeedge bench`` (``measure/bench.py``, ``board/environment.py``, ``cli/bench.py``): real
 runs of small models on every backend, the numbers checked against independent computations
 (numpy statistics, the eval protocol, the bundle's own description, the exporters' files), a
 real slow-down tripping the 5% rule, power from a board's sensor tree whose current rises
@@ -24,9 +24,9 @@ from cli_helpers import assert_user_error, call, one_json
 
 from spikeedge.runtime import backends
 from spikeedge.runtime import bundle as fmt
-from spikeedge.runtime.bench import MAX_TRACE, bench_model, power_trace, repeatability
-from spikeedge.runtime.environment import environment, thermal
-from spikeedge.runtime.power_meters import EstimateMeter, Reading, open_meter
+from spikeedge.measure.bench import MAX_TRACE, bench_model, power_trace, repeatability
+from spikeedge.board.environment import environment, thermal
+from spikeedge.board.power_meters import EstimateMeter, Reading, open_meter
 
 HERE = Path(__file__).resolve().parent
 BOARDS = HERE / "fixtures" / "boards"
@@ -164,7 +164,7 @@ def test_record_follows_the_contract_and_its_numbers_recompute(files: Dict[str, 
     assert r["task"]["metric"] == "smape" and not r["task"]["higher_is_better"] and r["task"]["samples"] == 3
 
     # static figures: the bundle's own description; dense operations: every weight, every step
-    from spikeedge.runtime.summary import describe
+    from spikeedge.measure.summary import describe
 
     bundle = fmt.load(files["event"])
     d = describe(bundle, files["event"])
@@ -211,7 +211,7 @@ def test_the_three_backends_count_the_same_network(files: Dict[str, Path]) -> No
 
 
 def test_conv_model_on_a_classification_task(conv: Dict[str, Path]) -> None:
-    from spikeedge.runtime.summary import describe
+    from spikeedge.measure.summary import describe
     from spikeedge.tasks.protocols import classify
     from spikeedge.tasks.registry import load_task
 
@@ -445,7 +445,7 @@ def test_a_board_profile_of_another_architecture_is_not_believed(files: Dict[str
     runs were stored as board x86-dev next to the host's own: two machines under one name."""
     import platform
 
-    from spikeedge.runtime import boards
+    from spikeedge.board import boards
 
     pi = boards.detect(HERE / "fixtures" / "boards" / "rpi4")  # what a Pi 4's root says: an aarch64 profile
     assert pi.board is not None and pi.board.arch == "aarch64"

@@ -45,13 +45,13 @@ CHILD = textwrap.dedent(
     import spikeedge.cli.app
     from spikeedge.cli.app import main
     from spikeedge.runtime import bundle as fmt
-    from spikeedge.runtime.engine import Session
+    from spikeedge.runtime.sessions import open_session
 
     bundle_path, inputs_path, checkpoint_path, onnx_path, tflite_path = sys.argv[1:6]
     report = {}
     with np.load(inputs_path) as z:
         x, expected = z["x"], z["outputs"]
-    result = Session(fmt.load(bundle_path)).run(x)
+    result = open_session(fmt.load(bundle_path)).run(x)
     report["session_equal"] = bool(np.array_equal(result.outputs, expected))
     report["session_synops"] = result.synops
     report["session_spikes"] = result.spike_counts
@@ -95,7 +95,7 @@ def _make_model(tmp_path: Path, encoder: str) -> Dict[str, Any]:
     from spikeedge.offline.hrsnn import HrsnnConfig
     from spikeedge.offline.pipeline import export_bundle, train_hrsnn
     from spikeedge.runtime import bundle as fmt
-    from spikeedge.runtime.engine import Session
+    from spikeedge.runtime.sessions import open_session
     from spikeedge.tasks.protocols import forecast_smape
     from spikeedge.tasks.registry import load_task
 
@@ -112,12 +112,12 @@ def _make_model(tmp_path: Path, encoder: str) -> Dict[str, Any]:
     export_onnx(bundle, tmp_path / "model.onnx")
     export_tflite(bundle, tmp_path / "model.tflite")
     x = np.asarray(task.series[:100], np.float64)[None, :, None]
-    result = Session(fmt.load(bundle_path)).run(x)
+    result = open_session(fmt.load(bundle_path)).run(x)
     inputs = tmp_path / "inputs.npz"
     np.savez(inputs, x=x, outputs=result.outputs)
     return {
         "bundle": bundle_path, "checkpoint": checkpoint, "inputs": inputs, "result": result,
-        "smape": forecast_smape(Session(bundle), task.windows)["smape"], "sha256": bundle.sha256,
+        "smape": forecast_smape(open_session(bundle), task.windows)["smape"], "sha256": bundle.sha256,
     }
 
 
@@ -218,14 +218,14 @@ CONV_CHILD = textwrap.dedent(
     import numpy as np
     from spikeedge.cli.app import main
     from spikeedge.runtime import bundle as fmt
-    from spikeedge.runtime.engine import Session
+    from spikeedge.runtime.sessions import open_session
 
     bundle_path, inputs_path = sys.argv[1:3]
     with np.load(inputs_path) as z:
         x, expected = z["x"], z["outputs"]
     report = {}
     for method in ("event", "dense", "auto"):
-        report[method] = bool(np.array_equal(Session(fmt.load(bundle_path), method=method).run(x).outputs, expected))
+        report[method] = bool(np.array_equal(open_session(fmt.load(bundle_path), method=method).run(x).outputs, expected))
 
     def cli(*argv):
         out, err = io.StringIO(), io.StringIO()
@@ -248,12 +248,12 @@ def test_board_runs_conv_bundles_without_offline_packages(tmp_path: Path) -> Non
     from test_conv_runtime_exact import net_and_bundle
 
     from spikeedge.runtime import bundle as fmt
-    from spikeedge.runtime.engine import Session
+    from spikeedge.runtime.sessions import open_session
 
     _, bundle, x = net_and_bundle("vgg28", 0)
     path = tmp_path / "conv.seb"
     fmt.save(bundle, path)
-    result = Session(bundle).run(x)
+    result = open_session(bundle).run(x)
     np.savez(tmp_path / "images.npz", x=x, outputs=result.outputs)
     proc = subprocess.run([sys.executable, "-c", CONV_CHILD, str(path), str(tmp_path / "images.npz")],
                           cwd=str(tmp_path), capture_output=True, text=True, timeout=120)

@@ -1,4 +1,4 @@
-"""Board profiles (``boards/*.json``, ``runtime/boards.py``) and ``spikeedge boards``.
+"""Board profiles (``board/profiles/*.json``, ``board/boards.py``) and ``spikeedge boards``.
 
 The fixture trees under ``tests/fixtures/boards/<board>/`` are laid out as on each board
 (``../shared/reference/boards.md``): ``/proc/device-tree/model`` with its trailing NUL, the
@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict
 
 import pytest
-from spikeedge.runtime import boards as profiles
-from spikeedge.runtime.errors import BoardError
+from spikeedge.board import boards as profiles
+from spikeedge.errors import BoardError
 
 from cli_helpers import assert_user_error, call, one_json
 
@@ -95,9 +95,9 @@ def test_install_notes_carry_the_known_traps() -> None:
 def test_pyproject_ships_the_board_files() -> None:
     tomllib = pytest.importorskip("tomllib")
     setup = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
-    assert "spikeedge.boards" in setup["packages"]
-    assert setup["package-data"]["spikeedge.boards"] == ["*.json"]
-    assert (ROOT / "boards" / "__init__.py").is_file()
+    assert "spikeedge.board.profiles" in setup["packages"]
+    assert setup["package-data"]["spikeedge.board.profiles"] == ["*.json"]
+    assert (ROOT / "board" / "profiles" / "__init__.py").is_file()
 
 
 # ----------------------------------------------------------------------------- detection from the fixture trees

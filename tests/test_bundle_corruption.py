@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from spikeedge.cli.app import main
 from spikeedge.runtime import bundle as fmt
 from spikeedge.runtime.bundle import Bundle, DeltaEncoder, DirectEncoder, LifRecurrentLayer, RateEncoder, SparseMatrix, TraceReadout
-from spikeedge.runtime.engine import Session
-from spikeedge.runtime.errors import BundleError
+from spikeedge.runtime.sessions import open_session
+from spikeedge.errors import BundleError
 
 N_IN, N, N_OUT = 3, 6, 2  # the base bundle's sizes: 3 inputs, 6 neurons, 2 outputs
 
@@ -601,7 +601,7 @@ def test_manifest_fuzz(case):
         assert message.splitlines() == [message] and message.startswith("fuzz.seb: ")
         return
     assert isinstance(bundle, Bundle) and bundle.sha256 == blob[-32:].hex()
-    session = Session(bundle)
+    session = open_session(bundle)
     out = session.step(np.linspace(-1.0, 1.0, bundle.n_inputs)[None, :])
     assert out.shape == (1, bundle.n_outputs)
     again = fmt.loads(fmt.dumps(bundle))  # what loads accepts, dumps writes back unchanged

@@ -28,8 +28,8 @@ from spikeedge.runtime.bundle import (
     SparseMatrix,
     TraceReadout,
 )
-from spikeedge.runtime.engine import Session
-from spikeedge.runtime.errors import BundleError
+from spikeedge.runtime.sessions import open_session
+from spikeedge.errors import BundleError
 
 ENCODERS = ("direct", "rate", "delta")
 RESETS = ("subtract", "zero")
@@ -199,7 +199,7 @@ def test_loaded_bundle_runs_like_the_original(encoder, reset):
     bundle = random_bundle(11, encoder, reset, n_layers=2)
     back = fmt.loads(fmt.dumps(bundle))
     xs = np.random.RandomState(0).uniform(-2, 2, size=(2, 12, bundle.n_inputs))
-    a, b = Session(bundle).run(xs), Session(back).run(xs)
+    a, b = open_session(bundle).run(xs), open_session(back).run(xs)
     np.testing.assert_array_equal(a.outputs, b.outputs)
     assert a.spike_counts == b.spike_counts and a.synops == b.synops
 

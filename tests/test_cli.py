@@ -25,8 +25,8 @@ import numpy as np
 import pytest
 from spikeedge.cli.app import main
 from spikeedge.runtime import bundle as fmt
-from spikeedge.runtime.engine import Session
-from spikeedge.runtime.errors import BundleError, SpikeedgeError
+from spikeedge.runtime.sessions import open_session
+from spikeedge.errors import BundleError, SpikeedgeError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_KEYS = {"neurons", "synapses", "float_smape", "int8_smape", "runtime_ms_per_step", "synops_per_step"}
@@ -160,7 +160,7 @@ def test_run_writes_outputs_and_counts(work: Path, capsys: Any, shape: Tuple[int
     assert layers.tolist() == ["hidden"]
     assert counts.tolist() == [summary["spike_counts"]["hidden"]] and counts[0] > 0
     assert int(synops) == summary["synops"] > 0
-    expected = Session(fmt.load("model.seb"), batch).run(x.reshape(batch, 50, 1))
+    expected = open_session(fmt.load("model.seb"), batch).run(x.reshape(batch, 50, 1))
     np.testing.assert_array_equal(outputs, expected.outputs)
     assert expected.synops == summary["synops"]
 

@@ -6,7 +6,7 @@ ONNX step graph on onnxruntime, the TFLite step graph on ai-edge-litert - is hel
 offline integer reference (``offline/intref*.py``, dense torch int64):
 
 * open-loop spike agreement >= 99.5% in every layer (every step starts from the reference's
-  state; ``runtime/verify.py``); the bundle and the ONNX graph are in fact bit-exact;
+  state; ``measure/verify.py``); the bundle and the ONNX graph are in fact bit-exact;
 * task metric within 1 point of accuracy or 5% relative sMAPE of the reference's;
 * the files really hold int8 weights: no float weight tensor of rank >= 2 in a quantized layer;
 * export -> load -> run in a fresh Python process gives the in-process outputs.
@@ -37,7 +37,7 @@ from spikeedge.offline.quantize import quantize_hrsnn
 from spikeedge.offline.quantize_conv import quantize_folded
 from spikeedge.runtime import bundle as fmt
 from spikeedge.runtime.backends import open_model
-from spikeedge.runtime.verify import THRESHOLDS, open_loop, task_metric
+from spikeedge.measure.verify import THRESHOLDS, open_loop, task_metric
 from spikeedge.tasks.registry import load_task
 
 FORMS = ("bundle", "onnx", "tflite")

@@ -21,8 +21,8 @@ from test_conv_runtime_exact import net_and_bundle
 from spikeedge.cli.app import main
 from spikeedge.runtime import bundle as fmt
 from spikeedge.runtime.bundle import ConvBundle, ConvLifLayer, DirectEncoder, FlattenLayer, LinearReadout
-from spikeedge.runtime.engine import Session
-from spikeedge.runtime.errors import BundleError
+from spikeedge.runtime.sessions import open_session
+from spikeedge.errors import BundleError
 
 
 def same(a: Any, b: Any, where: str = "bundle") -> None:
@@ -67,7 +67,7 @@ def test_dumps_loads_save_load_round_trip(tmp_path, name):
     loaded = fmt.load(path)
     same(bundle, loaded)
     assert loaded.sha256 == digest == path.read_bytes()[-32:].hex()
-    a, b = Session(bundle).run(x), Session(loaded).run(x)
+    a, b = open_session(bundle).run(x), open_session(loaded).run(x)
     assert np.array_equal(a.outputs, b.outputs) and a.spike_counts == b.spike_counts and a.synops == b.synops
 
 
@@ -107,7 +107,7 @@ def test_run_cli_on_images(tmp_path, capsys):
     np.savez(tmp_path / "x.npz", x=x)
     np.savez(tmp_path / "one.npz", x=x[0])
     np.savez(tmp_path / "flat.npz", x=x.reshape(len(x), -1))
-    expected = Session(bundle).run(x)
+    expected = open_session(bundle).run(x)
     assert main(["run", str(path), "--input", str(tmp_path / "x.npz"), "-o", str(tmp_path / "y.npz"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["predictions"] == np.argmax(expected.outputs[:, -1], axis=1).tolist()

@@ -17,7 +17,7 @@ from test_conv_runtime_exact import NETS, random_net
 from spikeedge.offline.folded import FoldedConv, FoldedFlatten, FoldedLinear, FoldedNet, FoldedPool, FoldedStreamConv
 from spikeedge.offline.intref_conv import folded_forward
 from spikeedge.offline.quantize_conv import quantize_folded
-from spikeedge.runtime.engine import Session
+from spikeedge.runtime.sessions import open_session
 from spikeedge.runtime.fixedpoint import THRESHOLD
 
 
@@ -44,7 +44,7 @@ def test_folded_forward_by_hand():
     np.testing.assert_allclose(logits_if, [[2.1, -0.8]], atol=1e-12)
     # the int8 bundle of the tiny net: the same spikes and logits up to the readout's int8 step
     bundle = quantize_folded(tiny_net(), x, input_bits=8)
-    session = Session(bundle, record_spikes=True)
+    session = open_session(bundle, record_spikes=True)
     y = session.run(x).outputs[:, -1]
     np.testing.assert_array_equal(np.stack(session.spike_history[0])[:, 0], spikes[0][:, 0])
     np.testing.assert_allclose(y, logits, atol=1e-9)
@@ -57,7 +57,7 @@ def test_threshold_is_exact_in_state_units():
     net = FoldedNet((1, 2, 2), 8, [conv, FoldedFlatten(), FoldedLinear(np.ones((1, 4)), np.zeros(1), False)], 1)
     x = np.ones((1, 1, 2, 2))
     bundle = quantize_folded(net, x, input_bits=16)
-    session = Session(bundle, record_spikes=True)
+    session = open_session(bundle, record_spikes=True)
     session.run(x)
     fired = np.stack(session.spike_history[0])[:, 0, 0, 0, 0]
     _, float_spikes = folded_forward(net, x, return_spikes=True)
@@ -93,7 +93,7 @@ def test_on_grid_weights_the_spikes_are_those_of_the_float_model(name):
         x = np.round(x / step) * step
         bundle = quantize_folded(net, x, input_bits=16)
         logits, float_spikes = folded_forward(net, x, return_spikes=True)
-        session = Session(bundle, record_spikes=True)
+        session = open_session(bundle, record_spikes=True)
         y = session.run(x).outputs[:, -1]
         for hist, ref in zip(session.spike_history, float_spikes):
             assert np.mean(np.stack(hist) == ref) >= (0.999 if decay == 1.0 else 0.995)
@@ -113,7 +113,7 @@ def test_int8_bundle_predicts_the_float_class_on_most_inputs(name, bits):
         x = np.random.default_rng(seed + 100).uniform(-0.2, 1.0, size=(100,) + shape)
         bundle = quantize_folded(net, x, input_bits=bits)
         logits, float_spikes = folded_forward(net, x, return_spikes=True)
-        session = Session(bundle, record_spikes=True)
+        session = open_session(bundle, record_spikes=True)
         y = session.run(x).outputs[:, -1]
         for hist, ref in zip(session.spike_history, float_spikes):
             assert np.mean(np.stack(hist) == ref) >= 0.93

@@ -1,6 +1,6 @@
 """The conv runtime equals the offline integer reference bit for bit.
 
-Two implementations of the integer model of a ``ConvBundle``: ``runtime.conv.ConvSession``
+Two implementations of the integer model of a ``ConvBundle``: ``runtime.conv_session.ConvSession``
 (numpy; event scatter, dense im2col, or the automatic choice) and
 ``offline.intref_conv.ConvIntegerReference`` (torch int64 ``conv2d`` and products). Spikes of
 every neuron at every step, the outputs, the spike counts and the synaptic operations must be
@@ -24,8 +24,8 @@ from spikeedge.offline.folded import (FoldedConv, FoldedFlatten, FoldedGlobalPoo
 from spikeedge.offline.intref_conv import ConvIntegerReference
 from spikeedge.offline.quantize_conv import quantize_folded
 from spikeedge.runtime import bundle as fmt
-from spikeedge.runtime.conv import ConvSession
-from spikeedge.runtime.engine import Session
+from spikeedge.runtime.conv_session import ConvSession
+from spikeedge.runtime.sessions import open_session
 
 # (name, input shape, layer spec, neuron decay, input bits). Layer spec:
 # ("conv", out, (kh, kw), stride, padding) | ("pool", size) | ("flatten",) | ("fc", out) | ("readout", classes)
@@ -150,7 +150,7 @@ def test_runtime_equals_integer_reference_bit_for_bit(name, seed):
 def test_step_by_step_equals_run_and_reference():
     """``start``/``step`` (what ``tasks.protocols.classify`` uses), images flat or shaped."""
     _, bundle, x = net_and_bundle("vgg28", 3)
-    session = Session(bundle, len(x))
+    session = open_session(bundle, len(x))
     assert isinstance(session, ConvSession)
     ref = ConvIntegerReference(bundle)
     session.start(len(x), x.reshape(len(x), -1))
@@ -158,15 +158,15 @@ def test_step_by_step_equals_run_and_reference():
     for t in range(bundle.time_steps):
         y = session.step(x.reshape(len(x), -1) if t % 2 else x)
         assert np.array_equal(y, ref.step(x))
-    assert np.array_equal(y, Session(bundle).run(x).outputs[:, -1])
+    assert np.array_equal(y, open_session(bundle).run(x).outputs[:, -1])
 
 
 def test_single_image_and_batch_independence():
     """Images in a batch do not interact: each alone gives its row of the batch's outputs."""
     _, bundle, x = net_and_bundle("stride2-if-8bit", 4)
-    batch = Session(bundle).run(x).outputs
+    batch = open_session(bundle).run(x).outputs
     for i in range(len(x)):
-        assert np.array_equal(Session(bundle).run(x[i]).outputs[0], batch[i])
+        assert np.array_equal(open_session(bundle).run(x[i]).outputs[0], batch[i])
 
 
 def test_long_runs_and_saturation_stay_exact():
@@ -175,8 +175,8 @@ def test_long_runs_and_saturation_stay_exact():
     net = random_net(7, shape, spec, 1.0, time_steps=40, gain=8.0)
     x = np.random.default_rng(0).uniform(-3, 3, size=(3,) + shape)
     bundle = quantize_folded(net, x, input_bits=16)
-    assert np.array_equal(Session(bundle, method="event").run(x).outputs, ConvIntegerReference(bundle).run(x))
-    assert np.array_equal(Session(bundle, method="dense").run(x).outputs, ConvIntegerReference(bundle).run(x))
+    assert np.array_equal(open_session(bundle, method="event").run(x).outputs, ConvIntegerReference(bundle).run(x))
+    assert np.array_equal(open_session(bundle, method="dense").run(x).outputs, ConvIntegerReference(bundle).run(x))
 
 
 @pytest.mark.parametrize("kernel,padding", [((3, 3), 0), ((3, 3), 1), ((3, 3), 2), ((2, 3), 1), ((1, 1), 0), ((3, 1), 0)])
@@ -212,7 +212,7 @@ def test_narrowing_conv_takes_the_shifted_product_and_equals_torch_conv2d(kernel
 def test_conv_accumulation_paths_equal_torch_conv2d(rate, stride, padding):
     """Both accumulation paths of one conv layer equal int64 ``conv2d``, with silent input
     channels (the dense path skips them) and inputs of any sign (the image)."""
-    from spikeedge.runtime.conv import ConvOp
+    from spikeedge.runtime.conv_ops import ConvOp
 
     rng = np.random.default_rng(int(rate * 1000) + stride * 10 + padding)
     w = rng.integers(-128, 128, size=(5, 4, 3, 3)).astype(np.int8)
@@ -239,7 +239,7 @@ def test_task_protocol_classifies_conv_bundles_with_their_own_time_steps():
     frames = np.broadcast_to(images.reshape(6, 1, -1), (6, 16, images[0].size))  # as image tasks give them
     outputs = ConvSession(bundle).run(images).outputs  # (images, steps, classes)
     expected = np.argmax(outputs[:, -1], axis=-1)
-    got = classify(Session(bundle), frames, expected)
+    got = classify(open_session(bundle), frames, expected)
     assert got["accuracy"] == 1.0
 
 
@@ -252,7 +252,7 @@ def test_classify_takes_the_whole_run_path_for_static_images_and_steps_otherwise
     rng = np.random.default_rng(6)
     images = rng.random((8,) + tuple(net.input_shape))
     frames = np.broadcast_to(images.reshape(8, 1, -1), (8, 3, images[0].size))
-    stepped = Session(bundle, 8)
+    stepped = open_session(bundle, 8)
     stepped.start(8)
     for t in range(3):
         y = stepped.step(frames[:, t])
@@ -260,12 +260,12 @@ def test_classify_takes_the_whole_run_path_for_static_images_and_steps_otherwise
     calls: List[int] = []
     real = ConvSession.infer_images
     monkeypatch.setattr(ConvSession, "infer_images", lambda self, x: calls.append(len(x)) or real(self, x))
-    assert classify(Session(bundle), frames, labels)["accuracy"] == 1.0 and calls == [8]
+    assert classify(open_session(bundle), frames, labels)["accuracy"] == 1.0 and calls == [8]
     moving = frames.copy()
     moving[:, 1] = rng.random(moving[:, 1].shape)  # not static: stepped, frame by frame
     calls.clear()
-    s = Session(bundle, 8)
+    s = open_session(bundle, 8)
     s.start(8)
     for t in range(3):
         y = s.step(moving[:, t])
-    assert classify(Session(bundle), moving, np.argmax(y, axis=1))["accuracy"] == 1.0 and calls == []
+    assert classify(open_session(bundle), moving, np.argmax(y, axis=1))["accuracy"] == 1.0 and calls == []

@@ -14,7 +14,7 @@ from spikeedge.offline.convsnn import ConvConfig, ConvSNN, _LifSeq, count_ops, f
 from spikeedge.offline.convtrain import predict
 from spikeedge.offline.folded import FoldedConv, FoldedFlatten, FoldedLinear, FoldedPool
 from spikeedge.offline.hrsnn import HRSNN, HrsnnConfig
-from spikeedge.runtime.errors import ModelError
+from spikeedge.errors import ModelError
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -26,7 +26,7 @@ from spikeedge.deploy.flash import Options, file_sha256
 from spikeedge.deploy.ssh import connect
 from spikeedge.deploy.targets import Target, load_inventory, parse_target
 from spikeedge.runtime import bundle as fmt
-from spikeedge.runtime.errors import DeployError
+from spikeedge.errors import DeployError
 
 from sshd import Sshd  # noqa: E402  (tests/ is on the path)
 
@@ -280,8 +280,8 @@ def test_user_errors(tmp_path: Path, capsys: Any, monkeypatch: Any, argv: Any, n
 
 
 def test_profile_runs_on_the_board_and_brings_results_back(board: Dict[str, Any], capsys: Any) -> None:
-    from spikeedge.runtime.engine import Session
-    from spikeedge.runtime.profile import profile_model
+    from spikeedge.runtime.sessions import open_session
+    from spikeedge.measure.profile import profile_model
     from spikeedge.tasks.registry import load_task
 
     if not (Path(board["base"]) / "venv").is_dir():
@@ -294,7 +294,7 @@ def test_profile_runs_on_the_board_and_brings_results_back(board: Dict[str, Any]
     remote = host["report"]
     spec = load_task("mackey-glass", repeats=2)
     xs = np.stack([w.train_x for w in spec.windows]).reshape(len(spec.windows), -1, 1)[:2]
-    local = profile_model(Session(fmt.load(board["b"])), xs)
+    local = profile_model(open_session(fmt.load(board["b"])), xs)
     assert remote["spike_rate"] == local["spike_rate"] and remote["synops_per_inference"] == local["synops_per_inference"]
     assert remote["inferences"] == 2 and remote["phases_ms_per_inference"]
     assert current(board) is not None  # the deployed release was not touched

@@ -180,7 +180,7 @@ def test_sessions_on_either_path_equal_the_integer_reference(switch, monkeypatch
 @pytest.mark.parametrize("decay", [65536, 50000])
 def test_hard_reset_kernel_equals_lif_hard_step_int(decay):
     """The conv runtime's neuron: with an IF decay (no bound, the clip on and firing) and a leak."""
-    from spikeedge.runtime.conv import lif_hard_step_int
+    from spikeedge.runtime.conv_ops import lif_hard_step_int
     from spikeedge.runtime.kernels import HardResetKernel
 
     rng = np.random.default_rng(decay)
@@ -204,7 +204,7 @@ def test_hard_reset_kernel_equals_lif_hard_step_int(decay):
 
 @pytest.mark.parametrize("size", [1, 2, 3])
 def test_max_pool_equals_the_window_maximum(size):
-    from spikeedge.runtime.conv import max_pool
+    from spikeedge.runtime.conv_ops import max_pool
 
     x = np.random.default_rng(size).integers(0, 2, (2, 3, 7, 8)).astype(np.uint8)
     oh, ow = 7 // size, 8 // size
@@ -220,12 +220,12 @@ def test_profile_reports_the_measured_switch_points():
     from test_runtime_exact import random_model
 
     from spikeedge.offline.quantize import quantize_hrsnn
-    from spikeedge.runtime.engine import Session
-    from spikeedge.runtime.profile import profile_model
+    from spikeedge.runtime.sessions import open_session
+    from spikeedge.measure.profile import profile_model
 
     model = random_model("rate", "subtract", n=120)
     xs = np.random.default_rng(8).random((2, 50, 3))
-    session = Session(fmt.loads(fmt.dumps(quantize_hrsnn(model, xs[0]))))
+    session = open_session(fmt.loads(fmt.dumps(quantize_hrsnn(model, xs[0]))))
     report = profile_model(session, xs, baseline_s=0)
     rec = report["accumulation"]["hidden"]["recurrent"]
     assert rec["hybrid"] and rec["sources"] == 120 and rec["dense_ms"] > 0

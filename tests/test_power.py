@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from spikeedge.runtime import power_meters as pm
-from spikeedge.runtime.errors import MeasurementError
-from spikeedge.runtime.power_meters import (
+from spikeedge.board import power_meters as pm
+from spikeedge.errors import MeasurementError
+from spikeedge.board.power_meters import (
     Ina2xxI2cMeter,
     Reading,
     decode_ina2xx,
@@ -23,7 +23,7 @@ from spikeedge.runtime.power_meters import (
     parse_tegrastats_line,
     read_tegrastats_log,
 )
-from spikeedge.runtime.power_sampler import EnergyTrace, Sampler, integrate
+from spikeedge.board.sampler import EnergyTrace, Sampler, integrate
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures", "power")
 ORIN_NX_HWMON = "sys/bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon3"

@@ -29,7 +29,7 @@ pytest.importorskip("matplotlib")
 
 from spikeedge.results.plots import pareto_front, run_names  # noqa: E402
 from spikeedge.results.report import render_report, write_report  # noqa: E402
-from spikeedge.runtime.errors import DataError  # noqa: E402
+from spikeedge.errors import DataError  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- records

@@ -19,7 +19,7 @@ from results_records import make_record
 
 from spikeedge.results import schema
 from spikeedge.results.store import Store, default_db_path, encode
-from spikeedge.runtime.errors import DataError
+from spikeedge.errors import DataError
 
 TESTS = Path(__file__).resolve().parent
 

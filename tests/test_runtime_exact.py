@@ -15,14 +15,14 @@ from spikeedge.offline.intref import IntegerReference
 from spikeedge.offline.pipeline import train_hrsnn
 from spikeedge.offline.quantize import quantize_hrsnn
 from spikeedge.runtime import bundle as fmt
-from spikeedge.runtime.engine import Session
+from spikeedge.runtime.sessions import open_session
 from spikeedge.tasks.registry import load_task
 
 
 def run_both(bundle, xs):
     """Step runtime and reference side by side; returns (spikes, outputs) of each."""
     batch, steps, _ = xs.shape
-    session = Session(bundle, batch, record_spikes=True)
+    session = open_session(bundle, batch, record_spikes=True)
     ref = IntegerReference(bundle)
     session.start(batch, xs[:, 0])
     ref.start(batch, xs[:, 0])
@@ -75,7 +75,7 @@ def test_closed_loop_forecast_identical():
     task = load_task("mackey-glass", repeats=2)
     model, _ = train_hrsnn(task, HrsnnConfig(n_neurons=80, seed=5))
     bundle = quantize_hrsnn(model, task.windows[0].train_x)
-    assert np.array_equal(forecast_windows(Session(bundle), task.windows), forecast_windows(IntegerReference(bundle), task.windows))
+    assert np.array_equal(forecast_windows(open_session(bundle), task.windows), forecast_windows(IntegerReference(bundle), task.windows))
 
 
 def test_synops_count_events_times_fanout():
@@ -120,9 +120,9 @@ def test_event_columns_equal_the_sparse_gather(batch, signed, dense, monkeypatch
 
 
 def test_input_of_the_wrong_width_is_refused():
-    from spikeedge.runtime.errors import DataError
+    from spikeedge.errors import DataError
 
     bundle = fmt.loads(fmt.dumps(quantize_hrsnn(random_model("direct", "subtract", n=20), np.random.default_rng(0).random((50, 3)))))
-    session = Session(bundle, 2)
+    session = open_session(bundle, 2)
     with pytest.raises(DataError, match="1 values per step.*takes 3"):
         session.step(np.zeros((2, 1)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spikeedge.runtime.errors import DataError
+from spikeedge.errors import DataError
 from spikeedge.tasks.chaotic import lorenz, rossler
 
 

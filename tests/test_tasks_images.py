@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spikeedge.runtime.errors import DataError, MissingExtraError
+from spikeedge.errors import DataError, MissingExtraError
 from spikeedge.tasks import images
 from spikeedge.tasks.images import load_digits_split, load_mnist_split, mnist_root, read_idx
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spikeedge.runtime.errors import DataError
+from spikeedge.errors import DataError
 from spikeedge.tasks.mackey_glass import NEUROBENCH_SERIES, mackey_glass, mackey_glass_windows
 
 MG_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mackey_glass"

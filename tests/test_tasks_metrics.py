@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from spikeedge.runtime.errors import DataError
+from spikeedge.errors import DataError
 from spikeedge.tasks.metrics import accuracy, nrmse, smape
 
 

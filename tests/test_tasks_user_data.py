@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from spikeedge.runtime.errors import DataError
+from spikeedge.errors import DataError
 from spikeedge.tasks.user_data import load_npz
 
 

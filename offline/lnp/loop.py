@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from ...runtime.errors import ModelError
+from ...errors import ModelError
 from ..hrsnn import HRSNN
 from ..surgery import HrsnnArrays, arrays_of, build_hrsnn
 from .analysis import full_analysis, noise_frames, quick_exponent

@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from .bundle import SCHEMA_VERSION, AnyBundle, ConvBundle
+from ..runtime.bundle import SCHEMA_VERSION, AnyBundle, ConvBundle
 
 
 def describe(bundle: AnyBundle, path: Optional[Path] = None) -> Dict[str, Any]:

@@ -33,8 +33,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from .bundle import file_sha256
-from .errors import SpikeedgeError
+from ..runtime.bundle import file_sha256
+from ..errors import SpikeedgeError
 
 SCHEMA = "spikeedge.bench/1"
 MAX_SAMPLES_MS = 10000  # per-inference times kept in the record
@@ -59,9 +59,9 @@ def bench_model(path: Any, task: str, backend: str = "auto", trials: int = 5, wa
     (outside the timed region); whatever it raises (KeyboardInterrupt) ends the run with the
     meter's thread stopped and nothing returned.
     """
-    from .backends import backend_of, open_model
-    from .boards import detect
-    from .environment import environment, thermal
+    from ..runtime.backends import backend_of, open_model
+    from ..board.boards import detect
+    from ..board.environment import environment, thermal
 
     path = Path(path)
     for option, value, least in (("--trials", trials, 1), ("--samples", samples, 1), ("--warmup", warmup, 0), ("--baseline", baseline_s, 0)):
@@ -82,7 +82,7 @@ def bench_model(path: Any, task: str, backend: str = "auto", trials: int = 5, wa
     if board is None:
         board = found
     else:  # declared by the user (--board) or the inventory (spikeedge_board): a known profile
-        from .boards import get_board
+        from ..board.boards import get_board
 
         board = get_board(board).name
         if board != found:
@@ -108,7 +108,7 @@ def bench_model(path: Any, task: str, backend: str = "auto", trials: int = 5, wa
     scores: List[float] = []
     try:
         if meter is not None and not estimate:
-            from .power_sampler import Sampler
+            from ..board.sampler import Sampler
 
             sampler = Sampler(meter).start()
             idle_mw = sampler.measure_baseline(baseline_s) if baseline_s > 0 else None
@@ -334,7 +334,7 @@ def _card(session: Any) -> Dict[str, Any]:
     card = getattr(session, "card", None)
     if card is not None:
         return card
-    from .stepgraph import card_for
+    from ..runtime.stepgraph import card_for
 
     return card_for(session.bundle, "event")
 
@@ -383,7 +383,7 @@ def _synapses(card: Dict[str, Any]) -> Tuple[int, int]:
 
 
 def _model_record(path: Path, session: Any) -> Dict[str, Any]:
-    from .backends import backend_of
+    from ..runtime.backends import backend_of
 
     kind = backend_of(path)
     card = _card(session)
@@ -486,7 +486,7 @@ def _tflite_constant_bytes(blob: bytes) -> int:
     """Bytes of every non-empty buffer of a TFLite file except the metadata entries'."""
     import struct
 
-    from .tflite_meta import BUF_DATA, BUF_SIZE, META_BUFFER, MODEL_BUFFERS, MODEL_METADATA, _Table, _vector
+    from ..runtime.tflite_meta import BUF_DATA, BUF_SIZE, META_BUFFER, MODEL_BUFFERS, MODEL_METADATA, _Table, _vector
 
     if blob[4:8] != b"TFL3":
         raise ValueError("no TFL3 identifier")

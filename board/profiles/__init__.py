@@ -1,6 +1,6 @@
 """Board profiles: one JSON data file per supported board (``<name>.json``).
 
-Data only; ``spikeedge.runtime.boards`` loads, validates and detects them, and ``docs/boards.md``
+Data only; ``spikeedge.board.boards`` loads, validates and detects them, and ``docs/boards.md``
 describes every field.
 """
 

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from .errors import MeasurementError
+from ..errors import MeasurementError
 from .power_meters import PowerMeter, Reading
 
 

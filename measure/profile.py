@@ -70,7 +70,7 @@ def profile_model(session: Any, xs: np.ndarray, meter: Any = None, baseline_s: f
     estimate = meter is not None and getattr(meter, "estimate", False)
     sampler = None
     if meter is not None and not estimate:
-        from .power_sampler import Sampler
+        from ..board.sampler import Sampler
 
         sampler = Sampler(meter).start()
         baseline_mw = sampler.measure_baseline(baseline_s)

@@ -1,4 +1,4 @@
-"""Board profiles: load and validate ``boards/*.json``, and detect which board this is.
+"""Board profiles: load and validate ``board/profiles/*.json``, and detect which board this is.
 
 Python 3.8+, standard library only (no numpy): ``spikeedge boards`` must work on a bare board.
 ``docs/boards.md`` describes every field of the files and how :func:`detect` decides.
@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from .errors import BoardError
+from ..errors import BoardError
 
 SCHEMA_VERSION = 1
 METER_KINDS = ("ina3221-hwmon", "ina3221-iio", "tegrastats", "rpi5-pmic", "ina2xx-hwmon", "rapl", "none")
@@ -373,8 +373,8 @@ def load_board_file(path: Union[str, Path]) -> Board:
 
 
 def boards_dir() -> Path:
-    """Where the shipped board files live (the ``spikeedge.boards`` package)."""
-    from .. import boards as data
+    """Where the shipped board files live (the ``spikeedge.board.profiles`` package)."""
+    from . import profiles as data
 
     return data.DATA_DIR
 

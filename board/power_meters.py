@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .errors import MeasurementError
+from ..errors import MeasurementError
 
 # Rails that are a board's total input power, when a board has one (boards.md).
 TOTAL_RAILS = ("VDD_IN", "POM_5V_IN")
