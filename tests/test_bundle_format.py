@@ -394,7 +394,7 @@ def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch, failing):
     def boom(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(fmt.os, failing, boom)
+    monkeypatch.setattr(os, failing, boom)
     with pytest.raises(OSError):
         fmt.save(random_bundle(1, "rate"), path)
     monkeypatch.undo()
@@ -406,7 +406,7 @@ def test_failed_first_save_leaves_nothing(tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fmt.os, "replace", interrupted)
+    monkeypatch.setattr(os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         fmt.save(random_bundle(0, "direct"), tmp_path / "model.seb")
     assert os.listdir(tmp_path) == []
