@@ -11,6 +11,7 @@ import numpy as np
 from ..hrsnn import HRSNN, HrsnnConfig
 from ..lyapunov import map_lyapunov_spectrum
 from ..surgery import HrsnnArrays, arrays_of
+from .config import LnpConfig
 from .dynamics import Analysis, Drive, analyse, smoothed_map, spiking_rates
 from .graph import leading_spectrum, local_heterogeneity
 
@@ -49,8 +50,6 @@ def quick_exponent(arrays: HrsnnArrays, frames: np.ndarray, mcfg: HrsnnConfig, c
 
 def analyse_network(model: HRSNN, cfg: Optional[Any] = None) -> Dict[str, Any]:
     """LNP's measures of any HRSNN (pruned or not, trained or not) on LNP's noise drive."""
-    from .loop import LnpConfig
-
     cfg = cfg or LnpConfig()
     arrays = arrays_of(model)
     frames = noise_frames(arrays.w_in.shape[1], cfg.noise_steps, cfg.transient_steps, cfg.noise_std, cfg.seed)
