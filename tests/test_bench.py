@@ -26,7 +26,7 @@ from spikeedge.runtime import backends
 from spikeedge.runtime import bundle as fmt
 from spikeedge.measure.bench import MAX_TRACE, bench_model, power_trace, repeatability
 from spikeedge.board.environment import environment, thermal
-from spikeedge.board.power_meters import EstimateMeter, Reading, open_meter
+from spikeedge.board.meters import EstimateMeter, Reading, open_meter
 
 HERE = Path(__file__).resolve().parent
 BOARDS = HERE / "fixtures" / "boards"
@@ -235,12 +235,13 @@ def test_conv_model_on_a_classification_task(conv: Dict[str, Path]) -> None:
 
 
 def test_a_real_slow_down_in_one_trial_trips_the_5_percent_rule(files: Dict[str, Path], monkeypatch: Any) -> None:
-    # warm-up 1, 3 samples: inferences 5-7 are the second trial; each sleeps 60 ms inside its timing
-    slow = {k: (lambda: time.sleep(0.06)) for k in (5, 6, 7)}
+    # warm-up 1, 3 samples: inferences 5-7 are the second trial; each sleeps 500 ms inside its
+    # timing, far beyond what a loaded CI machine adds to a ~50-150 ms inference
+    slow = {k: (lambda: time.sleep(0.5)) for k in (5, 6, 7)}
     wrap_sessions(monkeypatch, slow)
     r = bench_model(files["event"], "mackey-glass", trials=3, warmup=1, samples=3)
     means = r["latency"]["trial_means_ms"]
-    assert means[1] > max(means[0], means[2]) + 50  # the sleep really was timed
+    assert means[1] > max(means[0], means[2]) + 400  # the sleep really was timed
     rep = r["repeatability"]
     assert not rep["ok"] and rep["max_deviation"] > 0.05
     assert "5%" in rep["warning"] and rep["warning"] in r["notes"]
