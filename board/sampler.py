@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import MeasurementError
-from .power_meters import PowerMeter, Reading
+from .meters.base import PowerMeter, Reading
 
 
 # ---------------------------------------------------------------------------------------------

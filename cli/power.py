@@ -1,5 +1,5 @@
 """``spikeedge power watch|record``: live power readings and the energy of a command, from the
-board's own sensors (``board/power_meters.py``, ``board/sampler.py``)."""
+board's own sensors (``board/meters/``, ``board/sampler.py``)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ RootOpt = typer.Option("/", "--root", help="Root of the file system to read sens
 def open_cli_meter(kind: str, root: str, ops_source: Optional[Callable[[], float]] = None) -> Any:
     """The meter ``--meter`` names: ``auto`` takes the detected board's profile (its rails and
     total), else the first sensor found; ``estimate`` counts synaptic operations."""
-    from ..board import power_meters as pm
+    from ..board import meters as pm
 
     if kind == "estimate":
         return pm.EstimateMeter(root=root, ops_source=ops_source)

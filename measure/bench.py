@@ -54,7 +54,7 @@ def bench_model(path: Any, task: str, backend: str = "auto", trials: int = 5, wa
     """Benchmark the model file ``path`` on ``task``; one run record (``docs/bench.md``).
 
     ``samples``: samples per trial (default: the task's 30 forecast windows, or up to 1,000
-    test inputs); ``meter``: a ``runtime.power_meters`` meter, or None (no power figures,
+    test inputs); ``meter``: a ``board.meters`` meter, or None (no power figures,
     ``meter_note`` says why); ``progress(done, total, phase)`` is called between inferences
     (outside the timed region); whatever it raises (KeyboardInterrupt) ends the run with the
     meter's thread stopped and nothing returned.

@@ -62,7 +62,7 @@ def _run(session: Any, xs: np.ndarray) -> Any:
 
 def profile_model(session: Any, xs: np.ndarray, meter: Any = None, baseline_s: float = 1.0, repeats: int = 1) -> Dict[str, Any]:
     """Profile ``session`` (any backend) on inputs ``xs`` (recurrent: (batch, steps, n_in);
-    conv: images (batch, C, H, W)), ``repeats`` times; with ``meter`` (``runtime.power_meters``)
+    conv: images (batch, C, H, W)), ``repeats`` times; with ``meter`` (``board.meters``)
     also power and energy per inference."""
     conv = bool(getattr(session, "steps_per_inference", None))
     n_inferences = xs.shape[0] * repeats

@@ -10,19 +10,12 @@ import time
 import numpy as np
 import pytest
 
-from spikeedge.board import power_meters as pm
+from spikeedge.board import meters as pm
+from spikeedge.board.meters import Ina2xxI2cMeter, Reading, base, detect_meter, open_meter
+from spikeedge.board.meters.ina2xx import decode_ina2xx, ina_calibration
+from spikeedge.board.meters.rpi5_pmic import parse_pmic_read_adc
+from spikeedge.board.meters.tegrastats import parse_tegrastats_line, read_tegrastats_log
 from spikeedge.errors import MeasurementError
-from spikeedge.board.power_meters import (
-    Ina2xxI2cMeter,
-    Reading,
-    decode_ina2xx,
-    detect_meter,
-    ina_calibration,
-    open_meter,
-    parse_pmic_read_adc,
-    parse_tegrastats_line,
-    read_tegrastats_log,
-)
 from spikeedge.board.sampler import EnergyTrace, Sampler, integrate
 
 FIX = os.path.join(os.path.dirname(__file__), "fixtures", "power")
@@ -313,7 +306,7 @@ def test_rapl_permission_hint(monkeypatch):
             raise PermissionError(13, "Permission denied", path)
         return real_open(path, *a, **k)
 
-    monkeypatch.setattr(pm, "open", denied, raising=False)
+    monkeypatch.setattr(base, "open", denied, raising=False)  # the sysfs reads are in meters/base.py
     with pytest.raises(MeasurementError, match=r"root-only.*sudo chmod a\+r"):
         open_meter("rapl", root=os.path.join(FIX, "rapl"))
 
