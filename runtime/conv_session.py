@@ -3,7 +3,8 @@
 The integer model and the two accumulation paths are described in ``runtime/conv_ops.py``; this
 module holds the state (membranes, the readout sum, the residual streams) and the loops that
 drive the layers in order: one time step through every layer (``step``), or every time step of
-one layer before the next (``run`` when the input is the same image each step).
+one layer before the next (``run`` when the input is the same image each step; that loop is in
+``conv_layer_major.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 
 from ..errors import DataError
 from .bundle import SPIKING_KINDS, ConvBundle, LinearReadout
+from .conv_layer_major import run_layer_major
 from .conv_ops import METHODS, ROUTING_KINDS, ConvOp, LinearOp, _accumulate, _route, lif_hard_step_int
 from .encoders import encode_direct
 from .engine import RunResult
@@ -198,92 +200,6 @@ class ConvSession:
         y = rshift_round(acc.astype(np.int64, copy=False) * m, shift)
         return saturate32(y if base is None else base + y)
 
-    def _run_layer_major(self, events: np.ndarray, n: int) -> np.ndarray:
-        """All ``n`` steps of a run, layer by layer: layer ``l`` at step ``t`` needs only layer
-        ``l - 1`` at step ``t`` and its own state, so each layer's accumulation is computed for
-        every step in one call (the steps as a batch: one im2col and one product instead of
-        ``n``), then its neurons advance step by step. The same integers as ``step``, in the
-        same order; per-layer call overhead is paid once per run instead of once per step.
-        Returns the outputs (batch, n, n_out)."""
-        clock, b = self.clock, self.batch
-        if clock is not None:
-            clock.start()
-        xs = events  # this layer's input: the image (batch, ...) until the first spiking layer, then
-        static = True  # the spikes of every step, (n * batch, ...) step-major
-        k = 0
-        stream: Any = None  # the residual stream: static (batch, ...) or per step (n * batch, ...)
-        stream_static = True
-        for i, (layer, op) in enumerate(zip(self.bundle.layers, self.ops)):
-            if layer.kind in ROUTING_KINDS:
-                xs = _route(layer, xs)
-                if clock is not None and layer.kind == "maxpool":
-                    clock.lap("accumulate")
-                continue
-            if layer.kind == "stream_lif":
-                acc, synops = xs, 0  # the stream (no synapses: the BatchNorm is per channel)
-            else:
-                acc, synops = _accumulate(op, xs, self.method)
-                if static:  # the image: the same input every step, accumulated once
-                    synops *= n
-            if layer.kind == "conv_stream":
-                if layer.mode == "set":
-                    stream = self._stream(i, acc, None)
-                elif stream_static == static:
-                    stream = self._stream(i, acc, stream)
-                else:  # a run's static stream (the stem's) plus every step's block output
-                    steps = acc.reshape((n, b) + acc.shape[1:])
-                    stream = self._stream(i, steps, stream[None]).reshape((n * b,) + acc.shape[1:])
-                stream_static = static
-                xs = stream
-                self.synops += synops
-                self.layer_synops[layer.name] += synops
-                if clock is not None:
-                    clock.lap("accumulate")
-                continue
-            if static:
-                accs: Any = [acc] * n
-            else:
-                kernel = self._kernels.get(layer.name)
-                if kernel is not None and kernel.exact:  # requantise every step's accumulation in one call
-                    currents = kernel.current(acc).reshape((n, b) + acc.shape[1:])
-                    mem = self.mem[layer.name]
-                    accs = None
-                else:
-                    accs = acc.reshape((n, b) + acc.shape[1:])
-            if layer.kind != "stream_lif":
-                self.synops += synops
-                self.layer_synops[layer.name] += synops
-            if clock is not None:
-                clock.lap("accumulate")
-            out = np.empty((n, b) + tuple(acc.shape[1:]), bool)
-            for t in range(n):
-                out[t] = self._neuron(i, k, layer, accs[t], True) if accs is not None else kernel.step_current(currents[t], mem)
-                if self.record_spikes:
-                    self.spike_history[k].append(out[t].copy())
-            self.spike_counts[layer.name] += int(np.count_nonzero(out))
-            k += 1
-            xs, static = out.reshape((n * b,) + out.shape[2:]).view(np.uint8), False
-            if clock is not None:
-                clock.lap("neuron")
-        if static:  # no spiking layer: the readout sees the image itself every step
-            acc, synops = _accumulate(self.readout_op, xs.reshape(b, -1), self.method)
-            accs, synops = np.broadcast_to(acc, (n,) + acc.shape), synops * n
-        else:
-            acc, synops = _accumulate(self.readout_op, xs.reshape(n * b, -1), self.method)
-            accs = acc.reshape(n, b, -1)
-        self.synops += synops
-        self.layer_synops[self.bundle.readout.name] += synops
-        ro: LinearReadout = self.bundle.readout
-        totals = self.total[None] + np.cumsum(accs, axis=0)  # int64: the running sums after each step
-        outputs = np.empty((b, n, self.bundle.n_outputs))
-        for t in range(n):  # readout_values' arithmetic, step by step
-            outputs[:, t] = totals[t].astype(np.float64) * ro.acc_scale / max(1, self.steps + t + 1) + ro.bias
-        self.total = totals[-1].copy()
-        self.steps += n
-        if clock is not None:
-            clock.lap("readout")
-        return outputs
-
     def _weighted(self, op: Any, x: np.ndarray, reuse: bool) -> Tuple[np.ndarray, int]:
         """The layer's accumulation; the first layer's is computed once per ``run`` (the same
         image enters every step) and its synaptic operations are counted every step."""
@@ -330,7 +246,7 @@ class ConvSession:
         self.start(images.shape[0])
         events = self.encode(images)
         n = self.bundle.time_steps if steps is None else steps
-        return self.result(self._run_layer_major(events, n))
+        return self.result(run_layer_major(self, events, n))
 
     def infer_images(self, images: np.ndarray) -> np.ndarray:
         """The logits of a batch of images, (batch, n_out): ``run`` over the bundle's time steps
