@@ -185,7 +185,7 @@ def test_narrowing_conv_takes_the_shifted_product_and_equals_torch_conv2d(kernel
     """A stride-1 layer with fewer output than active input channels takes the shifted product
     on the dense path (every kernel offset in one product, then shifted adds); it and the event
     path equal int64 ``conv2d``, operation counts included, with some input channels silent."""
-    from spikeedge.runtime import conv as rc
+    from spikeedge.runtime import conv_ops as rc
 
     taken = []
     real = rc.ConvOp._shifted
