@@ -16,7 +16,8 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from ..errors import BundleError, MissingExtraError, SpikeedgeError
-from .stepgraph import CARD_KEY, GraphSession, check_card
+from .graph_session import GraphSession
+from .stepgraph import CARD_KEY, check_card
 
 BACKENDS = ("event", "onnx", "tflite")
 SUFFIX = {".seb": "event", ".onnx": "onnx", ".tflite": "tflite"}
