@@ -9,13 +9,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..board import boards as profiles
+from ..board import detect as detection
+from ..board import profile
 from .common import JsonOpt, emit, out_console
 
 app = typer.Typer(help="Supported boards and their profiles. Example: spikeedge boards detect", no_args_is_help=True)
 
 
-def _row(board: profiles.Board) -> Dict[str, Any]:
+def _row(board: profile.Board) -> Dict[str, Any]:
     pm = board.power_meter
     return {
         "name": board.name,
@@ -35,7 +36,7 @@ def list_(as_json: bool = JsonOpt) -> None:
 
     Example: spikeedge boards list --json
     """
-    rows = [_row(b) for b in profiles.list_boards()]
+    rows = [_row(b) for b in profile.list_boards()]
 
     def human(result: Dict[str, Any]) -> None:
         table = Table("name", "board", "support", "Python", "power meter", "backend")
@@ -54,7 +55,7 @@ def show(name: str = typer.Argument(..., help="Board name, e.g. rpi5 (see spikee
 
     Example: spikeedge boards show jetson-orin-nano --json
     """
-    board = profiles.get_board(name)
+    board = profile.get_board(name)
 
     def human(d: Dict[str, Any]) -> None:
         pm, sw = d["power_meter"], d["software"]
@@ -88,7 +89,7 @@ def detect(
 
     Example: spikeedge boards detect --json
     """
-    found = profiles.detect(root)
+    found = detection.detect(root)
 
     def human(d: Dict[str, Any]) -> None:
         if d["detected"]:

@@ -26,7 +26,7 @@ def open_cli_meter(kind: str, root: str, ops_source: Optional[Callable[[], float
     if kind == "estimate":
         return pm.EstimateMeter(root=root, ops_source=ops_source)
     if kind == "auto":
-        from ..board.boards import detect
+        from ..board.detect import detect
 
         found = detect(root)
         if found.board is not None and found.board.power_meter.kind != "none":

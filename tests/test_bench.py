@@ -446,11 +446,11 @@ def test_a_board_profile_of_another_architecture_is_not_believed(files: Dict[str
     runs were stored as board x86-dev next to the host's own: two machines under one name."""
     import platform
 
-    from spikeedge.board import boards
+    from spikeedge.board import detect as detection
 
-    pi = boards.detect(HERE / "fixtures" / "boards" / "rpi4")  # what a Pi 4's root says: an aarch64 profile
+    pi = detection.detect(HERE / "fixtures" / "boards" / "rpi4")  # what a Pi 4's root says: an aarch64 profile
     assert pi.board is not None and pi.board.arch == "aarch64"
-    monkeypatch.setattr(boards, "detect", lambda root="/", **kw: pi)  # ... read on this machine's own root "/"
+    monkeypatch.setattr(detection, "detect", lambda root="/", **kw: pi)  # ... read on this machine's own root "/"
     monkeypatch.setattr(platform, "machine", lambda: "aarch64")
     assert bench_model(files["event"], "mackey-glass", trials=1, warmup=0, samples=1)["board"] == "rpi4"
     monkeypatch.setattr(platform, "machine", lambda: "x86_64")  # but the interpreter runs on x86: emulated

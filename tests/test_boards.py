@@ -1,4 +1,5 @@
-"""Board profiles (``board/profiles/*.json``, ``board/boards.py``) and ``spikeedge boards``.
+"""Board profiles (``board/profiles/*.json``, ``board/profile.py``), detection (``board/detect.py``)
+and ``spikeedge boards``.
 
 The fixture trees under ``tests/fixtures/boards/<board>/`` are laid out as on each board
 (``../shared/reference/boards.md``): ``/proc/device-tree/model`` with its trailing NUL, the
@@ -16,13 +17,15 @@ from pathlib import Path
 from typing import Any, Callable, Dict
 
 import pytest
-from spikeedge.board import boards as profiles
+from spikeedge.board import detect as detection
+from spikeedge.board import profile
 from spikeedge.errors import BoardError
 
 from cli_helpers import assert_user_error, call, one_json
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "boards"
+PROFILES = ROOT / "board" / "profiles"  # the shipped JSON files
 BOARDS = ["jetson-agx-orin", "jetson-nano", "jetson-orin-nano", "jetson-orin-nx", "jetson-xavier-nx", "rpi4", "rpi5", "x86-dev"]
 
 
@@ -35,14 +38,14 @@ def tree(tmp_path: Path, board: str) -> Path:
 
 
 def test_the_shipped_boards_are_the_eight_supported_ones() -> None:
-    assert [b.name for b in profiles.list_boards()] == BOARDS
-    assert sorted(p.stem for p in (ROOT / "boards").glob("*.json")) == BOARDS
+    assert [b.name for b in profile.list_boards()] == BOARDS
+    assert sorted(p.stem for p in PROFILES.glob("*.json")) == BOARDS
 
 
 @pytest.mark.parametrize("name", BOARDS)
 def test_every_board_file_validates_and_round_trips(name: str) -> None:
-    path = ROOT / "boards" / ("%s.json" % name)
-    board = profiles.load_board_file(path)
+    path = PROFILES / ("%s.json" % name)
+    board = profile.load_board_file(path)
     assert board.name == name and board.source == path
     assert board.to_dict() == json.loads(path.read_text(encoding="utf-8"))  # every field kept, nothing added
 
@@ -63,7 +66,7 @@ FACTS: Dict[str, Dict[str, Any]] = {
 
 @pytest.mark.parametrize("name", BOARDS)
 def test_board_profile_facts(name: str) -> None:
-    board, facts = profiles.get_board(name), FACTS[name]
+    board, facts = profile.get_board(name), FACTS[name]
     pm = board.power_meter
     assert (board.software.python, board.software.glibc, pm.kind, board.support) == (facts["python"], facts["glibc"], facts["kind"], facts["support"])
     assert [c.device for c in pm.i2c] == facts["chips"]
@@ -71,22 +74,22 @@ def test_board_profile_facts(name: str) -> None:
         assert pm.total_rails == facts["total"]
     else:
         assert len(pm.total_rails) == facts["total_count"] and pm.total is None
-    assert board.backend.recommended in profiles.BACKENDS and board.backend.reason.strip()
+    assert board.backend.recommended in profile.BACKENDS and board.backend.reason.strip()
     assert board.install_notes
 
 
 def test_agx_orin_sums_its_rails_and_pi5_groups_cpu_and_dram() -> None:
-    agx = profiles.get_board("jetson-agx-orin").power_meter
+    agx = profile.get_board("jetson-agx-orin").power_meter
     assert agx.total is None and set(agx.sum) == set(agx.rails)
     assert [c.rails for c in agx.i2c] == [("VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0"), ("VDDQ_VDD2_1V8AO",)]
-    pi5 = profiles.get_board("rpi5").power_meter
+    pi5 = profile.get_board("rpi5").power_meter
     assert pi5.groups == {"cpu": ("VDD_CORE",), "dram": ("DDR_VDD2", "DDR_VDDQ")}
     for name in ("jetson-nano", "jetson-xavier-nx", "jetson-orin-nano", "jetson-orin-nx", "jetson-agx-orin"):
-        assert profiles.get_board(name).power_meter.fallback == "tegrastats"
+        assert profile.get_board(name).power_meter.fallback == "tegrastats"
 
 
 def test_install_notes_carry_the_known_traps() -> None:
-    notes = {n: " ".join(profiles.get_board(n).install_notes) for n in BOARDS}
+    notes = {n: " ".join(profile.get_board(n).install_notes) for n in BOARDS}
     assert "PEP 668" in notes["rpi4"] and "PEP 668" in notes["rpi5"]
     assert "2.13" in notes["jetson-xavier-nx"] and "glibc 2.34" in notes["jetson-xavier-nx"]
     assert "3.8" in notes["jetson-nano"] and "best effort" in notes["jetson-nano"]
@@ -117,7 +120,7 @@ DETECTED = {
 
 @pytest.mark.parametrize("name", BOARDS)
 def test_detect_every_board_from_its_fixture(name: str) -> None:
-    found = profiles.detect(FIXTURES / name)
+    found = detection.detect(FIXTURES / name)
     assert found.detected and found.board is not None and found.board.name == name, found.reason
     assert found.candidates == (name,)
     assert found.method == ("cpuinfo" if name == "x86-dev" else "device-tree")
@@ -130,45 +133,45 @@ def test_detect_every_board_from_its_fixture(name: str) -> None:
 
 
 def test_sensor_evidence_matches_the_sysfs_layouts() -> None:
-    agx = profiles.detect(FIXTURES / "jetson-agx-orin").evidence["power_sensors"]
+    agx = detection.detect(FIXTURES / "jetson-agx-orin").evidence["power_sensors"]
     assert [(s["kind"], s["device"], s["rails"]) for s in agx] == [
         ("ina3221-hwmon", "1-0040", ["VDD_GPU_SOC", "VDD_CPU_CV", "VIN_SYS_5V0"]),
         ("ina3221-hwmon", "1-0041", ["NC", "VDDQ_VDD2_1V8AO", "NC"]),
     ]
     assert agx[0]["path"] == "/sys/bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon3"  # as on the board, not the fixture path
-    nano = profiles.detect(FIXTURES / "jetson-nano").evidence
+    nano = detection.detect(FIXTURES / "jetson-nano").evidence
     assert nano["power_sensors"] == [{"kind": "ina3221-iio", "device": "6-0040", "path": "/sys/bus/i2c/drivers/ina3221x/6-0040/iio:device0",
                                       "rails": ["POM_5V_IN", "POM_5V_GPU", "POM_5V_CPU"]}]
     assert nano["l4t"] == {"release": "R32.7.4", "board": "t210ref",
                            "line": "# R32 (release), REVISION: 7.4, GCID: 33514132, BOARD: t210ref, EABI: aarch64, DATE: Fri Jun  9 04:25:08 UTC 2023"}
     assert nano["tools"] == {"tegrastats": "/usr/bin/tegrastats"}
-    pi4 = profiles.detect(FIXTURES / "rpi4").evidence["power_sensors"]
+    pi4 = detection.detect(FIXTURES / "rpi4").evidence["power_sensors"]
     assert [(s["kind"], s["device"], s["chip"]) for s in pi4] == [("ina2xx-hwmon", "1-0040", "ina226")]
-    x86 = profiles.detect(FIXTURES / "x86-dev").evidence
+    x86 = detection.detect(FIXTURES / "x86-dev").evidence
     # only the package zone: intel-rapl:0:0 (core), intel-rapl:0:1 (uncore) and intel-rapl-mmio:0 are left out
     assert [(s["device"], s["zone"], s["readable"]) for s in x86["power_sensors"]] == [("intel-rapl:0", "package-0", True)]
     assert x86["cpu_vendor"] == "GenuineIntel" and "i7-1260P" in x86["cpu_model"]
 
 
 def test_unknown_board_is_a_result_not_an_exception(tmp_path: Path) -> None:
-    found = profiles.detect(FIXTURES / "unknown-arm")
+    found = detection.detect(FIXTURES / "unknown-arm")
     assert not found.detected and found.board is None and found.method == "none" and found.candidates == ()
     assert "not a supported board" in found.reason and "Pine64 RockPro64 v2.1" in found.reason
     assert found.to_dict()["board"] is None and found.to_dict()["detected"] is False
-    empty = profiles.detect(tmp_path)
+    empty = detection.detect(tmp_path)
     assert not empty.detected and "no device tree" in empty.reason
 
 
 def test_detect_refuses_a_root_that_is_not_a_folder(tmp_path: Path) -> None:
     with pytest.raises(BoardError, match="--root"):
-        profiles.detect(tmp_path / "missing")
+        detection.detect(tmp_path / "missing")
 
 
 @pytest.mark.parametrize("name", [b for b in BOARDS if b != "x86-dev"])
 def test_the_model_string_alone_identifies_each_board(tmp_path: Path, name: str) -> None:
     root = tree(tmp_path, name)
     (root / "proc" / "device-tree" / "compatible").unlink()
-    found = profiles.detect(root)
+    found = detection.detect(root)
     assert found.board is not None and found.board.name == name and found.method == "device-tree"
     assert "model" in found.reason and "compatible" not in found.reason
 
@@ -177,14 +180,14 @@ def test_the_compatible_list_alone_identifies_the_orin_modules(tmp_path: Path) -
     for name in ("jetson-orin-nano", "jetson-orin-nx"):
         root = tree(tmp_path, name)
         (root / "proc" / "device-tree" / "model").write_bytes(b"NVIDIA Orin Developer Kit\0")  # a generic carrier's model
-        found = profiles.detect(root)
+        found = detection.detect(root)
         assert found.board is not None and found.board.name == name, found.reason
 
 
 def test_pi_model_from_cpuinfo_when_the_device_tree_is_hidden(tmp_path: Path) -> None:
     root = tree(tmp_path, "rpi5")
     shutil.rmtree(str(root / "proc" / "device-tree"))
-    found = profiles.detect(root)
+    found = detection.detect(root)
     assert found.board is not None and found.board.name == "rpi5"
     assert found.evidence["model_source"] == "/proc/cpuinfo"
 
@@ -193,7 +196,7 @@ def test_pi_model_from_cpuinfo_when_the_device_tree_is_hidden(tmp_path: Path) ->
 def test_jetson_without_device_tree_by_l4t_and_ina3221(tmp_path: Path, name: str) -> None:
     root = tree(tmp_path, name)
     shutil.rmtree(str(root / "proc" / "device-tree"))
-    found = profiles.detect(root)
+    found = detection.detect(root)
     assert found.board is not None and found.board.name == name, found.reason
     assert found.method == "l4t+power-sensors"
 
@@ -201,7 +204,7 @@ def test_jetson_without_device_tree_by_l4t_and_ina3221(tmp_path: Path, name: str
 def test_orin_nano_and_nx_without_device_tree_are_ambiguous(tmp_path: Path) -> None:
     root = tree(tmp_path, "jetson-orin-nano")
     shutil.rmtree(str(root / "proc" / "device-tree"))
-    found = profiles.detect(root)
+    found = detection.detect(root)
     assert found.board is None and found.method == "none"
     assert found.candidates == ("jetson-orin-nano", "jetson-orin-nx")
     assert found.reason.startswith("ambiguous") and "1-0040" in found.reason
@@ -211,17 +214,17 @@ def test_l4t_alone_without_the_sensors_is_not_enough(tmp_path: Path) -> None:
     root = tree(tmp_path, "jetson-xavier-nx")
     shutil.rmtree(str(root / "proc" / "device-tree"))
     shutil.rmtree(str(root / "sys"))
-    found = profiles.detect(root)
+    found = detection.detect(root)
     assert found.board is None and "L4T R35.4.1" in found.reason
 
 
 # ----------------------------------------------------------------------------- warnings: what does not fit the profile
 
 
-def _edit_and_detect(tmp_path: Path, name: str, edit: Callable[[Path], None]) -> profiles.Detection:
+def _edit_and_detect(tmp_path: Path, name: str, edit: Callable[[Path], None]) -> detection.Detection:
     root = tree(tmp_path, name)
     edit(root)
-    found = profiles.detect(root)
+    found = detection.detect(root)
     assert found.board is not None and found.board.name == name  # still detected
     return found
 
@@ -349,12 +352,12 @@ BAD = {
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_malformed_board_file_is_one_line_naming_file_and_problem(tmp_path: Path, case: str) -> None:
     edit, expected = BAD[case]
-    data = json.loads((ROOT / "boards" / "jetson-xavier-nx.json").read_text(encoding="utf-8"))
+    data = json.loads((PROFILES / "jetson-xavier-nx.json").read_text(encoding="utf-8"))
     edit(data)
     path = tmp_path / "jetson-xavier-nx.json"
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")
     with pytest.raises(BoardError) as info:
-        profiles.load_board_file(path)
+        profile.load_board_file(path)
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith("%s: " % path), message
@@ -374,23 +377,23 @@ def test_unparseable_board_file(tmp_path: Path, text: str, expected: str) -> Non
     path = tmp_path / "broken.json"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(BoardError, match="broken.json: .*%s" % expected):
-        profiles.load_board_file(path)
+        profile.load_board_file(path)
 
 
 def test_a_folder_with_one_bad_file_names_that_file(tmp_path: Path) -> None:
     for name in ("rpi4", "rpi5"):
-        shutil.copy(str(ROOT / "boards" / ("%s.json" % name)), str(tmp_path))
-    assert [b.name for b in profiles.list_boards(tmp_path)] == ["rpi4", "rpi5"]
+        shutil.copy(str(PROFILES / ("%s.json" % name)), str(tmp_path))
+    assert [b.name for b in profile.list_boards(tmp_path)] == ["rpi4", "rpi5"]
     (tmp_path / "zz-bad.json").write_text('{"schema_version": 1}', encoding="utf-8")
     with pytest.raises(BoardError, match=r"zz-bad\.json: top level: missing key 'name'"):
-        profiles.list_boards(tmp_path)
+        profile.list_boards(tmp_path)
     with pytest.raises(BoardError, match="no board files"):
-        profiles.list_boards(tmp_path / "nothing-here")
+        profile.list_boards(tmp_path / "nothing-here")
 
 
 def test_unknown_board_name_lists_the_known_ones() -> None:
     with pytest.raises(BoardError) as info:
-        profiles.get_board("raspberry-pi-6")
+        profile.get_board("raspberry-pi-6")
     assert "'raspberry-pi-6'" in str(info.value) and ", ".join(BOARDS) in str(info.value)
 
 
@@ -418,10 +421,10 @@ def test_cli_list_human_is_a_table(capsys: Any) -> None:
 def test_cli_show_json_is_the_profile(capsys: Any, name: str) -> None:
     rc, out, err = call(capsys, "boards", "show", name, "--json")
     assert rc == 0, err
-    assert one_json(out) == json.loads((ROOT / "boards" / ("%s.json" % name)).read_text(encoding="utf-8"))
+    assert one_json(out) == json.loads((PROFILES / ("%s.json" % name)).read_text(encoding="utf-8"))
     rc, out, err = call(capsys, "boards", "show", name)
     assert rc == 0, err
-    assert profiles.get_board(name).display_name in out and not out.lstrip().startswith("{")
+    assert profile.get_board(name).display_name in out and not out.lstrip().startswith("{")
 
 
 @pytest.mark.parametrize("as_json", [[], ["--json"]])
@@ -466,10 +469,10 @@ def test_cli_detect_bad_root_exits_2(tmp_path: Path, capsys: Any, as_json: Any) 
 
 def test_cli_broken_shipped_file_exits_2(monkeypatch: Any, tmp_path: Path, capsys: Any) -> None:
     (tmp_path / "rpi5.json").write_text('{"schema_version": 1, "name": "rpi5"}', encoding="utf-8")
-    monkeypatch.setattr(profiles, "boards_dir", lambda: tmp_path)
-    profiles._shipped.cache_clear()
+    monkeypatch.setattr(profile, "boards_dir", lambda: tmp_path)
+    profile._shipped.cache_clear()
     try:
         rc, out, err = call(capsys, "boards", "list", "--json")
     finally:
-        profiles._shipped.cache_clear()
+        profile._shipped.cache_clear()
     assert_user_error(rc, out, err, "rpi5.json", "missing key 'display_name'")

@@ -362,7 +362,7 @@ class Chip:
 
 
 class Profile:
-    """The fields of a board profile's power_meter (runtime.boards.PowerMeter) that meters use."""
+    """The fields of a board profile's power_meter (board.profile.PowerMeter) that meters use."""
 
     def __init__(self, kind, total=None, sum=(), groups=None, i2c=(), fallback=None):
         self.kind, self.total, self.sum, self.fallback = kind, total, tuple(sum), fallback
