@@ -12,7 +12,8 @@ from cli_helpers import call, one_json
 from test_bench import mackey_glass_files
 from test_deploy import board, current, fleet  # noqa: F401  (board: the loopback sshd fixture)
 
-from spikeedge.measure.bench import bench_model, file_sha256
+from spikeedge.measure.bench import bench_model
+from spikeedge.runtime.bundle import file_sha256
 
 pytestmark = pytest.mark.slow
 
