@@ -62,7 +62,7 @@ def bench_model(path: Any, task: str, backend: str = "auto", trials: int = 5, wa
     meter's thread stopped and nothing returned.
     """
     from ..runtime.backends import backend_of, open_model
-    from ..board.boards import detect
+    from ..board.detect import detect
     from ..board.environment import environment, thermal
 
     path = Path(path)
@@ -84,7 +84,7 @@ def bench_model(path: Any, task: str, backend: str = "auto", trials: int = 5, wa
     if board is None:
         board = found
     else:  # declared by the user (--board) or the inventory (spikeedge_board): a known profile
-        from ..board.boards import get_board
+        from ..board.profile import get_board
 
         board = get_board(board).name
         if board != found:
