@@ -287,4 +287,3 @@ def describe(model: ConvSNN) -> str:
     cfg = model.cfg
     shape = cfg.plan if cfg.arch == "vgg" else ["%d(%d)" % (w, k) for w, k in zip(cfg.plan, cfg.inner)]
     return "%s %s, T=%d, %s, %d parameters" % (cfg.arch, "-".join(str(v) for v in shape), cfg.time_steps, cfg.neuron, model.n_parameters())
-
