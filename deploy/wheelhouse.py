@@ -41,7 +41,13 @@ def source_tree() -> Path:
     return root
 
 
-PACKAGED = ("cli", "runtime", "tasks", "offline", "deploy", "boards", "results")
+NOT_PACKAGED = ("tests", "benchmarks", "tools", "docs")
+
+
+def packaged_dirs(root: Path) -> List[Path]:
+    """The source tree's subpackages that go into the wheel: every top-level folder with an
+    ``__init__.py`` (read from the tree, so a new or renamed package can never be left out)."""
+    return sorted(d for d in root.iterdir() if d.is_dir() and (d / "__init__.py").is_file() and d.name not in NOT_PACKAGED)
 
 
 def build_id(wheels: Any = None) -> str:
@@ -56,9 +62,9 @@ def build_id(wheels: Any = None) -> str:
         h.update(found[-1].read_bytes())
         return h.hexdigest()
     root = source_tree()
-    files = [root / "pyproject.toml", root / "__init__.py"]
-    for pkg in PACKAGED:
-        files += [f for f in (root / pkg).rglob("*") if f.suffix in (".py", ".json") and "__pycache__" not in f.parts]
+    files = [root / "pyproject.toml"] + sorted(root.glob("*.py"))
+    for pkg in packaged_dirs(root):
+        files += [f for f in pkg.rglob("*") if f.suffix in (".py", ".json") and "__pycache__" not in f.parts]
     for f in sorted(files):
         h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
     return h.hexdigest()

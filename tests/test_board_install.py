@@ -183,7 +183,7 @@ def _vermin(*paths: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 
 def test_board_side_code_runs_on_python_3_8() -> None:
-    proc = _vermin("runtime", "tasks", "cli", "deploy", "__init__.py")
+    proc = _vermin("runtime", "board", "measure", "tasks", "cli", "deploy", "errors.py", "__init__.py")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Minimum required versions: 3." in proc.stdout, proc.stdout
     minimum = proc.stdout.split("Minimum required versions:")[1].split()[0]

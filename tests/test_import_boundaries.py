@@ -151,3 +151,13 @@ def test_the_graph_covers_the_whole_package() -> None:
                      "spikeedge.offline.lnp.loop", "spikeedge.cli.app"):
         assert any(name == expected or name.startswith(expected + ".") for name in graph), expected
     assert "spikeedge.runtime.conv_session" in graph["spikeedge.runtime.sessions"]
+
+
+def test_every_package_folder_is_in_the_wheel() -> None:
+    """pyproject lists packages by hand (the repository root is the package): a folder with an
+    ``__init__.py`` that is not listed would be missing from every wheel and every board install."""
+    tomllib = __import__("pytest").importorskip("tomllib")
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    folders = {name for name, path in module_files(ROOT).items() if path.name == "__init__.py"}
+    assert folders - listed == set()
+    assert listed - folders == set()
