@@ -1,27 +1,15 @@
-"""``spikeedge report``: the HTML page and its figures (results/report.py, results/plots.py), the
-command, and the page opened in headless Chromium over the DevTools protocol (no console errors,
-every image decoded, a screenshot with content). The Chromium tests skip only when no
-``chromium`` is installed (``.ci/run`` installs Debian's)."""
+"""``spikeedge report``: the HTML page and its figures (results/report.py, results/plots.py,
+results/selection.py) and the command. The page opened in headless Chromium is
+tests/test_report_browser.py."""
 
 from __future__ import annotations
 
 import base64
 import copy
 import html
-import io
-import json
-import os
 import re
-import shutil
-import socket
-import struct
-import subprocess
-import tempfile
-import time
-import urllib.request
-import uuid
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 import pytest
 
@@ -30,65 +18,7 @@ pytest.importorskip("matplotlib")
 from spikeedge.results.plots import pareto_front, run_names  # noqa: E402
 from spikeedge.results.report import render_report, write_report  # noqa: E402
 from spikeedge.errors import DataError  # noqa: E402
-
-
-# ----------------------------------------------------------------------------- records
-
-def _record(**over: Any) -> Dict[str, Any]:
-    """A valid ``spikeedge.bench/1`` record (spec of issue 9); ``over`` replaces top-level keys,
-    and ``model__name=...`` style keys replace nested ones."""
-    rng = [1.0 + 0.01 * ((i * 37) % 50) for i in range(400)]
-    r = {
-        "schema": "spikeedge.bench/1", "run_id": uuid.uuid4().hex, "created": "2026-11-23T10:00:00Z", "label": None,
-        "model": {"path": "/models/m.seb", "name": "m.seb", "sha256": "a" * 64, "format": "bundle", "file_bytes": 50000,
-                  "footprint_bytes": 200000, "connection_sparsity": 0.5, "neurons": 512, "synapses": 100000,
-                  "pruning": {"method": "lnp", "density": 0.5}},
-        "task": {"name": "mackey-glass", "metric": "smape", "value": 12.5, "higher_is_better": False, "samples": 30},
-        "backend": "event", "threads": 1, "board": "rpi5",
-        "protocol": {"batch": 1, "warmup": 10, "trials": 5, "samples_per_trial": 80, "steps_per_sample": 100},
-        "latency": {"mean_ms": 1.2, "sem_ms": 0.01, "p50_ms": 1.2, "p99_ms": 1.45, "throughput_per_s": 830.0,
-                    "trial_means_ms": [1.2, 1.21, 1.19, 1.2, 1.2], "samples_ms": rng, "preprocess_ms": 0.1},
-        "repeatability": {"ok": True, "max_deviation": 0.01, "warning": None},
-        "power": {"label": "measured", "meter": "rpi5-pmic", "rails": ["VDD_CORE"], "sampling_rate_hz": 10.0,
-                  "idle_w": 2.1, "active_w": 3.4, "dynamic_w": 1.3,
-                  "energy_per_inference_j": {"total": 0.0041, "dynamic": 0.0016},
-                  "trace": {"t_s": [0.1 * i for i in range(60)], "w": [2.1 if i < 10 else 3.4 + 0.1 * (i % 3) for i in range(60)]}},
-        "workload": {"activation_sparsity": 0.93, "synops_per_inference": {"dense": 1e7, "effective": 7e5},
-                     "spike_rate": {"hidden": 0.07}},
-        "environment": {"hostname": "pi", "kernel": "6.6.31+rpt-rpi-2712", "machine": "aarch64",
-                        "cpu_model": "Cortex-A76", "governor": "performance",
-                        "temperature_c": {"before": 45.0, "after": 52.5}, "throttled": {"before": "0x0", "after": "0x0"},
-                        "python": "3.11.2", "packages": {"numpy": "1.26.4"}, "spikeedge": "0.1.0", "spikeedge_build": None},
-    }
-    for key, value in over.items():
-        cur = r
-        parts = key.split("__")
-        for p in parts[:-1]:
-            cur = cur[p]
-        cur[parts[-1]] = value
-    return r
-
-
-def _fleet() -> List[Dict[str, Any]]:
-    """A realistic mix: two boards, three backends, three pruning levels, one estimate, one run
-    without power, one not repeatable."""
-    out = []
-    for i, (density, value, ops) in enumerate(((1.0, 10.0, 2e6), (0.5, 11.0, 8e5), (0.2, 15.0, 3e5), (0.3, 18.0, 9e5))):
-        for board in ("rpi5", "jetson-orin-nano"):
-            for backend in ("event", "onnx"):
-                out.append(_record(created="2026-11-2%dT10:%02d:00Z" % (i, len(out)), board=board, backend=backend,
-                                   model__name="hrsnn-d%.1f.seb" % density, model__sha256="%x" % i * 64,
-                                   model__pruning={"method": "lnp", "density": density},
-                                   task__value=value, workload__synops_per_inference={"dense": 1e7, "effective": ops},
-                                   latency__mean_ms=1.0 + i + (backend == "onnx"),
-                                   power__energy_per_inference_j={"total": 0.001 * (i + 1), "dynamic": 0.0004 * (i + 1)}))
-    out.append(_record(backend="tflite", board="rpi5", power__label="estimate", power__trace={"t_s": [], "w": []},
-                       power__idle_w=None, power__energy_per_inference_j={"total": 2e-5, "dynamic": None}))
-    out.append(_record(backend="event", board="x86-host", power=None, label="nightly"))
-    out.append(_record(backend="event", board="rpi5", repeatability={"ok": False, "max_deviation": 0.12,
-                                                                      "warning": "trial means differ by 12% (> 5%)"},
-                       environment__throttled={"before": "0x0", "after": "0x50005"}))
-    return out
+from report_fleet import fleet, record  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- pure parts
@@ -104,8 +34,8 @@ def test_pareto_front_respects_direction() -> None:
 
 
 def test_run_names_unique_when_runs_share_model_board_backend() -> None:
-    a, b = _record(), _record()
-    names = run_names([a, b, _record(backend="onnx")])
+    a, b = record(), record()
+    names = run_names([a, b, record(backend="onnx")])
     assert len(set(names)) == 3
     assert names[0].endswith("#" + a["run_id"][:6]) and names[1].endswith("#" + b["run_id"][:6])
     assert "#" not in names[2]
@@ -116,7 +46,7 @@ def _images(page: str) -> List[bytes]:
 
 
 def test_report_is_self_contained_and_has_every_section() -> None:
-    recs = _fleet()
+    recs = fleet()
     page = render_report(recs)
     assert page.startswith("<!DOCTYPE html>")
     for section in ("summary", "warnings", "latency", "energy", "pareto", "power", "environment"):
@@ -172,13 +102,13 @@ def test_report_from_the_shared_synthetic_records() -> None:
 
 
 def test_same_records_same_page() -> None:
-    recs = _fleet()
+    recs = fleet()
     assert render_report(recs) == render_report(list(reversed(copy.deepcopy(recs))))
 
 
 def test_everything_from_records_is_escaped() -> None:
     evil = '<img src=x onerror=alert(1)>"&\' $\\frac{$ _^%'
-    rec = _record(label=evil, board=evil, backend=evil, model__name=evil, task__metric=evil, task__name=evil,
+    rec = record(label=evil, board=evil, backend=evil, model__name=evil, task__metric=evil, task__name=evil,
                   environment__kernel=evil, environment__packages={evil: evil}, environment__governor=evil,
                   repeatability={"ok": False, "max_deviation": 0.2, "warning": evil}, power__meter=evil)
     page = render_report([rec], title=evil)
@@ -188,7 +118,7 @@ def test_everything_from_records_is_escaped() -> None:
 
 
 def test_missing_data_omits_plots_with_a_note() -> None:
-    rec = _record(power=None, task__value=None, latency__samples_ms=[], latency__trial_means_ms=[])
+    rec = record(power=None, task__value=None, latency__samples_ms=[], latency__trial_means_ms=[])
     page = render_report([rec])
     assert "<img" not in page
     assert "No run has power data" in page and "No run has a power trace" in page
@@ -206,7 +136,7 @@ def test_plots_show_the_data() -> None:
     goes through the front's points, estimates are hatched and measured bars are not."""
     from spikeedge.results.plots import energy_figure, latency_figure, pareto_figure, power_figure
 
-    recs = _fleet()
+    recs = fleet()
     ax = latency_figure(recs).axes[0]
     lo, hi = ax.get_xlim()
     assert lo <= 1.0 and hi >= 1.49
@@ -236,7 +166,7 @@ def _three_forms(board: str = "x86-dev", created: str = "2026-11-23T10:00:00Z") 
     est = {"label": "estimate", "meter": "estimate", "rails": ["estimate"], "sampling_rate_hz": None, "idle_w": None,
            "active_w": 5e-8, "dynamic_w": 5e-8, "energy_per_inference_j": {"total": 1.72e-9, "dynamic": 1.72e-9},
            "trace": {"t_s": [], "w": []}}
-    return [_record(backend=backend, board=board, created=created, model__name="mg-lnp50" + suffix,
+    return [record(backend=backend, board=board, created=created, model__name="mg-lnp50" + suffix,
                     model__sha256=digit * 64, model__format=fmt, power=est, workload__synops_per_inference={"dense": 9e4, "effective": 5.7e4})
             for backend, suffix, fmt, digit in (("event", ".seb", "bundle", "1"), ("onnx", ".onnx", "onnx", "2"), ("tflite", ".tflite", "tflite", "3"))]
 
@@ -281,9 +211,9 @@ def test_a_pareto_point_takes_the_most_complete_score() -> None:
     (the newest among equals)."""
     from spikeedge.results.plots import pareto_points
 
-    full = _record(created="2026-11-23T10:00:00Z", task__value=24.2, task__samples=30)
-    quick = _record(created="2026-11-23T12:00:00Z", board="rpi4", task__value=25.0, task__samples=3)
-    rerun = _record(created="2026-11-23T13:00:00Z", task__value=24.3, task__samples=30)
+    full = record(created="2026-11-23T10:00:00Z", task__value=24.2, task__samples=30)
+    quick = record(created="2026-11-23T12:00:00Z", board="rpi4", task__value=25.0, task__samples=3)
+    rerun = record(created="2026-11-23T13:00:00Z", task__value=24.3, task__samples=30)
     [pts] = pareto_points([quick, full]).values()
     assert [p.value for p in pts] == [24.2]
     [pts] = pareto_points([rerun, quick, full]).values()
@@ -292,7 +222,7 @@ def test_a_pareto_point_takes_the_most_complete_score() -> None:
 
 def test_write_report_atomic_with_pngs(tmp_path: Path) -> None:
     out = tmp_path / "r.html"
-    info = write_report(_fleet(), out, png_dir=tmp_path / "png")
+    info = write_report(fleet(), out, png_dir=tmp_path / "png")
     assert out.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["energy.png", "latency.png", "pareto.png", "power.png"]
     assert info["plots"] == ["energy", "latency", "pareto", "power"] and info["omitted"] == {}
@@ -300,7 +230,7 @@ def test_write_report_atomic_with_pngs(tmp_path: Path) -> None:
     assert (tmp_path / "png" / "latency.png").read_bytes() in embedded  # the slide PNG is the embedded one
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
     with pytest.raises(DataError, match="does not exist"):
-        write_report(_fleet(), tmp_path / "missing" / "r.html")
+        write_report(fleet(), tmp_path / "missing" / "r.html")
     assert not (tmp_path / "missing").exists()
 
 
@@ -318,7 +248,7 @@ def test_cli_report(tmp_path: Path, capsys: Any) -> None:
     from cli_helpers import assert_user_error, call, one_json
 
     db = tmp_path / "r.sqlite"
-    recs = _fleet()
+    recs = fleet()
     _store_with(db, recs)
     out = tmp_path / "report.html"
     rc, stdout, err = call(capsys, "report", "-o", out, "--db", db, "--png-dir", tmp_path / "png", "--json")
@@ -339,227 +269,3 @@ def test_cli_report(tmp_path: Path, capsys: Any) -> None:
     rc, stdout, err = call(capsys, "report", "-o", tmp_path / "x.html", "--db", tmp_path / "absent.sqlite")
     assert_user_error(rc, stdout, err, "absent.sqlite")
     assert not (tmp_path / "absent.sqlite").exists()  # a report never creates a database
-
-
-# ----------------------------------------------------------------------------- headless Chromium
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (.ci/run installs Debian's chromium)")
-
-
-class _WebSocket:
-    """The least of RFC 6455 a DevTools client needs: the handshake, masked text frames out,
-    (possibly fragmented) text frames in. Local loopback only."""
-
-    def __init__(self, url: str, timeout: float) -> None:
-        m = re.match(r"ws://([^/:]+):(\d+)(/.*)", url)
-        assert m, url
-        self.sock = socket.create_connection((m.group(1), int(m.group(2))), timeout=timeout)
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(("GET %s HTTP/1.1\r\nHost: %s:%s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                           "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                           % (m.group(3), m.group(1), m.group(2), key)).encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = self.sock.recv(1)
-            assert chunk, "DevTools closed the connection during the handshake"
-            head += chunk
-        assert head.split(b"\r\n")[0].split()[1] == b"101", head
-
-    def _read(self, n: int) -> bytes:
-        buf = b""
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise ConnectionError("DevTools closed the connection")
-            buf += chunk
-        return buf
-
-    def send(self, text: str) -> None:
-        data = text.encode()
-        mask = os.urandom(4)
-        n = len(data)
-        header = bytes([0x81]) + (bytes([0x80 | n]) if n < 126 else
-                                  bytes([0x80 | 126]) + struct.pack(">H", n) if n < 65536 else
-                                  bytes([0x80 | 127]) + struct.pack(">Q", n))
-        self.sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
-
-    def recv(self) -> str:
-        parts = []
-        while True:
-            b0, b1 = self._read(2)
-            n = b1 & 0x7F
-            if n == 126:
-                n = struct.unpack(">H", self._read(2))[0]
-            elif n == 127:
-                n = struct.unpack(">Q", self._read(8))[0]
-            mask = self._read(4) if b1 & 0x80 else None
-            payload = self._read(n)
-            if mask:
-                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-            opcode = b0 & 0x0F
-            if opcode == 0x8:
-                raise ConnectionError("DevTools closed the websocket")
-            if opcode in (0x9, 0xA):  # ping/pong: nothing to do for a short session
-                continue
-            parts.append(payload)
-            if b0 & 0x80:
-                return b"".join(parts).decode()
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-class _Browser:
-    """headless Chromium with one page, driven over the DevTools protocol."""
-
-    def __init__(self, timeout: float = 20.0) -> None:
-        self.timeout = timeout
-        self.profile = tempfile.mkdtemp(prefix="spikeedge-chromium-")
-        self.proc = subprocess.Popen(
-            [str(CHROMIUM), "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--no-default-browser-check", "--disable-extensions", "--disable-background-networking",
-             "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1", "--window-size=1280,2000",
-             "--user-data-dir=%s" % self.profile, "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        port_file = Path(self.profile) / "DevToolsActivePort"
-        deadline = time.monotonic() + timeout
-        while not (port_file.exists() and len(port_file.read_text().splitlines()) >= 2):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.poll() is not None else ""
-                self.close()
-                raise RuntimeError("chromium did not start its DevTools server: %s" % err[-2000:])
-            time.sleep(0.05)
-        port = int(port_file.read_text().splitlines()[0])
-        ws_url = None
-        while ws_url is None:
-            with urllib.request.urlopen("http://127.0.0.1:%d/json/list" % port, timeout=timeout) as f:
-                pages = [t for t in json.load(f) if t.get("type") == "page"]
-            if pages:
-                ws_url = pages[0]["webSocketDebuggerUrl"]
-            elif time.monotonic() > deadline:
-                raise RuntimeError("chromium has no page target")
-            else:
-                time.sleep(0.05)
-        self.ws = _WebSocket(ws_url, timeout)
-        self.next_id = 0
-        self.events = []  # type: List[Dict[str, Any]]
-
-    def call(self, method: str, **params: Any) -> Dict[str, Any]:
-        self.next_id += 1
-        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == self.next_id:
-                if "error" in msg:
-                    raise RuntimeError("%s: %s" % (method, msg["error"]))
-                return msg.get("result", {})
-            if "method" in msg:
-                self.events.append(msg)
-
-    def wait_for(self, event: str) -> None:
-        deadline = time.monotonic() + self.timeout
-        while not any(e["method"] == event for e in self.events):
-            assert time.monotonic() < deadline, "no %s within %.0f s" % (event, self.timeout)
-            self.events.append(json.loads(self.ws.recv()))
-            if "method" not in self.events[-1]:
-                self.events.pop()
-
-    def close(self) -> None:
-        if getattr(self, "ws", None) is not None:
-            self.ws.close()
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        shutil.rmtree(self.profile, ignore_errors=True)
-
-
-_IMAGE_CHECK = """JSON.stringify(Array.from(document.images).map(function (im) {
-  return {alt: im.alt, complete: im.complete, width: im.naturalWidth, height: im.naturalHeight}; }))"""
-
-
-def _open(browser: _Browser, page: Path) -> Dict[str, Any]:
-    """Load ``page``; return its console errors, failed loads, images and a screenshot (PNG bytes)."""
-    browser.events.clear()
-    for domain in ("Page", "Runtime", "Log", "Network"):
-        browser.call(domain + ".enable")
-    browser.call("Emulation.setDeviceMetricsOverride", width=1280, height=2000, deviceScaleFactor=1, mobile=False)
-    browser.call("Page.navigate", url=page.resolve().as_uri())
-    browser.wait_for("Page.loadEventFired")
-    images = json.loads(browser.call("Runtime.evaluate", expression=_IMAGE_CHECK, returnByValue=True)["result"]["value"])
-    shot = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
-    errors = []
-    for e in browser.events:
-        p = e.get("params", {})
-        if e["method"] == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-            errors.append("console.%s: %s" % (p["type"], p.get("args")))
-        elif e["method"] == "Runtime.exceptionThrown":
-            details = p.get("exceptionDetails", {})
-            errors.append("exception: %s %s" % (details.get("text"), details.get("exception", {}).get("description", "")))
-        elif e["method"] == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
-            errors.append("log: %s %s" % (p["entry"].get("text"), p["entry"].get("url", "")))
-        elif e["method"] == "Network.loadingFailed":
-            errors.append("load failed: %s" % p.get("errorText"))
-        elif e["method"] == "Network.requestWillBeSent" and not p.get("request", {}).get("url", "").startswith(("file:", "data:")):
-            errors.append("network request: %s" % p["request"]["url"])
-    return {"errors": errors, "images": images, "screenshot": shot}
-
-
-def _content(png: bytes) -> Tuple[float, int]:
-    """(fraction of pixels that are not near-white, number of distinct colours) of a PNG."""
-    import matplotlib.image as mpimg
-    import numpy as np
-
-    img = mpimg.imread(io.BytesIO(png), format="png")[..., :3]
-    rgb = (img * 255).astype(np.uint8).reshape(-1, 3)
-    nonwhite = float((rgb.min(axis=1) < 235).mean())
-    return nonwhite, len(np.unique(rgb, axis=0))
-
-
-def _loaded(images: List[Dict[str, Any]]) -> bool:
-    return bool(images) and all(im["complete"] and im["width"] > 0 and im["height"] > 0 for im in images)
-
-
-@needs_chromium
-@pytest.mark.slow
-def test_report_in_headless_chromium(tmp_path: Path) -> None:
-    good = tmp_path / "report.html"
-    write_report(_fleet(), good)
-    text = good.read_text(encoding="utf-8")
-    # The negative case: the same page with one figure's bytes corrupted must be caught.
-    broken = tmp_path / "broken.html"
-    i = text.index("data:image/png;base64,") + len("data:image/png;base64,")
-    broken.write_text(text[:i] + "AAAA" + text[i + 4:], encoding="utf-8")
-    # A page that loads nothing visible must fail the content check.
-    blank = tmp_path / "blank.html"
-    blank.write_text("<!DOCTYPE html><html><body></body></html>", encoding="utf-8")
-    # And the error collector must see what it is there to see.
-    noisy = tmp_path / "noisy.html"
-    noisy.write_text('<!DOCTYPE html><html><body><img src="absent.png"><script>console.error("boom")</script>'
-                     '<script>throw new Error("bang")</script></body></html>', encoding="utf-8")
-
-    browser = _Browser()
-    try:
-        ok = _open(browser, good)
-        bad = _open(browser, broken)
-        empty = _open(browser, blank)
-        loud = _open(browser, noisy)
-    finally:
-        browser.close()
-
-    assert ok["errors"] == [], ok["errors"]
-    assert len(ok["images"]) == 4 and _loaded(ok["images"]), ok["images"]
-    assert all(im["width"] >= 400 for im in ok["images"])
-    nonwhite, colours = _content(ok["screenshot"])
-    assert nonwhite > 0.01 and colours > 20, (nonwhite, colours)
-
-    assert not _loaded(bad["images"])
-    assert [im["alt"] for im in bad["images"] if im["width"] == 0] == ["Latency distributions"]
-    nonwhite, colours = _content(empty["screenshot"])
-    assert nonwhite < 0.01 and colours < 5
-    found = " | ".join(loud["errors"])
-    assert "boom" in found and "bang" in found and "load failed" in found, found
