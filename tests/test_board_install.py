@@ -346,3 +346,56 @@ def test_board_runs_conv_bundles_without_offline_packages(tmp_path: Path) -> Non
     run = json.loads(report["run"]["out"])
     assert report["run"]["rc"] == 0 and run["synops"] == result.synops
     assert run["predictions"] == np.argmax(result.outputs[:, -1], axis=1).tolist()
+
+
+# ----------------------------------------------------------------------------- declared dependencies
+
+
+def _declared() -> Dict[str, Any]:
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["project"]
+
+
+def _selected(reqs: Any, python: str, extra: str = "") -> Dict[str, Any]:
+    """The requirements an installer picks on ``python`` (markers evaluated for it, not for us)."""
+    from packaging.requirements import Requirement
+
+    env = {"python_version": python, "python_full_version": python + ".0", "extra": extra,
+           "sys_platform": "linux", "platform_machine": "aarch64", "platform_system": "Linux",
+           "implementation_name": "cpython", "platform_python_implementation": "CPython", "os_name": "posix"}
+    picked = {}
+    for text in reqs:
+        req = Requirement(text)
+        if req.marker is None or req.marker.evaluate(env):
+            picked[req.name] = req.specifier
+    return picked
+
+
+PYTHONS = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14"]
+
+
+def test_tflite_extra_picks_an_interpreter_with_wheels_on_every_python() -> None:
+    """ai-edge-litert has no Python 3.8 wheels; tflite-runtime has none past 3.11 (docs/install.md
+    lists what exists): exactly one of them, the right one, for each Python the package supports."""
+    pytest.importorskip("packaging")
+    tflite = _declared()["optional-dependencies"]["tflite"]
+    for py in PYTHONS:
+        picked = set(_selected(tflite, py, "tflite"))
+        assert picked == ({"tflite-runtime"} if py == "3.8" else {"ai-edge-litert"}), (py, picked)
+
+
+def test_board_dependencies_work_together() -> None:
+    pytest.importorskip("packaging")
+    project = _declared()
+    base = _selected(project["dependencies"], "3.8")
+    assert set(base) == {"numpy", "typer", "rich"}, base          # no torch, nothing offline
+    # the board's wheelhouse is fetched by pip download, which evaluates markers for the Python
+    # running it, not the board's: the base dependencies carry none
+    assert not any(";" in r for r in project["dependencies"]), project["dependencies"]
+    # typer 0.9 ... 0.15.x crash on --help under click >= 8.2 and only 0.15.4 pins click < 8.2:
+    # the bound must leave all of them out and keep 0.16 (checked against click 8.0 ... 8.5)
+    assert not any(base["typer"].contains(v) for v in ("0.9.0", "0.12.5", "0.15.3", "0.15.4"))
+    assert base["typer"].contains("0.16.0") and base["typer"].contains("0.20.1")
+    report = _selected(project["optional-dependencies"]["report"], "3.8", "report")
+    assert set(report) == {"matplotlib"}, report                   # the report extra pulls no torch
