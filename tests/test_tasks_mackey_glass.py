@@ -128,9 +128,10 @@ def test_shipped_series_is_the_generators_output(series17):
     shipped = mackey_glass_series(17)
     assert shipped.dtype == np.float64 and shipped.shape == (3751,)
     diff = np.abs(shipped - series17)
-    # Under any numpy the first 1,500 points (window 0's training and test span) agree to 1e-9;
-    # from about point 1,777 on another numpy's rounding grows through the chaos (docs/data.md).
-    assert diff[:1500].max() < 1e-9, diff[:1500].max()
+    # Under another numpy the first 1,500 points (window 0's training and test span) still agree
+    # within 1e-6 (numpy 1.24.4: 6.4e-8); from point 1,777 on the rounding differences grow
+    # through the chaos (numpy 1.24.4: 0.79 at worst), which is why the file is shipped.
+    assert diff[:1500].max() < 1e-6, diff[:1500].max()
     assert abs(shipped.mean() / series17.mean() - 1) < 0.01
     if np.__version__ == MADE_WITH_NUMPY:  # the machine kind that wrote the file: identical
         assert diff.max() == 0.0, (diff.max(), int(np.argmax(diff > 0)))
