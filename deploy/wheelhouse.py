@@ -10,8 +10,10 @@ The spikeedge wheel comes from where this package was loaded from (``spikeedge_w
   ``RECORD`` first, with the installed ``METADATA`` and ``entry_points.txt``. Byte for byte the
   same package, no build tools, no network; the zip is written with fixed dates and order, so the
   same install always gives the same wheel (and the same ``build_id``). Only a pure-Python
-  install (``py3-none-any``) can be repacked: a platform wheel's compiled files are for this
-  machine, not the board, and are refused (give ``--wheelhouse DIR``).
+  install (``py3-none-any``) is repacked: a platform wheel's compiled files are for this
+  machine, not the board;
+- an installed platform wheel: the same release's wheel for the board's platform, fetched by
+  ``pip download --no-deps spikeedge==VERSION`` with the board's tags (or ``--wheelhouse DIR``).
 
 Its dependencies are not listed here: ``pip download`` is given the spikeedge wheel itself and
 resolves the ``Requires-Dist`` of its metadata (``pyproject.toml``'s ``dependencies``, the one
@@ -81,7 +83,11 @@ def build_id(wheels: Any = None) -> str:
         return h.hexdigest()
     root = source_tree()
     if root is None:
-        h.update(installed_wheel()[1])
+        dist = installed_distribution()
+        if wheel_tags(dist) == ["py3-none-any"]:
+            h.update(installed_wheel()[1])  # what is sent
+        else:  # the board gets this release's wheel for its platform: identified by the release here
+            h.update(("platform-install\0%s\0" % dist.version).encode() + (dist.read_text("RECORD") or "").encode())
         return h.hexdigest()
     for f in _source_files(root):
         h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes())
@@ -92,8 +98,8 @@ def _record_hash(data: bytes) -> str:
     return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def installed_wheel() -> Tuple[str, bytes]:
-    """``(file name, bytes)`` of a wheel repacked from the installed spikeedge distribution."""
+def installed_distribution() -> Any:
+    """The installed spikeedge distribution this package was loaded from (``importlib.metadata``)."""
     try:
         from importlib.metadata import PackageNotFoundError, distribution
     except ImportError:  # pragma: no cover - Python 3.8 has importlib.metadata
@@ -107,9 +113,21 @@ def installed_wheel() -> Tuple[str, bytes]:
     if not init.is_file() or init.resolve() != (PACKAGE_ROOT / "__init__.py").resolve():
         raise DeployError("the installed spikeedge distribution (%s) is not the package running here (%s): "
                           "give --wheelhouse DIR" % (init.parent, PACKAGE_ROOT))
-    wheel_meta = dist.read_text("WHEEL") or ""
-    tags = [line.split(":", 1)[1].strip() for line in wheel_meta.splitlines() if line.startswith("Tag:")]
-    if "Root-Is-Purelib: true" not in wheel_meta or tags != ["py3-none-any"]:
+    return dist
+
+
+def wheel_tags(dist: Any) -> List[str]:
+    """The installed wheel's tags, ``["py3-none-any"]`` for a pure-Python install."""
+    meta = dist.read_text("WHEEL") or ""
+    tags = [line.split(":", 1)[1].strip() for line in meta.splitlines() if line.startswith("Tag:")]
+    return tags if "Root-Is-Purelib: true" in meta else tags + ["(not purelib)"]
+
+
+def installed_wheel() -> Tuple[str, bytes]:
+    """``(file name, bytes)`` of a wheel repacked from the installed, pure-Python spikeedge."""
+    dist = installed_distribution()
+    tags = wheel_tags(dist)
+    if tags != ["py3-none-any"]:
         raise DeployError("spikeedge %s is installed from a platform wheel (%s): its compiled files are for this "
                           "machine, not the board; give --wheelhouse DIR" % (dist.version, ", ".join(tags) or "no tag"))
     members: Dict[str, bytes] = {}
@@ -143,40 +161,62 @@ def installed_wheel() -> Tuple[str, bytes]:
     return "spikeedge-%s-py3-none-any.whl" % dist.version, buf.getvalue()
 
 
-def spikeedge_wheel(folder: Path) -> Path:
-    """Write the spikeedge wheel for a board into ``folder`` (module docstring) and return it."""
+def _board_pip_options(info: Dict[str, Any]) -> List[str]:
+    """pip options that select wheels for the board of probe ``info``."""
+    py = (info.get("python") or "").split(".")
+    if len(py) < 2:
+        raise DeployError("the board's Python version is unknown")
+    opts = ["--only-binary", ":all:", "--python-version", "%s.%s" % (py[0], py[1]), "--implementation", "cp"]
+    for t in platforms(info):
+        opts += ["--platform", t]
+    return opts
+
+
+def _pip_failed(what: str, proc: Any) -> str:
+    return "%s: %s" % (what, (proc.stderr.strip().splitlines() or ["?"])[-1])
+
+
+def spikeedge_wheel(folder: Path, info: Optional[Dict[str, Any]] = None) -> Path:
+    """Write the spikeedge wheel for the board of probe ``info`` into ``folder`` and return it:
+    built from the source tree, repacked from a pure-Python install, or, for an install from a
+    platform wheel, this release's wheel for the board's platform fetched by ``pip download``."""
     folder.mkdir(parents=True, exist_ok=True)
+    pip = [sys.executable, "-m", "pip", "-q"]
     root = source_tree()
-    if root is None:
-        name, data = installed_wheel()
-        path = folder / name
-        path.write_bytes(data)
-        return path
-    build = subprocess.run([sys.executable, "-m", "pip", "-q", "wheel", "--no-deps", "-w", str(folder), str(root)],
-                           capture_output=True, text=True)
-    if build.returncode != 0:
-        raise DeployError("building the spikeedge wheel failed: %s" % (build.stderr.strip().splitlines() or ["?"])[-1])
+    if root is not None:
+        build = subprocess.run(pip + ["wheel", "--no-deps", "-w", str(folder), str(root)], capture_output=True, text=True)
+        if build.returncode != 0:
+            raise DeployError(_pip_failed("building the spikeedge wheel failed", build))
+    else:
+        dist = installed_distribution()
+        if wheel_tags(dist) == ["py3-none-any"]:
+            name, data = installed_wheel()
+            (folder / name).write_bytes(data)
+            return folder / name
+        if info is None:
+            raise DeployError("spikeedge %s is installed from a platform wheel: the board's platform is needed to fetch its "
+                              "wheel; give --wheelhouse DIR" % dist.version)
+        got = subprocess.run(pip + ["download", "--no-deps", "-d", str(folder)] + _board_pip_options(info)
+                             + ["spikeedge==%s" % dist.version], capture_output=True, text=True)
+        if got.returncode != 0:
+            raise DeployError(_pip_failed("spikeedge %s is installed from a platform wheel (%s) and no wheel of it for the board "
+                                          "could be fetched (give --wheelhouse DIR)" % (dist.version, ", ".join(wheel_tags(dist))), got))
     found = sorted(folder.glob("spikeedge-*.whl"))
     if not found:
-        raise DeployError("building the spikeedge wheel left no spikeedge-*.whl in %s" % folder)
+        raise DeployError("no spikeedge-*.whl in %s after making it" % folder)
     return found[-1]
 
 
 def wheelhouse_for(info: Dict[str, Any], cache: Path = Path.home() / ".cache" / "spikeedge" / "wheelhouse") -> Path:
+    options = _board_pip_options(info)
     py = (info.get("python") or "").split(".")
-    if len(py) < 2:
-        raise DeployError("the board's Python version is unknown")
     tags = platforms(info)
     folder = cache / ("%s-cp%s%s-%s-%s" % (tags[-1], py[0], py[1], __version__, build_id()[:12]))
     if any(folder.glob("spikeedge-*.whl")) and any(folder.glob("numpy-*.whl")):
         return folder
-    wheel = spikeedge_wheel(folder)
-    cmd = [sys.executable, "-m", "pip", "-q", "download", "--only-binary", ":all:", "--python-version", "%s.%s" % (py[0], py[1]),
-           "--implementation", "cp", "-d", str(folder)]
-    for t in tags:
-        cmd += ["--platform", t]
+    wheel = spikeedge_wheel(folder, info)
+    cmd = [sys.executable, "-m", "pip", "-q", "download", "-d", str(folder)] + options
     got = subprocess.run(cmd + [str(wheel)], capture_output=True, text=True)  # its Requires-Dist, resolved for the board
     if got.returncode != 0:
-        raise DeployError("fetching wheels for %s (Python %s.%s) failed: %s; or give --wheelhouse DIR" % (
-            tags[-1], py[0], py[1], (got.stderr.strip().splitlines() or ["?"])[-1]))
+        raise DeployError(_pip_failed("fetching wheels for %s (Python %s.%s) failed; or give --wheelhouse DIR" % (tags[-1], py[0], py[1]), got))
     return folder

@@ -36,11 +36,11 @@ CHILD = textwrap.dedent(
     import spikeedge
     from spikeedge.deploy import wheelhouse
     from spikeedge.errors import DeployError
-    out = Path(sys.argv[3])
+    out, info = Path(sys.argv[3]), json.loads(sys.argv[4])
     report = {"package": spikeedge.__file__, "source_tree": str(wheelhouse.source_tree())}
     try:
-        first = wheelhouse.spikeedge_wheel(out / "a")
-        second = wheelhouse.spikeedge_wheel(out / "b")
+        first = wheelhouse.spikeedge_wheel(out / "a", info)
+        second = wheelhouse.spikeedge_wheel(out / "b", info)
         report.update(wheel=str(first), again=str(second), build_id=wheelhouse.build_id(), wheels_id=wheelhouse.build_id(out / "a"))
     except DeployError as exc:
         report["error"] = str(exc)
@@ -53,8 +53,9 @@ def _site_dirs() -> List[str]:
     return [p for p in site.getsitepackages() if Path(p).is_dir()]
 
 
-def _child(code: str, *args: str, cwd: Path) -> Dict[str, Any]:
+def _child(code: str, *args: str, cwd: Path, **extra_env: str) -> Dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(extra_env)
     proc = subprocess.run([sys.executable, "-S", "-c", code, *args], cwd=str(cwd), env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
@@ -72,7 +73,8 @@ def installed(tmp_path_factory: Any) -> Path:
     """This tree's wheel, installed as a plain (non-editable) distribution into a folder."""
     tmp = tmp_path_factory.mktemp("plain-install")
     src = tmp / "src"  # a copy, so that building leaves nothing in the checkout
-    ignore = ("tests", "docs", "benchmarks", "tools", "build", ".git", "__pycache__", "*.egg-info", ".venv", ".pytest_cache")
+    ignore = ("tests", "docs", "benchmarks", "tools", "build", "dist", "out", ".git", "__pycache__", "*.egg-info", ".venv",
+              ".pytest_cache", ".hypothesis")
     import shutil
 
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*ignore))
@@ -91,7 +93,7 @@ def _installed_files(folder: Path) -> Dict[str, bytes]:
 
 @pytest.mark.slow
 def test_flash_wheel_from_a_plain_install(installed: Path, tmp_path: Path) -> None:
-    report = _child(CHILD, str(installed), json.dumps(_site_dirs()), str(tmp_path), cwd=tmp_path)
+    report = _child(CHILD, str(installed), json.dumps(_site_dirs()), str(tmp_path), "null", cwd=tmp_path)
     assert report.get("error") is None, report["error"]
     assert report["package"] == str(installed / "spikeedge" / "__init__.py")   # really the installed copy
     assert report["source_tree"] == "None"
@@ -138,13 +140,44 @@ def test_a_changed_installed_file_is_refused(installed: Path, tmp_path: Path) ->
     shutil.copytree(installed, copy)
     target = copy / "spikeedge" / "runtime" / "kernels.py"
     target.write_bytes(target.read_bytes() + b"\n# edited after install\n")
-    report = _child(CHILD, str(copy), json.dumps(_site_dirs()), str(tmp_path), cwd=tmp_path)
+    report = _child(CHILD, str(copy), json.dumps(_site_dirs()), str(tmp_path), "null", cwd=tmp_path)
     assert "kernels.py: changed since spikeedge was installed" in report["error"]
+
+
+BOARD = {"system": "Linux", "machine": "aarch64", "glibc": "2.31", "python": "3.8.10"}
+
+
+@pytest.mark.slow
+def test_a_platform_install_sends_the_boards_own_wheel(installed: Path, tmp_path: Path) -> None:
+    """Installed from a platform wheel (a C extension built for this machine): nothing is
+    repacked; the same release's wheel for the board's platform is fetched (here from a local
+    folder standing in for the index: PIP_NO_INDEX, PIP_FIND_LINKS)."""
+    import shutil
+
+    copy = tmp_path / "site"
+    shutil.copytree(installed, copy)
     wheel_file = next(copy.glob("spikeedge-*.dist-info")) / "WHEEL"
-    target.write_bytes(target.read_bytes().replace(b"\n# edited after install\n", b""))
-    wheel_file.write_text(wheel_file.read_text().replace("Tag: py3-none-any", "Tag: cp311-cp311-linux_x86_64"))
-    report = _child(CHILD, str(copy), json.dumps(_site_dirs()), str(tmp_path), cwd=tmp_path)
-    assert "installed from a platform wheel (cp311-cp311-linux_x86_64)" in report["error"]
+    wheel_file.write_text(wheel_file.read_text().replace("Root-Is-Purelib: true", "Root-Is-Purelib: false")
+                          .replace("Tag: py3-none-any", "Tag: cp311-cp311-linux_x86_64"))
+    index = tmp_path / "index"
+    index.mkdir()
+    offline = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(index), "PIP_CONFIG_FILE": os.devnull}
+    report = _child(CHILD, str(copy), json.dumps(_site_dirs()), str(tmp_path / "none"), json.dumps(BOARD), cwd=tmp_path, **offline)
+    assert "installed from a platform wheel (cp311-cp311-linux_x86_64, (not purelib)) and no wheel of it for the board" in report["error"]
+    assert "--wheelhouse DIR" in report["error"]
+    report = _child(CHILD, str(copy), json.dumps(_site_dirs()), str(tmp_path / "none"), "null", cwd=tmp_path, **offline)
+    assert "the board's platform is needed" in report["error"]
+
+    # the release's wheels for other platforms, as an index holds them; only the board's is taken
+    v = wheelhouse.__version__
+    built = next((installed.parent / "dist").glob("spikeedge-*.whl")).read_bytes()
+    for tag in ("cp38-cp38-manylinux2014_aarch64", "cp38-cp38-manylinux2014_x86_64", "cp311-cp311-manylinux2014_aarch64"):
+        (index / ("spikeedge-%s-%s.whl" % (v, tag))).write_bytes(built)
+    report = _child(CHILD, str(copy), json.dumps(_site_dirs()), str(tmp_path / "got"), json.dumps(BOARD), cwd=tmp_path, **offline)
+    assert report.get("error") is None, report["error"]
+    assert Path(report["wheel"]).name == "spikeedge-%s-cp38-cp38-manylinux2014_aarch64.whl" % v
+    assert report["wheels_id"] == hashlib.sha256(built).hexdigest()
+    assert len(report["build_id"]) == 64 and report["build_id"] != report["wheels_id"]  # the release installed here
 
 
 def test_wheelhouse_resolves_the_wheels_own_dependencies(tmp_path: Path, monkeypatch: Any) -> None:
