@@ -2,8 +2,9 @@
 
 Both are read from local files only: the digits from the copy shipped in ``tasks/data/``
 (scikit-learn's own ``digits.csv.gz``, BSD-3, attribution in ``tasks/data/DIGITS-LICENSE.txt``;
-read with numpy alone, so a board needs neither scikit-learn nor torch), MNIST from a folder. Only MNIST's 10,000 test images are available to the
-project, so ``load_mnist_split`` cuts a fixed train/test split out of them. Splits use numpy's
+read with numpy alone, so a board needs neither scikit-learn nor torch), MNIST from a folder.
+Only MNIST's 10,000 test images are available to the project, so ``load_mnist_split`` cuts a
+fixed train/test split out of them. Splits use numpy's
 legacy ``RandomState``, whose streams numpy keeps identical across versions, so a seed
 gives the same split everywhere.
 """
