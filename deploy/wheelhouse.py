@@ -218,5 +218,6 @@ def wheelhouse_for(info: Dict[str, Any], cache: Path = Path.home() / ".cache" / 
     cmd = [sys.executable, "-m", "pip", "-q", "download", "-d", str(folder)] + options
     got = subprocess.run(cmd + [str(wheel)], capture_output=True, text=True)  # its Requires-Dist, resolved for the board
     if got.returncode != 0:
-        raise DeployError(_pip_failed("fetching wheels for %s (Python %s.%s) failed; or give --wheelhouse DIR" % (tags[-1], py[0], py[1]), got))
+        what = "fetching wheels for %s (Python %s.%s) failed; or give --wheelhouse DIR" % (tags[-1], py[0], py[1])
+        raise DeployError(_pip_failed(what, got))
     return folder
