@@ -1,7 +1,10 @@
 """Image classification data: scikit-learn's 8x8 digits and the MNIST test set (IDX files).
 
-Both are read from local files only. Only MNIST's 10,000 test images are available to the
-project, so ``load_mnist_split`` cuts a fixed train/test split out of them. Splits use numpy's
+Both are read from local files only: the digits from the copy shipped in ``tasks/data/``
+(scikit-learn's own ``digits.csv.gz``, BSD-3, attribution in ``tasks/data/DIGITS-LICENSE.txt``;
+read with numpy alone, so a board needs neither scikit-learn nor torch), MNIST from a folder.
+Only MNIST's 10,000 test images are available to the project, so ``load_mnist_split`` cuts a
+fixed train/test split out of them. Splits use numpy's
 legacy ``RandomState``, whose streams numpy keeps identical across versions, so a seed
 gives the same split everywhere.
 """
@@ -18,7 +21,8 @@ from typing import List, Optional, Tuple, Union
 
 import numpy as np
 
-from ..errors import DataError, MissingExtraError
+from ..errors import DataError
+from .packaged import read_checked
 
 PathLike = Union[str, "os.PathLike[str]"]
 Split = Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -75,8 +79,29 @@ def _stratified_test_mask(labels: np.ndarray, test_fraction: float, seed: int) -
     return mask
 
 
+# scikit-learn's sklearn/datasets/data/digits.csv.gz (1.9.1), shipped byte for byte.
+DIGITS_FILE = ("digits.csv.gz", "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22")
+
+
+def load_digits() -> Tuple[np.ndarray, np.ndarray]:
+    """The 1,797 8x8 digits, as scikit-learn's ``load_digits()`` gives them: ``images``
+    (1797, 8, 8) integer pixels 0..16 and ``target`` (1797,), both int64, in file order.
+
+    Read from the shipped ``digits.csv.gz`` (sha256 checked) with numpy only."""
+    name, digest = DIGITS_FILE
+    text = gzip.decompress(read_checked(name, digest)).decode("ascii")
+    rows = [line.split(",") for line in text.split("\n") if line.strip()]
+    if len(rows) != 1797 or any(len(r) != 65 for r in rows):
+        raise DataError("%s: expected 1797 rows of 65 values" % name)
+    table = np.array(rows, dtype=np.int64)
+    images, target = table[:, :64].reshape(-1, 8, 8), table[:, 64].copy()
+    if images.min() < 0 or images.max() > 16 or target.min() < 0 or target.max() > 9:
+        raise DataError("%s: pixels must be 0..16 and labels 0..9" % name)
+    return images, target
+
+
 def load_digits_split(seed: int = 0, test_fraction: float = 0.25) -> Split:
-    """scikit-learn's bundled 1,797 8x8 digits, stratified split, both parts in file order.
+    """The 1,797 8x8 digits (``load_digits``), stratified split, both parts in file order.
 
     Returns ``(x_train, y_train, x_test, y_test)``: float32 images in [0, 1] (pixel / 16),
     shape (n, 8, 8), and int64 labels. fraction 0.25 gives 1,346 train / 451 test.
@@ -84,14 +109,9 @@ def load_digits_split(seed: int = 0, test_fraction: float = 0.25) -> Split:
     if not 0.0 < test_fraction < 1.0:
         raise DataError("load_digits_split: test_fraction must be in (0, 1), got %r"
                         % (test_fraction,))
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
-        raise MissingExtraError("load_digits_split needs scikit-learn "
-                                "(install spikeedge[offline])") from None
-    digits = load_digits()
-    x = (np.asarray(digits.images, dtype=np.float64) / 16.0).astype(np.float32)
-    y = np.asarray(digits.target, dtype=np.int64)
+    images, target = load_digits()
+    x = (images.astype(np.float64) / 16.0).astype(np.float32)
+    y = target
     test = _stratified_test_mask(y, test_fraction, seed)
     return x[~test], y[~test], x[test], y[test]
 

@@ -1,4 +1,11 @@
-"""Mackey-Glass series, generated here (NeuroBench's forecasting task; nothing is downloaded).
+"""Mackey-Glass series: shipped for tau = 17, generated here for any tau (NeuroBench's
+forecasting task; nothing is downloaded).
+
+``mackey_glass_series(17)`` is what the tasks score on: the series this generator made, stored in
+``tasks/data/mackey_glass_tau17.npy`` (float64, 3,751 points) and read with its sha256 checked,
+as NeuroBench ships its series. Regenerating it under another numpy moves points by more than
+1e-6 from about step 1,777 on (the system is chaotic), and scores with it; the shipped file does
+not move. ``mackey_glass(tau)`` stays for other tau and for checking the file.
 
 ``dx/dt = beta * x(t - tau) / (1 + x(t - tau)**n) - gamma * x(t)``, constant history ``x0`` for
 ``t <= 0``. The time origin follows NeuroBench's jitcdde recipe: integrate from 0; jitcdde's
@@ -18,12 +25,14 @@ The slope at ``t = 0`` is the right-hand one (the equation's), as jitcdde uses.
 
 from __future__ import annotations
 
+import io
 import math
 from typing import List, NamedTuple, Optional
 
 import numpy as np
 
 from ..errors import DataError
+from .packaged import read_checked
 
 # NeuroBench's 14 series: tau -> (Lyapunov time, initial condition = constant history).
 NEUROBENCH_SERIES = {
@@ -33,6 +42,26 @@ NEUROBENCH_SERIES = {
     26: (104.0, 1.003349), 27: (112.0, 0.649141), 28: (119.0, 1.09575),
     29: (131.0, 0.925618), 30: (139.0, 0.271364),
 }
+
+
+# Series shipped with the package: tau -> (file in tasks/data, its sha256). Made by
+# ``np.save(name, mackey_glass(tau))`` with numpy 2.4.6 on x86_64 (docs/data.md).
+SHIPPED_SERIES = {
+    17: ("mackey_glass_tau17.npy", "2a8746528615b07c591d96fb2cbd9948f8b1d9c4ca1dd40e51bfb2ce53cc4a41"),
+}
+
+
+def mackey_glass_series(tau: float = 17) -> np.ndarray:
+    """The 3,751-point series a task scores on: the shipped file for a tau in ``SHIPPED_SERIES``
+    (sha256 checked), else ``mackey_glass(tau)`` generated here."""
+    key = int(tau) if float(tau).is_integer() else None
+    if key not in SHIPPED_SERIES:
+        return mackey_glass(tau)
+    name, digest = SHIPPED_SERIES[key]
+    series = np.load(io.BytesIO(read_checked(name, digest)), allow_pickle=False)
+    if series.dtype != np.float64 or series.shape != (3751,):
+        raise DataError("%s: expected 3751 float64 values, got %s %s" % (name, series.dtype, series.shape))
+    return series
 
 
 def mackey_glass(

@@ -1,5 +1,8 @@
 """A bare board install: the runtime, the tasks and the CLI work without the offline extra.
 
+(c) The digits task (shipped data, read with numpy) scores and profiles a bundle on a board, and
+``report`` (the ``report`` extra: matplotlib) writes its page, with torch and scikit-learn absent.
+
 (a) A child Python in which ``torch``, ``scipy``, ``sklearn`` and ``networkx`` cannot be imported
 (a ``sys.meta_path`` finder placed first refuses them) loads a bundle the offline code made in this
 process, runs it on the event-driven runtime and through the CLI, and must reproduce this
@@ -74,7 +77,6 @@ CHILD = textwrap.dedent(
         "train": cli("train", "hrsnn", "--task", "mackey-glass", "--neurons", "20", "-o", "t.ckpt.npz"),
         "export": cli("export", checkpoint_path, "-o", "e.seb"),
         "eval-checkpoint": cli("eval", checkpoint_path, "--task", "mackey-glass", "--repeats", "2"),
-        "eval-digits": cli("eval", bundle_path, "--task", "digits"),
     }
     report["imported"] = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
     try:
@@ -167,6 +169,85 @@ def test_board_runs_bundles_and_cli_without_offline_packages(tmp_path: Path, enc
         assert "spikeedge[offline]" in lines[0], (name, lines[0])
         assert res["out"] == ""
     assert sorted(p.name for p in board.iterdir()) == ["board-out.npz"]
+
+
+# ----------------------------------------------------------------------------- digits and report on a board
+
+
+DIGITS_CHILD = textwrap.dedent(
+    """
+    import contextlib, io, json, sys
+
+    BLOCKED = set(%r)
+
+    class RefuseOffline:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in BLOCKED:
+                raise ImportError("No module named %%r (blocked: board install)" %% name)
+            return None
+
+    sys.meta_path.insert(0, RefuseOffline())
+    from spikeedge.cli.app import main
+
+    bundle_path, db = sys.argv[1:3]
+
+    def cli(*argv):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main(list(argv))
+        return {"rc": rc, "out": out.getvalue(), "err": err.getvalue()}
+
+    report = {
+        "eval": cli("eval", bundle_path, "--task", "digits", "--json"),
+        "profile": cli("profile", bundle_path, "--task", "digits", "--samples", "4", "--meter", "none", "--json"),
+        "report": cli("report", "-o", "page.html", "--db", db, "--json"),
+    }
+    report["imported"] = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+    try:
+        import sklearn  # noqa: F401
+        report["blocker_works"] = False
+    except ImportError:
+        report["blocker_works"] = True
+    sys.stdout.write(json.dumps(report) + "\\n")
+    """
+    % (BLOCKED,)
+)
+
+
+@pytest.mark.slow
+def test_board_scores_digits_and_writes_reports_without_offline_packages(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
+    from results_records import make_record
+
+    from spikeedge.offline.hrsnn import HrsnnConfig
+    from spikeedge.offline.pipeline import export_bundle, train_hrsnn
+    from spikeedge.results.store import Store
+    from spikeedge.runtime.sessions import open_session
+    from spikeedge.tasks.protocols import classify
+    from spikeedge.tasks.registry import load_task
+
+    task = load_task("digits")
+    model, record = train_hrsnn(task, HrsnnConfig(n_neurons=40, seed=3))
+    bundle = export_bundle(model, record, task, tmp_path / "digits.seb")
+    here = classify(open_session(bundle), task.x_test, task.y_test)["accuracy"]
+    with Store(tmp_path / "results.db") as store:
+        store.add_runs([make_record(seed=1), make_record(seed=2, board="orin-nano")])
+    board = tmp_path / "board"
+    board.mkdir()
+    proc = subprocess.run([sys.executable, "-c", DIGITS_CHILD, str(tmp_path / "digits.seb"), str(tmp_path / "results.db")],
+                          cwd=str(board), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["blocker_works"] and report["imported"] == []
+    for name in ("eval", "profile", "report"):
+        assert report[name]["rc"] == 0, (name, report[name]["err"])
+    scored = json.loads(report["eval"]["out"])
+    assert scored["accuracy"] == here and scored["task"] == "digits"       # same split, same score
+    profiled = json.loads(report["profile"]["out"])
+    assert profiled["inferences"] == 4 and profiled["synops_per_inference"] > 0
+    assert json.loads(report["report"]["out"])["runs"] == 2
+    assert (board / "page.html").read_text().count("<img") >= 1
 
 
 # ----------------------------------------------------------------------------- vermin
@@ -265,3 +346,56 @@ def test_board_runs_conv_bundles_without_offline_packages(tmp_path: Path) -> Non
     run = json.loads(report["run"]["out"])
     assert report["run"]["rc"] == 0 and run["synops"] == result.synops
     assert run["predictions"] == np.argmax(result.outputs[:, -1], axis=1).tolist()
+
+
+# ----------------------------------------------------------------------------- declared dependencies
+
+
+def _declared() -> Dict[str, Any]:
+    tomllib = pytest.importorskip("tomllib" if sys.version_info >= (3, 11) else "tomli")
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)["project"]
+
+
+def _selected(reqs: Any, python: str, extra: str = "") -> Dict[str, Any]:
+    """The requirements an installer picks on ``python`` (markers evaluated for it, not for us)."""
+    from packaging.requirements import Requirement
+
+    env = {"python_version": python, "python_full_version": python + ".0", "extra": extra,
+           "sys_platform": "linux", "platform_machine": "aarch64", "platform_system": "Linux",
+           "implementation_name": "cpython", "platform_python_implementation": "CPython", "os_name": "posix"}
+    picked = {}
+    for text in reqs:
+        req = Requirement(text)
+        if req.marker is None or req.marker.evaluate(env):
+            picked[req.name] = req.specifier
+    return picked
+
+
+PYTHONS = ["3.8", "3.9", "3.10", "3.11", "3.12", "3.13", "3.14"]
+
+
+def test_tflite_extra_picks_an_interpreter_with_wheels_on_every_python() -> None:
+    """ai-edge-litert has no Python 3.8 wheels; tflite-runtime has none past 3.11 (docs/install.md
+    lists what exists): exactly one of them, the right one, for each Python the package supports."""
+    pytest.importorskip("packaging")
+    tflite = _declared()["optional-dependencies"]["tflite"]
+    for py in PYTHONS:
+        picked = set(_selected(tflite, py, "tflite"))
+        assert picked == ({"tflite-runtime"} if py == "3.8" else {"ai-edge-litert"}), (py, picked)
+
+
+def test_board_dependencies_work_together() -> None:
+    pytest.importorskip("packaging")
+    project = _declared()
+    base = _selected(project["dependencies"], "3.8")
+    assert set(base) == {"numpy", "typer", "rich"}, base          # no torch, nothing offline
+    # the board's wheelhouse is fetched by pip download, which evaluates markers for the Python
+    # running it, not the board's: the base dependencies carry none
+    assert not any(";" in r for r in project["dependencies"]), project["dependencies"]
+    # typer 0.9 ... 0.15.x crash on --help under click >= 8.2 and only 0.15.4 pins click < 8.2:
+    # the bound must leave all of them out and keep 0.16 (checked against click 8.0 ... 8.5)
+    assert not any(base["typer"].contains(v) for v in ("0.9.0", "0.12.5", "0.15.3", "0.15.4"))
+    assert base["typer"].contains("0.16.0") and base["typer"].contains("0.20.1")
+    report = _selected(project["optional-dependencies"]["report"], "3.8", "report")
+    assert set(report) == {"matplotlib"}, report                   # the report extra pulls no torch

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spikeedge.errors import DataError, MissingExtraError
-from spikeedge.tasks import images
-from spikeedge.tasks.images import load_digits_split, load_mnist_split, mnist_root, read_idx
+from spikeedge.errors import DataError
+from spikeedge.tasks import images, packaged
+from spikeedge.tasks.images import load_digits, load_digits_split, load_mnist_split, mnist_root, read_idx
 
 MNIST_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 # The real MNIST files are required (CI has ../shared beside the repository); skipping them
@@ -145,7 +145,6 @@ def test_real_mnist_split_is_fixed():
 
 
 def test_digits_split():
-    pytest.importorskip("sklearn")        # scikit-learn is in the optional 'offline' extra
     x_tr, y_tr, x_te, y_te = load_digits_split()
     assert x_tr.shape == (1346, 8, 8) and x_te.shape == (451, 8, 8)
     assert x_tr.dtype == np.float32 and y_tr.dtype == np.int64
@@ -160,7 +159,39 @@ def test_digits_split():
         load_digits_split(test_fraction=1.0)
 
 
-def test_digits_without_scikit_learn(monkeypatch):
-    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)   # import now fails
-    with pytest.raises(MissingExtraError, match="scikit-learn"):
+def test_digits_need_no_scikit_learn(monkeypatch):
+    for name in ("sklearn", "sklearn.datasets"):
+        monkeypatch.setitem(sys.modules, name, None)   # import sklearn now fails
+    images_, target = load_digits()
+    assert images_.shape == (1797, 8, 8) and target.shape == (1797,)
+    assert images_.dtype == np.int64 and images_.min() == 0 and images_.max() == 16
+    # Pinned from scikit-learn's load_digits(): the class counts and the first labels.
+    assert list(np.bincount(target)) == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+    assert list(target[:12]) == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
+    assert int(images_.sum()) == 561718
+    x_tr, y_tr, x_te, y_te = load_digits_split()
+    assert list(np.bincount(y_te)) == [45, 46, 44, 46, 45, 46, 45, 45, 44, 45]   # docs/data.md
+
+
+def test_digits_equal_scikit_learns():
+    """Where scikit-learn is installed: the same file, byte for byte, and the same arrays."""
+    sk = pytest.importorskip("sklearn.datasets")
+    import hashlib
+
+    shipped = (packaged.DATA_DIR / images.DIGITS_FILE[0]).read_bytes()
+    theirs = (Path(sk.__file__).parent / "data" / "digits.csv.gz").read_bytes()
+    assert hashlib.sha256(theirs).hexdigest() == hashlib.sha256(shipped).hexdigest() == images.DIGITS_FILE[1]
+    ref = sk.load_digits()
+    ours, target = load_digits()
+    np.testing.assert_array_equal(ours, ref.images)
+    np.testing.assert_array_equal(target, ref.target)
+
+
+def test_digits_checksum_is_enforced(tmp_path, monkeypatch):
+    name = images.DIGITS_FILE[0]
+    raw = bytearray((packaged.DATA_DIR / name).read_bytes())
+    raw[100] ^= 1
+    (tmp_path / name).write_bytes(bytes(raw))
+    monkeypatch.setattr(packaged, "DATA_DIR", tmp_path)
+    with pytest.raises(DataError, match="digits.csv.gz: sha256 .* does not match"):
         load_digits_split()

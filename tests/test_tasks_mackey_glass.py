@@ -110,3 +110,63 @@ def test_windows_follow_neurobench_offsets():
     with pytest.raises(DataError, match="need 2588 points"):
         mackey_glass_windows(series[:2587])
     assert len(mackey_glass_windows(series[:2588])) == 30
+
+
+# ----------------------------------------------------------------------------- the shipped series
+
+import importlib  # noqa: E402
+
+mg_module = importlib.import_module("spikeedge.tasks.mackey_glass")
+from spikeedge.tasks import packaged  # noqa: E402
+from spikeedge.tasks.mackey_glass import SHIPPED_SERIES, mackey_glass_series  # noqa: E402
+from spikeedge.tasks.registry import load_task  # noqa: E402
+
+MADE_WITH_NUMPY = "2.4.6"  # the numpy that wrote tasks/data/mackey_glass_tau17.npy
+
+
+def test_shipped_series_is_the_generators_output(series17):
+    shipped = mackey_glass_series(17)
+    assert shipped.dtype == np.float64 and shipped.shape == (3751,)
+    diff = np.abs(shipped - series17)
+    # Under another numpy the first 1,500 points (window 0's training and test span) still agree
+    # within 1e-6 (numpy 1.24.4: 6.4e-8); from point 1,777 on the rounding differences grow
+    # through the chaos (numpy 1.24.4: 0.79 at worst), which is why the file is shipped.
+    assert diff[:1500].max() < 1e-6, diff[:1500].max()
+    assert abs(shipped.mean() / series17.mean() - 1) < 0.01
+    if np.__version__ == MADE_WITH_NUMPY:  # the machine kind that wrote the file: identical
+        assert diff.max() == 0.0, (diff.max(), int(np.argmax(diff > 0)))
+
+
+def test_tasks_score_on_the_shipped_file(monkeypatch):
+    name, digest = SHIPPED_SERIES[17]
+    raw = (packaged.DATA_DIR / name).read_bytes()
+    import hashlib
+    import io
+
+    assert hashlib.sha256(raw).hexdigest() == digest
+    on_disk = np.load(io.BytesIO(raw))
+
+    def no_generator(*a, **k):
+        raise AssertionError("tau = 17 must come from the shipped file, not the generator")
+
+    monkeypatch.setattr(mg_module, "mackey_glass", no_generator)
+    task = load_task("mackey-glass")
+    np.testing.assert_array_equal(task.series, on_disk)
+    assert len(task.windows) == 30
+    np.testing.assert_array_equal(task.windows[5].train_x, on_disk[187:937])   # floor(5 * 37.5) = 187
+    np.testing.assert_array_equal(task.windows[29].test_y, on_disk[1087 + 751:1087 + 1501])
+    with pytest.raises(AssertionError, match="shipped file"):  # any other tau is generated
+        load_task("mackey-glass", tau=18)
+
+
+def test_shipped_series_checksum_is_enforced(tmp_path, monkeypatch):
+    name, _ = SHIPPED_SERIES[17]
+    raw = bytearray((packaged.DATA_DIR / name).read_bytes())
+    raw[-3] ^= 1                                   # one bit of one value
+    (tmp_path / name).write_bytes(bytes(raw))
+    monkeypatch.setattr(packaged, "DATA_DIR", tmp_path)
+    with pytest.raises(DataError, match=name + ": sha256 .* does not match"):
+        mackey_glass_series(17)
+    (tmp_path / name).unlink()
+    with pytest.raises(DataError, match=name + ": shipped data file missing"):
+        load_task("mackey-glass")
