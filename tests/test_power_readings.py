@@ -1,6 +1,6 @@
-"""Issue 18, items 14 and 15: impossible sensor readings are refused in one place (the meter
-base), ``--json`` output is always strict JSON, and a meter that fails mid-run makes the command
-exit 1 when its readings cover less than NeuroBench's rules accept.
+"""Issue 18, item 14: impossible sensor readings are refused in one place (the meter base's
+``read``), per meter family and for RAPL counters; the sampler stops on one with finite figures;
+the CLI's JSON writer never prints NaN. (The command-line side: ``test_power_exit.py``.)
 
 Sensor files are real files in fixture trees laid out as on the boards (``tests/fixtures/power``,
 ``tests/fixtures/boards``), rewritten in place (atomically) or removed while the meter runs."""
@@ -10,54 +10,19 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any, Dict
 
 import numpy as np
 import pytest
-from cli_helpers import call
+from power_fixtures import FIX, INA226, NANO_IIO, ORIN_HWMON, RAPL0, RAPL_RANGE, copy, reject_constant, strict_json, write_atomic
 
 from spikeedge.board.meters import METERS, PowerMeter, Reading, open_meter
 from spikeedge.board.sampler import MIN_COVERAGE, Sampler
 from spikeedge.errors import MeasurementError
 
-HERE = Path(__file__).resolve().parent
-FIX = HERE / "fixtures" / "power"
-BOARDS = HERE / "fixtures" / "boards"
-ORIN_HWMON = "sys/bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon3"
-NANO_IIO = "sys/bus/i2c/drivers/ina3221x/6-0040/iio:device0"
-INA226 = "sys/bus/i2c/drivers/ina2xx/1-0040/hwmon/hwmon2"
-RAPL0 = "sys/class/powercap/intel-rapl:0"
-RAPL_RANGE = 262143328850  # the fixture's max_energy_range_uj
-
 HOSTILE = {"nan": "nan", "inf": "inf", "minus-inf": "-inf", "400-digits": "9" * 400, "exp-overflow": "1e400"}
-
-
-def copy(tmp_path: Path, name: str, base: Path = FIX) -> str:
-    return shutil.copytree(str(base / name), str(tmp_path / name))
-
-
-def write_atomic(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text + "\n")
-    os.replace(tmp, path)
-
-
-def reject_constant(name: str) -> Any:
-    raise AssertionError("not JSON: %s in the output" % name)
-
-
-def strict_json(stdout: str) -> Dict[str, Any]:
-    """Exactly one JSON object on one line, with no NaN / Infinity anywhere."""
-    assert stdout.count("\n") == 1, stdout[:300]
-    obj = json.loads(stdout, parse_constant=reject_constant)
-    assert isinstance(obj, dict)
-    return obj
 
 
 def refused(meter: PowerMeter, *words: str) -> str:
@@ -276,167 +241,3 @@ def test_the_json_writer_never_prints_nan(capsys: Any) -> None:
     assert json_text({"x": 1.5}) == '{"x": 1.5}'
     emit({"p": np.float64("nan")}, True)
     assert strict_json(capsys.readouterr().out)["p"] is None
-
-
-# --------------------------------------------------------------------------------------------
-# every command's --json output is strict JSON
-
-
-@pytest.fixture(scope="module")
-def model(tmp_path_factory: Any) -> Path:
-    """A small untrained recurrent SNN with one input and one output (it can forecast)."""
-    pytest.importorskip("torch")
-    from spikeedge.offline.hrsnn import HRSNN, HrsnnConfig
-    from spikeedge.offline.quantize import quantize_hrsnn
-    from spikeedge.runtime import bundle as fmt
-
-    net = HRSNN(HrsnnConfig(n_neurons=30, n_inputs=1, n_outputs=1, seed=0))
-    path = tmp_path_factory.mktemp("model") / "m.seb"
-    fmt.save(quantize_hrsnn(net, np.random.default_rng(0).random((200, 1))), path)
-    return path
-
-
-def test_every_cheap_command_prints_strict_json(capsys: Any, model: Path, tmp_path: Path) -> None:
-    orin = str(FIX / "orin_nx_jp6")
-    x = tmp_path / "x.npz"
-    np.savez(x, x=np.random.default_rng(0).random((2, 40, 1)))
-    db = tmp_path / "r.sqlite"
-    commands = [
-        ["boards", "list"], ["boards", "show", "rpi5"], ["boards", "detect", "--root", str(BOARDS / "jetson-orin-nx")],
-        ["info", model], ["run", model, "--input", x],
-        ["power", "watch", "--meter", "ina3221-hwmon", "--root", orin, "--duration", "0.2"],
-        ["power", "record", "--meter", "ina3221-hwmon", "--root", orin, "--baseline", "0.1", "--json", "--", sys.executable, "-c", "pass"],
-        ["profile", model, "--input", x, "--meter", "estimate"],
-        ["profile", model, "--input", x, "--meter", "ina3221-hwmon", "--root", orin, "--baseline", "0.1"],
-        ["bench", model, "--task", "mackey-glass", "--samples", "1", "--trials", "1", "--warmup", "0", "--meter", "ina3221-hwmon",
-         "--root", orin, "--baseline", "0.1", "--db", db],
-        ["results", "list", "--db", db],
-    ]
-    for argv in commands:
-        if "--json" not in argv:
-            argv = argv[:2] + ["--json"] + argv[2:] if argv[0] in ("boards", "power", "results") else argv + ["--json"]
-        rc, out, err = call(capsys, *argv)
-        assert rc == 0, (argv, err)
-        strict_json(out)
-
-
-def test_power_watch_json_stays_strict_when_a_sensor_reads_nan(capsys: Any, tmp_path: Path) -> None:
-    root = copy(tmp_path, "orin_nx_jp6")
-    path = os.path.join(root, ORIN_HWMON, "curr1_input")
-    timer = threading.Timer(0.15, write_atomic, (path, "nan"))
-    timer.start()
-    try:
-        rc, out, err = call(capsys, "power", "watch", "--meter", "ina3221-hwmon", "--root", root, "--duration", "0.6", "--json")
-    finally:
-        timer.join()
-    r = strict_json(out)
-    assert "impossible reading" in r["error"] and r["failure"]
-    assert rc == 1 and len(err.strip().splitlines()) == 1 and "95%" in err and "Traceback" not in err
-
-
-# --------------------------------------------------------------------------------------------
-# item 15: a meter failure is not a success
-
-
-def test_power_record_exits_1_when_the_meter_fails_mid_run(capsys: Any, tmp_path: Path) -> None:
-    """The command itself removes a sensor file 0.1 s into a 1 s run: about 10% coverage."""
-    root = copy(tmp_path, "orin_nx_jp6")
-    victim = os.path.join(root, ORIN_HWMON, "curr2_input")
-    script = "import os, time; time.sleep(0.1); os.remove(%r); time.sleep(0.9)" % victim
-    rc, out, err = call(capsys, "power", "record", "--meter", "ina3221-hwmon", "--root", root, "--baseline", "0.1", "--json", "--",
-                        sys.executable, "-c", script)
-    r = strict_json(out)
-    assert r["returncode"] == 0 and r["coverage"] < 0.5 and "vanished" in r["error"]
-    assert r["failure"] and "95%" in r["failure"] and "NeuroBench" in r["failure"]
-    assert rc == 1, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "cover" in lines[0] and victim in lines[0]
-
-
-def test_a_meter_failing_after_the_window_only_warns(tmp_path: Path) -> None:
-    root = copy(tmp_path, "orin_nx_jp6")
-    s = Sampler(open_meter("ina3221-hwmon", root=root), interval_s=0.01).start()
-    with s.window("run"):
-        time.sleep(0.1)
-    time.sleep(0.05)
-    os.remove(os.path.join(root, ORIN_HWMON, "in1_input"))
-    deadline = time.monotonic() + 5
-    while s.error is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    res = s.stop()
-    assert res.error and res.window("run").coverage >= MIN_COVERAGE and res.failure is None
-
-
-def test_profile_exits_1_when_the_meter_fails(capsys: Any, model: Path, tmp_path: Path, monkeypatch: Any) -> None:
-    import spikeedge.measure.profile as prof
-
-    root = copy(tmp_path, "orin_nx_jp6")
-    x = tmp_path / "x.npz"
-    np.savez(x, x=np.random.default_rng(0).random((2, 40, 1)))
-    real, calls = prof._run, []
-
-    def run(session: Any, xs: Any) -> Any:  # the warm-up, then the profiled run: the sensor goes away
-        calls.append(1)
-        if len(calls) == 2:
-            os.remove(os.path.join(root, ORIN_HWMON, "in1_input"))
-            time.sleep(0.4)
-        return real(session, xs)
-
-    monkeypatch.setattr(prof, "_run", run)
-    rc, out, err = call(capsys, "profile", model, "--input", x, "--meter", "ina3221-hwmon", "--root", root, "--baseline", "0.1", "--json")
-    p = strict_json(out)["power"]
-    assert p["coverage"] < MIN_COVERAGE and p["failure"] and "in1_input" in p["error"]
-    assert rc == 1 and len(err.strip().splitlines()) == 1 and "95%" in err
-
-
-def test_bench_exits_1_and_stores_nothing_when_the_meter_fails(capsys: Any, model: Path, tmp_path: Path, monkeypatch: Any) -> None:
-    import spikeedge.measure.bench as mb
-
-    root = copy(tmp_path, "jetson-orin-nx", BOARDS)
-    hw = next(Path(root).glob("sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*"))
-    real = mb._runner
-
-    def runner(spec: Any) -> Any:
-        run = real(spec)
-
-        def first_inference_loses_the_sensor(session: Any, item: Any) -> Any:
-            if (hw / "in1_input").exists():
-                os.remove(str(hw / "in1_input"))
-                time.sleep(0.4)
-            return run(session, item)
-
-        return first_inference_loses_the_sensor
-
-    monkeypatch.setattr(mb, "_runner", runner)
-    db = tmp_path / "r.sqlite"
-    rc, out, err = call(capsys, "bench", model, "--task", "mackey-glass", "--samples", "1", "--trials", "1", "--warmup", "0",
-                        "--meter", "ina3221-hwmon", "--root", root, "--baseline", "0.1", "--db", db, "--json")
-    res = strict_json(out)
-    [r] = res["runs"]
-    assert r["power_failure"] and "95%" in r["power_failure"] and any("rejected" in n for n in r["notes"])
-    assert res["stored"] is False and not db.exists()
-    assert rc == 1 and len(err.strip().splitlines()) == 1 and "nothing stored" in err
-
-
-def test_ina2xx_fallback_to_v_times_i_is_recorded(capsys: Any, tmp_path: Path) -> None:
-    """power1_input vanishes mid-run: the meter goes on with in1 x curr1 and the record says so."""
-    root = copy(tmp_path, "pi4_ina226")
-    hw = os.path.join(root, INA226)
-    script = "import os, time; time.sleep(0.1); os.remove(%r); time.sleep(0.3)" % os.path.join(hw, "power1_input")
-    rc, out, err = call(capsys, "power", "record", "--meter", "ina2xx-hwmon", "--root", root, "--baseline", "0.1", "--json", "--",
-                        sys.executable, "-c", script)
-    assert rc == 0, err
-    r = strict_json(out)
-    assert "power1_input vanished" in r["meter"]["fallback"] and "in1_input" in r["meter"]["fallback"]
-    assert r["error"] is None and r["coverage"] == 1.0
-    # 4162.5 mW from power1_input, then 5125 mV x 812 mA = 4161.5 mW
-    assert 4161.5 - 1e-6 <= r["mean_power_mw"]["gross"] <= 4162.5 + 1e-6
-
-
-def test_ina2xx_without_power1_input_says_so(tmp_path: Path) -> None:
-    assert open_meter("ina2xx-hwmon", root=str(FIX / "pi4_ina226")).describe().get("fallback") is None
-    root = copy(tmp_path, "pi4_ina226")
-    os.remove(os.path.join(root, INA226, "power1_input"))
-    m = open_meter("ina2xx-hwmon", root=root)
-    assert "no power1_input" in m.describe()["fallback"]
-    assert m.read().total_mw == pytest.approx(5125 * 812 / 1000)
