@@ -319,7 +319,9 @@ class Sampler:
 
     def result(self) -> SamplerResult:
         samples = self.samples
-        desc = self.meter.describe()
+        desc = dict(self.meter.describe())
+        if getattr(self.meter, "fallback", None) and "fallback" not in desc:
+            desc["fallback"] = self.meter.fallback  # e.g. a profile's fallback meter: say so in the record
         est = bool(desc.get("estimate", False))
         label = "estimate" if est else "measured"
         trace = EnergyTrace(samples, self.meter.counter)

@@ -176,3 +176,20 @@ def test_ina2xx_without_power1_input_says_so(tmp_path: Path) -> None:
     m = open_meter("ina2xx-hwmon", root=root)
     assert "no power1_input" in m.describe()["fallback"]
     assert m.read().total_mw == pytest.approx(5125 * 812 / 1000)
+
+
+def test_a_profile_fallback_meter_is_named_in_the_record(monkeypatch: Any) -> None:
+    """A JetPack 4 profile whose iio files are absent opens its fallback, tegrastats: the
+    sampler's record says which meter failed and what replaced it."""
+    from spikeedge.board.meters import open_board_meter
+    from spikeedge.board.profile import get_board
+
+    monkeypatch.setenv("PATH", str(FIX / "bin") + os.pathsep + os.environ.get("PATH", ""))
+    monkeypatch.setenv("FAKE_TEGRASTATS_LOG", str(FIX / "tegrastats" / "nano_jp4.log"))
+    m = open_board_meter(get_board("jetson-nano").power_meter, root=str(FIX / "rapl"))
+    try:
+        s = Sampler(m).start()
+        res = s.stop()
+    finally:
+        m.close()
+    assert m.kind == "tegrastats" and "ina3221-iio" in res.meter["fallback"] and "tegrastats instead" in res.meter["fallback"]

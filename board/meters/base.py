@@ -48,6 +48,9 @@ class PowerMeter:
     # Counter meters: the most power (W) a zone can draw; an energy step above it is an error.
     max_power_w: Optional[float] = None
     _last_checked: Optional[Tuple[float, float]] = None  # counters: (time, energy_j) of the last read
+    # One line when the meter reads another way than it should: a profile's fallback meter, or
+    # (ina2xx-hwmon) V x I without power1_input. The sampler copies it into the record.
+    fallback: Optional[str] = None
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)  # type: ignore[arg-type]
