@@ -241,3 +241,14 @@ def test_the_json_writer_never_prints_nan(capsys: Any) -> None:
     assert json_text({"x": 1.5}) == '{"x": 1.5}'
     emit({"p": np.float64("nan")}, True)
     assert strict_json(capsys.readouterr().out)["p"] is None
+
+
+def test_offsets_below_zero_add_up_in_groups_and_totals() -> None:
+    """Two idle rails each one offset below zero: their group and sum are below one rail's floor
+    but are what the chip reads; beyond the summed floor it is refused."""
+    class Offset(Scripted):
+        min_rail_mw = -10.0
+
+    ok = Reading(1.0, -16.0, {"A": -8.0, "B": -8.0}, groups={"G": -16.0})
+    assert Offset([ok]).read() == ok
+    refused(Offset([Reading(1.0, -25.0, {"A": -8.0, "B": -8.0})]), "negative power", "total")

@@ -191,14 +191,14 @@ def check_reading(meter: "PowerMeter", r: Reading) -> None:
                                            f"{meter.max_power_w:g} W can deliver (sensor or driver fault)")
         meter._last_checked = (r.time_monotonic, r.energy_j)
         return
-    for name, mw in list(r.rails.items()) + list(r.groups.items()):
-        if mw < meter.min_rail_mw and math.isfinite(mw):
-            raise MeasurementError(f"impossible reading in {where}, rail {name}: negative power "
-                                   f"{mw:g} mW (sensor or driver fault)")
-        _in_range(mw, f"{where}, rail {name}", None, meter.max_rail_mw, " mW")
-    if r.total_mw < 0 and math.isfinite(r.total_mw):
-        raise MeasurementError(f"impossible reading in {where}: negative total power {r.total_mw:g} mW")
-    _in_range(r.total_mw, f"{where}, total", None, None, " mW")
+    floor = meter.min_rail_mw * max(1, len(r.rails))  # a sum of rails: each may sit at the offset
+    for kind, values, low, high in (("rail", r.rails, meter.min_rail_mw, meter.max_rail_mw),
+                                    ("group", r.groups, floor, None), ("total", {"": r.total_mw}, floor, None)):
+        for name, mw in values.items():
+            if mw < low and math.isfinite(mw):
+                raise MeasurementError(f"impossible reading in {where}, {kind} {name}".rstrip() +
+                                       f": negative power {mw:g} mW (sensor or driver fault)")
+            _in_range(mw, f"{where}, {kind} {name}".rstrip(), None, high, " mW")
 
 
 COUNTER_SLACK_S = 0.01  # counters update in steps (RAPL about every 1 ms): allow one late step
