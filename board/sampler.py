@@ -105,6 +105,14 @@ def integrate(readings: Sequence[Reading], t0: Optional[float] = None,
 # ---------------------------------------------------------------------------------------------
 # results
 
+# The least fraction of a window that readings must cover for its power and energy to count.
+# NeuroBench's system track reports active power as the mean over the whole processing time and
+# accepts a figure only when five trials lie within 5% of it (../shared/reference/neurobench.md);
+# it states no coverage figure of its own. A window whose readings cover less than 95% of it can
+# be off by more than that 5% tolerance (the unseen part may hold any power), so below 95% the
+# figure is rejected: the commands exit 1 and the record says why (``SamplerResult.failure``).
+MIN_COVERAGE = 0.95
+
 
 @dataclass
 class Baseline:
@@ -149,6 +157,9 @@ class SamplerResult:
     label: str = "measured"
     error: Optional[str] = None  # the meter's failure, when it failed mid-run
     complete: bool = True  # False when the meter failed: numbers cover the samples so far
+    # one line when a window's coverage is below MIN_COVERAGE: its figures are not acceptable
+    failure: Optional[str] = None
+    min_coverage: float = MIN_COVERAGE
 
     def window(self, name: str) -> WindowResult:
         for w in self.windows:
@@ -308,7 +319,9 @@ class Sampler:
 
     def result(self) -> SamplerResult:
         samples = self.samples
-        desc = self.meter.describe()
+        desc = dict(self.meter.describe())
+        if getattr(self.meter, "fallback", None) and "fallback" not in desc:
+            desc["fallback"] = self.meter.fallback  # e.g. a profile's fallback meter: say so in the record
         est = bool(desc.get("estimate", False))
         label = "estimate" if est else "measured"
         trace = EnergyTrace(samples, self.meter.counter)
@@ -334,6 +347,14 @@ class Sampler:
                 dynamic_power_mw=dyn_mw, energy_per_item_j=energy / count if count else 0.0,
                 dynamic_energy_per_item_j=dyn_item, estimate=est, label=label,
             ))
+        failure = None
+        for w in windows:
+            if w.coverage < MIN_COVERAGE:
+                failure = ("power meter %s: readings cover %.0f%% of window %r, below the %.0f%% "
+                           "that NeuroBench's system-track rules accept%s" % (
+                               self.meter.kind, 100 * w.coverage, w.name, 100 * MIN_COVERAGE,
+                               ": " + str(self.error) if self.error is not None else ""))
+                break
         return SamplerResult(
             meter=desc,
             interval_s=self.interval_s,
@@ -349,4 +370,5 @@ class Sampler:
             label=label,
             error=str(self.error) if self.error is not None else None,
             complete=self.error is None,
+            failure=failure,
         )

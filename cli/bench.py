@@ -55,11 +55,14 @@ def bench(
         records, hosts = _remote(files, argv, to, inventory, group, known_hosts, identity, remote_dir)
     else:
         records, hosts = _local(files, task, trials, warmup, samples, data, meter, root, baseline, threads, label, as_json, board), None
-    ids = _store(records, db) if not no_store else None
+    failures = [r["power_failure"] for r in records if r.get("power_failure")]
+    ids = _store(records, db) if not no_store and not failures else None  # rejected power: store nothing
     result: Dict[str, Any] = {"runs": records, "stored": ids is not None, "run_ids": ids, "db": str(_db_path(db)) if ids is not None else None}
     if hosts is not None:
         result["hosts"] = hosts
     emit(result, as_json, human=_show)
+    if failures:
+        raise CheckFailed("%s%s" % (failures[0], " (and %d more run(s)); nothing stored" % (len(failures) - 1) if len(failures) > 1 else "; nothing stored"))
     failed = [h["target"] for h in hosts or [] if not h["ok"]]
     if failed:
         raise CheckFailed("%d of %d host(s) failed: %s" % (len(failed), len(hosts or []), ", ".join(failed)))

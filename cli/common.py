@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,10 +41,37 @@ def _jsonable(obj: Any) -> Any:
     raise TypeError("not JSON-able: %r" % type(obj))
 
 
+def json_text(result: dict) -> str:
+    """``result`` as strict JSON (``allow_nan=False``): NaN and infinities, which JSON cannot
+    hold, become ``null``, and the key ``json_note`` lists where they were. Every ``--json``
+    output of the CLI goes through here."""
+    try:
+        return json.dumps(result, default=_jsonable, allow_nan=False)
+    except ValueError:
+        pass
+    where: list = []
+    clean = _finite(json.loads(json.dumps(result, default=_jsonable)), "", where)
+    note = "not finite, written as null: " + ", ".join(where[:20]) + (" ..." if len(where) > 20 else "")
+    clean["json_note"] = note if "json_note" not in clean else "%s; %s" % (clean["json_note"], note)
+    return json.dumps(clean, allow_nan=False)
+
+
+def _finite(obj: Any, path: str, where: list) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        where.append(path or "(top)")
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v, "%s.%s" % (path, k) if path else str(k), where) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v, "%s[%d]" % (path, i), where) for i, v in enumerate(obj)]
+    return obj
+
+
 def emit(result: dict, as_json: bool, human: Optional[Any] = None) -> None:
-    """Print ``result`` as one JSON object (``--json``) or in human form on stdout."""
+    """Print ``result`` as one JSON object (``--json``, strict: ``json_text``) or in human form
+    on stdout."""
     if as_json:
-        sys.stdout.write(json.dumps(result, default=_jsonable) + "\n")
+        sys.stdout.write(json_text(result) + "\n")
     elif human is not None:
         human(result)
     else:

@@ -65,6 +65,7 @@ def watch(
                 shown = len(sampler.samples)
     except KeyboardInterrupt:
         pass
+    sampler.mark("watch", t0, time.monotonic())
     result = sampler.stop()
     samples = sampler.samples
     rails: Dict[str, List[float]] = {}
@@ -74,7 +75,9 @@ def watch(
     rails["total"] = [r.total_mw for r in samples]
     stats = {k: {"mean_mw": sum(v) / len(v), "min_mw": min(v), "max_mw": max(v)} for k, v in rails.items() if v}
     emit({"meter": result.meter, "label": result.label, "samples": result.samples, "seconds": result.duration_s,
-          "sampling_rate_hz": result.effective_rate_hz, "energy_j": result.energy_j, "rails": stats, "error": result.error}, as_json)
+          "sampling_rate_hz": result.effective_rate_hz, "energy_j": result.energy_j, "rails": stats, "error": result.error,
+          "coverage": result.window("watch").coverage, "failure": result.failure}, as_json)
+    meter_verdict(result)
 
 
 @app.command("record", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -116,7 +119,22 @@ def record(
     summary = {"command": cmd, "returncode": proc.returncode, "seconds": time.perf_counter() - t0, "meter": result.meter,
                "label": w.label, "baseline_mw": base, "energy_j": {"gross": w.energy_j, "dynamic": w.dynamic_energy_j},
                "mean_power_mw": {"gross": w.mean_power_mw, "dynamic": w.dynamic_power_mw}, "samples": w.samples,
-               "sampling_rate_hz": result.effective_rate_hz, "coverage": w.coverage, "error": result.error}
+               "sampling_rate_hz": result.effective_rate_hz, "coverage": w.coverage, "error": result.error,
+               "failure": result.failure}
     emit(summary, as_json)
     if proc.returncode != 0:
         raise CheckFailed("power record: the command exited with %d" % proc.returncode)
+    meter_verdict(result)
+
+
+def meter_verdict(result: Any) -> None:
+    """After the output: exit 1 (``CheckFailed``, one line) when the readings cover too little of
+    a window for NeuroBench's rules (``board.sampler.MIN_COVERAGE``); a meter that failed after
+    enough was covered only warns on stderr."""
+    if result is None:
+        return
+    if result.failure:
+        raise CheckFailed(result.failure)
+    if result.error:
+        err_console.print("warning: power meter failed after the measured windows: %s" % result.error,
+                          highlight=False, markup=False, soft_wrap=True)

@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 import typer
 
-from ..errors import SpikeedgeError
+from ..errors import CheckFailed, SpikeedgeError
 from .common import BackendOpt, JsonOpt, emit, out_console
 
 
@@ -78,6 +78,9 @@ def profile(
     if note:
         report["power_note"] = note
     emit(report, as_json, human=_show)
+    failure = (report.get("power") or {}).get("failure")
+    if failure:
+        raise CheckFailed(failure)
 
 
 def _show(r: Dict[str, Any]) -> None:

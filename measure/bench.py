@@ -144,7 +144,9 @@ def bench_model(path: Any, task: str, backend: str = "auto", trials: int = 5, wa
         power: Optional[Dict[str, Any]] = estimate_power(workload["synops_per_inference"]["effective"], latency["mean_ms"], meter)
     elif result is not None:
         power = measured_power(result, sampler.samples, idle_mw, latency["mean_ms"], baseline_s)
-        if power is None:
+        if result.failure:
+            notes.append("power figures rejected: %s" % result.failure)
+        elif power is None:
             notes.append("no power figures: %s" % (result.error or "no meter readings during the trials"))
     else:
         power = None
@@ -170,6 +172,9 @@ def bench_model(path: Any, task: str, backend: str = "auto", trials: int = 5, wa
         "workload": workload,
         "environment": env,
         "notes": notes,
+        # one line when the meter's readings cover less of the trials than NeuroBench's rules
+        # accept (board.sampler.MIN_COVERAGE): spikeedge bench then stores nothing and exits 1
+        "power_failure": result.failure if result is not None and not estimate else None,
     }
 
 
@@ -295,7 +300,8 @@ def measured_power(result: Any, readings: List[Any], idle_mw: Optional[float], m
             "sampling_rate_hz": float(result.effective_rate_hz), "idle_w": idle, "active_w": active, "dynamic_w": dynamic,
             "energy_per_inference_j": {"total": active * seconds, "dynamic": dynamic * seconds if dynamic is not None else None},
             "trace": power_trace(readings), "device": str(result.meter.get("device")), "baseline_s": baseline_s,
-            "total_rule": result.meter.get("total"), "coverage": w.coverage, "error": result.error}
+            "total_rule": result.meter.get("total"), "coverage": w.coverage, "error": result.error,
+            "fallback": result.meter.get("fallback")}
 
 
 def power_trace(readings: List[Any], limit: int = MAX_TRACE) -> Dict[str, List[float]]:

@@ -130,5 +130,7 @@ def profile_model(session: Any, xs: np.ndarray, meter: Any = None, baseline_s: f
             "coverage": w.coverage,
             "sampling_rate_hz": power.effective_rate_hz,
             "error": power.error,
+            "failure": power.failure,  # set when the readings cover too little: the CLI exits 1
+            "min_coverage": power.min_coverage,
         }
     return out

@@ -9,9 +9,14 @@ from typing import Any, Dict, Tuple
 from spikeedge.cli.app import main
 
 
+def _not_json(name: str) -> Any:
+    raise AssertionError("stdout holds %s, which is not JSON" % name)
+
+
 def one_json(stdout: str) -> Dict[str, Any]:
-    """``stdout`` must be exactly one JSON object (and a trailing newline), nothing else."""
-    decoder = json.JSONDecoder()
+    """``stdout`` must be exactly one JSON object (and a trailing newline), nothing else; strict
+    JSON: NaN and Infinity, which Python's json module would accept, fail."""
+    decoder = json.JSONDecoder(parse_constant=_not_json)
     text = stdout.strip()
     assert text, "nothing on stdout"
     obj, end = decoder.raw_decode(text)

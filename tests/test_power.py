@@ -285,11 +285,11 @@ def test_ina2xx_i2c_without_smbus2(monkeypatch):
 def test_rapl_zones_and_wraparound(tmp_path):
     root = fixture_copy(tmp_path, "rapl")
     pkg = os.path.join(root, RAPL, "intel-rapl:0", "energy_uj")
+    write_atomic(pkg, "262143000000")  # near the end of the range (a jump there would be 245,840 J at once)
     m = open_meter("rapl", root=root)
     d = m.describe()
     assert d["rails"] == ["package-0", "psys"]  # subzones core/uncore are not top level
     assert d["summed_rails"] == ["package-0"]  # psys contains the package: not added
-    write_atomic(pkg, "262143000000")
     r1 = m.read()
     write_atomic(pkg, "500000")  # wrapped past max_energy_range_uj = 262143328850
     r2 = m.read()

@@ -107,10 +107,12 @@ def open_board_meter(profile, root: str = "/", **options) -> PowerMeter:
         if not fallback:
             raise
         try:
-            return open_meter(fallback, root=root, **board_meter_options(profile, fallback),
-                              **options)
+            meter = open_meter(fallback, root=root, **board_meter_options(profile, fallback),
+                               **options)
         except MeasurementError as second:
             raise MeasurementError(f"{first} (fallback {fallback}: {second})") from None
+        meter.fallback = f"the board's {profile.kind} meter could not be opened ({first}): {fallback} instead"
+        return meter
 
 
 def detect_meter(root: str = "/") -> PowerMeter:

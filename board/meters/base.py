@@ -9,6 +9,7 @@ Standard library only.
 from __future__ import annotations
 
 import glob
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -30,15 +31,40 @@ class Reading:
 
 
 class PowerMeter:
-    """Base class. Subclasses set ``kind`` and implement ``read`` and ``describe``."""
+    """Base class. Subclasses set ``kind`` and the physical range of what they read, and
+    implement ``_read`` and ``describe``; ``read`` is this class's and checks every reading
+    (``check_reading``), so no family can return an impossible one. A subclass that defines
+    ``read`` itself is refused when it is defined."""
 
     kind = "meter"
     counter = False  # True: Reading.energy_j is a cumulative energy counter
     estimate = False
     paced = False  # True: read() itself waits for the device's next value (tegrastats)
     min_interval_s = 0.0
+    # The physical range of one rail's power (mW): what the sensor can report at all. None: no
+    # sensor (the estimate). min_rail_mw < 0 only where the chip's own offset can read below 0.
+    max_rail_mw: Optional[float] = None
+    min_rail_mw = 0.0
+    # Counter meters: the most power (W) a zone can draw; an energy step above it is an error.
+    max_power_w: Optional[float] = None
+    _last_checked: Optional[Tuple[float, float]] = None  # counters: (time, energy_j) of the last read
+    # One line when the meter reads another way than it should: a profile's fallback meter, or
+    # (ina2xx-hwmon) V x I without power1_input. The sampler copies it into the record.
+    fallback: Optional[str] = None
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)  # type: ignore[arg-type]
+        if "read" in cls.__dict__:
+            raise TypeError(f"{cls.__name__} defines read(): implement _read(); PowerMeter.read "
+                            "checks every reading against the sensor's physical range")
 
     def read(self) -> Reading:
+        """One reading, checked: finite, within the sensor's physical range, counters monotonic."""
+        r = self._read()
+        check_reading(self, r)
+        return r
+
+    def _read(self) -> Reading:
         raise NotImplementedError
 
     def describe(self) -> Dict[str, object]:
@@ -102,12 +128,97 @@ def _read_text(path: str) -> str:
         raise MeasurementError(f"cannot read {path}: {e.strerror or e}") from None
 
 
-def _read_number(path: str) -> float:
-    text = _read_text(path)
+MAX_DIGITS = 24  # sysfs sensor values are integers of at most 20 digits (u64): longer is garbage
+
+
+def _read_number(path: str, low: Optional[float] = None, high: Optional[float] = None,
+                 unit: str = "") -> float:
+    """A finite number from a sysfs file, within ``[low, high]`` (the sensor's physical range
+    in the file's own unit) when given; anything else is a one-line MeasurementError."""
+    return _number(_read_text(path), path, low, high, unit)
+
+
+def _number(text: str, where: str, low: Optional[float] = None, high: Optional[float] = None,
+            unit: str = "") -> float:
+    """``text`` as a finite number within ``[low, high]``: NaN, inf, a 400-digit number and a
+    value beyond the sensor's range are refused, naming ``where``."""
+    if len(text) > MAX_DIGITS:
+        raise MeasurementError(f"impossible reading in {where}: a {len(text)}-character number "
+                               f"{text[:12]!r}... (sensor or driver fault)")
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise MeasurementError(f"not a number in {path}: {text[:40]!r}") from None
+        raise MeasurementError(f"not a number in {where}: {text[:40]!r}") from None
+    return _in_range(value, where, low, high, unit)
+
+
+def _in_range(value: float, where: str, low: Optional[float], high: Optional[float],
+              unit: str = "") -> float:
+    if not math.isfinite(value):
+        raise MeasurementError(f"impossible reading in {where}: {value!r} (sensor or driver fault)")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise MeasurementError(
+            f"impossible reading in {where}: {value:g}{unit} is outside the sensor's physical "
+            f"range [{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]{unit} "
+            "(sensor or driver fault)")
+    return value
+
+
+def check_reading(meter: "PowerMeter", r: Reading) -> None:
+    """Refuse a reading no sensor of ``meter``'s family can give: a non-finite time, power or
+    energy; a rail below ``min_rail_mw`` (negative power) or above ``max_rail_mw``; a counter
+    that goes backwards or steps by more than ``max_power_w`` allows. The one check every
+    meter's ``read`` goes through."""
+    where = f"the {meter.kind} meter"
+    _in_range(r.time_monotonic, f"{where} (time)", None, None)
+    if meter.counter:  # rails and total are mean powers of the last interval, not readings
+        for name, mw in list(r.rails.items()) + [("total", r.total_mw)]:
+            _in_range(mw, f"{where}, {name}", None, None, " mW")
+        if r.energy_j is None:
+            raise MeasurementError(f"{where}: a counter reading without energy")
+        _in_range(r.energy_j, f"{where} (energy)", 0.0 if meter._last_checked is None else None, None, " J")
+        last = meter._last_checked
+        if last is not None:
+            step = r.energy_j - last[1]
+            if step < 0:
+                raise MeasurementError(f"impossible reading in {where}: the energy counter went back "
+                                       f"{-step:.6g} J (sensor or driver fault)")
+            if meter.max_power_w is not None:
+                allowed = meter.max_power_w * (max(0.0, r.time_monotonic - last[0]) + COUNTER_SLACK_S)
+                if step > allowed:
+                    raise MeasurementError(f"impossible reading in {where}: {step:.6g} J in "
+                                           f"{r.time_monotonic - last[0]:.3g} s, more than "
+                                           f"{meter.max_power_w:g} W can deliver (sensor or driver fault)")
+        meter._last_checked = (r.time_monotonic, r.energy_j)
+        return
+    floor = meter.min_rail_mw * max(1, len(r.rails))  # a sum of rails: each may sit at the offset
+    for kind, values, low, high in (("rail", r.rails, meter.min_rail_mw, meter.max_rail_mw),
+                                    ("group", r.groups, floor, None), ("total", {"": r.total_mw}, floor, None)):
+        for name, mw in values.items():
+            if mw < low and math.isfinite(mw):
+                raise MeasurementError(f"impossible reading in {where}, {kind} {name}".rstrip() +
+                                       f": negative power {mw:g} mW (sensor or driver fault)")
+            _in_range(mw, f"{where}, {kind} {name}".rstrip(), None, high, " mW")
+
+
+COUNTER_SLACK_S = 0.01  # counters update in steps (RAPL about every 1 ms): allow one late step
+
+
+def counter_step(previous: float, raw: float, wrap: float, seconds: float, max_power_w: float,
+                 where: str) -> float:
+    """The increment (in the counter's unit, uJ) from ``previous`` to ``raw`` of a counter that
+    wraps at ``wrap``. A lower value is a wrap only when the unwrapped increment is one
+    ``max_power_w`` can deliver in ``seconds`` (the previous value was near ``wrap``);
+    otherwise the counter went backwards, which is a reading error."""
+    if raw >= previous:
+        return raw - previous
+    step = wrap - previous + raw
+    plausible = max_power_w * 1e6 * (max(0.0, seconds) + COUNTER_SLACK_S)
+    if step > plausible:
+        raise MeasurementError(f"impossible reading in {where}: the counter went back from "
+                               f"{previous:.0f} to {raw:.0f}, and a wrap at {wrap:.0f} would mean "
+                               f"{step / 1e6:.6g} J in {seconds:.3g} s (sensor or driver fault)")
+    return step
 
 
 def _pick_total(names: Sequence[str], total_rail: Optional[str], sum_rails: Optional[Sequence[str]],

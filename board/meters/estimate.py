@@ -49,7 +49,7 @@ class EstimateMeter(PowerMeter):
         with self._lock:
             self._ops += ops
 
-    def read(self) -> Reading:
+    def _read(self) -> Reading:
         t = time.monotonic()
         with self._lock:
             ops = float(self.ops_source()) if self.ops_source is not None else self._ops

@@ -12,6 +12,13 @@ from typing import Dict, List, Optional, Tuple
 from ...errors import MeasurementError
 from .base import PowerMeter, Reading, _devices, _read_number, _read_text, _total_description
 
+# Physical range per chip (TI datasheets): bus voltage maximum (mV), shunt voltage full scale
+# and worst offset (uV). Chips the driver also serves but not listed here get the widest.
+CHIP_RANGE = {"ina219": (26000.0, 320000.0, 100.0), "ina226": (36000.0, 81920.0, 10.0),
+              "ina230": (28000.0, 81920.0, 50.0), "ina231": (28000.0, 81920.0, 50.0)}
+WIDEST = (36000.0, 320000.0, 100.0)
+SMALLEST_SHUNT_UOHM = 1000.0  # no shunt_resistor file: 1 mOhm, the widest current range
+
 
 class Ina2xxHwmonMeter(PowerMeter):
     """INA219/INA226 through the kernel ``ina2xx`` hwmon driver: in mV, curr mA, power uW.
@@ -30,13 +37,24 @@ class Ina2xxHwmonMeter(PowerMeter):
         dirs = _devices(root, self.pattern, "ina2xx hwmon", "declare the chip (`echo ina226 0x40 | sudo tee "
                         "/sys/bus/i2c/devices/i2c-1/new_device`) or use --meter ina2xx-i2c")
         self.devices = dirs
-        self.channels: List[Tuple[str, str]] = []
+        # (rail name, hwmon folder, (bus mV, lowest mA, highest mA) the chip can report)
+        self.channels: List[Tuple[str, str, Tuple[float, float, float]]] = []
+        self._had_power: Dict[str, bool] = {}  # power1_input present when the meter opened
+        self.fallback: Optional[str] = None  # set when a rail is read as V x I instead
         intervals = [float(min_interval_s)]
         for d in dirs:
             chip = _read_text(os.path.join(d, "name")) if os.path.exists(os.path.join(d, "name")) \
                 else "ina2xx"
             addr = os.path.basename(os.path.dirname(os.path.dirname(d)))
-            self.channels.append((names.pop(addr, f"{chip}@{addr}"), d))
+            bus_mv, fs_uv, off_uv = CHIP_RANGE.get(chip, WIDEST)
+            shunt = os.path.join(d, "shunt_resistor")  # uOhm
+            r_uohm = _read_number(shunt, 1.0, 1e9, " uOhm") if os.path.exists(shunt) else SMALLEST_SHUNT_UOHM
+            rng = (bus_mv, -off_uv * 1000.0 / r_uohm, fs_uv * 1000.0 / r_uohm)
+            name = names.pop(addr, f"{chip}@{addr}")
+            self.channels.append((name, d, rng))
+            self._had_power[d] = os.path.exists(os.path.join(d, "power1_input"))
+            if not self._had_power[d]:
+                self.fallback = f"{name}: no power1_input at {d}: power = in1_input mV x curr1_input mA"
             ui = os.path.join(d, "update_interval")
             if os.path.exists(ui):
                 intervals.append(_read_number(ui) / 1000.0)
@@ -44,17 +62,26 @@ class Ina2xxHwmonMeter(PowerMeter):
             raise MeasurementError(f"no ina2xx chip {', '.join(names)} under "
                                    f"{os.path.join(root, self.pattern)}")
         self.min_interval_s = max(intervals)
+        self.max_rail_mw = max(bus * hi for bus, _, hi in (c[2] for c in self.channels)) / 1000.0
+        self.min_rail_mw = min(bus * lo for bus, lo, _ in (c[2] for c in self.channels)) / 1000.0
 
-    def read(self) -> Reading:
+    def _read(self) -> Reading:
         t = time.monotonic()
         rails = {}
-        for name, d in self.channels:
+        for name, d, (bus_mv, lo_ma, hi_ma) in self.channels:
             pfile = os.path.join(d, "power1_input")
-            if os.path.exists(pfile):
-                rails[name] = _read_number(pfile) / 1000.0  # uW -> mW
-            else:
-                rails[name] = (_read_number(os.path.join(d, "in1_input"))
-                               * _read_number(os.path.join(d, "curr1_input")) / 1000.0)
+            try:
+                rails[name] = _read_number(pfile, 0.0, bus_mv * hi_ma, " uW") / 1000.0  # uW -> mW
+                continue
+            except MeasurementError as e:
+                if "vanished" not in str(e):
+                    raise
+            if self._had_power[d]:  # it was there: say so in the record, then read V x I
+                self._had_power[d] = False
+                self.fallback = (f"{name}: {pfile} vanished mid-run; from then on power = "
+                                 "in1_input mV x curr1_input mA")
+            rails[name] = (_read_number(os.path.join(d, "in1_input"), 0.0, bus_mv, " mV")
+                           * _read_number(os.path.join(d, "curr1_input"), lo_ma, hi_ma, " mA") / 1000.0)
         return Reading(t, float(sum(rails.values())), rails)
 
     def describe(self) -> Dict[str, object]:
@@ -67,6 +94,7 @@ class Ina2xxHwmonMeter(PowerMeter):
             "min_interval_s": self.min_interval_s,
             "estimate": False,
             **_total_description(None, names),
+            **({"fallback": self.fallback} if self.fallback else {}),
         }
 
 
@@ -132,6 +160,8 @@ class Ina2xxI2cMeter(PowerMeter):
         self.shunt_ohms = float(shunt_ohms)
         self.min_interval_s = float(min_interval_s)
         self.cal, self.current_lsb = ina_calibration(chip, self.shunt_ohms, float(max_current_a))
+        # what the 16-bit power register can hold at this calibration
+        self.max_rail_mw = 0xFFFF * INA_CHIPS[chip][4] * self.current_lsb * 1000.0
         self._own_bus = smbus is None
         if smbus is None:
             try:
@@ -164,7 +194,7 @@ class Ina2xxI2cMeter(PowerMeter):
                                    f"{e.strerror or e}") from None
         return (hi << 8) | lo
 
-    def read(self) -> Reading:
+    def _read(self) -> Reading:
         t0 = time.monotonic()
         bus = self._reg(INA_REG_BUS)
         cur = self._reg(INA_REG_CURRENT)

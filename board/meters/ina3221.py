@@ -12,6 +12,19 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ...errors import MeasurementError
 from .base import PowerMeter, Reading, _check_groups, _devices, _groups, _pick_total, _read_number, _read_text, _total
 
+# The chip's physical range (TI INA3221 datasheet): bus voltage 0-26 V; shunt voltage full scale
+# 163.8 mV, offset at most 80 uV. Current = shunt voltage / shunt resistor.
+BUS_MAX_MV = 26000.0
+SHUNT_FS_UV = 163800.0
+SHUNT_OFFSET_UV = 80.0
+SMALLEST_SHUNT_UOHM = 1000.0  # when the driver does not say (JetPack 4, old kernels): 1 mOhm, the widest range
+
+
+def current_range_ma(shunt_uohm: float) -> Tuple[float, float]:
+    """(lowest, highest) current in mA the chip can report through ``shunt_uohm``: the
+    offset below zero, full scale above."""
+    return -SHUNT_OFFSET_UV * 1000.0 / shunt_uohm, SHUNT_FS_UV * 1000.0 / shunt_uohm
+
 
 class Ina3221HwmonMeter(PowerMeter):
     """Jetson INA3221 on JetPack 5/6 (hwmon). Power per channel = mV x mA / 1000 mW.
@@ -30,8 +43,8 @@ class Ina3221HwmonMeter(PowerMeter):
         dirs = _devices(root, self.pattern, "INA3221 hwmon",
                         "not a JetPack 5/6 Jetson (JetPack 4: use --meter ina3221-iio or tegrastats)")
         self.devices = dirs
-        # (rail name, voltage file, current file)
-        self.channels: List[Tuple[str, str, str]] = []
+        # (rail name, voltage file, current file, (lowest, highest) current in mA)
+        self.channels: List[Tuple[str, str, str, Tuple[float, float]]] = []
         intervals = []
         for d in dirs:
             ui = os.path.join(d, "update_interval")
@@ -46,21 +59,24 @@ class Ina3221HwmonMeter(PowerMeter):
                     continue
                 if any(label == c[0] for c in self.channels):  # same label on two chips
                     label = f"{label}@{os.path.basename(os.path.dirname(os.path.dirname(d)))}"
-                self.channels.append(
-                    (label, os.path.join(d, f"in{k}_input"), os.path.join(d, f"curr{k}_input"))
-                )
+                shunt = os.path.join(d, f"shunt{k}_resistor")  # uOhm, where the driver exposes it
+                r_uohm = _read_number(shunt, 1.0, 1e9, " uOhm") if os.path.exists(shunt) else SMALLEST_SHUNT_UOHM
+                self.channels.append((label, os.path.join(d, f"in{k}_input"),
+                                      os.path.join(d, f"curr{k}_input"), current_range_ma(r_uohm)))
         if not self.channels:
             raise MeasurementError(f"no labelled INA3221 channels in {', '.join(dirs)}")
         self.min_interval_s = max(intervals) if intervals else 0.0
+        self.max_rail_mw = max(c[3][1] for c in self.channels) * BUS_MAX_MV / 1000.0
+        self.min_rail_mw = min(c[3][0] for c in self.channels) * BUS_MAX_MV / 1000.0
         names = [c[0] for c in self.channels]
         self.total_rail, self.summed = _pick_total(names, total_rail, sum_rails, dirs[0])
         self.groups = _check_groups(groups, names, dirs[0])
 
-    def read(self) -> Reading:
+    def _read(self) -> Reading:
         t = time.monotonic()
         rails = {}
-        for name, vfile, cfile in self.channels:
-            rails[name] = _read_number(vfile) * _read_number(cfile) / 1000.0
+        for name, vfile, cfile, (lo, hi) in self.channels:
+            rails[name] = _read_number(vfile, 0.0, BUS_MAX_MV, " mV") * _read_number(cfile, lo, hi, " mA") / 1000.0
         return Reading(t, _total(rails, self.total_rail, self.summed), rails,
                        _groups(rails, self.groups))
 
@@ -94,13 +110,15 @@ class Ina3221IioMeter(PowerMeter):
             raise MeasurementError(f"no rails in {', '.join(dirs)}")
         # JetPack 4 exposes no refresh period; 10 ms is above the chip's conversion cycle.
         self.min_interval_s = float(min_interval_s)
+        # nor the shunts: the widest range the chip can have (26 V x full scale on 1 mOhm)
+        self.max_rail_mw = current_range_ma(SMALLEST_SHUNT_UOHM)[1] * BUS_MAX_MV / 1000.0
         names = [c[0] for c in self.channels]
         self.total_rail, self.summed = _pick_total(names, total_rail, sum_rails, dirs[0])
         self.groups = _check_groups(groups, names, dirs[0])
 
-    def read(self) -> Reading:
+    def _read(self) -> Reading:
         t = time.monotonic()
-        rails = {name: _read_number(p) for name, p in self.channels}
+        rails = {name: _read_number(p, 0.0, self.max_rail_mw, " mW") for name, p in self.channels}
         return Reading(t, _total(rails, self.total_rail, self.summed), rails,
                        _groups(rails, self.groups))
 

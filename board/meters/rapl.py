@@ -10,19 +10,26 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 from ...errors import MeasurementError
-from .base import PowerMeter, Reading, _pick_total, _read_number, _read_text, _total, _total_description
+from .base import PowerMeter, Reading, _pick_total, _read_number, _read_text, _total, _total_description, counter_step
+
+# No CPU package, DRAM or platform (psys) zone draws 2 kW: an energy step that would need more
+# is a reading error, and a lower value is a wrap only if the wrapped step stays below this.
+RAPL_MAX_W = 2000.0
 
 
 class RaplMeter(PowerMeter):
     """Intel/AMD RAPL energy counters (uJ) of the top-level ``intel-rapl:N`` zones.
 
-    Deltas are unwrapped (``max_energy_range_uj`` added when negative). Total = sum of the
+    Deltas are unwrapped (``max_energy_range_uj`` added when negative) only when the previous value
+    was near the range's end and the wrapped step is one ``RAPL_MAX_W`` can deliver in the time
+    since; a counter that goes back otherwise, or beyond its range, is a reading error. Total = sum of the
     package and dram zones; ``psys`` (the whole platform, which contains the packages) is
     reported but not summed unless asked for with ``total_zone="psys"``.
     """
 
     kind = "rapl"
     counter = True
+    max_power_w = RAPL_MAX_W
     pattern = "sys/class/powercap/intel-rapl:*"
 
     def __init__(self, root: str = "/", total_zone: Optional[str] = None,
@@ -37,7 +44,7 @@ class RaplMeter(PowerMeter):
         for d in dirs:
             name = _read_text(os.path.join(d, "name"))
             self.zones.append((name, os.path.join(d, "energy_uj"),
-                               _read_number(os.path.join(d, "max_energy_range_uj"))))
+                               _read_number(os.path.join(d, "max_energy_range_uj"), 1.0, 2.0 ** 64, " uJ")))
         names = [z[0] for z in self.zones]
         if total_zone is not None:
             _pick_total(names, total_zone, None, os.path.dirname(dirs[0]))
@@ -47,15 +54,16 @@ class RaplMeter(PowerMeter):
             self.total_rail = None
             self.summed = [n for n in names if n != "psys"] or names
         self.min_interval_s = float(min_interval_s)
+        self.max_power_w = RAPL_MAX_W * len([self.total_rail] if self.total_rail else self.summed)
         self._last_raw: Dict[str, float] = {}
         self._energy_uj: Dict[str, float] = {n: 0.0 for n in names}
         self._last_t: Optional[float] = None
         self._last_total_j = 0.0
         self.read()  # prime the counters (and fail now if root-only)
 
-    def _raw(self, path: str) -> float:
+    def _raw(self, path: str, rng: float) -> float:
         try:
-            return _read_number(path)
+            return _read_number(path, 0.0, rng, " uJ")
         except MeasurementError as e:
             if "permission denied" in str(e):
                 raise MeasurementError(
@@ -64,16 +72,15 @@ class RaplMeter(PowerMeter):
                 ) from None
             raise
 
-    def read(self) -> Reading:
+    def _read(self) -> Reading:
         t = time.monotonic()
-        for name, path, rng in self.zones:
-            raw = self._raw(path)
-            if name in self._last_raw:
-                delta = raw - self._last_raw[name]
-                if delta < 0:  # the counter wrapped
-                    delta += rng
-                self._energy_uj[name] += delta
-            self._last_raw[name] = raw
+        seconds = t - self._last_t if self._last_t is not None else 0.0
+        raws = {name: self._raw(path, rng) for name, path, rng in self.zones}
+        steps = {name: counter_step(self._last_raw[name], raws[name], rng, seconds, RAPL_MAX_W, path)
+                 for name, path, rng in self.zones if name in self._last_raw}
+        for name, step in steps.items():  # every zone checked before any counter moves
+            self._energy_uj[name] += step
+        self._last_raw.update(raws)
         energy_j = {n: e / 1e6 for n, e in self._energy_uj.items()}
         total_j = _total(energy_j, self.total_rail, self.summed)
         rails: Dict[str, float] = {}

@@ -11,9 +11,10 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ...errors import MeasurementError
-from .base import PowerMeter, Reading, _check_groups, _groups, _pick_total, _total
+from .base import PowerMeter, Reading, _check_groups, _groups, _number, _pick_total, _total
 
 _PMIC_LINE = re.compile(r"(\S+)_([AV]) (?:current|volt)\(\d+\)=([-+0-9.eE]+)[AV]")
+PMIC_MAX_V, PMIC_MAX_A = 6.0, 20.0  # bounds of one rail (see Pi5PmicMeter.max_rail_mw)
 PI5_GROUPS = {"CPU": ("VDD_CORE",), "DRAM": ("DDR_VDD2", "DDR_VDDQ")}  # default groups
 
 
@@ -22,7 +23,10 @@ def parse_pmic_read_adc(text: str) -> Dict[str, float]:
     amps: Dict[str, float] = {}
     volts: Dict[str, float] = {}
     for m in _PMIC_LINE.finditer(text):
-        (amps if m.group(2) == "A" else volts)[m.group(1)] = float(m.group(3))
+        amp = m.group(2) == "A"
+        (amps if amp else volts)[m.group(1)] = _number(
+            m.group(3), "`vcgencmd pmic_read_adc` %s_%s" % (m.group(1), m.group(2)), 0.0,
+            PMIC_MAX_A if amp else PMIC_MAX_V, m.group(2))
     return {name: volts[name] * amps[name] * 1000.0 for name in amps if name in volts}
 
 
@@ -31,6 +35,9 @@ class Pi5PmicMeter(PowerMeter):
     paired rails. It does not see the 5 V input current, so it reads below wall power."""
 
     kind = "rpi5-pmic"
+    # No rail of a board fed 5 V x 5 A (27 W supply) carries 6 V x 20 A: far above anything real,
+    # far below what a corrupt number gives. The ADC reads magnitudes: no negative power.
+    max_rail_mw = PMIC_MAX_V * PMIC_MAX_A * 1000.0
 
     def __init__(self, root: str = "/", command: str = "vcgencmd", min_interval_s: float = 0.1,
                  total_rail: Optional[str] = None, sum_rails: Optional[Sequence[str]] = None,
@@ -76,7 +83,7 @@ class Pi5PmicMeter(PowerMeter):
                                    f"`{' '.join(self.command)}`")
         return t, rails
 
-    def read(self) -> Reading:
+    def _read(self) -> Reading:
         t, rails = self._rails(self._run())
         missing = [n for n in self.rail_names if n not in rails]
         if missing:

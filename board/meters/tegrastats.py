@@ -15,7 +15,7 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ...errors import MeasurementError
-from .base import PowerMeter, Reading, _check_groups, _groups, _pick_total, _total
+from .base import PowerMeter, Reading, _check_groups, _groups, _number, _pick_total, _total
 
 # `RAIL instant/average`: JetPack 5+ with "mW" on both numbers, JetPack 4 without a unit. The
 # lookahead refuses "RAM 2448/7772MB" and "SWAP 0/3886MB"; nothing is anchored at line start
@@ -29,7 +29,8 @@ def parse_tegrastats_line(line: str) -> Dict[str, float]:
     for m in _TEGRA_RAIL.finditer(line):
         if bool(m.group(3)) != bool(m.group(5)):
             continue
-        rails[m.group(1)] = float(m.group(2))
+        rails[m.group(1)] = _number(m.group(2), "tegrastats rail %s" % m.group(1), 0.0,
+                                    TegrastatsMeter.max_rail_mw, " mW")
     return rails
 
 
@@ -43,6 +44,8 @@ class TegrastatsMeter(PowerMeter):
 
     kind = "tegrastats"
     paced = True
+    # The same INA3221 rails: 26 V x 163.8 mV full scale on the smallest (1 mOhm) shunt.
+    max_rail_mw = 26.0 * 163.8 * 1000.0
 
     def __init__(self, root: str = "/", interval_ms: int = 100,
                  command: Optional[Sequence[str]] = None, logfile: Optional[str] = None,
@@ -117,7 +120,7 @@ class TegrastatsMeter(PowerMeter):
                                    "(some Jetsons need root)")
         return t, line
 
-    def read(self) -> Reading:
+    def _read(self) -> Reading:
         while True:
             t, line = self._next_line()
             rails = parse_tegrastats_line(line)
