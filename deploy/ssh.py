@@ -114,7 +114,7 @@ def _resolve(target: Target, client_keys: Any, timeout: float) -> Tuple[Any, dic
     the real host name, port, user, key files and jump host. Given values win over the config,
     as on ssh's command line."""
     asyncssh = _asyncssh()
-    kw: dict = dict(host=target.host, client_keys=client_keys, connect_timeout=timeout)
+    kw: dict = dict(host=target.host, client_keys=client_keys, connect_timeout=timeout, config=())  # (): ~/.ssh/config if readable
     if target.port is not None:
         kw["port"] = target.port
     if target.user:
@@ -131,8 +131,8 @@ def _known_keys(known: Path, host: str, port: int) -> Tuple[List[Any], List[Any]
     asyncssh = _asyncssh()
     if not known.is_file():
         return [], [], []
-    try:
-        found = asyncssh.read_known_hosts(str(known)).match(host, "", port)
+    try:  # looked up as ssh does: "[host]:port" only (asyncssh's own fallback to "host" drops @revoked lines)
+        found = asyncssh.read_known_hosts(str(known)).match(_host_pattern(host, port), "", None)
     except (OSError, ValueError, asyncssh.Error) as exc:
         raise DeployError("%s: unreadable known_hosts file (%s)" % (known, one_line(str(exc)))) from None
     return list(found[0]), list(found[1]), list(found[2])

@@ -55,7 +55,7 @@ def board(tmp_path_factory: Any) -> Dict[str, Any]:
     known = root / "known_hosts"
     info = {"machine": os.uname().machine, "system": "Linux", "python": "%d.%d.%d" % sys.version_info[:3],
             "glibc": os.confstr("CS_GNU_LIBC_VERSION").split()[-1]}
-    wheels = wheelhouse_for(info, cache=root / "wheel-cache")
+    wheels = wheelhouse_for(info, cache=tmp_path_factory.getbasetemp() / "wheel-cache")  # shared by the deploy test modules
     asyncio.run(_first_contact(target, known))
     yield {"server": server, "target": target, "known": known, "wheels": wheels, "base": str(root / "remote"),
            "a": make_bundle(root / "a.seb", 0), "b": make_bundle(root / "b.seb", 1), "root": root}
