@@ -105,6 +105,20 @@ def test_a_key_only_named_in_ssh_config_logs_in(board: Dict[str, Any], bare_home
     assert "authentication" not in (r.error or "") and "cannot connect" not in (r.error or ""), r.error
 
 
+def test_proxyjump_in_ssh_config_is_followed(board: Dict[str, Any], bare_home: Path) -> None:
+    """The board reached through a jump host (the same loopback sshd, forwarding to itself); a
+    jump host that does not answer makes the connection fail, so the jump is really taken."""
+    t = board["target"]
+    host = "    HostName 127.0.0.1\n    Port %d\n    User %s\n    IdentityFile %s\n" % (t.port, t.user, t.key_file)
+    (bare_home / ".ssh" / "config").write_text(
+        "Host jump\n" + host + "Host viajump\n" + host + "    ProxyJump jump\n"
+        "Host viadead\n" + host + "    ProxyJump %s@127.0.0.1:9\n" % t.user)
+    (bare_home / ".ssh" / "known_hosts").write_text(board["known"].read_text())  # the jump host is checked there
+    assert _run(_whoami(dataclasses.replace(parse_target("viajump"), python=BOARD_PYTHON), board["known"])) == "hello"
+    with pytest.raises(DeployError, match="cannot connect"):
+        _run(_whoami(dataclasses.replace(parse_target("viadead"), python=BOARD_PYTHON), board["known"]))
+
+
 def test_no_key_anywhere_says_what_was_tried(board: Dict[str, Any], bare_home: Path) -> None:
     keyless = dataclasses.replace(board["target"], key_file=None)
     with pytest.raises(DeployError, match="authentication failed.*agent.*ssh/config"):
