@@ -5,6 +5,7 @@ SIGKILL at every stage, then a plain retry), failures that are not ``DeployError
 uploads, and a board whose Python fails.
 """
 
+# ruff: noqa: F811  (``board``, the fixture shared with test_deploy.py, is imported and then requested by name)
 from __future__ import annotations
 
 import asyncio
