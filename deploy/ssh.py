@@ -152,13 +152,15 @@ def _client_factory(accept_new: bool) -> Any:
 
 async def connect(target: Target, known_hosts: Optional[Path] = None, accept_new: bool = False, identity: Optional[str] = None,
                   timeout: float = 20.0) -> Connection:
-    """Connect with host-key checking. ``known_hosts`` defaults to ``~/.ssh/known_hosts``; with
+    """Connect with host-key checking. ``known_hosts`` defaults to the config's
+    ``UserKnownHostsFile``, else ``~/.ssh/known_hosts``; with
     ``accept_new`` a host that has no trusted entry there is accepted and recorded (trust on
     first use, asked for explicitly); a changed key and a revoked key are always refused."""
     asyncssh = _asyncssh()
-    known = Path(known_hosts or Path.home() / ".ssh" / "known_hosts").expanduser()
     key = identity or target.key_file
     opts, kw = _resolve(target, [str(Path(key).expanduser())] if key else (), timeout)
+    configured = [str(p) for p in (opts.known_hosts or []) if isinstance(p, (str, Path))]  # UserKnownHostsFile
+    known = Path(known_hosts or (configured[0] if configured else Path.home() / ".ssh" / "known_hosts")).expanduser()
     host, port = opts.host_key_alias or opts.host, int(opts.port)
     pattern = _host_pattern(host, port)
     trusted, cas, revoked = _known_keys(known, host, port)

@@ -101,7 +101,9 @@ def test_a_key_only_named_in_ssh_config_logs_in(board: Dict[str, Any], bare_home
     target = dataclasses.replace(parse_target("myboard"), python=BOARD_PYTHON)
     assert target.port is None and target.user is None and target.key_file is None
     assert _run(_whoami(target, board["known"])) == "hello"  # host key looked up under 127.0.0.1:port, as ssh does
-    # and through the CLI: --to the alias, nothing else about the board on the command line
+    with (bare_home / ".ssh" / "config").open("a") as f:
+        f.write("    UserKnownHostsFile %s\n" % board["known"])
+    assert _run(_whoami(target, None)) == "hello"  # known_hosts from the config too
     [r] = fleet(board, "rollback", targets=[target])
     assert "authentication" not in (r.error or "") and "cannot connect" not in (r.error or ""), r.error
 
