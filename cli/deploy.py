@@ -15,7 +15,7 @@ from .common import JsonOpt, emit, out_console
 ToOpt = typer.Option(None, "--to", help="One board: [USER@]HOST[:PORT]; HOST may be a ~/.ssh/config Host alias (its User, Port, IdentityFile, ProxyJump apply).")
 InvOpt = typer.Option(None, "--inventory", help="An Ansible YAML inventory (ansible_host, ansible_port, ansible_user, ansible_ssh_private_key_file, ansible_python_interpreter, spikeedge_board).")
 GroupOpt = typer.Option(None, "--group", help="Only this inventory group.")
-KnownOpt = typer.Option(None, "--known-hosts", help="known_hosts file (default ~/.ssh/known_hosts).")
+KnownOpt = typer.Option(None, "--known-hosts", help="known_hosts file (default: ~/.ssh/config's UserKnownHostsFile, else ~/.ssh/known_hosts).")
 AcceptOpt = typer.Option(False, "--accept-new-host-key", help="Accept and record the key of a host never seen before (a changed key is always refused).")
 IdentityOpt = typer.Option(None, "--identity", help="Private key file (else the inventory's); the SSH agent, ~/.ssh/id_* and ~/.ssh/config's IdentityFile are tried too, as by ssh.")
 RemoteOpt = typer.Option(".spikeedge", "--remote-dir", help="Folder on the board (relative to the login's home).")
