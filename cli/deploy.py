@@ -12,14 +12,15 @@ import typer
 from ..errors import CheckFailed, SpikeedgeError
 from .common import JsonOpt, emit, out_console
 
-ToOpt = typer.Option(None, "--to", help="One board: [USER@]HOST[:PORT].")
+ToOpt = typer.Option(None, "--to", help="One board: [USER@]HOST[:PORT]; HOST may be a ~/.ssh/config Host alias (its User, Port, IdentityFile, ProxyJump apply).")
 InvOpt = typer.Option(None, "--inventory", help="An Ansible YAML inventory (ansible_host, ansible_port, ansible_user, ansible_ssh_private_key_file, ansible_python_interpreter, spikeedge_board).")
 GroupOpt = typer.Option(None, "--group", help="Only this inventory group.")
-KnownOpt = typer.Option(None, "--known-hosts", help="known_hosts file (default ~/.ssh/known_hosts).")
+KnownOpt = typer.Option(None, "--known-hosts", help="known_hosts file (default: ~/.ssh/config's UserKnownHostsFile, else ~/.ssh/known_hosts).")
 AcceptOpt = typer.Option(False, "--accept-new-host-key", help="Accept and record the key of a host never seen before (a changed key is always refused).")
-IdentityOpt = typer.Option(None, "--identity", help="Private key file (else the inventory's, else the SSH agent and default keys).")
+IdentityOpt = typer.Option(None, "--identity", help="Private key file (else the inventory's); the SSH agent, ~/.ssh/id_* and ~/.ssh/config's IdentityFile are tried too, as by ssh.")
 RemoteOpt = typer.Option(".spikeedge", "--remote-dir", help="Folder on the board (relative to the login's home).")
 ConcOpt = typer.Option(4, "--concurrency", help="Boards deployed at once.")
+BreakOpt = typer.Option(False, "--break-lock", help="Take the board's deploy lock even if its holder may still be running (a lock whose holder is provably gone is taken over without it).")
 
 
 def _targets(to: Optional[str], inventory: Optional[Path], group: Optional[str]) -> List[Any]:
@@ -62,6 +63,7 @@ def flash(
     identity: Optional[str] = IdentityOpt,
     remote_dir: str = RemoteOpt,
     wheelhouse: Optional[Path] = typer.Option(None, "--wheelhouse", help="Wheels for the board (spikeedge + numpy, typer, rich); default: built here and fetched for the board's platform."),
+    break_lock: bool = BreakOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Flash a bundle to boards: probe, install the runtime offline, upload, verify sha256, smoke
@@ -77,7 +79,7 @@ def flash(
         raise SpikeedgeError("--keep must be >= 2 and --concurrency >= 1")
     fmt.load(model)  # a corrupt or mismatched bundle is refused here, before any board is touched
     targets = _targets(to, inventory, group)
-    opts = Options(remote_dir=remote_dir, keep=keep, wheelhouse=wheelhouse)
+    opts = Options(remote_dir=remote_dir, keep=keep, wheelhouse=wheelhouse, break_lock=break_lock)
     results = run_fleet(targets, "flash", model, opts, Access(known_hosts, accept_new_host_key, identity), concurrency)
     _finish(results, as_json)
 
@@ -90,6 +92,7 @@ def rollback(
     known_hosts: Optional[Path] = KnownOpt,
     identity: Optional[str] = IdentityOpt,
     remote_dir: str = RemoteOpt,
+    break_lock: bool = BreakOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Return boards to their previous release (atomic switch of ``current``).
@@ -100,5 +103,5 @@ def rollback(
     from ..deploy.flash import Options
 
     targets = _targets(to, inventory, group)
-    results = run_fleet(targets, "rollback", None, Options(remote_dir=remote_dir), Access(known_hosts, False, identity), concurrency)
+    results = run_fleet(targets, "rollback", None, Options(remote_dir=remote_dir, break_lock=break_lock), Access(known_hosts, False, identity), concurrency)
     _finish(results, as_json)

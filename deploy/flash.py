@@ -2,7 +2,7 @@
 
 Layout on the board, under ``remote_dir`` (default ``.spikeedge`` in the login's home)::
 
-    lock/                 held during a deploy (mkdir is atomic): a second deploy is refused
+    lock/owner            held during a deploy, with who holds it (``deploy/lock.py``)
     venv/                 the spikeedge runtime, installed offline from wheels sent along
     wheelhouse/           those wheels
     releases/<sha>.partial   an upload in progress (never run)
@@ -10,11 +10,16 @@ Layout on the board, under ``remote_dir`` (default ``.spikeedge`` in the login's
     current -> releases/<sha>  switched atomically (a new symlink renamed over the old one)
     history               one line per switch: the release it pointed to
 
-A flash: lock, probe the board, make sure the runtime is installed, upload to ``.partial``,
+A flash: lock, remove stale ``.partial`` uploads (no other deploy can be writing them while we
+hold the lock), probe the board, make sure the runtime is installed, upload to ``.partial``,
 check the sha256 on the board (a file corrupted in transit is deleted, never switched to),
 rename into ``releases/<sha>/``, smoke-test it with the board's runtime (load + checksum, one
 inference, one power read where the board has a meter), switch ``current``, keep the last
 ``keep`` releases, unlock. Any failure before the switch leaves ``current`` as it was.
+
+Every failure on one host, whatever raised it (an ``SFTPFailure`` on a full disk, a lost
+connection, a board that printed nonsense), ends as that host's one-line ``error``, never as an
+exception: the fleet's other hosts and its summary must not depend on one board's luck.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from typing import Any, Callable, Dict, List, Optional
 from .. import __version__
 from ..runtime.bundle import file_sha256
 from ..errors import DeployError
-from .ssh import Connection
+from .lock import Lock
+from .ssh import Connection, one_line
 
 PROBE = r"""
 import json, os, platform, sys
@@ -100,6 +106,9 @@ class Options:
     fail_after_bytes: Optional[int] = None  # test hook: drop the upload midway
     after_upload: Optional[Callable[[Connection, str], Any]] = None  # test hook: runs on the uploaded .partial
     power_read: bool = True
+    break_lock: bool = False  # take the board's lock even when its holder may still be running
+    deploy_timeout_s: float = 3600.0  # a lock with no owner record older than this is taken over
+    on_stage: Optional[Callable[[str], Any]] = None  # test hook: called after each stage (locked, probed, ...)
 
 
 @dataclass
@@ -117,37 +126,43 @@ class HostResult:
     error: Optional[str] = None
 
 
-class Lock:
-    """``mkdir <dir>/lock`` on the board: atomic, so two deploys cannot both hold it."""
+CLEAN_PARTIALS = r"""
+import glob, os, sys
+for p in sorted(glob.glob(os.path.join(sys.argv[1], "releases", "*.partial"))):
+    os.remove(p)
+    print(os.path.basename(p))
+"""
 
-    def __init__(self, conn: Connection, base: str) -> None:
-        self.conn, self.path = conn, base + "/lock"
+FREE = "import os, sys; s = os.statvfs(sys.argv[1]); print(s.f_bavail * s.f_frsize)"
 
-    async def __aenter__(self) -> "Lock":
-        await self.conn.run(["mkdir", "-p", self.path.rsplit("/", 1)[0]])
-        r = await self.conn.run(["mkdir", self.path], check=False)
-        if r.exit_status != 0:
-            owner = (await self.conn.run(["cat", self.path + "/owner"], check=False)).stdout.strip()
-            raise DeployError("%s: another deploy holds %s (%s); if it died, remove that folder" % (
-                self.conn.target.name, self.path, owner or "owner unknown"))
-        await self.conn.run(["sh", "-c", 'echo "$1" > "$2"', "sh", "spikeedge %s since %d" % (__version__, int(time.time())), self.path + "/owner"])
-        return self
 
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.conn.run(["rm", "-rf", self.path], check=False)
+def last_json(conn: Connection, text: str, what: str) -> Dict[str, Any]:
+    """The JSON object on the last line a board script printed, or a one-line ``DeployError``."""
+    try:
+        obj = json.loads(text.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        obj = None
+    if not isinstance(obj, dict):
+        raise DeployError("%s: %s printed no JSON on the board (%s)" % (conn.target.name, what, one_line(text) or "no output"))
+    return obj
+
+
+def host_error(name: str, exc: BaseException, doing: str) -> str:
+    """One line for any failure on one host: a ``DeployError`` says it already; anything else is
+    named with what was being done (``SFTPFailure`` says only "Failure" otherwise)."""
+    if isinstance(exc, DeployError):
+        return one_line(str(exc), 600)
+    return "%s: %s failed (%s%s)" % (name, doing, type(exc).__name__, ": " + one_line(str(exc)) if one_line(str(exc)) else "")
 
 
 async def probe(conn: Connection) -> Dict[str, Any]:
-    r = await conn.python(PROBE)
-    try:
-        return json.loads(r.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        raise DeployError("%s: the board's probe printed no JSON (%s)" % (conn.target.name, r.stdout[:200])) from None
+    r = await conn.python(PROBE, what="the probe (python %s)" % conn.target.python)
+    return last_json(conn, r.stdout, "the probe")
 
 
 async def state(conn: Connection, base: str) -> Dict[str, Any]:
-    r = await conn.python(STATE, base)
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    r = await conn.python(STATE, base, what="reading the release state")
+    return last_json(conn, r.stdout, "reading the release state")
 
 
 async def ensure_runtime(conn: Connection, base: str, info: Dict[str, Any], opts: Options, steps: List[str]) -> None:
@@ -175,19 +190,23 @@ async def ensure_runtime(conn: Connection, base: str, info: Dict[str, Any], opts
 async def smoke_test(conn: Connection, base: str, model: str, opts: Options) -> Dict[str, Any]:
     """Load with checksum and schema checks, one inference, one power read (if the board has a
     meter): with the board's own runtime."""
-    info = await conn.run([base + "/venv/bin/spikeedge", "info", model, "--json"])
-    run = await conn.run([base + "/venv/bin/python", "-c", SMOKE, model])
-    out: Dict[str, Any] = {"info": json.loads(info.stdout.strip().splitlines()[-1]), "inference": json.loads(run.stdout.strip().splitlines()[-1])}
-    if not out["inference"]["finite"]:
+    info = await conn.run([base + "/venv/bin/spikeedge", "info", model, "--json"], what="smoke test: spikeedge info")
+    run = await conn.run([base + "/venv/bin/python", "-c", SMOKE, model], what="smoke test: one inference")
+    out: Dict[str, Any] = {"info": last_json(conn, info.stdout, "smoke test: spikeedge info"),
+                           "inference": last_json(conn, run.stdout, "smoke test: one inference")}
+    if not out["inference"].get("finite"):
         raise DeployError("%s: smoke test: the model's outputs are not finite" % conn.target.name)
     if opts.power_read:
         p = await conn.run([base + "/venv/bin/spikeedge", "power", "watch", "--duration", "0.2", "--json"], check=False)
-        out["power"] = json.loads(p.stdout) if p.exit_status == 0 else {"meter": None, "note": (p.stderr.strip().splitlines() or ["no meter"])[-1]}
+        try:
+            out["power"] = json.loads(p.stdout) if p.exit_status == 0 else {"meter": None, "note": one_line(p.stderr) or "no meter"}
+        except ValueError:
+            out["power"] = {"meter": None, "note": "spikeedge power watch printed no JSON"}
     return out
 
 
 async def switch(conn: Connection, base: str, release: str) -> None:
-    await conn.python(SWITCH, base, release)
+    await conn.python(SWITCH, base, release, what="switching current")
 
 
 async def prune_releases(conn: Connection, base: str, keep: int) -> List[str]:
@@ -203,42 +222,103 @@ async def prune_releases(conn: Connection, base: str, keep: int) -> List[str]:
     return gone
 
 
+def _build() -> str:
+    """This workstation's spikeedge build, for the lock's owner record (never fails)."""
+    try:
+        from .wheelhouse import build_id
+
+        return build_id()[:12]
+    except Exception:
+        return "unknown"
+
+
+def _stage(opts: Options, name: str) -> None:
+    if opts.on_stage is not None:
+        opts.on_stage(name)
+
+
+async def _upload(conn: Connection, bundle: Path, partial: str, base: str, opts: Options) -> None:
+    """SFTP to ``partial``; a failure says how much room the board has, since a full disk is the
+    usual cause and SFTP reports it only as "Failure"."""
+    try:
+        await conn.put(bundle, partial, fail_after=opts.fail_after_bytes)
+    except DeployError:
+        raise
+    except Exception as exc:
+        room = ""
+        try:
+            free = int((await conn.python(FREE, base + "/releases", check=False)).stdout.strip())
+            room = "; %d bytes free there, the bundle needs %d" % (free, bundle.stat().st_size)
+        except Exception:
+            pass
+        raise DeployError("%s: the upload of %s to %s failed (%s: %s)%s" % (
+            conn.target.name, bundle.name, partial, type(exc).__name__, one_line(str(exc)) or "no detail", room)) from None
+
+
 async def flash_host(conn: Connection, bundle: Path, opts: Options) -> HostResult:
     t0 = time.time()
     base = opts.remote_dir
     res = HostResult(conn.target.name, False, "flash")
+    doing = "taking the deploy lock"
     try:
         sha = file_sha256(bundle)
         res.release = sha[:16]
-        async with Lock(conn, base):
+        async with Lock(conn, base, _build(), opts.deploy_timeout_s, opts.break_lock) as lock:
+            if lock.verdict:
+                res.steps.append(lock.verdict)
+            _stage(opts, "locked")
+            doing = "removing stale uploads"
+            stale = (await conn.python(CLEAN_PARTIALS, base, what="removing stale .partial uploads")).stdout.split()
+            if stale:
+                res.steps.append("removed stale uploads %s" % ", ".join(stale))
+            doing = "probing the board"
             res.probe = await probe(conn)
             res.steps.append("probed: %s %s, Python %s" % (res.probe.get("model") or res.probe.get("os"), res.probe.get("machine"), res.probe.get("python")))
+            _stage(opts, "probed")
+            doing = "installing the runtime"
             await ensure_runtime(conn, base, res.probe, opts, res.steps)
+            _stage(opts, "runtime")
             res.previous = (await state(conn, base))["current"]
             rel_dir = "%s/releases/%s" % (base, res.release)
             partial = "%s/releases/%s.partial" % (base, res.release)
             await conn.run(["mkdir", "-p", base + "/releases"])
-            await conn.put(bundle, partial, fail_after=opts.fail_after_bytes)
-            if opts.after_upload is not None:
-                await opts.after_upload(conn, partial)
-            got = (await conn.python(REMOTE_SHA, partial)).stdout.strip()
-            if got != sha:
-                await conn.run(["rm", "-f", partial], check=False)
-                raise DeployError("%s: the upload arrived corrupted (sha256 %s..., expected %s...): deleted, nothing switched" % (
-                    conn.target.name, got[:12], sha[:12]))
-            res.steps.append("uploaded and verified (sha256 %s...)" % sha[:12])
-            await conn.run(["mkdir", "-p", rel_dir])
-            await conn.run(["mv", "-f", partial, rel_dir + "/model.seb"])
+            doing = "uploading the bundle"
+            try:
+                await _upload(conn, bundle, partial, base, opts)
+                _stage(opts, "uploaded")
+                if opts.after_upload is not None:
+                    await opts.after_upload(conn, partial)
+                doing = "verifying the upload"
+                got = (await conn.python(REMOTE_SHA, partial, what="sha256 of the upload")).stdout.strip()
+                if got != sha:
+                    raise DeployError("%s: the upload arrived corrupted (sha256 %s..., expected %s...): deleted, nothing switched" % (
+                        conn.target.name, got[:12], sha[:12]))
+                res.steps.append("uploaded and verified (sha256 %s...)" % sha[:12])
+                await conn.run(["mkdir", "-p", rel_dir])
+                await conn.run(["mv", "-f", partial, rel_dir + "/model.seb"])
+            except Exception:
+                try:
+                    await conn.run(["rm", "-f", partial], check=False)  # under the lock: nobody else's upload
+                except Exception:
+                    pass  # the connection is gone: the next flash removes it under the lock
+                raise
+            _stage(opts, "verified")
+            doing = "the smoke test"
             res.smoke = await smoke_test(conn, base, rel_dir + "/model.seb", opts)
             res.steps.append("smoke test passed")
+            _stage(opts, "smoke-tested")
+            doing = "switching current"
             await switch(conn, base, res.release)
             res.steps.append("switched current -> %s" % res.release)
+            _stage(opts, "switched")
+            doing = "removing old releases"
             gone = await prune_releases(conn, base, opts.keep)
             if gone:
                 res.steps.append("removed old releases %s" % ", ".join(gone))
+            _stage(opts, "pruned")
         res.ok = True
-    except DeployError as exc:
-        res.error = str(exc)
+    except Exception as exc:
+        res.error = host_error(conn.target.name, exc, doing)
     res.seconds = round(time.time() - t0, 3)
     return res
 
@@ -247,8 +327,12 @@ async def rollback_host(conn: Connection, opts: Options) -> HostResult:
     t0 = time.time()
     base = opts.remote_dir
     res = HostResult(conn.target.name, False, "rollback")
+    doing = "taking the deploy lock"
     try:
-        async with Lock(conn, base):
+        async with Lock(conn, base, _build(), opts.deploy_timeout_s, opts.break_lock) as lock:
+            if lock.verdict:
+                res.steps.append(lock.verdict)
+            doing = "rolling back"
             st = await state(conn, base)
             res.previous = st["current"]
             earlier = [r for r in reversed(st["history"]) if r != st["current"] and r in st["releases"]]
@@ -258,7 +342,7 @@ async def rollback_host(conn: Connection, opts: Options) -> HostResult:
             await switch(conn, base, res.release)
             res.steps.append("switched current -> %s (was %s)" % (res.release, res.previous))
         res.ok = True
-    except DeployError as exc:
-        res.error = str(exc)
+    except Exception as exc:
+        res.error = host_error(conn.target.name, exc, doing)
     res.seconds = round(time.time() - t0, 3)
     return res

@@ -1,5 +1,9 @@
 """One board or a fleet: every target in parallel under a concurrency limit; a board that fails
-does not stop the others; one result per host."""
+does not stop the others; one result per host, always.
+
+Whatever one host raises (``DeployError``, an asyncssh or OS error, a bug) becomes that host's
+one-line error here, and ``gather`` runs with ``return_exceptions`` as a last guard, so one
+board's failure can never cost the others' results or the fleet's summary."""
 
 from __future__ import annotations
 
@@ -8,8 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, List, Optional
 
-from ..errors import DeployError
-from .flash import HostResult, Options, flash_host, rollback_host
+from .flash import HostResult, Options, flash_host, host_error, rollback_host
 from .ssh import Connection, connect
 from .targets import Target
 
@@ -27,14 +30,17 @@ async def _one(target: Target, action: str, job: Callable[[Connection], Awaitabl
     async with sem:
         try:
             conn = await connect(target, access.known_hosts, access.accept_new, access.identity, access.timeout)
-        except DeployError as exc:
-            return HostResult(target.name, False, action, error=str(exc))
+        except Exception as exc:
+            return HostResult(target.name, False, action, error=host_error(target.name, exc, "connecting"))
         try:
             return await job(conn)
-        except DeployError as exc:
-            return HostResult(target.name, False, action, error=str(exc))
+        except Exception as exc:
+            return HostResult(target.name, False, action, error=host_error(target.name, exc, action))
         finally:
-            await conn.close()
+            try:
+                await conn.close()
+            except Exception:
+                pass
 
 
 def run_jobs(targets: List[Target], action: str, job: Callable[[Connection], Awaitable[HostResult]], access: Access,
@@ -43,7 +49,9 @@ def run_jobs(targets: List[Target], action: str, job: Callable[[Connection], Awa
 
     async def main() -> List[HostResult]:
         sem = asyncio.Semaphore(max(1, concurrency))
-        return list(await asyncio.gather(*(_one(t, action, job, access, sem) for t in targets)))
+        done = await asyncio.gather(*(_one(t, action, job, access, sem) for t in targets), return_exceptions=True)
+        return [r if isinstance(r, HostResult) else HostResult(t.name, False, action, error=host_error(t.name, r, action))
+                for t, r in zip(targets, done)]
 
     return asyncio.run(main())
 

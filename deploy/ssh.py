@@ -1,6 +1,15 @@
-"""SSH done properly, on asyncssh: host keys checked against known_hosts (a host never seen is
-accepted only with an explicit option, a *changed* key never), key authentication, every remote
-argument quoted, files sent over SFTP. Nothing secret is logged or written.
+"""SSH done properly, on asyncssh, with OpenSSH's defaults so that a board that ``ssh pi@host``
+reaches is reached the same way: the agent (``SSH_AUTH_SOCK``), the default keys
+``~/.ssh/id_*``, and ``~/.ssh/config`` (``Host`` aliases, ``HostName``, ``User``, ``Port``,
+``IdentityFile``, ``ProxyJump``, ``HostKeyAlias``) all apply unless the inventory or the command
+line says otherwise. Passing ``client_keys=None`` to asyncssh, as this module once did, turns all
+of that off, which is why the key list is left at asyncssh's default unless a key is named.
+
+Host keys are checked against known_hosts as OpenSSH does: a key listed ``@revoked`` is refused
+always, ``@cert-authority`` lines are trusted for host certificates, a host never seen is
+accepted only with an explicit option (and recorded), a *changed* key never. The decision is
+made by asyncssh before authentication, so no credential is offered to a host that fails it.
+Every remote argument is quoted, files go over SFTP, nothing secret is logged or written.
 """
 
 from __future__ import annotations
@@ -8,7 +17,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 from ..errors import DeployError
 from .targets import Target
@@ -29,17 +38,25 @@ def _asyncssh() -> Any:
     return asyncssh
 
 
-def _known_entry(known_hosts: Path, target: Target) -> bool:
-    """Whether ``known_hosts`` lists any key for the target's host and port."""
-    asyncssh = _asyncssh()
-    if not known_hosts.is_file():
-        return False
-    trusted = asyncssh.read_known_hosts(str(known_hosts)).match(target.host, "", target.port)
-    return any(len(keys) for keys in trusted[:2])
+def one_line(text: str, limit: int = 300) -> str:
+    """The last non-empty line of ``text`` with control characters replaced, for error messages
+    that must stay one line whatever the board printed."""
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    last = lines[-1] if lines else ""
+    return "".join(c if c.isprintable() else "?" for c in last)[:limit]
 
 
-def _host_pattern(target: Target) -> str:
-    return target.host if target.port == 22 else "[%s]:%d" % (target.host, target.port)
+def describe(argv: Sequence[Any], what: Optional[str] = None) -> str:
+    """How a remote command is named in an error: ``what`` when given, else its first words;
+    never the text of a ``-c`` script (a whole probe script in an error is unreadable)."""
+    if what:
+        return what
+    words = [str(a) for a in argv]
+    if words and words[0] == "exec":
+        words = words[1:]
+    if len(words) > 1 and words[1] == "-c":
+        return "`%s -c <script>`" % words[0]
+    return "`%s`" % " ".join(w if w.isprintable() and "\n" not in w else "<...>" for w in words[:3])
 
 
 class Connection:
@@ -48,18 +65,23 @@ class Connection:
     def __init__(self, conn: Any, target: Target) -> None:
         self.conn, self.target = conn, target
 
-    async def run(self, argv: Sequence[str], check: bool = True, input: Optional[str] = None) -> Result:
+    async def run(self, argv: Sequence[str], check: bool = True, input: Optional[str] = None, what: Optional[str] = None) -> Result:
         cmd = " ".join(shlex.quote(str(a)) for a in argv)
         r = await self.conn.run(cmd, check=False, input=input)
         res = Result(int(r.exit_status if r.exit_status is not None else 255), str(r.stdout or ""), str(r.stderr or ""))
         if check and res.exit_status != 0:
-            last = (res.stderr.strip().splitlines() or res.stdout.strip().splitlines() or ["no output"])[-1]
-            raise DeployError("%s: `%s` failed (exit %d): %s" % (self.target.name, argv[0] if len(argv) < 3 else " ".join(map(str, argv[:3])), res.exit_status, last[:300]))
+            last = one_line(res.stderr) or one_line(res.stdout) or "no output"
+            raise DeployError("%s: %s failed on the board (exit %d): %s" % (self.target.name, describe(argv, what), res.exit_status, last))
         return res
 
-    async def python(self, code: str, *args: str, check: bool = True) -> Result:
-        """Run ``code`` with the target's Python (``ansible_python_interpreter``)."""
-        return await self.run([self.target.python, "-c", code, *args], check=check)
+    async def python(self, code: str, *args: str, check: bool = True, what: Optional[str] = None) -> Result:
+        """Run ``code`` with the target's Python (``ansible_python_interpreter``); ``what`` names
+        the script in an error ("the probe")."""
+        return await self.run([self.target.python, "-c", code, *args], check=check, what=what)
+
+    async def start(self, argv: Sequence[str]) -> Any:
+        """A long-running remote process whose stdin stays open (asyncssh ``SSHClientProcess``)."""
+        return await self.conn.create_process(" ".join(shlex.quote(str(a)) for a in argv))
 
     async def put(self, local: Path, remote: str, fail_after: Optional[int] = None) -> None:
         """Upload ``local`` to ``remote`` over SFTP in chunks (``fail_after``: a test hook that
@@ -83,39 +105,93 @@ class Connection:
         await self.conn.wait_closed()
 
 
+def _host_pattern(host: str, port: int) -> str:
+    return host if port == 22 else "[%s]:%d" % (host, port)
+
+
+def _resolve(target: Target, client_keys: Any, timeout: float) -> Tuple[Any, dict]:
+    """asyncssh options with ``~/.ssh/config`` applied for this target (what ``ssh -G`` shows):
+    the real host name, port, user, key files and jump host. Given values win over the config,
+    as on ssh's command line."""
+    asyncssh = _asyncssh()
+    kw: dict = dict(host=target.host, client_keys=client_keys, connect_timeout=timeout, config=())  # (): ~/.ssh/config if readable
+    if target.port is not None:
+        kw["port"] = target.port
+    if target.user:
+        kw["username"] = target.user
+    try:
+        return asyncssh.SSHClientConnectionOptions(**kw), kw
+    except (OSError, ValueError, asyncssh.Error) as exc:  # an unreadable key file, a bad config line
+        raise DeployError("%s: SSH setup failed (%s)" % (target.name, one_line(str(exc)) or type(exc).__name__)) from None
+
+
+def _known_keys(known: Path, host: str, port: int) -> Tuple[List[Any], List[Any], List[Any]]:
+    """Trusted host keys, trusted CA keys (``@cert-authority``) and revoked keys (``@revoked``)
+    that ``known`` lists for ``host`` and ``port``."""
+    asyncssh = _asyncssh()
+    if not known.is_file():
+        return [], [], []
+    try:  # looked up as ssh does: "[host]:port" only (asyncssh's own fallback to "host" drops @revoked lines)
+        found = asyncssh.read_known_hosts(str(known)).match(_host_pattern(host, port), "", None)
+    except (OSError, ValueError, asyncssh.Error) as exc:
+        raise DeployError("%s: unreadable known_hosts file (%s)" % (known, one_line(str(exc)))) from None
+    return list(found[0]), list(found[1]), list(found[2])
+
+
+def _client_factory(accept_new: bool) -> Any:
+    """An asyncssh client that accepts a host key not in known_hosts only when ``accept_new``.
+    asyncssh asks it only after checking the revoked list, so a revoked key is never accepted."""
+    asyncssh = _asyncssh()
+
+    class Client(asyncssh.SSHClient):  # type: ignore[misc,name-defined]
+        def validate_host_public_key(self, host: str, addr: str, port: int, key: Any) -> bool:
+            return accept_new
+
+    return Client
+
+
 async def connect(target: Target, known_hosts: Optional[Path] = None, accept_new: bool = False, identity: Optional[str] = None,
                   timeout: float = 20.0) -> Connection:
-    """Connect with host-key checking. ``known_hosts`` defaults to ``~/.ssh/known_hosts``; with
-    ``accept_new`` a host that has no entry there is accepted and recorded (trust on first use,
-    asked for explicitly); a host whose key differs from its entry is always refused."""
+    """Connect with host-key checking. ``known_hosts`` defaults to the config's
+    ``UserKnownHostsFile``, else ``~/.ssh/known_hosts``; with
+    ``accept_new`` a host that has no trusted entry there is accepted and recorded (trust on
+    first use, asked for explicitly); a changed key and a revoked key are always refused."""
     asyncssh = _asyncssh()
-    known = Path(known_hosts or Path.home() / ".ssh" / "known_hosts").expanduser()
     key = identity or target.key_file
-    keys: Any = [str(Path(key).expanduser())] if key else ()
-    opts: dict = dict(port=target.port, client_keys=keys or None, connect_timeout=timeout)
-    if target.user:
-        opts["username"] = target.user  # else the local user name, as ssh does
-    new_host = not _known_entry(known, target)
-    if new_host and not accept_new:
+    opts, kw = _resolve(target, [str(Path(key).expanduser())] if key else (), timeout)
+    configured = [str(p) for p in (opts.known_hosts or []) if isinstance(p, (str, Path))]  # UserKnownHostsFile
+    known = Path(known_hosts or (configured[0] if configured else Path.home() / ".ssh" / "known_hosts")).expanduser()
+    host, port = opts.host_key_alias or opts.host, int(opts.port)
+    pattern = _host_pattern(host, port)
+    trusted, cas, revoked = _known_keys(known, host, port)
+    new_host = not trusted and not cas
+    if new_host and not accept_new and not revoked:
         raise DeployError("%s: host key of %s is not in %s; check it and connect once with --accept-new-host-key" % (
-            target.name, _host_pattern(target), known))
+            target.name, pattern, known))
     try:
+        conn = await asyncssh.connect(known_hosts=(trusted, cas, revoked), client_factory=_client_factory(accept_new and new_host), **kw)
+    except asyncssh.HostKeyNotVerifiable as exc:
+        if "revoked" in str(exc).lower():
+            raise DeployError("%s: REFUSED: the host key of %s was revoked (@revoked in %s)" % (target.name, pattern, known)) from None
         if new_host:
-            conn = await asyncssh.connect(target.host, known_hosts=None, **opts)
-            server_key = conn.get_server_host_key()
+            raise DeployError("%s: host key of %s is not in %s; check it and connect once with --accept-new-host-key" % (
+                target.name, pattern, known)) from None
+        raise DeployError("%s: REFUSED: the host key of %s does not match %s (%s); if the board was reinstalled, "
+                          "remove its line from that file after checking the new key" % (target.name, pattern, known, one_line(str(exc)))) from None
+    except asyncssh.PermissionDenied:
+        raise DeployError("%s: authentication failed for user %r (tried the SSH agent, ~/.ssh/id_*, ~/.ssh/config's IdentityFile "
+                          "and any key given; give one with ansible_ssh_private_key_file or --identity)" % (target.name, opts.username)) from None
+    except (OSError, asyncssh.Error) as exc:
+        raise DeployError("%s: cannot connect to %s (%s)" % (target.name, pattern, one_line(str(exc)) or type(exc).__name__)) from None
+    if new_host:
+        server_key = conn.get_server_host_key()
+        try:
             known.parent.mkdir(parents=True, exist_ok=True)
             with open(known, "a", encoding="utf-8") as f:
-                f.write("%s %s\n" % (_host_pattern(target), server_key.export_public_key("openssh").decode().strip()))
-        else:
-            conn = await asyncssh.connect(target.host, known_hosts=str(known), **opts)
-    except asyncssh.HostKeyNotVerifiable as exc:
-        raise DeployError("%s: REFUSED: the host key of %s does not match %s (%s); if the board was reinstalled, "
-                          "remove its line from that file after checking the new key" % (target.name, _host_pattern(target), known, exc)) from None
-    except asyncssh.PermissionDenied:
-        raise DeployError("%s: authentication failed for user %r (give a key with ansible_ssh_private_key_file or --identity)" % (
-            target.name, target.user)) from None
-    except (OSError, asyncssh.Error) as exc:
-        raise DeployError("%s: cannot connect to %s (%s)" % (target.name, _host_pattern(target), str(exc) or type(exc).__name__)) from None
+                f.write("%s %s\n" % (pattern, server_key.export_public_key("openssh").decode().strip()))
+        except OSError as exc:
+            conn.close()
+            raise DeployError("%s: cannot record the host key in %s (%s)" % (target.name, known, exc.strerror or exc)) from None
     return Connection(conn, target)
 
 

@@ -3,6 +3,8 @@
 The inventory is read with Ansible's own variable names so that users reuse the inventories they
 have: ``ansible_host``, ``ansible_port``, ``ansible_user``, ``ansible_ssh_private_key_file``,
 ``ansible_python_interpreter``, plus ``spikeedge_board`` (a board profile name, ``board/profiles/``).
+A host name, port or user left out is looked up in ``~/.ssh/config`` at connect time, as ssh
+does (``deploy/ssh.py``), so a ``Host`` alias works as ``--to`` or as an inventory host.
 Variables are inherited as Ansible does for these simple cases: ``all.vars``, then each group's
 ``vars`` from the outermost group inwards, then the host's own variables; a host listed in
 several groups gets each group's variables (later groups win). ``--group G`` selects the hosts
@@ -25,8 +27,8 @@ KNOWN_VARS = ("ansible_host", "ansible_port", "ansible_user", "ansible_ssh_priva
 class Target:
     name: str  # inventory host name (or the host itself)
     host: str
-    port: int = 22
-    user: Optional[str] = None
+    port: Optional[int] = None  # None: ~/.ssh/config's Port for this host, else 22 (as ssh)
+    user: Optional[str] = None  # None: ~/.ssh/config's User, else the local user name (as ssh)
     key_file: Optional[str] = None
     python: str = "python3"
     board: Optional[str] = None
@@ -34,7 +36,7 @@ class Target:
 
     @property
     def address(self) -> str:
-        return "%s%s:%d" % (self.user + "@" if self.user else "", self.host, self.port)
+        return "%s%s%s" % (self.user + "@" if self.user else "", self.host, ":%d" % self.port if self.port is not None else "")
 
 
 _TARGET = re.compile(r"^(?:(?P<user>[^@\s:]+)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[^@\s:\[\]]+)(?::(?P<port>\d+))?$")
@@ -45,8 +47,8 @@ def parse_target(text: str) -> Target:
     m = _TARGET.match(text.strip())
     if not m:
         raise DeployError("--to %r: expected [USER@]HOST[:PORT]" % text)
-    port = int(m.group("port") or 22)
-    if not 0 < port < 65536:
+    port = int(m.group("port")) if m.group("port") else None
+    if port is not None and not 0 < port < 65536:
         raise DeployError("--to %r: port %d is out of range" % (text, port))
     host = m.group("host").strip("[]")
     return Target(name=text.strip(), host=host, port=port, user=m.group("user"))
@@ -134,7 +136,7 @@ def load_inventory(path: Any, group: Optional[str] = None) -> List[Target]:
         v = hosts[name]
         where = "%s: host %r" % (path, name)
         out.append(Target(
-            name=name, host=str(v.get("ansible_host", name)), port=_port(v.get("ansible_port", 22), where),
+            name=name, host=str(v.get("ansible_host", name)), port=_port(v["ansible_port"], where) if v.get("ansible_port") is not None else None,
             user=str(v["ansible_user"]) if v.get("ansible_user") is not None else None,
             key_file=str(Path(str(v["ansible_ssh_private_key_file"])).expanduser()) if v.get("ansible_ssh_private_key_file") else None,
             python=str(v.get("ansible_python_interpreter", "python3")),

@@ -117,7 +117,8 @@ class Store:
     """The results database at ``path`` (default ``default_db_path()``); a context manager.
 
     Opening creates the file (and its folders) when ``create`` and it is absent, and migrates an
-    older schema in place; ``create=False`` (the read-only commands) refuses a missing file."""
+    older schema in place; ``create=False`` (the read-only commands) refuses a missing file, an
+    empty one and an SQLite file that is not yet a store, and leaves them as they were."""
 
     def __init__(self, path: Union[str, Path, None] = None, create: bool = True) -> None:
         self.path = Path(path).expanduser() if path is not None else default_db_path()
@@ -133,6 +134,8 @@ class Store:
                 head = fh.read(len(_SQLITE_MAGIC))
             if head and head != _SQLITE_MAGIC:
                 raise DataError("%s: not a spikeedge results database (not an SQLite file)" % p)
+            if not head and not create:  # SQLite would happily make a store of it: reading must not
+                raise DataError("%s: an empty file, not a results database (spikeedge bench stores its runs there; --db chooses another)" % p)
         elif not create:
             raise DataError("%s: no results database here (spikeedge bench stores its runs there; --db chooses another)" % p)
         else:
@@ -141,6 +144,8 @@ class Store:
         try:
             with self._errors():
                 self._check_ours(conn)
+                if not create and conn.execute("PRAGMA application_id").fetchone()[0] != schema.APPLICATION_ID:
+                    raise DataError("%s: an empty SQLite file, not a results database (read commands never create one)" % p)
                 _set_wal(conn)
                 conn.execute("PRAGMA synchronous = FULL")
                 conn.execute("BEGIN IMMEDIATE")  # migrate once, even with two processes opening at once
@@ -212,10 +217,21 @@ class Store:
 
     # --- reading -------------------------------------------------------------------------------
     def _decode(self, run_id: str, text: str) -> Dict[str, Any]:
+        """A stored record, checked as on writing: a row changed outside spikeedge (a list, a
+        missing key) is a one-line ``DataError`` naming the run, never a traceback later in
+        ``report`` or ``compare``."""
         try:
-            return json.loads(text)
+            record = json.loads(text)
         except ValueError:
             raise DataError("%s: run %s has an unreadable record" % (self.path, run_id)) from None
+        if not isinstance(record, dict):
+            raise DataError("%s: run %s: the stored record is a JSON %s, not an object (changed outside spikeedge?)" % (
+                self.path, run_id, {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(type(record), "number")))
+        try:
+            validate(record)
+        except DataError as exc:
+            raise DataError("%s: run %s: the stored record is invalid (%s)" % (self.path, run_id, exc)) from None
+        return record
 
     def get(self, ref: str) -> Dict[str, Any]:
         """The run named by ``ref``: its id, a unique prefix of 4+ hex digits, ``latest`` or

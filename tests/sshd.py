@@ -12,7 +12,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
@@ -29,7 +29,9 @@ def keygen(path: Path) -> Path:
 
 
 class Sshd:
-    def __init__(self, folder: Path, port: Optional[int] = None, host_key: Optional[Path] = None, client_key: Optional[Path] = None) -> None:
+    def __init__(self, folder: Path, port: Optional[int] = None, host_key: Optional[Path] = None, client_key: Optional[Path] = None,
+                 extra: Sequence[str] = ()) -> None:
+        """``extra``: more sshd_config lines (e.g. ``HostCertificate``)."""
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
         self.port = port or free_port()
@@ -43,7 +45,7 @@ class Sshd:
             "Port %d" % self.port, "ListenAddress 127.0.0.1", "HostKey %s" % self.host_key, "PidFile %s" % (folder / "sshd.pid"),
             "AuthorizedKeysFile %s" % auth, "PasswordAuthentication no", "KbdInteractiveAuthentication no",
             "PubkeyAuthentication yes", "UsePAM no", "StrictModes no", "PermitRootLogin yes", "Subsystem sftp internal-sftp",
-            "LogLevel ERROR", "MaxStartups 50", "MaxSessions 50", ""]))
+            "LogLevel ERROR", "MaxStartups 50", "MaxSessions 50", *extra, ""]))
         os.makedirs("/run/sshd", exist_ok=True)  # privilege separation folder, missing outside systemd
         self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         deadline = time.time() + 10

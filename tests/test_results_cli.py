@@ -187,3 +187,43 @@ def test_export_csv_file_and_stdout(tmp_path: Path, capsys: Any) -> None:
     assert rc == 0 and [r["run_id"] for r in csv.DictReader(io.StringIO(out))] == [recs[1]["run_id"]]
     missing = tmp_path / "nope" / "runs.csv"
     assert_user_error(*call(capsys, "results", "export", "--csv", missing, "--db", db), str(missing))
+
+
+def test_a_stored_record_that_is_not_an_object_is_one_line_not_a_traceback(tmp_path: Path, capsys: Any) -> None:
+    """Issue 18, item 16: a row changed outside spikeedge (its JSON a list, or a key gone)."""
+    import sqlite3
+
+    recs = [make_record(seed=1), make_record(seed=2)]
+    db = _db(tmp_path, recs)
+    conn = sqlite3.connect(str(db))
+    conn.execute("UPDATE runs SET record = ? WHERE run_id = ?", ("[1, 2, 3]", recs[1]["run_id"]))
+    conn.commit()
+    conn.close()
+    for argv in (["report", "-o", tmp_path / "r.html"], ["results", "compare", "latest~1", "latest"], ["results", "export", "--csv", "-"]):
+        assert_user_error(*call(capsys, *argv, "--db", db), str(db), recs[1]["run_id"], "JSON list, not an object")
+    assert not (tmp_path / "r.html").exists()
+    conn = sqlite3.connect(str(db))
+    conn.execute("UPDATE runs SET record = ? WHERE run_id = ?", ('{"schema": "spikeedge.bench/1"}', recs[1]["run_id"]))
+    conn.commit()
+    conn.close()
+    assert_user_error(*call(capsys, "report", "-o", tmp_path / "r.html", "--db", db), str(db), "stored record is invalid")
+
+
+def test_read_commands_never_make_a_store_of_an_empty_file(tmp_path: Path, capsys: Any) -> None:
+    """Issue 18, item 16: a 0-byte --db file (or an SQLite file with nothing in it) is refused and left as it was."""
+    import sqlite3
+
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    blank = tmp_path / "blank.sqlite"
+    conn = sqlite3.connect(str(blank))
+    conn.executescript("CREATE TABLE t (x); DROP TABLE t;")  # an SQLite header, no tables, no application id
+    conn.close()
+    assert blank.read_bytes().startswith(b"SQLite format 3")
+    for db in (empty, blank):
+        before = db.read_bytes()
+        for argv in (["results", "list"], ["results", "compare", "latest~1", "latest"], ["results", "export", "--csv", "-"],
+                     ["report", "-o", tmp_path / "r.html"]):
+            assert_user_error(*call(capsys, *argv, "--db", db), str(db), "not a results database")
+        assert db.read_bytes() == before
+        assert not Path(str(db) + "-wal").exists() and not Path(str(db) + "-shm").exists()
