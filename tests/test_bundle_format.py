@@ -1,8 +1,10 @@
-"""The ``.seb`` bundle format: round trips for every registered kind, byte layout, checksum,
-atomic writes, no pickle (``docs/bundle.md``).
+"""The ``.seb`` bundle format: round trips for every registered kind, sparse matrices, byte
+layout, checksum (``docs/bundle.md``). Saving (atomic writes, no pickle, provenance, schema
+versions): tests/test_bundle_save.py.
 
 Bundles are built from the record dataclasses directly (no torch), at random but valid, by
-``random_bundle`` below; ``tests/test_bundle_corruption.py`` has the refusals.
+``random_bundle`` in ``tests/bundle_factory.py``; ``tests/test_bundle_corruption.py`` has the
+refusals.
 """
 
 from __future__ import annotations
@@ -10,152 +12,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import pickle
 import struct
-from typing import Any, Dict, List
+from typing import List
 
 import numpy as np
 import pytest
 
 from spikeedge.runtime import bundle as fmt
 from spikeedge.runtime.bundle import (
-    Bundle,
-    DeltaEncoder,
     DirectEncoder,
-    LifRecurrentLayer,
-    RateEncoder,
     SparseMatrix,
-    TraceReadout,
 )
 from spikeedge.runtime.sessions import open_session
-from spikeedge.errors import BundleError
-
-ENCODERS = ("direct", "rate", "delta")
-RESETS = ("subtract", "zero")
-
-# ----------------------------------------------------------------------------- fixture factory
-
-
-def random_int8(rng: np.random.RandomState, rows: int, cols: int) -> np.ndarray:
-    """A random int8 matrix with a random density, some all-zero columns, extremes included."""
-    w = rng.randint(-128, 128, size=(rows, cols)).astype(np.int8)
-    w[rng.rand(rows, cols) > rng.choice([0.0, 0.2, 0.6, 1.0])] = 0
-    if cols:
-        w[:, rng.rand(cols) < 0.3] = 0  # empty columns: sources without targets
-    return w
-
-
-def random_sparse(rng: np.random.RandomState, rows: int, cols: int) -> SparseMatrix:
-    """``from_dense`` of a random matrix, sometimes re-stored with the wider allowed dtypes
-    (int32 indices, int64 indptr) so that both dtypes of each field go through the format."""
-    m = SparseMatrix.from_dense(random_int8(rng, rows, cols))
-    if rng.rand() < 0.5:
-        m = SparseMatrix(m.n_targets, m.n_sources, m.indptr.astype(np.int64), m.indices.astype(np.int32), m.values)
-    return m
-
-
-def random_bundle(seed: int, encoder: str = "direct", reset: str = "subtract", n_layers: int = 0) -> Bundle:
-    """A random valid bundle: ``encoder`` in ENCODERS, ``reset`` in RESETS, 1-2 layers
-    (``n_layers`` 0 = random), nested JSON provenance."""
-    rng = np.random.RandomState(seed)
-    n_inputs = int(rng.randint(1, 5))
-    if encoder == "direct":
-        enc: Any = DirectEncoder(n_inputs, float(rng.uniform(1e-3, 1.0)), int(rng.choice([8, 16])))
-    elif encoder == "rate":
-        enc = RateEncoder(n_inputs, float(rng.uniform(0.1, 3.0)), int(rng.randint(0, 2**31 - 1)))
-    else:
-        enc = DeltaEncoder(n_inputs, float(rng.uniform(1e-2, 1.0)))
-    n_ch = n_inputs * (2 if encoder == "delta" else 1)
-    layers = []
-    for i in range(n_layers or int(rng.randint(1, 3))):
-        n = int(rng.randint(1, 9))
-        layers.append(
-            LifRecurrentLayer(
-                name="hidden%d" % i,
-                n=n,
-                reset=reset,
-                w_in=random_sparse(rng, n, n_ch),
-                w_rec=random_sparse(rng, n, n),
-                a_syn=rng.randint(0, (1 << 16) + 1, n).astype(np.int32),
-                a_mem=rng.randint(0, (1 << 16) + 1, n).astype(np.int32),
-                m_in=rng.randint(1, 1 << 20, n).astype(np.int64),
-                m_rec=rng.randint(1, 1 << 20, n).astype(np.int64),
-                bias=rng.randint(-4000, 4000, n).astype(np.int32),
-                w_in_scale=rng.uniform(1e-4, 1.0, n),
-                w_rec_scale=rng.uniform(1e-4, 1.0, n),
-            )
-        )
-        n_ch = n
-    n_out = int(rng.randint(1, 4))
-    readout = TraceReadout(
-        name="readout",
-        n_in=n_ch,
-        n_out=n_out,
-        trace_bits=int(rng.randint(0, 17)),
-        a_trace=rng.randint(0, (1 << 16) + 1, n_ch).astype(np.int32),
-        w=random_int8(rng, n_out, n_ch),
-        w_scale=rng.uniform(1e-4, 1.0, n_out),
-        bias=rng.normal(size=n_out),
-    )
-    provenance = {
-        "model": "hrsnn",
-        "seed": seed,
-        "config": {"neurons": [layer.n for layer in layers], "encoder": encoder, "reset": reset},
-        "steps": [{"op": "prune", "kept": 0.25, "nested": {"deep": [1, [2, [3, None]]]}}, {"op": "quantize", "ok": True}],
-        "note": "éλ∞ \"quoted\" \n newline",
-        "big": 2**70,
-        "empty": {},
-    }
-    return Bundle(enc, tuple(layers), readout, output=str(rng.choice(["sequence", "last"])), provenance=provenance)
-
-
-ALL_KINDS = [(enc, reset, seed) for enc in ENCODERS for reset in RESETS for seed in range(3)]
-
-
-def kinds_in(bundle: Bundle) -> set:
-    """Every record kind a bundle holds (nested records included)."""
-    found = set()
-
-    def walk(obj: Any) -> None:
-        if dataclasses.is_dataclass(obj) and hasattr(obj, "kind"):
-            found.add(obj.kind)
-            for f in dataclasses.fields(obj):
-                walk(getattr(obj, f.name))
-
-    walk(bundle.encoder)
-    for layer in bundle.layers:
-        walk(layer)
-    walk(bundle.readout)
-    return found
-
-
-def assert_same(a: Any, b: Any, where: str = "bundle") -> None:
-    """Structural equality: same record types, arrays equal with the same dtype and shape,
-    scalars equal with the same Python type."""
-    if dataclasses.is_dataclass(a):
-        assert type(a) is type(b), where
-        for f in dataclasses.fields(a):
-            if f.name != "sha256":
-                assert_same(getattr(a, f.name), getattr(b, f.name), "%s.%s" % (where, f.name))
-    elif isinstance(a, np.ndarray):
-        assert isinstance(b, np.ndarray), where
-        assert a.dtype == b.dtype and a.shape == b.shape, "%s: %s%s vs %s%s" % (where, a.dtype, a.shape, b.dtype, b.shape)
-        np.testing.assert_array_equal(a, b, err_msg=where)
-    elif isinstance(a, (tuple, list)):
-        assert type(a) is type(b) and len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, "%s[%d]" % (where, i))
-    else:
-        assert type(a) is type(b) and a == b, "%s: %r != %r" % (where, a, b)
-
-
-def split_blob(blob: bytes):
-    """(manifest dict, data region, digest) of bundle bytes, parsed by hand from the layout."""
-    assert blob[:8] == fmt.MAGIC
-    (length,) = struct.unpack("<I", blob[8:12])
-    doc = json.loads(blob[12 : 12 + length].decode("utf-8"))
-    return doc, blob[12 + length : -32], blob[-32:]
+from bundle_factory import ALL_KINDS, ENCODERS, RESETS, assert_same, kinds_in, random_bundle, random_int8, split_blob
 
 
 # ----------------------------------------------------------------------------- round trips
@@ -365,148 +234,3 @@ def test_info_json_reports_the_file(tmp_path, capsys):
     assert info["neurons"] == sum(layer.n for layer in bundle.layers)
     assert info["synapses"]["without_readout"] == sum(l.w_in.nnz + l.w_rec.nnz for l in bundle.layers)
     assert info["provenance"] == bundle.provenance
-
-
-# ----------------------------------------------------------------------------- atomic save
-
-
-def test_save_leaves_no_temporary_files(tmp_path):
-    path = tmp_path / "model.seb"
-    fmt.save(random_bundle(0, "direct"), path)
-    fmt.save(random_bundle(1, "rate"), path)  # overwrite
-    assert sorted(os.listdir(tmp_path)) == ["model.seb"]
-    assert_same(fmt.load(path), random_bundle(1, "rate"))
-
-
-def test_save_creates_missing_folders(tmp_path):
-    path = tmp_path / "a" / "b" / "model.seb"
-    fmt.save(random_bundle(0, "delta"), path)
-    assert fmt.load(path).encoder.kind == "encoder.delta"
-    assert os.listdir(path.parent) == ["model.seb"]
-
-
-@pytest.mark.parametrize("failing", ["replace", "fsync"])
-def test_failed_save_keeps_the_old_file(tmp_path, monkeypatch, failing):
-    path = tmp_path / "model.seb"
-    fmt.save(random_bundle(0, "direct"), path)
-    old = path.read_bytes()
-
-    def boom(*args, **kwargs):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, failing, boom)
-    with pytest.raises(OSError):
-        fmt.save(random_bundle(1, "rate"), path)
-    monkeypatch.undo()
-    assert path.read_bytes() == old
-    assert sorted(os.listdir(tmp_path)) == ["model.seb"]
-
-
-def test_failed_first_save_leaves_nothing(tmp_path, monkeypatch):
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(os, "replace", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        fmt.save(random_bundle(0, "direct"), tmp_path / "model.seb")
-    assert os.listdir(tmp_path) == []
-
-
-def test_invalid_bundle_is_not_written(tmp_path):
-    path = tmp_path / "model.seb"
-    fmt.save(random_bundle(0, "direct"), path)
-    old = path.read_bytes()
-    good = random_bundle(0, "direct")
-    bad = dataclasses.replace(good, encoder=DirectEncoder(good.n_inputs + 1, 1.0, 8))  # channel mismatch
-    with pytest.raises(BundleError, match="cannot write bundle"):
-        fmt.save(bad, path)
-    with pytest.raises(BundleError, match="output"):
-        fmt.dumps(dataclasses.replace(good, output="all"))
-    assert path.read_bytes() == old and os.listdir(tmp_path) == ["model.seb"]
-
-
-# ----------------------------------------------------------------------------- no pickle, provenance
-
-
-def test_no_pickle_and_nested_json_provenance(tmp_path, monkeypatch):
-    def forbidden(*args, **kwargs):
-        raise AssertionError("pickle or np.load/np.save used by the bundle format")
-
-    for mod, name in [(pickle, "dumps"), (pickle, "loads"), (pickle, "dump"), (pickle, "load"),
-                      (pickle, "Pickler"), (pickle, "Unpickler"), (np, "load"), (np, "save"), (np, "savez")]:
-        monkeypatch.setattr(mod, name, forbidden)
-    bundle = random_bundle(6, "rate", "zero")
-    nested: Dict[str, Any] = {"a": [{"b": {"c": [1, 2.5, "x", None, True, {"d": []}]}}], "e": {"f": {"g": {"h": -7}}}}
-    bundle = dataclasses.replace(bundle, provenance=dict(bundle.provenance, nested=nested))
-    path = tmp_path / "model.seb"
-    fmt.save(bundle, path)
-    back = fmt.load(path)
-    assert back.provenance == bundle.provenance and back.provenance["nested"] == nested
-    assert_same(bundle, back)
-    doc, _, _ = split_blob(path.read_bytes())
-    assert doc["provenance"]["nested"] == nested  # plain JSON in the manifest, readable without spikeedge
-
-
-def test_provenance_may_be_empty_or_absent():
-    b = dataclasses.replace(random_bundle(0, "direct"), provenance={})
-    assert fmt.loads(fmt.dumps(b)).provenance == {}
-    manifest, arrays = fmt.bundle_to_manifest(b)
-    del manifest["provenance"]
-    assert fmt.loads(fmt.encode_bytes(manifest, arrays)).provenance == {}
-
-
-# ----------------------------------------------------------------------------- schema versions
-
-
-def test_migration_path(monkeypatch):
-    """An old schema version goes through MIGRATIONS one step at a time up to SCHEMA_VERSION."""
-    manifest, arrays = fmt.bundle_to_manifest(random_bundle(2, "direct"))
-    old = dict(manifest, schema_version=fmt.SCHEMA_VERSION - 2, output_mode=manifest["output"])
-    del old["output"]
-    seen = []
-
-    def two_to_one(m):  # e.g. a renamed field
-        seen.append(m["schema_version"])
-        m = dict(m, output=m["output_mode"], schema_version=m["schema_version"] + 1)
-        del m["output_mode"]
-        return m
-
-    def one_to_two(m):
-        seen.append(m["schema_version"])
-        return dict(m, schema_version=m["schema_version"] + 1)
-
-    blob = fmt.encode_bytes(old, arrays)
-    with pytest.raises(BundleError, match="schema version -1 is not supported"):
-        fmt.loads(blob)
-    monkeypatch.setitem(fmt.MIGRATIONS, fmt.SCHEMA_VERSION - 2, two_to_one)
-    monkeypatch.setitem(fmt.MIGRATIONS, fmt.SCHEMA_VERSION - 1, one_to_two)
-    back = fmt.loads(blob)
-    assert seen == [fmt.SCHEMA_VERSION - 2, fmt.SCHEMA_VERSION - 1]
-    assert back.output == manifest["output"]
-    assert fmt.MIGRATIONS.get(fmt.SCHEMA_VERSION) is None  # the current version never migrates
-
-
-# ----------------------------------------------------------------------------- known bugs on the write side
-
-
-def test_dumps_refuses_nan_scalar_with_bundle_error():
-    b = random_bundle(0, "direct")
-    with pytest.raises(BundleError):
-        fmt.dumps(dataclasses.replace(b, encoder=DirectEncoder(b.n_inputs, float("nan"), 8)))
-
-
-def test_dumps_refuses_what_load_would_refuse():
-    b = random_bundle(0, "direct", n_layers=1)
-    bad = dataclasses.replace(b, layers=(dataclasses.replace(b.layers[0], a_syn=np.full(b.layers[0].n, 70000, np.int32)),))
-    with pytest.raises(BundleError):
-        fmt.dumps(bad)  # today: written, and then refused by loads ("a_syn is outside [0, 65536]")
-
-
-def test_saved_file_gets_the_usual_permissions(tmp_path):
-    old = os.umask(0o022)
-    try:
-        path = tmp_path / "model.seb"
-        fmt.save(random_bundle(0, "direct"), path)
-    finally:
-        os.umask(old)
-    assert path.stat().st_mode & 0o777 == 0o644  # readable by the board's runtime user, like any new file

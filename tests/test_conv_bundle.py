@@ -79,7 +79,7 @@ def test_conv_manifest_layout_and_recurrent_manifests_unchanged():
     assert manifest["layers"][0]["weight"] == {"array": "layers.0.weight"} and arrays["layers.0.weight"].dtype == np.int8
     assert manifest["readout"]["kind"] == "linear_readout"
     assert manifest["schema_version"] == fmt.SCHEMA_VERSION == 1
-    from test_bundle_format import random_bundle  # a recurrent bundle: no "model" key, same bytes as before
+    from bundle_factory import random_bundle  # a recurrent bundle: no "model" key, same bytes as before
 
     assert "model" not in fmt.bundle_to_manifest(random_bundle(0, "direct"))[0]
 
@@ -252,7 +252,7 @@ def test_positive_control(tmp_path):
 
 
 def test_conv_kind_in_a_recurrent_bundle_is_refused(tmp_path, capsys):
-    from test_bundle_format import random_bundle
+    from bundle_factory import random_bundle
 
     manifest, arrays = fmt.bundle_to_manifest(random_bundle(0, "direct", n_layers=1))
     conv_manifest, conv_arrays = base_parts()
