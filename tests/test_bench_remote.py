@@ -9,7 +9,7 @@ from typing import Any, Dict
 
 import pytest
 from cli_helpers import call, one_json
-from test_bench import mackey_glass_files
+from bench_helpers import mackey_glass_files
 from test_deploy import board, current, fleet  # noqa: F401  (board: the loopback sshd fixture)
 
 from spikeedge.measure.bench import bench_model
