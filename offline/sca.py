@@ -19,50 +19,14 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
-from torch import nn
 
 from ..errors import ModelError
-from .convsnn import ConvConfig, ConvSNN, LifLayer, PreActBlock, SpikingConv, count_ops
+from .convsnn import ConvSNN
 from .convtrain import ImageData, Progress, accuracy, fit, predict
+from .sca_report import layer_report, report_markdown  # noqa: F401 (re-exported: cli/prune.py)
+from .sca_units import Unit, shrink, units  # noqa: F401 (re-exported: tests, callers)
 
 
-@dataclass
-class Unit:
-    name: str
-    conv: nn.Conv2d  # produces the channels
-    bn: nn.BatchNorm2d
-    lif: LifLayer
-    owner: nn.Module  # holds the ``mask`` buffer
-    consumer: nn.Module  # conv or linear that reads the channels
-    block: int  # consumer input features per channel (linear after flatten: H*W; conv: 1)
-
-    @property
-    def mask(self) -> torch.Tensor:
-        return self.owner.mask  # type: ignore[return-value]
-
-    @property
-    def width(self) -> int:
-        return int(self.mask.numel())
-
-
-def units(model: ConvSNN) -> List[Unit]:
-    """The prunable units of ``model`` in network order."""
-    out: List[Unit] = []
-    if model.cfg.arch == "vgg":
-        convs = [(i, m) for i, m in enumerate(model.features) if isinstance(m, SpikingConv)]
-        for j, (i, m) in enumerate(convs):
-            if j == 0:
-                continue  # the stem is never pruned
-            if j + 1 < len(convs):
-                consumer, block = convs[j + 1][1].conv, 1
-            else:
-                consumer, block = model.classifier, model.out_hw
-            out.append(Unit("features.%d" % i, m.conv, m.bn, m.neuron, m, consumer, block))
-    else:
-        for i, m in enumerate(model.stages):
-            if isinstance(m, PreActBlock):
-                out.append(Unit("stages.%d" % i, m.conv1, m.bn2, m.lif2, m, m.conv2, 1))
-    return out
 
 
 # ----------------------------------------------------------------------------- config and schedule
@@ -319,43 +283,6 @@ def train_masked(model: ConvSNN, data: ImageData, cfg: ScaConfig, pruner: Option
     return record
 
 
-# ----------------------------------------------------------------------------- shrinking
-
-
-def shrink(model: ConvSNN) -> ConvSNN:
-    """A narrower dense network equal to the masked ``model``: copies the kept slices (conv
-    output filters, BatchNorm parameters and running statistics, the consumer's input
-    channels or classifier columns). Eval-mode outputs are identical (``tests/test_sca.py``)."""
-    cfg = model.cfg
-    us = units(model)
-    keep = [torch.nonzero(u.mask).flatten() for u in us]
-    if any(len(k) == 0 for k in keep):
-        raise ModelError("shrink: a layer has no channel left")
-    d = cfg.to_dict()
-    if cfg.arch == "vgg":
-        plan = list(cfg.plan)
-        conv_slots = [i for i, v in enumerate(plan) if v != "M"]
-        for j, k in enumerate(keep):
-            plan[conv_slots[j + 1]] = len(k)
-        d["plan"] = plan
-    else:
-        d["inner"] = [len(k) for k in keep]
-    new = ConvSNN(ConvConfig.from_dict(d))
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    names = {id(m): n for n, m in model.named_modules()}
-    for u, k in zip(us, keep):
-        conv, bn, owner, cons = names[id(u.conv)], names[id(u.bn)], names[id(u.owner)], names[id(u.consumer)]
-        state[conv + ".weight"] = state[conv + ".weight"][k]
-        for p in ("weight", "bias", "running_mean", "running_var"):
-            state["%s.%s" % (bn, p)] = state["%s.%s" % (bn, p)][k]
-        state[owner + ".mask"] = state[owner + ".mask"][k]
-        w = state[cons + ".weight"]
-        if u.block == 1:
-            state[cons + ".weight"] = w[:, k]
-        else:
-            state[cons + ".weight"] = w.reshape(w.shape[0], u.width, u.block)[:, k].reshape(w.shape[0], -1)
-    new.load_state_dict(state)
-    return new
 
 
 # ----------------------------------------------------------------------------- the methods
@@ -416,35 +343,3 @@ def prune_channels(model: ConvSNN, data: ImageData, cfg: ScaConfig, method: str 
         "seconds": round(time.time() - t0, 3),
     }
     return small, record
-
-
-# ----------------------------------------------------------------------------- the report
-
-
-def layer_report(dense: ConvSNN, pruned: ConvSNN, x: torch.Tensor) -> Dict[str, Any]:
-    """Per conv/linear layer of the dense and the pruned (shrunk) network, per inference on
-    images ``x``: output channels kept/total, parameters, dense MACs, synaptic operations."""
-    a, b = count_ops(dense, x), count_ops(pruned, x)
-    mods_a = dict(dense.named_modules())
-    mods_b = dict(pruned.named_modules())
-    rows = []
-    for ra, rb in zip(a, b):
-        ma, mb = mods_a[ra["layer"]], mods_b[rb["layer"]]
-        out_a = ma.out_channels if isinstance(ma, nn.Conv2d) else ma.out_features
-        out_b = mb.out_channels if isinstance(mb, nn.Conv2d) else mb.out_features
-        rows.append({"layer": ra["layer"], "kind": "conv" if isinstance(ma, nn.Conv2d) else "linear",
-                     "channels": [out_b, out_a], "params": [rb["params"], ra["params"]], "macs": [rb["macs"], ra["macs"]],
-                     "synops": [round(rb["synops"], 1), round(ra["synops"], 1)], "spiking_input": ra["spiking_input"]})
-    tot = {k: [sum(r[k][0] for r in rows), sum(r[k][1] for r in rows)] for k in ("params", "macs", "synops")}
-    return {"layers": rows, "total": tot, "images": len(x), "order": "each pair is [pruned, dense]"}
-
-
-def report_markdown(rep: Dict[str, Any], title: str) -> str:
-    lines = ["# %s" % title, "", "Per inference (T steps), measured on %d test images; each cell is pruned / dense." % rep["images"], "",
-             "| layer | kind | out channels | parameters | dense MACs | synaptic ops |", "|---|---|---|---|---|---|"]
-    for r in rep["layers"] + [dict(layer="total", kind="", channels=["", ""], **rep["total"])]:
-        lines.append("| %s | %s | %s / %s | %s / %s | %s / %s | %.0f / %.0f |" % (
-            r["layer"], r["kind"], r["channels"][0], r["channels"][1], r["params"][0], r["params"][1], r["macs"][0], r["macs"][1],
-            r["synops"][0], r["synops"][1]))
-    lines += ["", "Synaptic operations: input spikes x fan-out; the stem's input is the real-valued image (direct encoding), so its count is its dense MACs."]
-    return "\n".join(lines) + "\n"
