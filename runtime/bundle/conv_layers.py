@@ -17,7 +17,7 @@ from .layers import _array, _require, _require_scale
 # the same directly encoded image (``docs/bundle.md``, integer model in ``docs/quantization.md``).
 # Its kinds live in their own registry so that each model family's test factory covers its own.
 
-MAX_ACC = (1 << 31) - 1  # an int32 accumulation must fit: 128 * fan-in * largest input <= MAX_ACC
+from .limits import MAX_ACC  # noqa: E402  (an int32 accumulation must fit: 128 * fan-in * largest input <= MAX_ACC)
 
 
 def _require_int8_layer_arrays(layer: Any, n_out: int) -> None:

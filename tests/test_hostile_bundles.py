@@ -1,0 +1,164 @@
+"""Well-formed but hostile bundles (issue 18, items 7-10, 12, 13): a correct checksum, and a
+manifest or array table that asks for what numpy cannot represent, for far more memory than the
+model needs, or for an ambiguous meaning. Each is refused by ``info``, ``run``, ``profile`` and
+``flash``'s local check with one ``error:`` line and exit 2, or runs correctly.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import struct
+from typing import Any, Callable, Dict, Tuple
+
+import numpy as np
+import pytest
+
+from cli_helpers import assert_user_error, call
+from spikeedge.errors import BundleError
+from spikeedge.runtime import bundle as fmt
+from spikeedge.runtime.bundle import Bundle, DirectEncoder, LifRecurrentLayer, SparseMatrix, TraceReadout
+from spikeedge.runtime.bundle.limits import MAX_MANIFEST_BYTES, MAX_MANIFEST_CONTAINERS, MAX_TIME_STEPS
+
+N_IN, N, N_OUT = 3, 6, 2
+
+
+def small_bundle(output: str = "sequence") -> Bundle:
+    rng = np.random.RandomState(0)
+    nonzero = lambda shape: (rng.randint(1, 100, shape) * rng.choice([-1, 1], shape)).astype(np.int8)  # noqa: E731
+    layer = LifRecurrentLayer(
+        "hidden", N, "subtract", SparseMatrix.from_dense(nonzero((N, N_IN))), SparseMatrix.from_dense(nonzero((N, N))),
+        np.full(N, 52000, np.int32), np.full(N, 60000, np.int32), np.full(N, 3000, np.int64), np.full(N, 2000, np.int64),
+        np.arange(N, dtype=np.int32) * 100, np.full(N, 0.01), np.full(N, 0.02))
+    readout = TraceReadout("readout", N, N_OUT, 12, np.full(N, 58000, np.int32), nonzero((N_OUT, N)), np.full(N_OUT, 0.003), np.zeros(N_OUT))
+    return Bundle(DirectEncoder(N_IN, 0.05, 16), (layer,), readout, output=output)
+
+
+def split(blob: bytes) -> Tuple[dict, bytes]:
+    (length,) = struct.unpack("<I", blob[8:12])
+    return json.loads(blob[12 : 12 + length]), blob[12 + length : -32]
+
+
+def sign(text: Any, data: bytes) -> bytes:
+    """Bundle bytes with a correct checksum from a manifest (dict or raw JSON bytes) and data."""
+    if not isinstance(text, bytes):
+        text = json.dumps(text, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    body = fmt.MAGIC + struct.pack("<I", len(text)) + text + data
+    return body + hashlib.sha256(body).digest()
+
+
+def edited(edit: Callable[[dict], Any], bundle: Any = None) -> bytes:
+    doc, data = split(fmt.dumps(bundle or small_bundle()))
+    doc = copy.deepcopy(doc)
+    edit(doc)
+    return sign(doc, data)
+
+
+def entry(name: str, **change: Any) -> Callable[[dict], None]:
+    return lambda d: d["arrays"][name].update(change)
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    path = tmp_path / "x.npz"
+    np.savez(path, x=np.linspace(-1, 1, 4 * N_IN).reshape(4, N_IN))
+    return path
+
+
+def refused_everywhere(tmp_path, capsys, blob: bytes, fragment: str, inputs) -> None:
+    """``info``, ``run``, ``profile`` and ``flash`` (its local check, before any board) all exit 2
+    with one line naming the file and ``fragment``; the library raises a one-line BundleError."""
+    path = tmp_path / "hostile.seb"
+    path.write_bytes(blob)
+    with pytest.raises(BundleError) as exc:
+        fmt.load(path)
+    assert fragment in str(exc.value) and len(str(exc.value).splitlines()) == 1
+    for argv in (["info", path], ["info", path, "--json"], ["run", path, "--input", inputs],
+                 ["profile", path, "--input", inputs, "--meter", "none", "--baseline", "0"],
+                 ["flash", path, "--to", "nobody@127.0.0.1:1"]):
+        rc, out, err = call(capsys, *argv)
+        assert_user_error(rc, out, err, str(path), fragment)
+
+
+# ----------------------------------------------------------------------------- item 7: array table
+
+
+@pytest.mark.parametrize("change,fragment", [
+    (dict(shape=[0, 2**62], nbytes=0), "exceeds"),
+    (dict(shape=[2**62, 0], nbytes=0), "exceeds"),
+    (dict(shape=[0] * 65, nbytes=0), "dimensions"),
+    (dict(shape=[1] * 65, nbytes=2 * 8), "dimensions"),
+    (dict(shape=[0, 2**31], nbytes=0), "exceeds"),
+    (dict(dtype="complex128"), "not allowed"),
+    (dict(dtype=["int8"]), "not allowed"),
+    (dict(offset=2**64), "beyond the end"),
+    (dict(nbytes=-16), "bad nbytes"),
+    (dict(shape=[2.0]), "bad shape"),
+    (dict(shape=[True, 2]), "bad shape"),
+])
+def test_unrepresentable_array_entry_is_one_line(tmp_path, capsys, inputs, change, fragment):
+    refused_everywhere(tmp_path, capsys, edited(entry("readout.bias", **change)), fragment, inputs)
+
+
+# ----------------------------------------------------------------------------- item 9: resources
+
+
+def test_entries_aliasing_one_region_are_refused(tmp_path, capsys, inputs):
+    """1,500 extra entries over one region: refused, never 1,500 copies."""
+    def edit(d):
+        base = d["arrays"]["layers.0.a_syn"]
+        for i in range(1500):
+            d["arrays"]["alias%04d" % i] = dict(base)
+    refused_everywhere(tmp_path, capsys, edited(edit), "overlap", inputs)
+
+
+def test_two_fields_overlapping_regions_are_refused(tmp_path, capsys, inputs):
+    def edit(d):
+        a, b = d["arrays"]["layers.0.a_syn"], d["arrays"]["layers.0.a_mem"]
+        b["offset"] = a["offset"] + 4
+    refused_everywhere(tmp_path, capsys, edited(edit), "overlap", inputs)
+
+
+def test_one_entry_named_by_two_fields_is_read_once():
+    """Aliasing by name (two fields, one entry) costs one array, not two."""
+    def edit(d):
+        d["layers"][0]["a_mem"] = {"array": "layers.0.a_syn"}
+    bundle = fmt.loads(edited(edit))
+    assert bundle.layers[0].a_mem is bundle.layers[0].a_syn
+
+
+def test_unreferenced_entries_are_not_copied():
+    doc, data = split(fmt.dumps(small_bundle()))
+    pad = b"\0" * (-len(data) % 16)
+    doc["arrays"]["unused"] = {"dtype": "uint8", "shape": [1 << 20], "offset": len(data) + len(pad), "nbytes": 1 << 20}
+    manifest, table, _ = fmt.decode_bytes(sign(doc, data + pad + b"\1" * (1 << 20)))
+    fmt.bundle_from_manifest(manifest, table)
+    assert "unused" in table and "unused" not in table._arrays
+
+
+def test_manifest_size_limit(tmp_path, capsys, inputs):
+    refused_everywhere(tmp_path, capsys, edited(lambda d: d.update(provenance={"pad": "x" * MAX_MANIFEST_BYTES})), "exceeds the limit", inputs)
+
+
+def test_manifest_structure_limit(tmp_path, capsys, inputs):
+    """A manifest of empty lists: refused before json builds them."""
+    refused_everywhere(tmp_path, capsys, edited(lambda d: d.update(provenance={"l": [[]] * (MAX_MANIFEST_CONTAINERS + 1)})), "JSON objects and arrays", inputs)
+
+
+# ----------------------------------------------------------------------------- item 13: duplicate keys
+
+
+@pytest.mark.parametrize("key,first", [("schema_version", "1"), ("output", '"last"'), ("format", '"x"')])
+def test_duplicate_manifest_keys_are_refused(tmp_path, capsys, inputs, key, first):
+    doc, data = split(fmt.dumps(small_bundle()))
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    text = '{"%s":%s,' % (key, first) + text[1:]
+    refused_everywhere(tmp_path, capsys, sign(text.encode(), data), "twice", inputs)
+
+
+def test_duplicate_key_in_a_nested_record_is_refused():
+    doc, data = split(fmt.dumps(small_bundle()))
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":")).replace('"kind":"trace_readout"', '"kind":"trace_readout","n_out":2')
+    with pytest.raises(BundleError, match="'n_out' twice"):
+        fmt.loads(sign(text.encode(), data), "m.seb")
