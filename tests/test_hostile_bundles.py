@@ -162,3 +162,59 @@ def test_duplicate_key_in_a_nested_record_is_refused():
     text = json.dumps(doc, sort_keys=True, separators=(",", ":")).replace('"kind":"trace_readout"', '"kind":"trace_readout","n_out":2')
     with pytest.raises(BundleError, match="'n_out' twice"):
         fmt.loads(sign(text.encode(), data), "m.seb")
+
+
+# ----------------------------------------------------------------------------- helpers: any record values
+
+
+def signed_bundle(bundle: Any) -> bytes:
+    """Bytes of ``bundle`` with a correct checksum, without the writer's checks (``dumps`` would
+    refuse what the loader must refuse)."""
+    return fmt.encode_bytes(*fmt.bundle_to_manifest(bundle))
+
+
+def recurrent(n_in: int = N_IN, n: int = N, n_out: int = N_OUT, w_in: Any = None, w_rec: Any = None, output: str = "sequence", bits: int = 16) -> Bundle:
+    rng = np.random.RandomState(1)
+    w_in = SparseMatrix.from_dense(rng.randint(-5, 6, (n, n_in)).astype(np.int8)) if w_in is None else w_in
+    w_rec = SparseMatrix.from_dense(rng.randint(-5, 6, (n, n)).astype(np.int8)) if w_rec is None else w_rec
+    full = lambda v, dt: np.full(n, v, dt)  # noqa: E731
+    layer = LifRecurrentLayer("hidden", n, "subtract", w_in, w_rec, full(52000, np.int32), full(60000, np.int32), full(3000, np.int64),
+                              full(2000, np.int64), full(100, np.int32), full(0.01, np.float64), full(0.02, np.float64))
+    readout = TraceReadout("readout", n, n_out, 12, full(58000, np.int32), np.ones((n_out, n), np.int8), np.full(n_out, 0.003), np.zeros(n_out))
+    return Bundle(DirectEncoder(n_in, 0.05, bits), (layer,), readout, output=output)
+
+
+# ----------------------------------------------------------------------------- item 8: zero sizes
+
+
+@pytest.mark.parametrize("make,fragment", [
+    (lambda: recurrent(n=0), "n must be >= 1"),
+    (lambda: recurrent(n_out=0, output="last"), "n_out must be >= 1"),
+    (lambda: recurrent(n_out=0), "n_out must be >= 1"),
+    (lambda: recurrent(n_in=0), "n_inputs must be >= 1"),
+], ids=["n=0", "n_out=0-last", "n_out=0-sequence", "n_inputs=0"])
+def test_zero_size_bundles_are_refused_at_load(tmp_path, capsys, inputs, make, fragment):
+    refused_everywhere(tmp_path, capsys, signed_bundle(make()), fragment, inputs)
+
+
+# ----------------------------------------------------------------------------- item 10: indices, int32
+
+
+def test_repeated_synapse_indices_are_refused(tmp_path, capsys, inputs):
+    """Before: the dense-row path kept the last of two weights on one (target, source), the
+    sparse path added them; now one semantics: a pair has at most one weight."""
+    w_rec = SparseMatrix(N, N, np.array([0, 2] + [2] * (N - 1), np.int32), np.array([3, 3], np.uint16), np.array([40, 50], np.int8))
+    refused_everywhere(tmp_path, capsys, signed_bundle(recurrent(w_rec=w_rec)), "names target 3 twice", inputs)
+
+
+def test_int32_overflow_of_the_input_accumulation_is_refused(tmp_path, capsys):
+    """600 16-bit inputs x 127 onto one neuron reach 2.5e9: the sparse path wrapped, now refused."""
+    n_in = 600
+    w = np.zeros((N, n_in), np.int8)
+    w[0] = 127
+    blob = signed_bundle(recurrent(n_in=n_in, w_in=SparseMatrix.from_dense(w)))
+    path = tmp_path / "x.npz"
+    np.savez(path, x=np.ones((2, n_in)))
+    refused_everywhere(tmp_path, capsys, blob, "overflow the int32 accumulation", path)
+    w[0, 16:] = 0  # 16 x 127 x 32767 fits: the same layout loads
+    fmt.loads(signed_bundle(recurrent(n_in=n_in, w_in=SparseMatrix.from_dense(w))))

@@ -14,4 +14,4 @@ MAX_ARRAY_DIM = (1 << 31) - 1  # length of one dimension
 MAX_ACC = (1 << 31) - 1  # an int32 accumulation must fit: largest |sum of w * input| over a target
 MAX_TIME_STEPS = 10_000  # a conv bundle's time_steps (trained conv SNNs use 4 to a few hundred)
 MAX_ACTIVATION = 1 << 24  # values of one conv layer's output for one image (224 x 224 x 64 is 3.2 M)
-LAYER_MAJOR_MAX_VALUES = 1 << 24  # a conv run keeps steps x batch x activation; above this it steps instead
+LAYER_MAJOR_MAX_VALUES = 1 << 23  # a conv run keeps steps x batch x largest activation (about 17 bytes each); above, it steps
