@@ -218,3 +218,54 @@ def test_int32_overflow_of_the_input_accumulation_is_refused(tmp_path, capsys):
     refused_everywhere(tmp_path, capsys, blob, "overflow the int32 accumulation", path)
     w[0, 16:] = 0  # 16 x 127 x 32767 fits: the same layout loads
     fmt.loads(signed_bundle(recurrent(n_in=n_in, w_in=SparseMatrix.from_dense(w))))
+
+
+# ----------------------------------------------------------------------------- conv: steps and sizes
+
+
+def conv_bundle(time_steps: int = 4, side: int = 6, channels: int = 2) -> Any:
+    from spikeedge.runtime.bundle import ConvBundle, ConvLifLayer, FlattenLayer, LinearReadout
+
+    rng = np.random.RandomState(2)
+    out_side = side - 2
+    conv = ConvLifLayer("conv", 1, channels, 3, 3, 1, 0, 60000, 16, rng.randint(-60, 60, (channels, 1, 3, 3)).astype(np.int8),
+                        np.full(channels, 30000, np.int64), np.full(channels, 2000, np.int32), np.full(channels, 0.01))
+    n_flat = channels * out_side * out_side
+    readout = LinearReadout("readout", n_flat, 3, rng.randint(-60, 60, (3, n_flat)).astype(np.int8), np.full(3, 0.01), np.zeros(3))
+    return ConvBundle(DirectEncoder(side * side, 0.01, 8), (1, side, side), time_steps, (conv, FlattenLayer("flat")), readout)
+
+
+@pytest.fixture
+def images(tmp_path):
+    path = tmp_path / "images.npz"
+    np.savez(path, x=np.random.RandomState(3).uniform(0, 1, (5, 1, 6, 6)))
+    return path
+
+
+@pytest.mark.parametrize("steps", [MAX_TIME_STEPS + 1, 10**6, 2**31 - 1])
+def test_conv_time_steps_beyond_the_limit_are_refused(tmp_path, capsys, images, steps):
+    blob = edited(lambda d: d.update(time_steps=steps), conv_bundle())
+    refused_everywhere(tmp_path, capsys, blob, "time_steps %d exceeds the limit" % steps, images)
+
+
+def test_conv_activation_beyond_the_limit_is_refused(tmp_path, capsys, images):
+    """A 1x1 input blown up by padding-free geometry cannot be faked: the input shape itself
+    (its encoder's n_inputs matches) is what a hostile file would enlarge."""
+    def edit(d):
+        d["input_shape"] = [1, 4100, 4100]
+        d["encoder"]["n_inputs"] = 4100 * 4100
+    refused_everywhere(tmp_path, capsys, edited(edit, conv_bundle()), "exceeds the limit of 16777216 values", images)
+
+
+def test_conv_run_too_large_for_layer_major_steps_and_agrees(monkeypatch):
+    """Above ``LAYER_MAJOR_MAX_VALUES`` a conv run steps instead of keeping every step: the same
+    integers."""
+    from spikeedge.runtime import conv_session
+    from spikeedge.runtime.conv_session import ConvSession
+
+    bundle = fmt.loads(fmt.dumps(conv_bundle(time_steps=6)))
+    x = np.random.RandomState(4).uniform(0, 1, (3, 1, 6, 6))
+    want = ConvSession(bundle, 3).run(x)
+    monkeypatch.setattr(conv_session, "LAYER_MAJOR_MAX_VALUES", 10)
+    got = ConvSession(bundle, 3).run(x)
+    assert np.array_equal(got.outputs, want.outputs) and got.spike_counts == want.spike_counts and got.synops == want.synops
