@@ -14,6 +14,7 @@ import typer
 
 from .. import __version__
 from ..errors import SpikeedgeError
+from .common import printable
 from . import bench, boards, demo, deploy, evaluate, export, info, power, profile, prune, report, results, run, train, verify
 
 app = typer.Typer(
@@ -69,7 +70,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except SpikeedgeError as exc:
         if debug:
             raise
-        sys.stderr.write("error: %s\n" % str(exc).splitlines()[0])
+        sys.stderr.write("error: %s\n" % printable(str(exc).splitlines()[0]))
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

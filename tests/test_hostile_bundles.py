@@ -269,3 +269,44 @@ def test_conv_run_too_large_for_layer_major_steps_and_agrees(monkeypatch):
     monkeypatch.setattr(conv_session, "LAYER_MAJOR_MAX_VALUES", 10)
     got = ConvSession(bundle, 3).run(x)
     assert np.array_equal(got.outputs, want.outputs) and got.spike_counts == want.spike_counts and got.synops == want.synops
+
+
+# ----------------------------------------------------------------------------- item 12: strings from files
+
+
+EVIL = "h\x1b[2J\x1b]0;pwned\x07\nerror: forged\u202e\u2028\r\t"
+
+
+def test_names_from_a_bundle_are_printed_escaped(tmp_path, capsys, inputs):
+    import dataclasses
+
+    bundle = small_bundle(output="last")
+    layer = dataclasses.replace(bundle.layers[0], name=EVIL)
+    bundle = dataclasses.replace(bundle, layers=(layer,), readout=dataclasses.replace(bundle.readout, name="r\x1b[31m"),
+                                 provenance={EVIL: EVIL})
+    path = tmp_path / "evil.seb"
+    fmt.save(bundle, path)
+    for argv in (["info", path], ["run", path, "--input", inputs],
+                 ["profile", path, "--input", inputs, "--meter", "none", "--baseline", "0"]):
+        rc, out, err = call(capsys, *argv)
+        assert rc == 0, err
+        for stream in (out, err):
+            assert not any(c in stream for c in "\x1b\x07\r\t\u202e\u2028"), (argv, stream)
+            assert not any(line.startswith("error:") for line in stream.splitlines()), (argv, stream)
+        assert "\\x1b[2J" in out, argv  # shown, escaped
+    for argv in (["info", path, "--json"], ["run", path, "--input", inputs, "--json"]):
+        rc, out, err = call(capsys, *argv)
+        doc = json.loads(out)
+        assert "\x1b" not in out and out.count("\n") == 1
+        names = [d["name"] for d in doc["layers"]] if "layers" in doc else list(doc["spike_counts"])
+        assert EVIL in names  # JSON keeps the exact string, escaped
+
+
+def test_error_lines_escape_what_came_from_the_file(tmp_path, capsys, inputs):
+    """A message quoting a file's string stays one line without terminal controls."""
+    blob = edited(lambda d: d["layers"][0].update(kind="x\x1b[2J\nerror: forged"))
+    path = tmp_path / "evil.seb"
+    path.write_bytes(blob)
+    rc, out, err = call(capsys, "info", path)
+    assert_user_error(rc, out, err, "unknown kind")
+    assert "\x1b" not in err
