@@ -90,6 +90,7 @@ def refused_everywhere(tmp_path, capsys, blob: bytes, fragment: str, inputs) -> 
     (dict(shape=[0] * 65, nbytes=0), "dimensions"),
     (dict(shape=[1] * 65, nbytes=2 * 8), "dimensions"),
     (dict(shape=[0, 2**31], nbytes=0), "exceeds"),
+    (dict(shape=[0, 2**31 - 1, 2**31 - 1], nbytes=0), "exceeds"),
     (dict(dtype="complex128"), "not allowed"),
     (dict(dtype=["int8"]), "not allowed"),
     (dict(offset=2**64), "beyond the end"),

@@ -19,7 +19,7 @@ import numpy as np
 
 from ...errors import BundleError
 from .layers import _Invalid, _require
-from .limits import MAX_ARRAY_DIM, MAX_ARRAY_NDIM, MAX_MANIFEST_BYTES, MAX_MANIFEST_CONTAINERS
+from .limits import MAX_ARRAY_DIM, MAX_ARRAY_NDIM, MAX_ARRAY_SPAN, MAX_MANIFEST_BYTES, MAX_MANIFEST_CONTAINERS
 from .manifest import bundle_from_manifest, bundle_to_manifest
 from .models import AnyBundle, ConvBundle
 
@@ -139,6 +139,8 @@ def _check_entry(name: str, entry: Any, data_bytes: int) -> Tuple[np.dtype, Tupl
     _require(isinstance(shape, list) and all(_int(s) for s in shape), "array %r: bad shape %r" % (name, shape))
     _require(len(shape) <= MAX_ARRAY_NDIM, "array %r: %d dimensions, at most %d allowed" % (name, len(shape), MAX_ARRAY_NDIM))
     _require(all(s <= MAX_ARRAY_DIM for s in shape), "array %r: a dimension of %s exceeds %d" % (name, shape, MAX_ARRAY_DIM))
+    span = math.prod(max(s, 1) for s in shape)  # what numpy checks even for an empty array
+    _require(span <= MAX_ARRAY_SPAN, "array %r: shape %s exceeds %d values (zeros counted as 1)" % (name, shape, MAX_ARRAY_SPAN))
     for key, value in (("offset", offset), ("nbytes", nbytes)):
         _require(_int(value), "array %r: bad %s" % (name, key))
     dt = np.dtype(dtype)

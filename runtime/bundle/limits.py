@@ -11,6 +11,7 @@ MAX_MANIFEST_BYTES = 4 << 20  # the manifest's JSON text
 MAX_MANIFEST_CONTAINERS = 100_000  # JSON objects and arrays in the manifest (an upper bound: '{' and '[' bytes)
 MAX_ARRAY_NDIM = 8  # dimensions of one array-table entry (the format uses at most 4)
 MAX_ARRAY_DIM = (1 << 31) - 1  # length of one dimension
+MAX_ARRAY_SPAN = 1 << 40  # product of the dimensions with zeros counted as 1 (numpy refuses a shape past 2**63 bytes even when empty)
 MAX_ACC = (1 << 31) - 1  # an int32 accumulation must fit: largest |sum of w * input| over a target
 MAX_TIME_STEPS = 10_000  # a conv bundle's time_steps (trained conv SNNs use 4 to a few hundred)
 MAX_ACTIVATION = 1 << 24  # values of one conv layer's output for one image (224 x 224 x 64 is 3.2 M)
