@@ -60,7 +60,8 @@ def main() -> None:
     results = []
     for job in jobs:
         results.append({name: call(cli, argv) for name, argv in commands(job["bundle"], job["input"]).items()})
-    sys.__stdout__.write(json.dumps({"baseline_bytes": base, "limit_bytes": limit, "results": results}))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    sys.__stdout__.write(json.dumps({"baseline_bytes": base, "limit_bytes": limit, "peak_rss_bytes": peak, "results": results}))
 
 
 if __name__ == "__main__":

@@ -311,3 +311,12 @@ def test_error_lines_escape_what_came_from_the_file(tmp_path, capsys, inputs):
     rc, out, err = call(capsys, "info", path)
     assert_user_error(rc, out, err, "unknown kind")
     assert "\x1b" not in err
+
+
+def test_scales_that_overflow_outputs_are_refused(tmp_path, capsys, images):
+    """An ``acc_scale`` of 1e308 made every logit inf; scales are bounded by 1e30."""
+    doc, data = split(fmt.dumps(conv_bundle()))
+    entry_ = doc["arrays"]["readout.acc_scale"]
+    start = entry_["offset"]
+    data = data[:start] + np.full(3, 1e308).tobytes() + data[start + 24:]
+    refused_everywhere(tmp_path, capsys, sign(doc, data), "acc_scale must be at most 1e+30", images)

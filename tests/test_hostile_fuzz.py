@@ -28,7 +28,7 @@ from spikeedge.runtime.sessions import open_session
 from test_hostile_bundles import EVIL, conv_bundle, recurrent, sign, split
 
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "500"))
-HEADROOM = 384 << 20  # bytes of address space beyond the warmed-up worker's
+HEADROOM = int(os.environ.get("HOSTILE_HEADROOM_MB", "384")) << 20  # address space beyond the warmed-up worker's
 HERE = Path(__file__).resolve().parent
 
 BASES = {
@@ -76,11 +76,10 @@ def hostile(draw: Any) -> Tuple[str, bytes, List[str]]:
         flat = a.reshape(-1)
         i = draw(st.integers(0, flat.size - 1))
         if name.endswith("indices"):
-            value = draw(st.sampled_from([int(flat[0]), int(flat[-1]), N_MAX := int(np.iinfo(a.dtype).max), 0]))
             if draw(st.booleans()) and flat.size > 1:
                 flat[1] = flat[0]  # a repeat when both fall in one column
             else:
-                flat[i] = min(value, N_MAX)
+                flat[i] = draw(st.sampled_from([int(flat[0]), int(flat[-1]), int(np.iinfo(a.dtype).max), 0]))
         elif a.dtype.kind in "iu":
             info = np.iinfo(a.dtype)
             value = draw(st.sampled_from([-1, 0, 1, 65536, 65537, 2**31 - 1, -(2**31), 127, -128]))
@@ -92,7 +91,7 @@ def hostile(draw: Any) -> Tuple[str, bytes, List[str]]:
             flat[i] = draw(st.sampled_from([0.0, -1.0, 1e308, np.inf, np.nan, 1e-320]))
         edits.append("array %s[%d]" % (name, i))
     doc, data = split(fmt.encode_bytes(manifest, arrays))
-    for _ in range(draw(st.integers(1, 3))):
+    for _ in range(draw(st.integers(0, 2))):
         op = draw(st.sampled_from(["shape", "offset", "dtype", "alias_many", "field_alias", "scalar", "scalar", "name"]))
         table = doc["arrays"]
         entry_name = draw(st.sampled_from(sorted(table)))
@@ -221,3 +220,5 @@ def test_hostile_bundles_through_the_cli(tmp_path):
         _check(case, Path(job["bundle"]), Path(job["input"]), res)
         refused += res["info"]["rc"] == 2
     assert 0 < refused < len(cases)  # both outcomes were exercised
+    print("%d hostile bundles: %d refused, %d ran; worker limit %.0f MB (baseline %.0f MB), peak RSS %.0f MB" % (
+        len(cases), refused, len(cases) - refused, report["limit_bytes"] / 2**20, report["baseline_bytes"] / 2**20, report["peak_rss_bytes"] / 2**20))

@@ -32,9 +32,13 @@ def _require(ok: bool, message: str) -> None:
         raise _Invalid(message)
 
 
-def _require_scale(value: Any, name: str) -> None:
+MAX_OUTPUT_SCALE = 1e30  # a readout scale beyond this turns integer sums into inf outputs
+
+
+def _require_scale(value: Any, name: str, limit: float = float("inf")) -> None:
     arr = np.asarray(value, dtype=np.float64)
     _require(bool(np.all(np.isfinite(arr))) and bool(np.all(arr > 0)), "%s must be finite and > 0" % name)
+    _require(bool(np.all(arr <= limit)), "%s must be at most %g" % (name, limit))
 
 
 # ----------------------------------------------------------------------------- records
@@ -196,7 +200,7 @@ class TraceReadout:
         _require(self.a_trace.shape == (self.n_in,), "a_trace does not have %d entries" % self.n_in)
         _require(bool(np.all((self.a_trace >= 0) & (self.a_trace <= 1 << 16))), "a_trace is outside [0, 65536]")
         _require(self.bias.shape == (self.n_out,) and bool(np.all(np.isfinite(self.bias))), "bias is not %d finite values" % self.n_out)
-        _require_scale(self.w_scale, "w_scale")
+        _require_scale(self.w_scale, "w_scale", MAX_OUTPUT_SCALE)
         _require(self.w_scale.shape == (self.n_out,), "w_scale does not have %d entries" % self.n_out)
         _require(0 <= self.trace_bits <= 16, "trace_bits must be in [0, 16]")
 
