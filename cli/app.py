@@ -86,7 +86,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             ctx = getattr(exc, "ctx", None)
             where = ctx.command_path if ctx is not None else "spikeedge"
             message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-            sys.stderr.write("error: %s: %s (see '%s --help')\n" % (where, " ".join(message.split()), where))
+            sys.stderr.write(printable("error: %s: %s (see '%s --help')" % (where, " ".join(message.split()), where)) + "\n")
             return 2
         raise
 

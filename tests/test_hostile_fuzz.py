@@ -12,6 +12,7 @@ made it (rerun with ``HYPOTHESIS_SEED`` to reproduce).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import subprocess
@@ -24,8 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spikeedge.runtime import bundle as fmt
+from spikeedge.runtime.bundle import DeltaEncoder, RateEncoder
 from spikeedge.runtime.sessions import open_session
-from test_hostile_bundles import EVIL, conv_bundle, recurrent, sign, split
+from test_hostile_bundles import EVIL, N_IN, conv_bundle, recurrent, sign, split
 
 EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "500"))
 HEADROOM = int(os.environ.get("HOSTILE_HEADROOM_MB", "384")) << 20  # address space beyond the warmed-up worker's
@@ -34,6 +36,8 @@ HERE = Path(__file__).resolve().parent
 BASES = {
     "direct": recurrent(output="last"),
     "direct8": recurrent(bits=8),
+    "rate": dataclasses.replace(recurrent(), encoder=RateEncoder(N_IN, 0.7, 5)),
+    "delta": dataclasses.replace(recurrent(n_in=2 * N_IN, output="last"), encoder=DeltaEncoder(N_IN, 0.1)),
     "conv": conv_bundle(),
 }
 HOSTILE_INTS = [0, 1, 2, 3, 7, 16, 255, 65535, 65536, 65537, 2**31 - 1, 2**31, 2**32, 2**62, 2**63, -1]
