@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -202,7 +203,9 @@ def test_hostile_bundles_through_the_cli(tmp_path):
     def collect(case: Tuple[str, bytes, List[str]]) -> None:
         cases.append(case)
 
+    t0 = time.perf_counter()
     collect()
+    t1 = time.perf_counter()
     assert len(cases) >= min(EXAMPLES, 500)
     inputs = _inputs(tmp_path)
     warm = tmp_path / "warm.seb"
@@ -216,6 +219,7 @@ def test_hostile_bundles_through_the_cli(tmp_path):
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, str(HERE / "hostile_worker.py"), str(HEADROOM), str(tmp_path / "jobs.json")],
                           capture_output=True, text=True, env=env, timeout=600)
+    t2 = time.perf_counter()
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     assert len(report["results"]) == len(cases)
@@ -224,5 +228,6 @@ def test_hostile_bundles_through_the_cli(tmp_path):
         _check(case, Path(job["bundle"]), Path(job["input"]), res)
         refused += res["info"]["rc"] == 2
     assert 0 < refused < len(cases)  # both outcomes were exercised
-    print("%d hostile bundles: %d refused, %d ran; worker limit %.0f MB (baseline %.0f MB), peak RSS %.0f MB" % (
-        len(cases), refused, len(cases) - refused, report["limit_bytes"] / 2**20, report["baseline_bytes"] / 2**20, report["peak_rss_bytes"] / 2**20))
+    print("%d hostile bundles: %d refused, %d ran; worker limit %.0f MB (baseline %.0f MB), peak RSS %.0f MB; drawn in %.1f s, "
+          "worker %.1f s, checks %.1f s" % (len(cases), refused, len(cases) - refused, report["limit_bytes"] / 2**20, report["baseline_bytes"] / 2**20,
+                                             report["peak_rss_bytes"] / 2**20, t1 - t0, t2 - t1, time.perf_counter() - t2))
