@@ -188,10 +188,32 @@ def _check(case: Tuple[str, bytes, List[str]], path: Path, x: Path, res: Dict[st
         return
     got = json.loads(run["out"])
     with np.load(x) as z:
-        want = open_session(bundle).run(z["x"])
+        xs = z["x"]
+    want = open_session(bundle).run(xs)
     assert got["synops"] == want.synops and got["spike_counts"] == want.spike_counts, where
     if bundle.output == "last":
         assert got["predictions"] == np.argmax(want.outputs[:, -1], axis=1).tolist(), where
+    ref_counts, ref_last = _reference(bundle, xs)  # the offline integer reference, dense torch arithmetic
+    assert got["spike_counts"] == ref_counts, "%s: %r vs reference %r" % (where, got["spike_counts"], ref_counts)
+    assert np.array_equal(want.outputs[:, -1], ref_last), where
+
+
+def _reference(bundle: Any, xs: np.ndarray) -> Tuple[Dict[str, int], np.ndarray]:
+    """Spike counts and last outputs of the offline integer reference (dense torch int64)."""
+    from spikeedge.offline.intref import IntegerReference
+    from spikeedge.offline.intref_conv import ConvIntegerReference
+
+    if isinstance(bundle, fmt.ConvBundle):
+        ref: Any = ConvIntegerReference(bundle)
+        ref.start(len(xs))
+        for _ in range(bundle.time_steps):
+            y = ref.step(xs.reshape(len(xs), -1))
+    else:
+        ref = IntegerReference(bundle)
+        ref.start(len(xs), xs[:, 0])
+        for t in range(xs.shape[1]):
+            y = ref.step(xs[:, t])
+    return ref.spike_counts, np.asarray(y)
 
 
 def test_hostile_bundles_through_the_cli(tmp_path):
