@@ -30,7 +30,7 @@ from spikeedge.runtime.bundle import DeltaEncoder, RateEncoder
 from spikeedge.runtime.sessions import open_session
 from test_hostile_bundles import EVIL, N_IN, conv_bundle, recurrent, sign, split
 
-EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "500"))
+EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "1000"))  # 1,000 take about 35 s
 HEADROOM = int(os.environ.get("HOSTILE_HEADROOM_MB", "384")) << 20  # address space beyond the warmed-up worker's
 HERE = Path(__file__).resolve().parent
 
