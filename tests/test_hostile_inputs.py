@@ -127,3 +127,61 @@ def test_batch_size_must_be_positive(tmp_path, capsys, model):
     np.savez(path, x=np.zeros((2, 3, N_IN)))
     rc, out, err = call(capsys, "run", model, "--input", path, "--batch-size", "0")
     assert_user_error(rc, out, err, "--batch-size")
+
+
+# ----------------------------------------------------------------------------- fuzz: any npy header
+
+
+DESCRS = ["<f8", "<f4", "<i8", "|u1", "|b1", ">f8", "<c16", "<U3", "|S2", "|O", "<m8[s]", "<M8[D]", [("a", "<f8")], "<f2"]
+DIMS = [0, 1, 2, 3, 12, 10**11, 2**40]
+
+
+def test_hostile_inputs_through_run_and_profile(tmp_path):
+    """Hypothesis writes .npz inputs with any header (dtype, shape, order), correct or wrong data
+    sizes, stored or deflated; ``run`` and ``profile`` on each, in the worker under RLIMIT_AS:
+    exit 2 in one line naming the file, or a run."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    cases = []
+
+    @settings(max_examples=200, deadline=None, database=None)
+    @given(descr=st.sampled_from(DESCRS), shape=st.one_of(st.lists(st.sampled_from(DIMS), max_size=4), st.sampled_from([[3, 12, N_IN], [12, N_IN], [12]])),
+           fortran=st.booleans(), exact=st.booleans(), extra=st.integers(0, 64), deflate=st.booleans(), key=st.sampled_from(["x", "x", "y"]),
+           fill=st.sampled_from([0, 0x3F, 0xFF]))
+    def collect(descr, shape, fortran, exact, extra, deflate, key, fill):
+        itemsize = np.dtype(descr).itemsize
+        size = int(np.prod(shape, dtype=object)) * itemsize if shape else itemsize
+        n = size if exact and size <= 1 << 20 else extra
+        blob = npy_bytes({"descr": descr, "fortran_order": fortran, "shape": tuple(shape)}, bytes([fill]) * n)
+        cases.append(({key + ".npy": blob}, zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED))
+
+    collect()
+    model = tmp_path / "m.seb"
+    fmt.save(recurrent(output="last"), model)
+    good = tmp_path / "good.npz"
+    np.savez(good, x=np.zeros((2, 5, N_IN)))
+    jobs = [{"bundle": str(model), "input": str(archive(tmp_path / ("in%03d.npz" % i), members, comp))} for i, (members, comp) in enumerate(cases)]
+    (tmp_path / "jobs.json").write_text(json.dumps({"warmup": {"bundle": str(model), "input": str(good)}, "jobs": jobs}))
+    worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "hostile_worker.py")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, worker, str(384 << 20), str(tmp_path / "jobs.json")], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ran = 0
+    for job, res in zip(jobs, json.loads(proc.stdout)["results"]):
+        for name in ("run", "profile"):
+            r = res[name]
+            assert "exception" not in r, "%s: %s escaped the CLI:\n%s" % (job["input"], name, r["exception"])
+            if r["rc"] == 2:
+                lines = r["err"].strip().splitlines()
+                assert len(lines) == 1 and lines[0].startswith("error: " + job["input"]) and r["out"] == "", (job, r["err"])
+            else:
+                assert r["rc"] == 0, (job, r)
+                json.loads(r["out"])
+                ran += name == "run"
+    assert 0 < ran < len(jobs)
