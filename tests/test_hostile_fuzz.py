@@ -6,7 +6,7 @@ traceback) or run it correctly, inside an address-space limit.
 The commands run in-process in ONE subprocess (``hostile_worker.py``) that loops over every file
 under ``RLIMIT_AS`` = its own address space after warm-up + ``HEADROOM``; a ``MemoryError`` there
 is a failure. Hypothesis draws the cases first (``HOSTILE_EXAMPLES``, default 1,000); a failing
-case is reported with its base bundle and the edits that made it (``pytest -p hypothesis
+case is reported with its base bundle and the edits that made it (``pytest
 --hypothesis-seed=N`` replays a run).
 """
 
