@@ -8,12 +8,13 @@ errors exit 2; Ctrl-C exits 130. ``--debug`` (anywhere on the line) shows the tr
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
 from .. import __version__
 from ..errors import SpikeedgeError
+from .common import printable
 from . import bench, boards, demo, deploy, evaluate, export, info, power, profile, prune, report, results, run, train, verify
 
 app = typer.Typer(
@@ -54,6 +55,17 @@ def _root(
         typer.echo(ctx.get_help())
 
 
+_COMMAND: List[Any] = []
+
+
+def _click_command() -> Any:
+    """The click command behind ``app``, built once: what ``app(...)`` does on every call (30 ms;
+    in-process callers such as the tests run thousands of commands)."""
+    if not _COMMAND:
+        _COMMAND.append(typer.main.get_command(app))
+    return _COMMAND[0]
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the CLI; returns (and, as a console script, exits with) the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -62,14 +74,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if debug:
         args = [a for a in args[:cut] if a != "--debug"] + args[cut:]
     try:
-        rv = app(args=args, prog_name="spikeedge", standalone_mode=False)
+        rv = _click_command().main(args=args, prog_name="spikeedge", standalone_mode=False)
         if isinstance(rv, int) and not isinstance(rv, bool) and rv == 130:
             sys.stderr.write("interrupted\n")  # Ctrl-C: click returns 130 in non-standalone mode
         return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     except SpikeedgeError as exc:
         if debug:
             raise
-        sys.stderr.write("error: %s\n" % str(exc).splitlines()[0])
+        sys.stderr.write("error: %s\n" % printable(str(exc).splitlines()[0]))
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
@@ -85,7 +97,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             ctx = getattr(exc, "ctx", None)
             where = ctx.command_path if ctx is not None else "spikeedge"
             message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-            sys.stderr.write("error: %s: %s (see '%s --help')\n" % (where, " ".join(message.split()), where))
+            sys.stderr.write(printable("error: %s: %s (see '%s --help')" % (where, " ".join(message.split()), where)) + "\n")
             return 2
         raise
 

@@ -17,8 +17,29 @@ from rich.markup import escape
 from ..errors import MissingExtraError, SpikeedgeError
 
 JsonOpt = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
-err_console = Console(stderr=True)
-out_console = Console()
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (controls such as ESC, newlines and
+    tabs, format characters such as a right-to-left override, line and paragraph separators)
+    written as its Python escape (``\\x1b``, ``\\n``, ``\\u202e``): a string read from a file, a
+    layer name say, can neither drive the terminal nor start a line of its own (a forged
+    ``error:`` line). ``--json`` needs nothing: JSON escapes them."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class SafeConsole(Console):
+    """A rich console whose ``print`` passes every string through ``printable``: the one place
+    where human output is cleaned (markup is escaped by the callers, as before)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        super().print(*(printable(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
+err_console = SafeConsole(stderr=True)
+out_console = SafeConsole()
 
 
 def require_offline() -> None:

@@ -20,17 +20,20 @@ def evaluate(
     data: Optional[str] = typer.Option(None, "--data", help="MNIST folder or the .npz file of task 'npz'."),
     repeats: int = typer.Option(30, "--repeats", help="Forecast windows (NeuroBench: 30)."),
     backend: str = BackendOpt,
+    batch_size: int = typer.Option(256, "--batch-size", help="Test inputs run at once (classification tasks)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Task metric of a bundle or checkpoint on the task's test split.
 
     Example: spikeedge eval model.seb --task mackey-glass --json
     """
+    if batch_size < 1:
+        raise DataError("--batch-size: must be >= 1")
     stepper = open_stepper(model, backend)
     spec = load_task(task, data=data, repeats=repeats)
     t0 = time.perf_counter()
     try:
-        metric = forecast_smape(stepper, spec.windows) if spec.kind == "forecast" else classify(stepper, spec.x_test, spec.y_test)
+        metric = forecast_smape(stepper, spec.windows) if spec.kind == "forecast" else classify(stepper, spec.x_test, spec.y_test, batch_size=batch_size)
     except (DataError, ValueError) as exc:  # the task's inputs do not fit the model
         raise DataError("%s: does not fit --task %s: %s" % (model, task, str(exc).splitlines()[0])) from None
     emit({"model": str(model), "task": task, "backend": _backend_name(model, backend), **metric, "seconds": round(time.perf_counter() - t0, 3)}, as_json)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
-import zipfile
 from pathlib import Path
-from typing import Any, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 import numpy as np
 import typer
@@ -14,51 +14,61 @@ import typer
 from ..runtime import bundle as fmt
 from ..runtime.backends import backend_of, open_model
 from ..errors import DataError, SpikeedgeError
+from ..tasks.npz_stream import NpzArray
 from .common import BackendOpt, JsonOpt, emit
 
 
-def _read_x(path: Path, expected: str) -> np.ndarray:
-    """Array ``x`` of an .npz file, float64; ``expected`` describes its shape in messages."""
-    if path.is_file() and not zipfile.is_zipfile(path):
-        raise DataError("%s: not an .npz archive" % path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            if "x" not in z.files:
-                raise DataError("%s: missing array 'x' (inputs, shape %s)" % (path, expected))
-            return np.asarray(z["x"], np.float64)
-    except FileNotFoundError:
-        raise DataError("%s: no such file" % path) from None
-    except (OSError, ValueError) as exc:
-        raise DataError("%s: not a readable .npz (%s)" % (path, str(exc).splitlines()[0])) from None
+def _declared(path: Path, conv: bool, shape: Any) -> Tuple[NpzArray, bool]:
+    """Array ``x`` of an .npz, its declared shape checked against the model before any data is
+    read: (the array, True when it is one stream or one image rather than a batch)."""
+    if conv:
+        shape = tuple(shape)
+        expected = "(n, %s) or (%s)" % (", ".join(map(str, shape)), ", ".join(map(str, shape)))
+    else:
+        expected = "(steps, %d) or (batch, steps, %d)" % (shape, shape)
+    x = NpzArray(path, "x", "inputs, shape %s" % expected)
+    given = x.shape
+    if conv:
+        single = given == shape
+        if not single and (len(given) != 4 or given[1:] != shape):
+            raise DataError("%s: 'x' has shape %s; the model takes images of shape %s" % (path, given, shape))
+    else:
+        single = len(given) in (1, 2)
+        full = given + (1,) if len(given) == 1 else given
+        if len(full) not in (2, 3) or full[-1] != shape or full[-2] == 0:
+            raise DataError("%s: 'x' has shape %s; the model takes %d inputs per step" % (path, given, shape))
+    if not single and given[0] == 0:
+        raise DataError("%s: 'x' has shape %s: a batch of no inputs" % (path, given))
+    return x, single
+
+
+def _finite(path: Path, x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    if not np.all(np.isfinite(x)):
+        raise DataError("%s: 'x' holds NaN or infinite values" % path)
+    return x
+
+
+def input_batches(path: Path, conv: bool, shape: Any, batch_size: int) -> Iterator[np.ndarray]:
+    """The inputs in pieces of at most ``batch_size`` streams or images, each as the session
+    takes them (float64): read from the archive piece by piece, never whole."""
+    x, single = _declared(path, conv, shape)
+    if single:
+        whole = _finite(path, x.read())
+        yield whole[None] if conv else whole.reshape(1, whole.shape[0], -1)
+        return
+    for chunk in x.chunks(batch_size):
+        yield _finite(path, chunk)
 
 
 def load_images(path: Path, shape: Tuple[int, ...]) -> np.ndarray:
     """Array ``x`` of an .npz as images (n, C, H, W); one image may be given as (C, H, W)."""
-    shape = tuple(shape)
-    x = _read_x(path, "(n, %s) or (%s)" % (", ".join(map(str, shape)), ", ".join(map(str, shape))))
-    given = x.shape
-    if x.shape == shape:
-        x = x[None]
-    if x.ndim != 4 or x.shape[1:] != shape or x.shape[0] == 0:
-        raise DataError("%s: 'x' has shape %s; the model takes images of shape %s" % (path, given, shape))
-    if not np.all(np.isfinite(x)):
-        raise DataError("%s: 'x' holds NaN or infinite values" % path)
-    return x
+    return np.concatenate(list(input_batches(path, True, shape, 1 << 30)))
 
 
 def load_inputs(path: Path, n_inputs: int) -> np.ndarray:
     """Array ``x`` of an .npz as (batch, steps, n_inputs): (steps,) and (steps, n) are one stream."""
-    x = _read_x(path, "(steps, %d) or (batch, steps, %d)" % (n_inputs, n_inputs))
-    given = x.shape
-    if x.ndim == 1:
-        x = x[:, None]
-    if x.ndim == 2:
-        x = x[None]
-    if x.ndim != 3 or x.shape[2] != n_inputs or x.shape[1] == 0:
-        raise DataError("%s: 'x' has shape %s; the model takes %d inputs per step" % (path, given, n_inputs))
-    if not np.all(np.isfinite(x)):
-        raise DataError("%s: 'x' holds NaN or infinite values" % path)
-    return x
+    return np.concatenate(list(input_batches(path, False, n_inputs, 1 << 30)))
 
 
 def _io(session: Any) -> Tuple[bool, Any, str]:
@@ -79,6 +89,7 @@ def run(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write outputs and spike counts here (.npz)."),
     backend: str = BackendOpt,
     threads: int = typer.Option(1, "--threads", help="Interpreter threads (onnx, tflite)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Streams or images run at once; the input file is read this many at a time."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Run the model on a runtime backend; print spikes, synaptic operations and timing.
@@ -87,22 +98,39 @@ def run(
     """
     if threads < 1:
         raise SpikeedgeError("--threads: must be >= 1")
+    if batch_size < 1:
+        raise SpikeedgeError("--batch-size: must be >= 1")
     session = open_model(model, backend, threads=threads)
     conv, shape, kind = _io(session)
-    x = load_images(input, shape) if conv else load_inputs(input, shape)
-    session.start(x.shape[0])
-    t0 = time.perf_counter()
-    result = session.run(x)
-    seconds = time.perf_counter() - t0
+    seconds = 0.0
+    result: Any = None
+    outputs: List[np.ndarray] = []
+    predictions: List[int] = []
+    for x in input_batches(input, conv, shape, batch_size):
+        session.start(x.shape[0])
+        t0 = time.perf_counter()
+        part = session.run(x)
+        seconds += time.perf_counter() - t0
+        if output is not None:
+            outputs.append(part.outputs)
+        if kind == "last":
+            predictions += np.argmax(part.outputs[:, -1], axis=1).tolist()
+        result = part if result is None else _merged(result, part)
     if output is not None:
         buf = io.BytesIO()
         counts = np.array([result.spike_counts[k] for k in sorted(result.spike_counts)])
-        np.savez(buf, outputs=result.outputs, spike_counts=counts, layers=np.array(sorted(result.spike_counts)), synops=np.array(result.synops))
+        np.savez(buf, outputs=np.concatenate(outputs), spike_counts=counts, layers=np.array(sorted(result.spike_counts)), synops=np.array(result.synops))
         fmt.write_atomic(output, buf.getvalue())
     summary = result.summary()
     summary.update({"backend": backend_of(model), "spike_counts": result.spike_counts, "synops": result.synops,
                     "seconds": round(seconds, 6), "ms_per_step": 1e3 * seconds / max(1, result.steps),
                     "ms_per_inference": 1e3 * seconds / max(1, result.batch), "output_file": str(output) if output else None})
     if kind == "last":
-        summary["predictions"] = np.argmax(result.outputs[:, -1], axis=1).tolist()
+        summary["predictions"] = predictions
     emit(summary, as_json)
+
+
+def _merged(a: Any, b: Any) -> Any:
+    """Two batches' results as one: counts and operations summed, streams added up."""
+    counts = {k: a.spike_counts[k] + b.spike_counts[k] for k in a.spike_counts}
+    return dataclasses.replace(a, outputs=a.outputs[:0], spike_counts=counts, synops=a.synops + b.synops, batch=a.batch + b.batch)

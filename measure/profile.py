@@ -4,7 +4,7 @@ Per-layer spike rates and synaptic operations (the session's own counters), wall
 (input encoding, synaptic accumulation, neuron update, readout; for step graphs: encoding, the
 interpreter call, bookkeeping) from a ``PhaseClock`` the sessions charge while profiling, peak
 memory (Python/numpy allocations through ``tracemalloc``, and the process's peak resident set),
-and, when a power meter is given, power and energy per inference from ``runtime.power_sampler``
+and, when a power meter is given, power and energy per inference from ``board.sampler``
 (an idle baseline first, then the inference window: gross and dynamic energy).
 
 One *inference* is one input sample: a whole input sequence of one stream for a recurrent

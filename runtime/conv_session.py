@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import DataError
 from .bundle import SPIKING_KINDS, ConvBundle, LinearReadout
+from .bundle.limits import LAYER_MAJOR_MAX_VALUES
 from .conv_layer_major import run_layer_major
 from .conv_ops import METHODS, ROUTING_KINDS, ConvOp, LinearOp, _accumulate, _route, lif_hard_step_int
 from .encoders import encode_direct
@@ -121,7 +122,7 @@ class ConvSession:
         x = x.reshape((self.batch,) + tuple(self.bundle.input_shape))
         return encode_direct(x, self.bundle.encoder.scale, self.bundle.encoder.bits)
 
-    clock: Any = None  # a ``runtime.profile.PhaseClock`` while profiling: time per phase
+    clock: Any = None  # a ``measure.profile.PhaseClock`` while profiling: time per phase
 
     def step(self, x: np.ndarray) -> np.ndarray:
         """One time step: images in, the readout's running average (batch, n_out) out."""
@@ -246,7 +247,12 @@ class ConvSession:
         self.start(images.shape[0])
         events = self.encode(images)
         n = self.bundle.time_steps if steps is None else steps
-        return self.result(run_layer_major(self, events, n))
+        if n * self.batch * max(int(np.prod(s)) for s in self.shapes) <= LAYER_MAJOR_MAX_VALUES:
+            return self.result(run_layer_major(self, events, n))
+        outputs = np.empty((self.batch, n, self.bundle.n_outputs))  # too large to keep every step: step by step
+        for t in range(n):
+            outputs[:, t] = self._advance(events, reuse_first=True)
+        return self.result(outputs)
 
     def infer_images(self, images: np.ndarray) -> np.ndarray:
         """The logits of a batch of images, (batch, n_out): ``run`` over the bundle's time steps

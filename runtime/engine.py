@@ -150,7 +150,7 @@ class Session:
         self.synops = 0
         self.steps = 0
 
-    clock: Any = None  # a ``runtime.profile.PhaseClock`` while profiling: time per phase
+    clock: Any = None  # a ``measure.profile.PhaseClock`` while profiling: time per phase
 
     def step(self, x: np.ndarray) -> np.ndarray:
         """One time step for every stream: ``x`` (batch, n_inputs) -> outputs (batch, n_out)."""

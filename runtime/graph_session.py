@@ -87,7 +87,7 @@ class GraphSession:
         self.steps = 0
         self.total = np.zeros((batch, self.n_outputs), np.int64)
 
-    clock: Any = None  # a ``runtime.profile.PhaseClock`` while profiling: time per phase
+    clock: Any = None  # a ``measure.profile.PhaseClock`` while profiling: time per phase
 
     def step(self, x: np.ndarray) -> np.ndarray:
         if self.model == "conv":

@@ -5,8 +5,8 @@ Two forms, told apart by their arrays:
 - classification: ``x_train, y_train, x_test, y_test`` (labels: 1-D integers);
 - time series: ``series``, 1-D or (T, d), plus an optional scalar ``train_fraction`` in (0, 1).
 
-Loaded with ``allow_pickle=False`` so that a data file can never run code. Other arrays are
-ignored.
+Read by ``npz_stream.NpzArray``: no pickle, so a data file can never run code, and each array's
+header (dtype, declared size) is checked before its data is read. Other arrays are ignored.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Optional, Union
 import numpy as np
 
 from ..errors import DataError
+from .npz_stream import NpzArray
 
 CLASSIFICATION_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -64,17 +65,15 @@ def load_npz(path: Union[str, Path]) -> UserData:
     if not zipfile.is_zipfile(str(path)):
         raise DataError("%s: not an .npz archive (save with numpy.savez)" % name)
     try:
-        with np.load(str(path), allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except ValueError as exc:
-        if "pickle" in str(exc) or "Object arrays" in str(exc):
-            raise DataError("%s: holds pickled object arrays, which are refused" % name) from None
-        raise DataError("%s: unreadable array (%s)" % (name, " ".join(str(exc).split()))) from None
-    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        with zipfile.ZipFile(str(path)) as archive:
+            members = archive.namelist()
+    except (OSError, zipfile.BadZipFile) as exc:
         raise DataError("%s: corrupt archive (%s)" % (name, " ".join(str(exc).split()))) from None
-    for key, value in arrays.items():
-        if not isinstance(value, np.ndarray):     # a zip member that is not a .npy file
-            raise DataError("%s: member '%s' is not a numpy array" % (name, key))
+    for member in members:
+        if not member.endswith(".npy"):
+            raise DataError("%s: member '%s' is not a numpy array" % (name, member))
+    # each header checked (dtype, declared size against the archive and MAX_ARRAY_BYTES) before its data is read
+    arrays = {m[:-4]: NpzArray(path, m[:-4], label=name).read() for m in members}
 
     if "series" in arrays:
         series = _numeric(name, "series", arrays["series"])

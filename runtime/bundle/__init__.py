@@ -11,7 +11,7 @@ A bundle is one file::
 Model records are frozen dataclasses registered by ``kind``; scalar fields live in the manifest,
 array fields in the array table (``dtype``, ``shape``, ``offset``, ``nbytes``). Loading checks, in
 order: magic, checksum, manifest length, schema version, array table, every record's fields and types,
-then each record's own consistency rules. Any failure is a one-line ``BundleError`` naming the
+then each record's own consistency rules, within the bounds of ``limits.py``. Any failure is a one-line ``BundleError`` naming the
 file; nothing half-valid is ever returned. No pickle anywhere. ``docs/bundle.md`` documents the
 format; a change to it means a new ``SCHEMA_VERSION`` and a migration in ``MIGRATIONS``.
 
@@ -43,12 +43,12 @@ from .conv_layers import (  # noqa: F401
     GlobalSumPoolLayer,
     LinearLifLayer,
     LinearReadout,
-    MAX_ACC,
     MaxPoolLayer,
     SPIKING_KINDS,
     STREAM_KINDS,
     StreamLifLayer,
 )
+from .limits import MAX_ACC  # noqa: F401
 from .models import (  # noqa: F401
     AnyBundle,
     Bundle,

@@ -12,19 +12,20 @@ import os
 import struct
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Tuple, Union
+from collections.abc import Mapping
+from typing import Any, Dict, Iterator, List, Tuple, Union
 
 import numpy as np
 
 from ...errors import BundleError
 from .layers import _Invalid, _require
+from .limits import MAX_ARRAY_DIM, MAX_ARRAY_NDIM, MAX_ARRAY_SPAN, MAX_MANIFEST_BYTES, MAX_MANIFEST_CONTAINERS
 from .manifest import bundle_from_manifest, bundle_to_manifest
 from .models import AnyBundle, ConvBundle
 
 MAGIC = b"\x89SEB\r\n\x1a\n"
 ALIGN = 16
 DIGEST_BYTES = 32
-MAX_MANIFEST_BYTES = 64 << 20
 ALLOWED_DTYPES = ("int8", "uint8", "uint16", "int32", "int64", "float32", "float64")
 
 # ----------------------------------------------------------------------------- bytes <-> file
@@ -50,47 +51,102 @@ def encode_bytes(manifest: dict, arrays: Dict[str, np.ndarray]) -> bytes:
     return body + hashlib.sha256(body).digest()
 
 
-def decode_bytes(blob: bytes) -> Tuple[dict, Dict[str, np.ndarray], str]:
-    """Check framing and checksum, then parse manifest and arrays; raises ``_Invalid``."""
+def decode_bytes(blob: bytes) -> Tuple[dict, "ArrayTable", str]:
+    """Check framing and checksum, then parse the manifest and check the array table (every
+    entry, before any array exists); raises ``_Invalid``. The arrays are made on first use."""
     head = len(MAGIC) + 4
     _require(len(blob) >= head + DIGEST_BYTES, "file is too short to be a bundle (%d bytes)" % len(blob))
     _require(blob[: len(MAGIC)] == MAGIC, "not a spikeedge bundle (bad magic bytes)")
-    body, digest = blob[:-DIGEST_BYTES], blob[-DIGEST_BYTES:]
+    body, digest = memoryview(blob)[:-DIGEST_BYTES], blob[-DIGEST_BYTES:]
     _require(hashlib.sha256(body).digest() == digest, "checksum mismatch: the file is corrupt or truncated")
     (length,) = struct.unpack("<I", blob[len(MAGIC) : head])
-    _require(length <= min(MAX_MANIFEST_BYTES, len(body) - head), "manifest length %d exceeds the file" % length)
+    _require(length <= len(body) - head, "manifest length %d exceeds the file" % length)
+    _require(length <= MAX_MANIFEST_BYTES, "manifest of %d bytes exceeds the limit of %d" % (length, MAX_MANIFEST_BYTES))
+    text = bytes(body[head : head + length])
+    containers = text.count(b"{") + text.count(b"[")
+    _require(containers <= MAX_MANIFEST_CONTAINERS, "manifest has more than %d JSON objects and arrays" % MAX_MANIFEST_CONTAINERS)
     try:
-        manifest = json.loads(body[head : head + length].decode("utf-8"), parse_constant=_reject_constant)
+        manifest = json.loads(text.decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except _Invalid:
+        raise
     except (UnicodeDecodeError, ValueError) as exc:
         raise _Invalid("manifest is not valid JSON (%s)" % str(exc).splitlines()[0]) from None
     except RecursionError:
         raise _Invalid("manifest is nested too deeply") from None
     _require(isinstance(manifest, dict), "the manifest is not a JSON object")
-    data = memoryview(body)[head + length :]
     table = manifest.get("arrays")
     _require(isinstance(table, dict), "the array table is missing")
-    arrays = {}
-    for name, entry in table.items():
-        arrays[name] = _read_array(name, entry, data)
-    return manifest, arrays, digest.hex()
+    return manifest, ArrayTable(table, body[head + length :]), digest.hex()
 
 
 def _reject_constant(name: str) -> None:
     raise ValueError("%s is not a JSON number" % name)
 
 
-def _read_array(name: str, entry: Any, data: memoryview) -> np.ndarray:
+def _unique_keys(pairs: List[Tuple[str, Any]]) -> dict:
+    """``json.loads``' object hook: a key given twice is refused (JSON would keep the last)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise _Invalid("manifest has the key %r twice in one object" % twice)
+    return out
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+class ArrayTable(Mapping):
+    """The array table, every entry checked on construction: dtype allowed, shape a list of at
+    most ``MAX_ARRAY_NDIM`` integers in ``[0, MAX_ARRAY_DIM]``, ``nbytes`` exactly the shape's,
+    the region inside the data region and overlapping no other entry's. An array is copied out
+    of the file (aligned, native byte order) when a record first names it, once: unreferenced
+    entries cost nothing and, regions being disjoint, the copies never exceed the data region."""
+
+    def __init__(self, table: Dict[str, Any], data: memoryview) -> None:
+        self._entries: Dict[str, Tuple[np.dtype, Tuple[int, ...], int, int]] = {}
+        self._data = data
+        self._arrays: Dict[str, np.ndarray] = {}
+        for name, entry in table.items():
+            self._entries[name] = _check_entry(name, entry, len(data))
+        regions = sorted((e[2], e[3], n) for n, e in self._entries.items() if e[3] > 0)
+        for (o1, n1, a), (o2, _, b) in zip(regions, regions[1:]):
+            _require(o1 + n1 <= o2, "arrays %r and %r overlap in the file" % (a, b))
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        arr = self._arrays.get(name)
+        if arr is None:
+            dt, shape, offset, nbytes = self._entries[name]
+            raw = np.frombuffer(self._data, dtype=dt.newbyteorder("<"), count=nbytes // dt.itemsize, offset=offset)
+            arr = self._arrays[name] = raw.reshape(shape).astype(dt, copy=True)
+        return arr
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def _check_entry(name: str, entry: Any, data_bytes: int) -> Tuple[np.dtype, Tuple[int, ...], int, int]:
     _require(isinstance(entry, dict), "array %r: entry is not an object" % name)
     dtype, shape, offset, nbytes = (entry.get(k) for k in ("dtype", "shape", "offset", "nbytes"))
-    _require(dtype in ALLOWED_DTYPES, "array %r: dtype %r is not allowed" % (name, dtype))
-    _require(isinstance(shape, list) and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape), "array %r: bad shape %r" % (name, shape))
+    _require(isinstance(dtype, str) and dtype in ALLOWED_DTYPES, "array %r: dtype %r is not allowed" % (name, dtype))
+    _require(isinstance(shape, list) and all(_int(s) for s in shape), "array %r: bad shape %r" % (name, shape))
+    _require(len(shape) <= MAX_ARRAY_NDIM, "array %r: %d dimensions, at most %d allowed" % (name, len(shape), MAX_ARRAY_NDIM))
+    _require(all(s <= MAX_ARRAY_DIM for s in shape), "array %r: a dimension of %s exceeds %d" % (name, shape, MAX_ARRAY_DIM))
+    span = math.prod(max(s, 1) for s in shape)  # what numpy checks even for an empty array
+    _require(span <= MAX_ARRAY_SPAN, "array %r: shape %s exceeds %d values (zeros counted as 1)" % (name, shape, MAX_ARRAY_SPAN))
     for key, value in (("offset", offset), ("nbytes", nbytes)):
-        _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, "array %r: bad %s" % (name, key))
-    dt = np.dtype(dtype).newbyteorder("<")
+        _require(_int(value), "array %r: bad %s" % (name, key))
+    dt = np.dtype(dtype)
     _require(math.prod(shape) * dt.itemsize == nbytes, "array %r: shape %s does not match %d bytes" % (name, shape, nbytes))
-    _require(offset + nbytes <= len(data), "array %r lies beyond the end of the file" % name)
-    arr = np.frombuffer(data, dtype=dt, count=nbytes // dt.itemsize, offset=offset).reshape(shape)
-    return arr.astype(np.dtype(dtype), copy=True)
+    _require(offset + nbytes <= data_bytes, "array %r lies beyond the end of the file" % name)
+    return dt, tuple(shape), offset, nbytes
 
 
 def dumps(bundle: AnyBundle) -> bytes:

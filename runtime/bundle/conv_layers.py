@@ -9,7 +9,7 @@ from typing import Any, Dict, Tuple, Type, Union
 
 import numpy as np
 
-from .layers import _array, _require, _require_scale
+from .layers import MAX_OUTPUT_SCALE, _array, _require, _require_scale
 
 # ----------------------------------------------------------------------------- conv model records
 #
@@ -17,7 +17,6 @@ from .layers import _array, _require, _require_scale
 # the same directly encoded image (``docs/bundle.md``, integer model in ``docs/quantization.md``).
 # Its kinds live in their own registry so that each model family's test factory covers its own.
 
-MAX_ACC = (1 << 31) - 1  # an int32 accumulation must fit: 128 * fan-in * largest input <= MAX_ACC
 
 
 def _require_int8_layer_arrays(layer: Any, n_out: int) -> None:
@@ -218,7 +217,7 @@ class LinearReadout:
         _require(self.weight.shape == (self.n_out, self.n_in), "weight has shape %s, expected (%d, %d)" % (self.weight.shape, self.n_out, self.n_in))
         _require(self.n_out >= 1, "n_out must be >= 1")
         _require(self.acc_scale.shape == (self.n_out,) and self.bias.shape == (self.n_out,), "acc_scale and bias need %d entries" % self.n_out)
-        _require_scale(self.acc_scale, "acc_scale")
+        _require_scale(self.acc_scale, "acc_scale", MAX_OUTPUT_SCALE)
         _require(bool(np.all(np.isfinite(self.bias))), "bias is not finite")
 
     @property

@@ -32,9 +32,13 @@ def _require(ok: bool, message: str) -> None:
         raise _Invalid(message)
 
 
-def _require_scale(value: Any, name: str) -> None:
+MAX_OUTPUT_SCALE = 1e30  # a readout scale beyond this turns integer sums into inf outputs
+
+
+def _require_scale(value: Any, name: str, limit: float = float("inf")) -> None:
     arr = np.asarray(value, dtype=np.float64)
     _require(bool(np.all(np.isfinite(arr))) and bool(np.all(arr > 0)), "%s must be finite and > 0" % name)
+    _require(bool(np.all(arr <= limit)), "%s must be at most %g" % (name, limit))
 
 
 # ----------------------------------------------------------------------------- records
@@ -62,6 +66,19 @@ class SparseMatrix:
         _require(bool(np.all(np.diff(self.indptr) >= 0)), "indptr is not non-decreasing")
         if self.indices.size:
             _require(int(self.indices.min()) >= 0 and int(self.indices.max()) < self.n_targets, "a weight targets a neuron out of range")
+            cols = np.repeat(np.arange(self.n_sources, dtype=np.int64), np.diff(self.indptr.astype(np.int64)))
+            order = np.lexsort((self.indices, cols))
+            rows, cols = self.indices[order], cols[order]
+            twice = np.flatnonzero((rows[1:] == rows[:-1]) & (cols[1:] == cols[:-1]))
+            _require(not twice.size, "source %d names target %d twice (one weight per pair)" % (
+                (int(cols[twice[0]]), int(rows[twice[0]])) if twice.size else (0, 0)))
+
+    def max_abs_acc(self, peak: int) -> int:
+        """The largest ``|sum over sources of W[t, s] * x[s]|`` for inputs ``|x| <= peak``."""
+        if not self.values.size:
+            return 0
+        per_target = np.bincount(self.indices.astype(np.int64), weights=np.abs(self.values.astype(np.float64)), minlength=self.n_targets)
+        return int(per_target.max()) * int(peak)
 
     @property
     def nnz(self) -> int:
@@ -96,6 +113,7 @@ class DirectEncoder:
     bits: int  # 8 or 16
 
     def check(self) -> None:
+        _require(self.n_inputs >= 1, "n_inputs must be >= 1")
         _require_scale(self.scale, "scale")
         _require(self.bits in (8, 16), "bits must be 8 or 16")
 
@@ -110,6 +128,7 @@ class RateEncoder:
     seed: int
 
     def check(self) -> None:
+        _require(self.n_inputs >= 1, "n_inputs must be >= 1")
         _require_scale(self.gain, "gain")
 
 
@@ -122,6 +141,7 @@ class DeltaEncoder:
     threshold: float
 
     def check(self) -> None:
+        _require(self.n_inputs >= 1, "n_inputs must be >= 1")
         _require_scale(self.threshold, "threshold")
 
 
@@ -144,6 +164,7 @@ class LifRecurrentLayer:
     w_rec_scale: np.ndarray = _array("float64", 1)
 
     def check(self) -> None:
+        _require(self.n >= 1, "n must be >= 1 (a layer without neurons)")
         _require(self.reset in ("subtract", "zero"), "reset must be 'subtract' or 'zero'")
         _require(self.w_in.n_targets == self.n and self.w_rec.n_targets == self.n, "weights do not target %d neurons" % self.n)
         _require(self.w_rec.n_sources == self.n, "recurrent weights are not square")
@@ -174,11 +195,12 @@ class TraceReadout:
     bias: np.ndarray = _array("float64", 1)  # per output, in output units
 
     def check(self) -> None:
+        _require(self.n_out >= 1, "n_out must be >= 1")
         _require(self.w.shape == (self.n_out, self.n_in), "w has shape %s, expected (%d, %d)" % (self.w.shape, self.n_out, self.n_in))
         _require(self.a_trace.shape == (self.n_in,), "a_trace does not have %d entries" % self.n_in)
         _require(bool(np.all((self.a_trace >= 0) & (self.a_trace <= 1 << 16))), "a_trace is outside [0, 65536]")
         _require(self.bias.shape == (self.n_out,) and bool(np.all(np.isfinite(self.bias))), "bias is not %d finite values" % self.n_out)
-        _require_scale(self.w_scale, "w_scale")
+        _require_scale(self.w_scale, "w_scale", MAX_OUTPUT_SCALE)
         _require(self.w_scale.shape == (self.n_out,), "w_scale does not have %d entries" % self.n_out)
         _require(0 <= self.trace_bits <= 16, "trace_bits must be in [0, 16]")
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from .conv_layers import CONV_LAYER_KINDS, CONV_REGISTRY
 from .layers import REGISTRY, Encoder, _Invalid, _require
+from .limits import MAX_TIME_STEPS
 from .models import AnyBundle, Bundle, ConvBundle
 
 SCHEMA_VERSION = 1
@@ -169,7 +170,8 @@ def _conv_from_manifest(manifest: dict, arrays: Dict[str, np.ndarray], output: s
     ok = isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v < 1 << 31 for v in shape)
     _require(ok, "input_shape must be a list of three integers >= 1")
     steps = manifest.get("time_steps")
-    _require(isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps < 1 << 31, "time_steps must be an integer >= 1")
+    _require(isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps, "time_steps must be an integer >= 1")
+    _require(steps <= MAX_TIME_STEPS, "time_steps %d exceeds the limit of %d" % (steps, MAX_TIME_STEPS))
     bundle = ConvBundle(
         encoder=_record_from_json(manifest.get("encoder"), "encoder", arrays, expect="encoder.direct"),
         input_shape=tuple(shape),

@@ -8,7 +8,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from .conv_layers import MAX_ACC, SPIKING_KINDS, ConvLayer, LinearReadout
+from .conv_layers import SPIKING_KINDS, ConvLayer, LinearReadout
+from .limits import MAX_ACC, MAX_ACTIVATION
 from .layers import DirectEncoder, Encoder, LifRecurrentLayer, TraceReadout, _require
 
 
@@ -34,9 +35,13 @@ class Bundle:
         names = [layer.name for layer in self.layers]
         _require(len(set(names)) == len(names), "layer names are not unique")
         n_ch = self.encoder.n_inputs * (2 if self.encoder.kind == "encoder.delta" else 1)
+        peak = (1 << (self.encoder.bits - 1)) - 1 if self.encoder.kind == "encoder.direct" else 1
         for layer in self.layers:
             _require(layer.w_in.n_sources == n_ch, "layer %r expects %d input channels, the encoder gives %d" % (layer.name, layer.w_in.n_sources, n_ch))
-            n_ch = layer.n
+            for which, w, p in (("w_in", layer.w_in, peak), ("w_rec", layer.w_rec, 1)):
+                acc = w.max_abs_acc(p)
+                _require(acc <= MAX_ACC, "layer %r %s: a sum of |w| x inputs up to %d reaches %d and can overflow the int32 accumulation" % (layer.name, which, p, acc))
+            n_ch, peak = layer.n, 1
         _require(self.readout.n_in == n_ch, "readout expects %d inputs, the last layer has %d neurons" % (self.readout.n_in, n_ch))
 
     @property
@@ -83,6 +88,7 @@ class ConvBundle:
         """The activation shape after each layer (the input's first), checking the chain:
         channels and sizes match, pooling sees spikes, int32 accumulations cannot overflow."""
         shape: Tuple[int, ...] = tuple(self.input_shape)
+        _require(math.prod(shape) <= MAX_ACTIVATION, "input_shape %s exceeds the limit of %d values per image" % (list(shape), MAX_ACTIVATION))
         peak = (1 << (self.encoder.bits - 1)) - 1  # largest |input| a layer can see: the image's, then 1
         stream: Optional[Tuple[int, ...]] = None  # shape of the residual stream, once a conv_stream set it
         on_stream = False  # the previous layer's output is the stream
@@ -123,6 +129,7 @@ class ConvBundle:
                 peak = 1
             elif layer.kind == "global_sum_pool":
                 peak = out[-1][1] * out[-1][2]  # a count of spikes over H x W
+            _require(math.prod(shape) <= MAX_ACTIVATION, "%s: its output of shape %s exceeds the limit of %d values per image" % (where, list(shape), MAX_ACTIVATION))
             out.append(shape)
         _require(not on_stream, "the readout cannot read the residual stream")
         _require(shape == (self.readout.n_in,), "readout expects %d inputs, it gets %s" % (self.readout.n_in, list(shape)))
