@@ -6,7 +6,7 @@ import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 import numpy as np
 import typer
@@ -16,6 +16,32 @@ from rich.markup import escape
 from ..runtime.errors import MissingExtraError, SpikeedgeError
 
 JsonOpt = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
+SEED_MAX = 2**32 - 1  # numpy's and torch's seeds
+
+
+def in_range(lo: float, hi: float, lo_open: bool = False) -> Callable[[Any], Any]:
+    """A Typer callback that refuses a number outside ``[lo, hi]`` (``(lo, hi]`` with
+    ``lo_open``), NaN included, at the edge: one line naming the option (click's "Invalid value
+    for '--x'"), before any work starts. ``None`` (an option left out) passes."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return value
+        low_ok = value > lo if lo_open else value >= lo
+        if not (low_ok and value <= hi):  # NaN fails both
+            raise typer.BadParameter("%s is not in %s%s, %s]" % (value, "(" if lo_open else "[", _num(lo), _num(hi)))
+        return value
+
+    return check
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else "%g" % x
+
+
+def Seed(help: str = "Seed for every random choice.") -> Any:  # noqa: N802 (reads like an option)
+    """The ``--seed`` option every command shares: an integer in [0, 2**32 - 1]."""
+    return typer.Option(0, "--seed", help=help, callback=in_range(0, SEED_MAX))
 err_console = Console(stderr=True)
 out_console = Console()
 
@@ -92,3 +118,29 @@ def open_stepper(path: Path, backend: str = "auto") -> Any:
 
         return ConvFloatStepper(model)
     return FloatStepper(model)
+
+
+def model_io(stepper: Any) -> Optional[Tuple[int, int]]:
+    """(inputs, outputs) of a stepper when it says (a bundle's session, a float checkpoint)."""
+    bundle = getattr(stepper, "bundle", None)
+    if bundle is not None and hasattr(bundle, "encoder") and hasattr(bundle, "n_outputs"):
+        return int(bundle.encoder.n_inputs), int(bundle.n_outputs)
+    cfg = getattr(getattr(stepper, "model", None), "cfg", None)
+    if cfg is not None and hasattr(cfg, "n_inputs") and hasattr(cfg, "n_outputs"):
+        return int(cfg.n_inputs), int(cfg.n_outputs)
+    return None
+
+
+def check_fits(model: Path, stepper: Any, spec: Any, task: str) -> None:
+    """A one-line DataError when a model's inputs or outputs do not match the task's (a
+    classifier evaluated on a forecast, a 3-D forecaster on a 1-D series)."""
+    from ..runtime.errors import DataError
+
+    io_ = model_io(stepper)
+    if io_ is None:
+        return
+    need = (int(spec.n_inputs), int(spec.n_outputs))
+    if io_ != need:
+        what = "a forecaster" if spec.kind == "forecast" else "a classifier of %d classes" % need[1]
+        raise DataError("%s: a model of %d inputs and %d outputs does not fit --task %s, which needs %s of %d inputs and %d outputs"
+                        % (model, io_[0], io_[1], task, what, need[0], need[1]))

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 import typer
 
 from ..runtime.errors import CheckFailed, SpikeedgeError
-from .common import JsonOpt, emit, out_console
+from .common import JsonOpt, emit, in_range, out_console
 
 ToOpt = typer.Option(None, "--to", help="One board: [USER@]HOST[:PORT].")
 InvOpt = typer.Option(None, "--inventory", help="An Ansible YAML inventory (ansible_host, ansible_port, ansible_user, ansible_ssh_private_key_file, ansible_python_interpreter, spikeedge_board).")
@@ -55,7 +55,7 @@ def flash(
     to: Optional[str] = ToOpt,
     inventory: Optional[Path] = InvOpt,
     group: Optional[str] = GroupOpt,
-    keep: int = typer.Option(3, "--keep", help="Releases kept on each board (at least 2: the current and the one before)."),
+    keep: int = typer.Option(3, "--keep", callback=in_range(2, 1000), help="Releases kept on each board (at least 2: the current and the one before)."),
     concurrency: int = ConcOpt,
     known_hosts: Optional[Path] = KnownOpt,
     accept_new_host_key: bool = AcceptOpt,

@@ -11,14 +11,14 @@ import typer
 from ..runtime.errors import DataError
 from ..tasks.protocols import classify, forecast_smape
 from ..tasks.registry import load_task
-from .common import BackendOpt, JsonOpt, emit, open_stepper
+from .common import BackendOpt, JsonOpt, emit, in_range, open_stepper
 
 
 def evaluate(
     model: Path = typer.Argument(..., help="A bundle (.seb), step graph (.onnx, .tflite) or checkpoint (.ckpt.npz)."),
     task: str = typer.Option(..., "--task", help="mackey-glass, lorenz, rossler, digits, mnist or npz."),
     data: Optional[str] = typer.Option(None, "--data", help="MNIST folder or the .npz file of task 'npz'."),
-    repeats: int = typer.Option(30, "--repeats", help="Forecast windows (NeuroBench: 30)."),
+    repeats: int = typer.Option(30, "--repeats", callback=in_range(1, 1000), help="Forecast windows (NeuroBench: 30)."),
     backend: str = BackendOpt,
     as_json: bool = JsonOpt,
 ) -> None:

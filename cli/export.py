@@ -9,7 +9,7 @@ import typer
 
 from ..runtime.bundle import STREAM_KINDS
 from ..runtime.errors import SpikeedgeError
-from .common import JsonOpt, emit, require_offline
+from .common import JsonOpt, emit, in_range, require_offline
 
 FORMATS = {"bundle": ".seb", "onnx": ".onnx", "tflite": ".tflite"}
 
@@ -19,7 +19,7 @@ def export(
     fmt_name: str = typer.Option("bundle", "--format", help="bundle (.seb, the event-driven runtime), onnx or tflite (one time step as a graph)."),
     output: Path = typer.Option(..., "-o", "--output", help="File to write (.seb, .onnx or .tflite)."),
     as_float: bool = typer.Option(False, "--float", help="onnx/tflite: float32 weight tensors (the int8 values dequantized) instead of int8 ones."),
-    input_bits: int = typer.Option(16, "--input-bits", help="Bits of real-valued (direct-current) inputs: 8 or 16."),
+    input_bits: int = typer.Option(16, "--input-bits", callback=in_range(8, 16), help="Bits of real-valued (direct-current) inputs: 8 or 16."),
     data: Optional[str] = typer.Option(None, "--data", help="MNIST folder or .npz for calibration data."),
     as_json: bool = JsonOpt,
 ) -> None:

@@ -14,7 +14,7 @@ import typer
 from ..runtime import bundle as fmt
 from ..runtime.backends import backend_of, open_model
 from ..runtime.errors import DataError, SpikeedgeError
-from .common import BackendOpt, JsonOpt, emit
+from .common import BackendOpt, JsonOpt, emit, in_range
 
 
 def _read_x(path: Path, expected: str) -> np.ndarray:
@@ -78,7 +78,7 @@ def run(
     input: Path = typer.Option(..., "--input", help=".npz with array x: (steps, inputs) or (batch, steps, inputs); conv models: images (n, C, H, W) or (C, H, W)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write outputs and spike counts here (.npz)."),
     backend: str = BackendOpt,
-    threads: int = typer.Option(1, "--threads", help="Interpreter threads (onnx, tflite)."),
+    threads: int = typer.Option(1, "--threads", callback=in_range(1, 256), help="Interpreter threads (onnx, tflite)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Run the model on a runtime backend; print spikes, synaptic operations and timing.

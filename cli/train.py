@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from ..runtime.errors import SpikeedgeError
-from .common import JsonOpt, emit, err_console, require_offline, stages
+from .common import JsonOpt, Seed, emit, err_console, in_range, require_offline, stages
 
 app = typer.Typer(help="Train models. Example: spikeedge train hrsnn --task mackey-glass -o mg.ckpt.npz", no_args_is_help=True)
 
@@ -17,13 +17,13 @@ app = typer.Typer(help="Train models. Example: spikeedge train hrsnn --task mack
 def train_hrsnn(
     task: str = typer.Option(..., "--task", help="mackey-glass, lorenz, rossler, digits, mnist or npz."),
     output: Path = typer.Option(..., "-o", "--output", help="Checkpoint to write (.ckpt.npz)."),
-    neurons: int = typer.Option(500, "--neurons", help="Recurrent neurons."),
+    neurons: int = typer.Option(500, "--neurons", callback=in_range(2, 100000), help="Recurrent neurons."),
     readout: str = typer.Option("ridge", "--readout", help="ridge (readout only) or bptt (all weights)."),
     encoder: str = typer.Option("direct", "--encoder", help="direct, rate or delta."),
-    epochs: int = typer.Option(10, "--epochs", help="BPTT epochs."),
-    lr: float = typer.Option(2e-3, "--lr", help="BPTT learning rate."),
+    epochs: int = typer.Option(10, "--epochs", callback=in_range(1, 10000), help="BPTT epochs."),
+    lr: float = typer.Option(2e-3, "--lr", callback=in_range(0, 10, lo_open=True), help="BPTT learning rate."),
     data: Optional[str] = typer.Option(None, "--data", help="MNIST folder or the .npz file of task 'npz'."),
-    seed: int = typer.Option(0, "--seed", help="Seed for every random choice."),
+    seed: int = Seed("Seed for every random choice."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Build a heterogeneous recurrent SNN and train it on a task.
@@ -63,14 +63,14 @@ def train_convsnn(
     task: str = typer.Option(..., "--task", help="mnist or digits."),
     output: Path = typer.Option(..., "-o", "--output", help="Checkpoint to write (.ckpt.npz)."),
     arch: str = typer.Option("vgg", "--arch", help="vgg or resnet (pre-activation)."),
-    width: float = typer.Option(1.0, "--width", help="Width multiplier of the default channel plan."),
-    time_steps: int = typer.Option(4, "--time-steps", help="Time steps T per image (direct encoding)."),
+    width: float = typer.Option(1.0, "--width", callback=in_range(0, 64, lo_open=True), help="Width multiplier of the default channel plan."),
+    time_steps: int = typer.Option(4, "--time-steps", callback=in_range(1, 10000), help="Time steps T per image (direct encoding)."),
     neuron: str = typer.Option("lif", "--neuron", help="lif (decay 1 - 1/tau) or if (no leak)."),
-    epochs: int = typer.Option(3, "--epochs", help="Training epochs (BPTT)."),
-    lr: float = typer.Option(2e-3, "--lr", help="Adam learning rate (cosine decay)."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Mini-batch size."),
+    epochs: int = typer.Option(3, "--epochs", callback=in_range(1, 10000), help="Training epochs (BPTT)."),
+    lr: float = typer.Option(2e-3, "--lr", callback=in_range(0, 10, lo_open=True), help="Adam learning rate (cosine decay)."),
+    batch_size: int = typer.Option(64, "--batch-size", callback=in_range(1, 100000), help="Mini-batch size."),
     data: Optional[str] = typer.Option(None, "--data", help="MNIST folder (default: ../shared/data/mnist)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for the weights and the batch order (the data split is fixed)."),
+    seed: int = Seed("Seed for the weights and the batch order (the data split is fixed)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Build a convolutional SNN (conv -> BatchNorm -> LIF) and train it with BPTT.

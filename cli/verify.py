@@ -10,7 +10,7 @@ import typer
 
 from ..runtime.errors import CheckFailed
 from ..tasks.registry import load_task
-from .common import BackendOpt, JsonOpt, emit, open_stepper, out_console
+from .common import BackendOpt, JsonOpt, emit, in_range, open_stepper, out_console
 
 
 def verify(
@@ -18,8 +18,8 @@ def verify(
     reference: Path = typer.Option(..., "--reference", help="The form it must agree with (usually the .seb bundle)."),
     task: str = typer.Option(..., "--task", help="mackey-glass, lorenz, rossler, digits, mnist or npz."),
     data: Optional[str] = typer.Option(None, "--data", help="MNIST folder or the .npz file of task 'npz'."),
-    samples: int = typer.Option(64, "--samples", help="Classification: test inputs compared step by step (open loop)."),
-    repeats: int = typer.Option(30, "--repeats", help="Forecast windows (NeuroBench: 30)."),
+    samples: int = typer.Option(64, "--samples", callback=in_range(1, 10**6), help="Classification: test inputs compared step by step (open loop)."),
+    repeats: int = typer.Option(30, "--repeats", callback=in_range(1, 1000), help="Forecast windows (NeuroBench: 30)."),
     backend: str = BackendOpt,
     as_json: bool = JsonOpt,
 ) -> None:

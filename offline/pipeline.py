@@ -63,9 +63,23 @@ def calibration_inputs(task: Any) -> np.ndarray:
     return np.asarray(task.x_train)
 
 
+def without_timings(value: Any) -> Any:
+    """``value`` without its wall-clock entries (keys ending in ``seconds``), at every depth.
+
+    A bundle's provenance holds only what the same inputs and seed reproduce, so the same
+    training gives a byte-identical bundle (one content digest); timings stay in the checkpoint
+    record and the reports."""
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if not str(k).endswith("seconds")}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
 def export_bundle(model: HRSNN, record: Dict[str, Any], task: Any, path: Path, input_bits: int = 16) -> fmt.Bundle:
-    """Quantize and write ``path`` atomically; returns the bundle as written (with sha256)."""
-    prov = {"task": task.name, "training": record.get("training"), "pruning": record.get("pruning"), "spikeedge": __version__}
+    """Quantize and write ``path`` atomically; returns the bundle as written (with sha256).
+    Same model and record (timings aside) -> the same bytes."""
+    prov = without_timings({"task": task.name, "training": record.get("training"), "pruning": record.get("pruning"), "spikeedge": __version__})
     bundle = quantize_hrsnn(model, calibration_inputs(task), input_bits=input_bits, output=task.output, provenance=prov)
     fmt.save(bundle, path)
     return fmt.load(path)
@@ -79,8 +93,8 @@ def export_conv_bundle(model: Any, record: Dict[str, Any], path: Path, data: Opt
     from .quantize_conv import quantize_folded
 
     images = load_images(record.get("task", "mnist"), data)
-    prov = {"task": images.name, "training": record.get("training"), "pruning": record.get("pruning"),
-            "parent": record.get("parent"), "spikeedge": __version__}
+    prov = without_timings({"task": images.name, "training": record.get("training"), "pruning": record.get("pruning"),
+                            "parent": record.get("parent"), "spikeedge": __version__})
     bundle = quantize_folded(fold(model), images.x_train[:500].numpy(), input_bits=input_bits, provenance=prov)
     fmt.save(bundle, path)
     return fmt.load(path)

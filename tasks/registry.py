@@ -8,8 +8,8 @@ can score a bundle on the same split the workstation used. Splits: ``docs/data.m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, List, Optional
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -25,6 +25,8 @@ class ForecastTask:
     windows: List[Any]  # each with train_x, train_y, test_x, test_y
     kind: str = "forecast"
     output: str = "sequence"
+    source: Dict[str, Any] = field(default_factory=dict)  # what the data was: task, file, sha256, how read
+    description: str = ""  # how the data was read, one line for the user
 
     @property
     def n_inputs(self) -> int:
@@ -43,6 +45,8 @@ class ClassifyTask:
     n_classes: int
     kind: str = "classify"
     output: str = "last"
+    source: Dict[str, Any] = field(default_factory=dict)
+    description: str = ""
 
     @property
     def n_inputs(self) -> int:
@@ -54,14 +58,21 @@ class ClassifyTask:
 
 
 def _series_windows(series: np.ndarray, n_repeats: int, train: int, test: int, shift: float) -> List[Any]:
+    """``n_repeats`` windows of ``train`` teacher-forced + ``test`` forecast points, window k
+    starting at ``floor(k * shift)`` (NeuroBench's protocol, any series)."""
     from .mackey_glass import Window
 
+    if n_repeats < 1 or train < 1 or test < 1 or not shift >= 0:
+        raise DataError("windows: need at least 1 window of at least 1+1 points and a shift >= 0 (got %s of %s+%s, shift %s)"
+                        % (n_repeats, train, test, shift))
+    need = int(np.floor((n_repeats - 1) * shift)) + train + test + 1
+    if need > len(series):
+        raise DataError("series of %d points is too short for %d windows of %d+%d points (shift %g): they need %d; "
+                        "ask for fewer windows or shorter ones" % (len(series), n_repeats, train, test, shift, need))
     windows = []
     for k in range(n_repeats):
         s = int(np.floor(k * shift))
         e = s + train
-        if e + test + 1 > len(series):
-            raise DataError("series of %d points is too short for %d windows of %d+%d" % (len(series), n_repeats, train, test))
         windows.append(Window(s, series[s:e], series[s + 1 : e + 1], series[e : e + test], series[e + 1 : e + test + 1]))
     return windows
 
@@ -73,28 +84,63 @@ def _images_as_sequences(x: np.ndarray, steps: int) -> np.ndarray:
     return np.broadcast_to(flat[:, None, :], (len(flat), steps, flat.shape[1]))
 
 
+@dataclass(frozen=True)
+class Windows:
+    """How a series is cut into forecast windows; ``None`` fields take the task's default
+    (built-in series: NeuroBench's 30 windows of 750 + 750 points, shift 37.5; a user series:
+    one window split at its ``train_fraction``, or, given a count or a length, windows of a
+    quarter of the series each spread evenly over it)."""
+
+    count: Optional[int] = None   # windows (NeuroBench: 30)
+    train: Optional[int] = None   # teacher-forced points per window
+    test: Optional[int] = None    # forecast points per window
+    shift: Optional[float] = None  # start of window k: floor(k * shift)
+
+    def cut(self, series: np.ndarray, default: Tuple[int, int, int, float]) -> List[Any]:
+        count = self.count if self.count is not None else default[0]
+        train = self.train if self.train is not None else default[1]
+        test = self.test if self.test is not None else default[2]
+        shift = self.shift if self.shift is not None else default[3]
+        return _series_windows(series, count, train, test, shift)
+
+
+LAYOUTS = ("nct", "ntc")
+
+
 def load_task(
     name: str,
     *,
-    repeats: int = 30,
+    repeats: Optional[int] = None,
     steps: int = 16,
     tau: int = 17,
     data: Optional[str] = None,
     seed: int = 0,
+    layout: Optional[str] = None,
+    windows: Optional[Windows] = None,
 ) -> Any:
-    """Build a task by name (``TASKS``). ``repeats``: forecast windows; ``steps``: time steps per
-    image; ``data``: the MNIST folder or the user's ``.npz`` file."""
+    """Build a task by name (``TASKS``). ``repeats``: forecast windows (the same as
+    ``windows.count``); ``steps``: time steps per image; ``tau``: Mackey-Glass delay (17..30);
+    ``data``: the MNIST folder or the user's ``.npz`` file; ``layout``: how a user's 3-D ``x``
+    is laid out (``nct``: samples, channels, length, as UCR/UEA files from aeon and sktime;
+    ``ntc``: samples, steps, inputs); ``windows``: how forecast series are cut."""
+    win = windows or Windows()
+    if repeats is not None:
+        win = Windows(repeats, win.train, win.test, win.shift)
     if name == "mackey-glass":
-        from .mackey_glass import mackey_glass, mackey_glass_windows
+        from .mackey_glass import mackey_glass
 
         series = mackey_glass(tau)
-        return ForecastTask("mackey-glass", series, mackey_glass_windows(series, n_repeats=repeats))
+        task = ForecastTask("mackey-glass", series, win.cut(series, (30, 750, 750, 37.5)))
+        task.source = {"task": name, "tau": tau}
+        return task
     if name in ("lorenz", "rossler"):
         from .chaotic import lorenz, rossler
 
         raw = lorenz(3751, dt=0.02) if name == "lorenz" else rossler(3751, dt=0.25)
         series = (raw[:, 0] - raw[:, 0].mean()) / raw[:, 0].std() + 3.0  # x, unit std, positive
-        return ForecastTask(name, series, _series_windows(series, repeats, 750, 750, 37.5))
+        task = ForecastTask(name, series, win.cut(series, (30, 750, 750, 37.5)))
+        task.source = {"task": name}
+        return task
     if name == "digits":
         from .images import load_digits_split
 
@@ -106,23 +152,7 @@ def load_task(
         xtr, ytr, xte, yte = load_mnist_split(data, seed=seed)
         return ClassifyTask("mnist", _images_as_sequences(xtr, steps), ytr, _images_as_sequences(xte, steps), yte, 10)
     if name == "npz":
-        return _npz_task(data, repeats, steps)
+        from .user_tasks import npz_task
+
+        return npz_task(data, steps, layout, win)
     raise DataError("unknown task %r (choose from %s)" % (name, ", ".join(TASKS)))
-
-
-def _npz_task(path: Optional[str], repeats: int, steps: int) -> Any:
-    from .user_data import load_npz
-
-    if not path:
-        raise DataError("task 'npz' needs --data FILE.npz")
-    d = load_npz(path)
-    if d.kind == "timeseries":
-        series = np.asarray(d.series, np.float64)
-        n_train = int(len(series) * (d.train_fraction or 0.5))
-        n_test = len(series) - n_train - 1
-        return ForecastTask("npz", series, _series_windows(series, 1, n_train, n_test, 0.0))
-    x_train, x_test = (np.asarray(a, np.float64) for a in (d.x_train, d.x_test))
-    if x_train.ndim != 3:  # not already (n, steps, inputs): show each sample as a constant frame
-        x_train, x_test = _images_as_sequences(x_train, steps), _images_as_sequences(x_test, steps)
-    n_classes = int(max(d.y_train.max(), d.y_test.max())) + 1
-    return ClassifyTask("npz", x_train, np.asarray(d.y_train, np.int64), x_test, np.asarray(d.y_test, np.int64), n_classes)
