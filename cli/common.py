@@ -116,8 +116,24 @@ def open_stepper(path: Path, backend: str = "auto") -> Any:
     if record["model"] == "convsnn":
         from ..offline.convtrain import ConvFloatStepper
 
-        return ConvFloatStepper(model)
-    return FloatStepper(model)
+        stepper: Any = ConvFloatStepper(model)
+    else:
+        stepper = FloatStepper(model)
+    stepper.record = record
+    return stepper
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr (it never changes the exit code)."""
+    sys.stderr.write("warning: %s\n" % message)
+
+
+def warn_untrained(path: Path, stepper: Any) -> None:
+    """Say so when a checkpoint was never trained (``prune lnp`` writes such): its metric is
+    chance."""
+    record = getattr(stepper, "record", None)
+    if record is not None and not record.get("training"):
+        warn("%s was never trained (its readout is untrained: expect chance-level results); train it with 'spikeedge train hrsnn --from %s'" % (path, path))
 
 
 def model_io(stepper: Any) -> Optional[Tuple[int, int]]:
@@ -144,3 +160,29 @@ def check_fits(model: Path, stepper: Any, spec: Any, task: str) -> None:
         what = "a forecaster" if spec.kind == "forecast" else "a classifier of %d classes" % need[1]
         raise DataError("%s: a model of %d inputs and %d outputs does not fit --task %s, which needs %s of %d inputs and %d outputs"
                         % (model, io_[0], io_[1], task, what, need[0], need[1]))
+
+
+TASKS_HELP = "mackey-glass, lorenz, rossler, digits, mnist or npz."
+DataOpt = typer.Option(None, "--data", help="MNIST folder or the .npz file of task 'npz'.")
+LayoutOpt = typer.Option(None, "--layout", help="Task npz: how a classification x array is laid out: nct (samples, channels, length; UCR/UEA files from aeon or sktime) or ntc (samples, steps, inputs). Needed when the file alone cannot tell.")
+TauOpt = typer.Option(17, "--tau", callback=in_range(17, 30), help="Mackey-Glass delay tau (NeuroBench's series: 17 to 30).")
+WindowsOpt = typer.Option(None, "--windows", "--repeats", callback=in_range(1, 1000), help="Forecast windows (NeuroBench: 30 for the built-in series; a user series: 1 unless given).")
+WindowTrainOpt = typer.Option(None, "--window-train", callback=in_range(1, 10**7), help="Teacher-forced points per forecast window (built-in series: 750; a user series: a quarter of it).")
+WindowTestOpt = typer.Option(None, "--window-test", callback=in_range(1, 10**7), help="Forecast points per window (built-in series: 750; a user series: a quarter of it).")
+WindowShiftOpt = typer.Option(None, "--window-shift", callback=in_range(0, 10**7), help="Points between window starts (built-in series: 37.5; a user series: spread evenly).")
+
+
+def task_of(task: str, *, data: Optional[str] = None, seed: int = 0, layout: Optional[str] = None, tau: int = 17,
+            windows: Optional[int] = None, window_train: Optional[int] = None, window_test: Optional[int] = None,
+            window_shift: Optional[float] = None, quiet: bool = False) -> Any:
+    """Load a task from the shared options; says on stderr how a user's file was read."""
+    from ..tasks.registry import Windows, load_task
+
+    if layout is not None and task != "npz":
+        raise SpikeedgeError("--layout: only for --task npz (a user's file)")
+    if tau != 17 and task != "mackey-glass":
+        raise SpikeedgeError("--tau: only for --task mackey-glass")
+    spec = load_task(task, data=data, seed=seed, layout=layout, tau=tau, windows=Windows(windows, window_train, window_test, window_shift))
+    if spec.description and not quiet:
+        sys.stderr.write("read %s\n" % spec.description)
+    return spec

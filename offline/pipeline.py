@@ -16,6 +16,7 @@ import torch
 from .. import __version__
 from ..runtime import bundle as fmt
 from ..runtime.engine import Session
+from ..runtime.errors import ModelError
 from ..tasks.protocols import classify, forecast_smape
 from ..tasks.registry import load_task
 from .checkpoint import save_checkpoint
@@ -53,7 +54,16 @@ def train_model(model: HRSNN, task: Any, readout: str = "ridge", epochs: int = 1
         record = train_ridge_forecast(model, task.windows)
     else:
         record = train_ridge_classify(model, task.x_train, task.y_train, task.n_classes)
-    return model, {"task": task.name, "training": record, "synapses": model.n_synapses()}
+    return model, {"task": task.name, "training": record, "synapses": model.n_synapses(), **data_record(task)}
+
+
+def data_record(task: Any) -> Dict[str, Any]:
+    """What a checkpoint keeps of the data it was trained on, so that it exports alone: the
+    source (task, file and sha256, layout, windows), the output mode and the calibration
+    statistics the quantizer needs (the peak |input| of the training data)."""
+    peak = float(np.max(np.abs(calibration_inputs(task)))) if np.size(calibration_inputs(task)) else 1.0
+    return {"data": dict(getattr(task, "source", None) or {"task": task.name}), "output": task.output,
+            "calibration": {"input_peak_abs": peak, "from": "training inputs"}}
 
 
 def calibration_inputs(task: Any) -> np.ndarray:
@@ -61,6 +71,11 @@ def calibration_inputs(task: Any) -> np.ndarray:
     if task.kind == "forecast":
         return np.asarray(task.windows[0].train_x)
     return np.asarray(task.x_train)
+
+
+def is_trained(record: Dict[str, Any]) -> bool:
+    """Whether a checkpoint's readout was trained (``prune lnp`` writes untrained ones)."""
+    return bool(record.get("training"))
 
 
 def without_timings(value: Any) -> Any:
@@ -76,11 +91,21 @@ def without_timings(value: Any) -> Any:
     return value
 
 
-def export_bundle(model: HRSNN, record: Dict[str, Any], task: Any, path: Path, input_bits: int = 16) -> fmt.Bundle:
+def export_bundle(model: HRSNN, record: Dict[str, Any], task: Optional[Any], path: Path, input_bits: int = 16) -> fmt.Bundle:
     """Quantize and write ``path`` atomically; returns the bundle as written (with sha256).
-    Same model and record (timings aside) -> the same bytes."""
-    prov = without_timings({"task": task.name, "training": record.get("training"), "pruning": record.get("pruning"), "spikeedge": __version__})
-    bundle = quantize_hrsnn(model, calibration_inputs(task), input_bits=input_bits, output=task.output, provenance=prov)
+    ``task`` None: the calibration statistics and output mode the checkpoint's record keeps
+    (``data_record``). Same model and record (timings aside) -> the same bytes."""
+    if task is None:
+        if "calibration" not in record:
+            raise ModelError("the checkpoint does not record its training data (written before spikeedge kept it): give --data")
+        x_calib = np.array([record["calibration"]["input_peak_abs"]])
+        name, output = record.get("task"), record.get("output", "sequence")
+    else:
+        x_calib, name, output = calibration_inputs(task), task.name, task.output
+    prov = without_timings({"task": name, "training": record.get("training"), "pruning": record.get("pruning"), "spikeedge": __version__})
+    if record.get("data"):
+        prov["data"] = {k: v for k, v in record["data"].items() if k != "path"}  # the file's name and digest, not where it lay
+    bundle = quantize_hrsnn(model, x_calib, input_bits=input_bits, output=output, provenance=prov)
     fmt.save(bundle, path)
     return fmt.load(path)
 
