@@ -35,13 +35,13 @@ def score(stepper: Any, task: Any) -> Dict[str, Any]:
     return classify(stepper, task.x_test, task.y_test)
 
 
-def train_hrsnn(task: Any, cfg: HrsnnConfig, readout: str = "ridge", epochs: int = 10, lr: float = 2e-3, progress=None):
+def train_hrsnn(task: Any, cfg: HrsnnConfig, readout: str = "ridge", epochs: int = 30, lr: float = 2e-3, progress=None):
     """Build an HRSNN sized for ``task`` and train it; returns (model, record)."""
     cfg.n_inputs, cfg.n_outputs = task.n_inputs, task.n_outputs
     return train_model(HRSNN(cfg), task, readout, epochs, lr, progress)
 
 
-def train_model(model: HRSNN, task: Any, readout: str = "ridge", epochs: int = 10, lr: float = 2e-3, progress=None):
+def train_model(model: HRSNN, task: Any, readout: str = "ridge", epochs: int = 30, lr: float = 2e-3, progress=None):
     """Train an existing HRSNN (e.g. a pruned one) on ``task``; its input and readout sizes are
     fitted to the task first (``surgery.fit_io``). Returns (model, record)."""
     cfg = model.cfg
@@ -53,7 +53,7 @@ def train_model(model: HRSNN, task: Any, readout: str = "ridge", epochs: int = 1
     elif task.kind == "forecast":
         record = train_ridge_forecast(model, task.windows)
     else:
-        record = train_ridge_classify(model, task.x_train, task.y_train, task.n_classes)
+        record = train_ridge_classify(model, task.x_train, task.y_train, task.n_classes, seed=cfg.seed)
     return model, {"task": task.name, "training": record, "synapses": model.n_synapses(), **data_record(task)}
 
 
