@@ -27,7 +27,9 @@ Progress = Optional[Callable[[int, int, str], None]]
 
 
 class FloatStepper:
-    """The float model behind the ``start``/``step`` interface of ``tasks.protocols``."""
+    """The float model behind the ``start``/``step`` interface of ``tasks.protocols``: no
+    autograd, the masked recurrent weights formed once per ``start`` (not every step), every
+    window of a batch stepped together."""
 
     def __init__(self, model: HRSNN) -> None:
         self.model = model
@@ -37,7 +39,9 @@ class FloatStepper:
         self.encoder = Encoder(self.spec, batch)
         self.encoder.reset(first_frame)
         self.carry = self.model.initial_state(batch)
-        self.params = self.model.lif_params()
+        with torch.no_grad():
+            self.params = self.model.lif_params()
+            self.w_rec_t = self.model.effective_w_rec().T.contiguous()
         self.batch = batch
 
     def frame(self, x: np.ndarray) -> torch.Tensor:
@@ -47,7 +51,7 @@ class FloatStepper:
 
     @torch.no_grad()
     def step(self, x: np.ndarray) -> np.ndarray:
-        _, trace, self.carry = self.model.step(self.frame(x), self.carry, self.params)
+        _, trace, self.carry = self.model.step(self.frame(x), self.carry, self.params, self.w_rec_t)
         return self.model.readout(trace).double().numpy()
 
 
