@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import JsonOpt, Seed, emit, out_console, require_offline, stages
+from .common import JsonOpt, Seed, emit, one_thread_pool, out_console, require_offline, stages
 
 
 def demo(
@@ -21,6 +21,7 @@ def demo(
     """
     require_offline()
     from ..offline.pipeline import demo as run_demo
+    one_thread_pool()
 
     with stages(7, quiet=as_json) as advance:
         summary = run_demo(out, quick=quick, seed=seed, stage=advance)

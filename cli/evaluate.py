@@ -23,6 +23,7 @@ from .common import (
     WindowTrainOpt,
     check_fits,
     emit,
+    one_thread_pool,
     open_stepper,
     task_of,
     warn_untrained,
@@ -48,6 +49,7 @@ def evaluate(
 
     Example: spikeedge eval mg30.ckpt.npz --task mackey-glass --tau 30 --windows 30
     """
+    one_thread_pool()
     stepper = open_stepper(model, backend)
     spec = task_of(task, data=data, layout=layout, tau=tau, windows=windows, window_train=window_train,
                    window_test=window_test, window_shift=window_shift)

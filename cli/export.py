@@ -9,7 +9,7 @@ import typer
 
 from ..runtime.bundle import STREAM_KINDS
 from ..runtime.errors import SpikeedgeError
-from .common import JsonOpt, LayoutOpt, emit, in_range, require_offline, task_of, warn
+from .common import JsonOpt, LayoutOpt, emit, in_range, one_thread_pool, require_offline, task_of, warn
 
 FORMATS = {"bundle": ".seb", "onnx": ".onnx", "tflite": ".tflite"}
 
@@ -67,6 +67,7 @@ def _bundle_of_checkpoint(checkpoint: Path, path: Optional[Path], data: Optional
     from ..offline.checkpoint import load_checkpoint
     from ..offline.pipeline import export_bundle, export_conv_bundle, is_trained
 
+    one_thread_pool()
     model, record = load_checkpoint(checkpoint, kind="any")
     if not is_trained(record):
         if not allow_untrained:

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 import typer
 
 from ..runtime.errors import SpikeedgeError
-from .common import JsonOpt, Seed, emit, err_console, in_range, out_console, require_offline, stages
+from .common import JsonOpt, Seed, emit, err_console, in_range, one_thread_pool, out_console, require_offline, stages
 
 app = typer.Typer(help="Prune models. Example: spikeedge prune lnp --neurons 500 -o lnp.ckpt.npz", no_args_is_help=True)
 
@@ -65,6 +65,7 @@ def prune_lnp(
     from ..offline.hrsnn import HRSNN, HrsnnConfig
     from ..offline.lnp.report import clean, write_report
 
+    one_thread_pool()
     warnings: List[str] = []
     if ckpt is not None:
         model, _ = load_checkpoint(ckpt)

@@ -22,6 +22,7 @@ from .common import (
     emit,
     err_console,
     in_range,
+    one_thread_pool,
     require_offline,
     stages,
     task_of,
@@ -69,6 +70,7 @@ def train_hrsnn(
     from ..offline.pipeline import train_hrsnn as run_train
     from ..offline.train import FloatStepper
 
+    one_thread_pool()
     spec = task_of(task, data=data, seed=seed, layout=layout, tau=tau, windows=windows, window_train=window_train,
                    window_test=window_test, window_shift=window_shift)
     parent = None

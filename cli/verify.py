@@ -10,7 +10,7 @@ import typer
 
 from ..runtime.errors import CheckFailed
 from ..tasks.registry import load_task
-from .common import BackendOpt, JsonOpt, emit, in_range, open_stepper, out_console
+from .common import BackendOpt, JsonOpt, emit, in_range, one_thread_pool, open_stepper, out_console
 
 
 def verify(
@@ -36,6 +36,7 @@ def verify(
         raise SpikeedgeError("--samples: must be >= 1")
     m = open_stepper(model, backend)
     r = open_stepper(reference)
+    one_thread_pool()
     spec = load_task(task, data=data, repeats=repeats)
     report = run_verify(m, r, spec, samples=samples)
     result: Dict[str, Any] = {"model": str(model), "reference": str(reference), "task": task, **report}

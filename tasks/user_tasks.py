@@ -71,7 +71,7 @@ def npz_task(path: Optional[str], steps: int, layout: Optional[str], windows: An
             count = windows.count or 1
             train = windows.train or n // 4
             test = windows.test or n // 4
-            default = (count, train, test, (n - 1 - train - test) / max(count - 1, 1))
+            default = (count, train, test, max(0.0, (n - 1 - train - test) / max(count - 1, 1)))
         wins = windows.cut(series, default)
         task = ForecastTask("npz", series, wins)
         source["windows"] = {"count": len(wins), "train": len(wins[0].train_x), "test": len(wins[0].test_y),
