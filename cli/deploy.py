@@ -19,7 +19,7 @@ KnownOpt = typer.Option(None, "--known-hosts", help="known_hosts file (default ~
 AcceptOpt = typer.Option(False, "--accept-new-host-key", help="Accept and record the key of a host never seen before (a changed key is always refused).")
 IdentityOpt = typer.Option(None, "--identity", help="Private key file (else the inventory's, else the SSH agent and default keys).")
 RemoteOpt = typer.Option(".spikeedge", "--remote-dir", help="Folder on the board (relative to the login's home).")
-ConcOpt = typer.Option(4, "--concurrency", help="Boards deployed at once.")
+ConcOpt = typer.Option(4, "--concurrency", callback=in_range(1, 256), help="Boards deployed at once.")
 
 
 def _targets(to: Optional[str], inventory: Optional[Path], group: Optional[str]) -> List[Any]:
