@@ -55,7 +55,7 @@ def train_hrsnn(
 
     Example: spikeedge train hrsnn --task mackey-glass --neurons 500 -o mg.ckpt.npz
 
-    Example: spikeedge prune lnp --neurons 500 -o lnp.ckpt.npz; spikeedge train hrsnn --from lnp.ckpt.npz --task digits -o digits.ckpt.npz
+    Example: spikeedge train hrsnn --from lnp.ckpt.npz --task digits --readout bptt -o digits.ckpt.npz
     """
     if readout not in ("ridge", "bptt"):
         raise SpikeedgeError("--readout: %r is not one of ridge, bptt" % readout)
