@@ -177,8 +177,8 @@ def check_fits(model: Path, stepper: Any, spec: Any, task: str) -> None:
     need = (int(spec.n_inputs), int(spec.n_outputs))
     if io_ != need:
         what = "a forecaster" if spec.kind == "forecast" else "a classifier of %d classes" % need[1]
-        raise DataError("%s: a model of %d inputs and %d outputs does not fit --task %s, which needs %s of %d inputs and %d outputs"
-                        % (model, io_[0], io_[1], task, what, need[0], need[1]))
+        raise DataError("%s: the model takes %d input(s) and gives %d output(s); --task %s needs %d input(s) and %d output(s) (%s)"
+                        % (model, io_[0], io_[1], task, need[0], need[1], what))
 
 
 TASKS_HELP = "mackey-glass, lorenz, rossler, digits, mnist or npz."

@@ -36,7 +36,7 @@ def train_hrsnn(
     task: str = typer.Option(..., "--task", help=TASKS_HELP),
     output: Path = typer.Option(..., "-o", "--output", help="Checkpoint to write (.ckpt.npz)."),
     start: Optional[Path] = typer.Option(None, "--from", help="Train this HRSNN checkpoint (e.g. one 'spikeedge prune lnp' wrote) instead of building a new one; its inputs and readout are fitted to the task."),
-    neurons: int = typer.Option(500, "--neurons", callback=in_range(2, 100000), help="Recurrent neurons of a new network (not with --from)."),
+    neurons: int = typer.Option(500, "--neurons", callback=in_range(2, 100000), help="Recurrent neurons. A new network only (--from keeps the checkpoint's)."),
     readout: str = typer.Option("ridge", "--readout", help="ridge (readout only) or bptt (all weights)."),
     encoder: str = typer.Option("direct", "--encoder", help="direct, rate or delta (a new network; not with --from)."),
     epochs: int = typer.Option(30, "--epochs", callback=in_range(1, 10000), help="Most BPTT epochs (it stops early when the validation loss stops improving)."),

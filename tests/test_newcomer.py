@@ -200,7 +200,7 @@ def test_a_classifier_on_a_forecast_task_is_one_plain_line(tmp_path: Path, monke
     assert call(capsys, "train", "hrsnn", "--task", "npz", "--data", "ucr.npz", "--layout", "nct", "--neurons", "20", "-o", "c.ckpt.npz")[0] == 0
     for model in ("c.ckpt.npz",):
         rc, out, err = call(capsys, "eval", model, "--task", "mackey-glass", "--windows", "1")
-        assert_user_error(rc, out, err, model, "--task mackey-glass", "2 outputs")
+        assert_user_error(rc, out, err, model, "--task mackey-glass", "gives 2 output(s)")
         assert "broadcast" not in err
 
 
