@@ -17,6 +17,7 @@ import typer
 from .. import __version__
 from ..runtime.errors import SpikeedgeError
 from . import bench, boards, demo, deploy, evaluate, export, info, power, profile, prune, report, results, run, train, verify
+from .common import restore_threads
 
 app = typer.Typer(
     name="spikeedge",
@@ -96,6 +97,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     debug = "--debug" in args[:cut]
     if debug:
         args = [a for a in args[:cut] if a != "--debug"] + args[cut:]
+    try:
+        return _run(args, debug)
+    finally:
+        restore_threads()
+
+
+def _run(args: List[str], debug: bool) -> int:
     try:
         rv = app(args=args, prog_name="spikeedge", standalone_mode=False)
         if isinstance(rv, int) and not isinstance(rv, bool) and rv == 130:

@@ -6,7 +6,7 @@ import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 import typer
@@ -19,17 +19,19 @@ JsonOpt = typer.Option(False, "--json", help="Print exactly one JSON object on s
 SEED_MAX = 2**32 - 1  # numpy's and torch's seeds
 
 
-def in_range(lo: float, hi: float, lo_open: bool = False) -> Callable[[Any], Any]:
+def in_range(lo: float, hi: float, lo_open: bool = False) -> Callable[..., Any]:
     """A Typer callback that refuses a number outside ``[lo, hi]`` (``(lo, hi]`` with
-    ``lo_open``), NaN included, at the edge: one line naming the option (click's "Invalid value
-    for '--x'"), before any work starts. ``None`` (an option left out) passes."""
+    ``lo_open``), NaN included, where the option is parsed, before any work starts: one line
+    naming the option and the value (``--epochs -1: not in [1, 10000]``), exit 2. ``None`` (an
+    option left out) passes."""
 
-    def check(value: Any) -> Any:
+    def check(param: typer.CallbackParam, value: Any) -> Any:
         if value is None:
             return value
         low_ok = value > lo if lo_open else value >= lo
         if not (low_ok and value <= hi):  # NaN fails both
-            raise typer.BadParameter("%s is not in %s%s, %s]" % (value, "(" if lo_open else "[", _num(lo), _num(hi)))
+            name = "/".join(param.opts) if param.opts else param.name
+            raise SpikeedgeError("%s %s: must be %s %s and <= %s" % (name, value, ">" if lo_open else ">=", _num(lo), _num(hi)))
         return value
 
     return check
@@ -46,23 +48,35 @@ err_console = Console(stderr=True)
 out_console = Console()
 
 
+_RESTORE: List[Callable[[], Any]] = []
+
+
 def one_thread_pool() -> None:
-    """Run torch and numpy's BLAS on one thread. The models here are small (a few hundred
-    neurons, batches of tens): a second thread gains little on an idle machine and, on a busy
-    two-core one, the threads spin against each other and run many times slower (a float
-    Mackey-Glass evaluation: about 1 s on one thread, 15 s on two)."""
+    """Run torch and numpy's BLAS on one thread for the rest of this command. The models here
+    are small (a few hundred neurons, batches of tens): a second thread gains little on an idle
+    machine and, on a busy two-core one, the threads spin against each other and run many times
+    slower (a float Mackey-Glass evaluation: about 1 s on one thread, 15 s on two). ``main``
+    restores the previous settings when the command ends (``restore_threads``)."""
     try:
         import torch
 
+        before = torch.get_num_threads()
         torch.set_num_threads(1)
+        _RESTORE.append(lambda: torch.set_num_threads(before))
     except ImportError:
         pass
     try:
         from threadpoolctl import threadpool_limits
 
-        threadpool_limits(1)
+        _RESTORE.append(threadpool_limits(1).restore_original_limits)
     except ImportError:
         pass
+
+
+def restore_threads() -> None:
+    """Undo ``one_thread_pool`` (the CLI may run in-process, inside tests or notebooks)."""
+    while _RESTORE:
+        _RESTORE.pop()()
 
 
 def require_offline() -> None:

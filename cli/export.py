@@ -46,18 +46,23 @@ def export(
 
         bundle: Any = fmt.load(checkpoint)
     else:
-        bundle = _bundle_of_checkpoint(checkpoint, output if fmt_name == "bundle" else None, data, layout, input_bits, allow_untrained)
+        bundle = _bundle_of_checkpoint(checkpoint, output if fmt_name == "bundle" else None, data, layout, input_bits, allow_untrained, fmt_name)
     if fmt_name == "bundle":
         emit({"bundle": str(output), "format": "bundle", "bytes": output.stat().st_size, "sha256": bundle.sha256}, as_json)
         return
     if getattr(bundle, "model", None) == "conv" and any(layer.kind in STREAM_KINDS for layer in bundle.layers):
-        raise SpikeedgeError("%s: a ResNet (residual-stream layers) has no %s step graph yet; export it as a bundle and run it on the event runtime"
-                             % (checkpoint, "ONNX" if fmt_name == "onnx" else "TFLite"))
+        _no_resnet_graph(checkpoint, fmt_name)
     summary = _export_graph(bundle, fmt_name, output, as_float)
     emit({"output": str(output), "bundle_sha256": bundle.sha256, **summary}, as_json)
 
 
-def _bundle_of_checkpoint(checkpoint: Path, path: Optional[Path], data: Optional[str], layout: Optional[str], input_bits: int, allow_untrained: bool) -> Any:
+def _no_resnet_graph(checkpoint: Path, fmt_name: str) -> None:
+    raise SpikeedgeError("%s: a ResNet (residual-stream layers) has no %s step graph yet; export it as a bundle and run it on the event runtime"
+                         % (checkpoint, "ONNX" if fmt_name == "onnx" else "TFLite"))
+
+
+def _bundle_of_checkpoint(checkpoint: Path, path: Optional[Path], data: Optional[str], layout: Optional[str], input_bits: int,
+                          allow_untrained: bool, fmt_name: str = "bundle") -> Any:
     """Quantize a checkpoint; written to ``path`` when given (else only in memory). An HRSNN
     calibrates on the statistics its record keeps of its training data unless --data names a
     file (older checkpoints, which keep none, need it)."""
@@ -69,6 +74,8 @@ def _bundle_of_checkpoint(checkpoint: Path, path: Optional[Path], data: Optional
 
     one_thread_pool()
     model, record = load_checkpoint(checkpoint, kind="any")
+    if fmt_name != "bundle" and record["model"] == "convsnn" and record["config"].get("arch") == "resnet":
+        _no_resnet_graph(checkpoint, fmt_name)  # what can never be exported comes before what needs training first
     if not is_trained(record):
         if not allow_untrained:
             raise SpikeedgeError("%s was never trained (its readout would answer at chance): train it first "
