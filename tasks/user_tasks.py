@@ -14,21 +14,13 @@ is refused with a one-line hint. A 2-D ``x`` with a layout is one univariate ser
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
+from ..runtime.bundle import file_sha256
 from ..runtime.errors import DataError
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def as_sequences(x: np.ndarray, layout: Optional[str], name: str) -> np.ndarray:
