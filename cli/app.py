@@ -7,6 +7,8 @@ errors exit 2; Ctrl-C exits 130. ``--debug`` (anywhere on the line) shows the tr
 
 from __future__ import annotations
 
+import inspect
+import re
 import sys
 from typing import Any, List, Optional
 
@@ -16,6 +18,7 @@ from .. import __version__
 from ..errors import SpikeedgeError
 from .common import printable
 from . import bench, boards, demo, deploy, evaluate, export, info, power, profile, prune, report, results, run, train, verify
+from .common import restore_threads
 
 app = typer.Typer(
     name="spikeedge",
@@ -40,6 +43,39 @@ app.command("rollback")(deploy.rollback)
 app.command("bench")(bench.bench)
 app.add_typer(results.app, name="results")
 app.command("report")(report.report)
+
+
+def readable(doc: str) -> str:
+    """A docstring as help that reads like the docs: each paragraph one line (the terminal
+    wraps it, never the source's line breaks), reStructuredText's double backquotes dropped."""
+    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", inspect.cleandoc(doc or "")) if p.strip()]
+    return "\n\n".join(re.sub(r"``([^`]+)``", r"'\1'", p) for p in paragraphs)
+
+
+def _polish(typer_app: typer.Typer) -> None:
+    """Readable help for every command of ``typer_app`` and its groups (``readable``)."""
+    for command in typer_app.registered_commands:
+        command.help = readable(command.help or inspect.getdoc(command.callback) or "")
+    for group in typer_app.registered_groups:
+        group.typer_instance.info.help = readable(group.typer_instance.info.help or "")
+        _polish(group.typer_instance)
+
+
+def _flag_type(original: Any) -> Any:
+    def display(self: Any, ctx: Any) -> Optional[str]:
+        return None if getattr(self, "is_flag", False) else original(self, ctx)  # a flag has no value: no "<bool>"
+
+    return display
+
+
+try:  # Typer >= 0.20 shows a type column; flags take no value, so show none for them
+    from typer.core import TyperOption
+
+    if hasattr(TyperOption, "display_type_rich"):
+        TyperOption.display_type_rich = _flag_type(TyperOption.display_type_rich)
+except ImportError:  # an older Typer draws no type for flags
+    pass
+_polish(app)
 
 
 @app.callback(invoke_without_command=True)
@@ -73,6 +109,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     debug = "--debug" in args[:cut]
     if debug:
         args = [a for a in args[:cut] if a != "--debug"] + args[cut:]
+    try:
+        return _run(args, debug)
+    finally:
+        restore_threads()
+
+
+def _run(args: List[str], debug: bool) -> int:
     try:
         rv = _click_command().main(args=args, prog_name="spikeedge", standalone_mode=False)
         if isinstance(rv, int) and not isinstance(rv, bool) and rv == 130:

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional
 import typer
 
 from ..errors import CheckFailed, MeasurementError, SpikeedgeError
-from .common import JsonOpt, emit, err_console, out_console
+from .common import JsonOpt, emit, err_console, in_range, out_console
 from .deploy import GroupOpt, IdentityOpt, InvOpt, KnownOpt, RemoteOpt, ToOpt
 
 SUFFIXES = {"event": ".seb", "onnx": ".onnx", "tflite": ".tflite"}
@@ -21,14 +21,14 @@ def bench(
     models: List[Path] = typer.Argument(..., metavar="MODEL...", help="Model files: a bundle (.seb, backend event), .onnx (onnx), .tflite (tflite); one run per file."),
     task: str = typer.Option(..., "--task", help="mackey-glass, lorenz, rossler, digits, mnist or npz (with --data)."),
     backend: Optional[str] = typer.Option(None, "--backend", help="Comma list of event,onnx,tflite; a backend no MODEL is for is looked up beside the first MODEL (model.seb -> model.onnx). Default: each MODEL's own."),
-    trials: int = typer.Option(5, "--trials", help="Timed passes over the samples (NeuroBench: 5, each within 5% of the mean)."),
-    warmup: int = typer.Option(5, "--warmup", help="Untimed inferences first."),
-    samples: Optional[int] = typer.Option(None, "--samples", help="Samples per trial (default: 30 forecast windows, or up to 1,000 test inputs)."),
+    trials: int = typer.Option(5, "--trials", callback=in_range(1, 1000), help="Timed passes over the samples (NeuroBench: 5, each within 5% of the mean)."),
+    warmup: int = typer.Option(5, "--warmup", callback=in_range(0, 100000), help="Untimed inferences first."),
+    samples: Optional[int] = typer.Option(None, "--samples", callback=in_range(1, 10**7), help="Samples per trial (default: 30 forecast windows, or up to 1,000 test inputs)."),
     data: Optional[str] = typer.Option(None, "--data", help="MNIST folder or the .npz file of task 'npz'."),
     meter: str = typer.Option("auto", "--meter", help="auto (the board's sensor; none found: no power figures), none, a meter kind, or estimate (synaptic operations x energy per op, labelled estimate)."),
     root: str = typer.Option("/", "--root", help="Root of the file system to read sensors and board facts from."),
-    baseline: float = typer.Option(2.0, "--baseline", help="Seconds of idle power measured before the trials."),
-    threads: int = typer.Option(1, "--threads", help="Interpreter threads (onnx, tflite)."),
+    baseline: float = typer.Option(2.0, "--baseline", callback=in_range(0, 3600), help="Seconds of idle power measured before the trials."),
+    threads: int = typer.Option(1, "--threads", callback=in_range(1, 256), help="Interpreter threads (onnx, tflite)."),
     label: Optional[str] = typer.Option(None, "--label", help="A name for these runs in the results store (e.g. a release)."),
     board: Optional[str] = typer.Option(None, "--board", help="The board profile to record (spikeedge boards list) when detection cannot tell, e.g. under emulation; an inventory's spikeedge_board does the same per host."),
     db: Optional[Path] = typer.Option(None, "--db", help="Results database (default $SPIKEEDGE_RESULTS_DB, else ~/.local/share/spikeedge/results.sqlite)."),

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 import typer
 
 from ..errors import CheckFailed, SpikeedgeError
-from .common import JsonOpt, emit, out_console
+from .common import JsonOpt, emit, in_range, out_console
 
 ToOpt = typer.Option(None, "--to", help="One board: [USER@]HOST[:PORT]; HOST may be a ~/.ssh/config Host alias (its User, Port, IdentityFile, ProxyJump apply).")
 InvOpt = typer.Option(None, "--inventory", help="An Ansible YAML inventory (ansible_host, ansible_port, ansible_user, ansible_ssh_private_key_file, ansible_python_interpreter, spikeedge_board).")
@@ -19,7 +19,7 @@ KnownOpt = typer.Option(None, "--known-hosts", help="known_hosts file (default: 
 AcceptOpt = typer.Option(False, "--accept-new-host-key", help="Accept and record the key of a host never seen before (a changed key is always refused).")
 IdentityOpt = typer.Option(None, "--identity", help="Private key file (else the inventory's); the SSH agent, ~/.ssh/id_* and ~/.ssh/config's IdentityFile are tried too, as by ssh.")
 RemoteOpt = typer.Option(".spikeedge", "--remote-dir", help="Folder on the board (relative to the login's home).")
-ConcOpt = typer.Option(4, "--concurrency", help="Boards deployed at once.")
+ConcOpt = typer.Option(4, "--concurrency", callback=in_range(1, 256), help="Boards deployed at once.")
 BreakOpt = typer.Option(False, "--break-lock", help="Take the board's deploy lock even if its holder may still be running (a lock whose holder is provably gone is taken over without it).")
 
 
@@ -56,7 +56,7 @@ def flash(
     to: Optional[str] = ToOpt,
     inventory: Optional[Path] = InvOpt,
     group: Optional[str] = GroupOpt,
-    keep: int = typer.Option(3, "--keep", help="Releases kept on each board (at least 2: the current and the one before)."),
+    keep: int = typer.Option(3, "--keep", callback=in_range(2, 1000), help="Releases kept on each board (at least 2: the current and the one before)."),
     concurrency: int = ConcOpt,
     known_hosts: Optional[Path] = KnownOpt,
     accept_new_host_key: bool = AcceptOpt,

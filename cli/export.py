@@ -9,7 +9,7 @@ import typer
 
 from ..runtime.bundle import STREAM_KINDS
 from ..errors import SpikeedgeError
-from .common import JsonOpt, emit, require_offline
+from .common import JsonOpt, LayoutOpt, emit, in_range, one_thread_pool, require_offline, task_of, warn
 
 FORMATS = {"bundle": ".seb", "onnx": ".onnx", "tflite": ".tflite"}
 
@@ -19,8 +19,10 @@ def export(
     fmt_name: str = typer.Option("bundle", "--format", help="bundle (.seb, the event-driven runtime), onnx or tflite (one time step as a graph)."),
     output: Path = typer.Option(..., "-o", "--output", help="File to write (.seb, .onnx or .tflite)."),
     as_float: bool = typer.Option(False, "--float", help="onnx/tflite: float32 weight tensors (the int8 values dequantized) instead of int8 ones."),
-    input_bits: int = typer.Option(16, "--input-bits", help="Bits of real-valued (direct-current) inputs: 8 or 16."),
-    data: Optional[str] = typer.Option(None, "--data", help="MNIST folder or .npz for calibration data."),
+    input_bits: int = typer.Option(16, "--input-bits", callback=in_range(8, 16), help="Bits of real-valued (direct-current) inputs: 8 or 16."),
+    data: Optional[str] = typer.Option(None, "--data", help="MNIST folder, or an .npz to calibrate on instead of the statistics the checkpoint keeps of its training data."),
+    layout: Optional[str] = LayoutOpt,
+    allow_untrained: bool = typer.Option(False, "--allow-untrained", help="Export a checkpoint that was never trained (straight out of 'spikeedge prune lnp'); refused otherwise."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Quantize to int8 and write the bundle or step graph atomically.
@@ -44,32 +46,49 @@ def export(
 
         bundle: Any = fmt.load(checkpoint)
     else:
-        bundle = _bundle_of_checkpoint(checkpoint, output if fmt_name == "bundle" else None, data, input_bits)
+        bundle = _bundle_of_checkpoint(checkpoint, output if fmt_name == "bundle" else None, data, layout, input_bits, allow_untrained, fmt_name)
     if fmt_name == "bundle":
         emit({"bundle": str(output), "format": "bundle", "bytes": output.stat().st_size, "sha256": bundle.sha256}, as_json)
         return
     if getattr(bundle, "model", None) == "conv" and any(layer.kind in STREAM_KINDS for layer in bundle.layers):
-        raise SpikeedgeError("%s: a ResNet (residual-stream layers) has no %s step graph yet; export it as a bundle and run it on the event runtime"
-                             % (checkpoint, "ONNX" if fmt_name == "onnx" else "TFLite"))
+        _no_resnet_graph(checkpoint, fmt_name)
     summary = _export_graph(bundle, fmt_name, output, as_float)
     emit({"output": str(output), "bundle_sha256": bundle.sha256, **summary}, as_json)
 
 
-def _bundle_of_checkpoint(checkpoint: Path, path: Optional[Path], data: Optional[str], input_bits: int) -> Any:
-    """Quantize a checkpoint; written to ``path`` when given (else only in memory)."""
+def _no_resnet_graph(checkpoint: Path, fmt_name: str) -> None:
+    raise SpikeedgeError("%s: a ResNet (residual-stream layers) has no %s step graph yet; export it as a bundle and run it on the event runtime"
+                         % (checkpoint, "ONNX" if fmt_name == "onnx" else "TFLite"))
+
+
+def _bundle_of_checkpoint(checkpoint: Path, path: Optional[Path], data: Optional[str], layout: Optional[str], input_bits: int,
+                          allow_untrained: bool, fmt_name: str = "bundle") -> Any:
+    """Quantize a checkpoint; written to ``path`` when given (else only in memory). An HRSNN
+    calibrates on the statistics its record keeps of its training data unless --data names a
+    file (older checkpoints, which keep none, need it)."""
     import tempfile
 
     require_offline()
     from ..offline.checkpoint import load_checkpoint
-    from ..offline.pipeline import export_bundle, export_conv_bundle
-    from ..tasks.registry import load_task
+    from ..offline.pipeline import export_bundle, export_conv_bundle, is_trained
 
+    one_thread_pool()
     model, record = load_checkpoint(checkpoint, kind="any")
+    if fmt_name != "bundle" and record["model"] == "convsnn" and record["config"].get("arch") == "resnet":
+        _no_resnet_graph(checkpoint, fmt_name)  # what can never be exported comes before what needs training first
+    if not is_trained(record):
+        if not allow_untrained:
+            raise SpikeedgeError("%s was never trained (its readout would answer at chance): train it first "
+                                 "('spikeedge train hrsnn --from %s'), or pass --allow-untrained" % (checkpoint, checkpoint))
+        warn("%s was never trained; exporting it anyway (--allow-untrained)" % checkpoint)
     with tempfile.TemporaryDirectory() as tmp:
         target = path or Path(tmp) / "model.seb"
         if record["model"] == "convsnn":
             return export_conv_bundle(model, record, target, data=data, input_bits=input_bits)
-        task = load_task(record.get("task", "mackey-glass"), data=data)
+        task = None
+        if data is not None or "calibration" not in record:
+            saved = record.get("data") or {}
+            task = task_of(record.get("task", "mackey-glass"), data=data, layout=layout or saved.get("layout"), tau=saved.get("tau", 17))
         return export_bundle(model, record, task, target, input_bits=input_bits)
 
 

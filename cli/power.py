@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List, Optional
 import typer
 
 from ..errors import CheckFailed, SpikeedgeError
-from .common import JsonOpt, emit, err_console
+from .common import JsonOpt, emit, err_console, in_range
 
 app = typer.Typer(help="Power and energy from the board's sensors. Example: spikeedge power watch --duration 5", no_args_is_help=True)
 
@@ -39,8 +39,8 @@ def open_cli_meter(kind: str, root: str, ops_source: Optional[Callable[[], float
 def watch(
     meter: str = MeterOpt,
     root: str = RootOpt,
-    interval: Optional[float] = typer.Option(None, "--interval", help="Seconds between readings (never below the sensor's refresh period)."),
-    duration: Optional[float] = typer.Option(None, "--duration", help="Stop after this many seconds (default: until Ctrl-C)."),
+    interval: Optional[float] = typer.Option(None, "--interval", callback=in_range(0, 3600, lo_open=True), help="Seconds between readings (never below the sensor's refresh period)."),
+    duration: Optional[float] = typer.Option(None, "--duration", callback=in_range(0, 10**7, lo_open=True), help="Stop after this many seconds (default: until Ctrl-C)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Live power per rail; on exit, the mean, minimum and maximum of each.
@@ -85,8 +85,8 @@ def record(
     ctx: typer.Context,
     meter: str = MeterOpt,
     root: str = RootOpt,
-    baseline: float = typer.Option(2.0, "--baseline", help="Seconds of idle measurement before the command (0: none)."),
-    interval: Optional[float] = typer.Option(None, "--interval", help="Seconds between readings."),
+    baseline: float = typer.Option(2.0, "--baseline", callback=in_range(0, 3600), help="Seconds of idle measurement before the command (0: none)."),
+    interval: Optional[float] = typer.Option(None, "--interval", callback=in_range(0, 3600, lo_open=True), help="Seconds between readings."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Energy of a command: idle baseline, then the command under the meter; gross and dynamic

@@ -10,20 +10,20 @@ import numpy as np
 import typer
 
 from ..errors import CheckFailed, SpikeedgeError
-from .common import BackendOpt, JsonOpt, emit, out_console
+from .common import BackendOpt, JsonOpt, emit, in_range, out_console
 
 
 def profile(
     model: Path = typer.Argument(..., help="A bundle (.seb) or a step graph (.onnx, .tflite)."),
     input: Optional[Path] = typer.Option(None, "--input", help=".npz with array x, as for spikeedge run."),
     task: Optional[str] = typer.Option(None, "--task", help="Instead of --input: the first --samples inputs of a task's test split."),
-    samples: int = typer.Option(16, "--samples", help="With --task: how many inputs."),
-    repeats: int = typer.Option(1, "--repeats", help="Run the inputs this many times."),
+    samples: int = typer.Option(16, "--samples", callback=in_range(1, 10**6), help="With --task: how many inputs."),
+    repeats: int = typer.Option(1, "--repeats", callback=in_range(1, 10**5), help="Run the inputs this many times."),
     meter: str = typer.Option("auto", "--meter", help="auto (the board's sensor; none found: no power figures), none, a meter kind, or estimate (synaptic operations x energy per op, labelled as an estimate)."),
     root: str = typer.Option("/", "--root", help="Root of the file system to read sensors from."),
-    baseline: float = typer.Option(1.0, "--baseline", help="Seconds of idle power measured first."),
+    baseline: float = typer.Option(1.0, "--baseline", callback=in_range(0, 3600), help="Seconds of idle power measured first."),
     backend: str = BackendOpt,
-    threads: int = typer.Option(1, "--threads", help="Interpreter threads (onnx, tflite)."),
+    threads: int = typer.Option(1, "--threads", callback=in_range(1, 256), help="Interpreter threads (onnx, tflite)."),
     to: Optional[str] = typer.Option(None, "--to", help="Profile on this board over SSH instead of here: [USER@]HOST[:PORT] (its runtime comes from spikeedge flash)."),
     inventory: Optional[Path] = typer.Option(None, "--inventory", help="Profile on every board of an Ansible YAML inventory."),
     group: Optional[str] = typer.Option(None, "--group", help="Only this inventory group."),

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 import typer
 
 from ..errors import SpikeedgeError
-from .common import JsonOpt, emit, err_console, out_console, require_offline, stages
+from .common import JsonOpt, Seed, emit, err_console, in_range, one_thread_pool, out_console, require_offline, stages
 
 app = typer.Typer(help="Prune models. Example: spikeedge prune lnp --neurons 500 -o lnp.ckpt.npz", no_args_is_help=True)
 
@@ -30,13 +30,13 @@ def _fraction(option: str, value: float) -> float:
 def prune_lnp(
     ckpt: Optional[Path] = typer.Argument(None, help="Untrained HRSNN checkpoint to prune (or build one with --neurons)."),
     output: Path = typer.Option(..., "-o", "--output", help="Checkpoint to write (the .npz checkpoint format, whatever the suffix)."),
-    neurons: Optional[int] = typer.Option(None, "--neurons", help="Build a new HRSNN of this many neurons (default config) instead of reading CKPT."),
-    inputs: int = typer.Option(1, "--inputs", help="Input channels of the HRSNN that --neurons builds."),
-    target_synapses: float = typer.Option(0.5, "--target-synapses", help="Kept fraction of the recurrent synapses, in (0, 1]."),
-    target_neurons: float = typer.Option(0.5, "--target-neurons", help="Kept fraction of the neurons, in (0, 1]."),
-    max_iterations: int = typer.Option(100, "--max-iterations", help="Most LNP iterations (it stops earlier once settled)."),
+    neurons: Optional[int] = typer.Option(None, "--neurons", callback=in_range(2, 100000), help="Build a new HRSNN of this many neurons (default config) instead of reading CKPT."),
+    inputs: int = typer.Option(1, "--inputs", callback=in_range(1, 100000), help="Input channels of the HRSNN that --neurons builds."),
+    target_synapses: float = typer.Option(0.5, "--target-synapses", callback=in_range(0, 1, lo_open=True), help="Kept fraction of the recurrent synapses, in (0, 1]."),
+    target_neurons: float = typer.Option(0.5, "--target-neurons", callback=in_range(0, 1, lo_open=True), help="Kept fraction of the neurons, in (0, 1]."),
+    max_iterations: int = typer.Option(100, "--max-iterations", callback=in_range(1, 100000), help="Most LNP iterations (it stops earlier once settled)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Folder for lnp_record.json and the plot lnp.png."),
-    seed: int = typer.Option(0, "--seed", help="Seed for every random choice (and for the network --neurons builds)."),
+    seed: int = Seed("Seed for every random choice (and for the network --neurons builds)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Lyapunov Noise Pruning of an untrained heterogeneous recurrent SNN: removes neurons and
@@ -65,6 +65,7 @@ def prune_lnp(
     from ..offline.hrsnn import HRSNN, HrsnnConfig
     from ..offline.lnp.report import clean, write_report
 
+    one_thread_pool()
     warnings: List[str] = []
     if ckpt is not None:
         model, _ = load_checkpoint(ckpt)
@@ -150,20 +151,20 @@ def _show(s: Dict[str, Any]) -> None:
 def prune_sca(
     ckpt: Optional[Path] = typer.Argument(None, help="Convolutional SNN checkpoint ('spikeedge train convsnn'); or --task builds a new one."),
     output: Path = typer.Option(..., "-o", "--output", help="Checkpoint of the shrunk network to write."),
-    density: float = typer.Option(0.25, "--density", help="Kept fraction of the prunable channels, in (0, 1]."),
-    epochs: int = typer.Option(4, "--epochs", help="Training epochs with pruning (the density ramps down over the first 2/3)."),
-    finetune_epochs: int = typer.Option(8, "--finetune-epochs", help="Fine-tuning epochs of the shrunk network."),
-    prunes_per_epoch: int = typer.Option(2, "--prunes-per-epoch", help="Prune events per epoch."),
-    min_fraction: float = typer.Option(0.125, "--min-fraction", help="Per-layer minimum: at least this fraction of a layer's channels (and 2) stays."),
+    density: float = typer.Option(0.25, "--density", callback=in_range(0, 1, lo_open=True), help="Kept fraction of the prunable channels, in (0, 1]."),
+    epochs: int = typer.Option(4, "--epochs", callback=in_range(1, 10000), help="Training epochs with pruning (the density ramps down over the first 2/3)."),
+    finetune_epochs: int = typer.Option(8, "--finetune-epochs", callback=in_range(0, 10000), help="Fine-tuning epochs of the shrunk network."),
+    prunes_per_epoch: int = typer.Option(2, "--prunes-per-epoch", callback=in_range(1, 1000), help="Prune events per epoch."),
+    min_fraction: float = typer.Option(0.125, "--min-fraction", callback=in_range(0, 1, lo_open=True), help="Per-layer minimum: at least this fraction of a layer's channels (and 2) stays."),
     task: Optional[str] = typer.Option(None, "--task", help="Instead of CKPT: build an untrained network for mnist or digits and prune it while training from scratch."),
     arch: str = typer.Option("vgg", "--arch", help="Architecture of the network --task builds: vgg or resnet."),
-    width: float = typer.Option(1.0, "--width", help="Width multiplier of the network --task builds."),
+    width: float = typer.Option(1.0, "--width", callback=in_range(0, 64, lo_open=True), help="Width multiplier of the network --task builds."),
     method: str = typer.Option("sca", "--method", help="sca, or a baseline: bn-scale (|gamma|, Network Slimming) or random."),
-    l1: float = typer.Option(1e-3, "--l1", help="bn-scale: L1 strength on the BatchNorm gammas during its sparsity training (the --epochs)."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Mini-batch size."),
+    l1: float = typer.Option(1e-3, "--l1", callback=in_range(0, 10), help="bn-scale: L1 strength on the BatchNorm gammas during its sparsity training (the --epochs)."),
+    batch_size: int = typer.Option(64, "--batch-size", callback=in_range(1, 100000), help="Mini-batch size."),
     data: Optional[str] = typer.Option(None, "--data", help="MNIST folder (default: ../shared/data/mnist)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Folder for sca_record.json and sca_report.md (per-layer table)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for every random choice."),
+    seed: int = Seed("Seed for every random choice."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Spiking Channel Activity pruning of a trained convolutional SNN during training: channels

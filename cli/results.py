@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional
 import typer
 
 from ..errors import CheckFailed
-from .common import JsonOpt, emit, err_console, out_console
+from .common import JsonOpt, emit, err_console, in_range, out_console
 
 app = typer.Typer(help="The results store: list, compare and export benchmark runs.", no_args_is_help=True)
 
@@ -20,7 +20,7 @@ BackendOpt = typer.Option(None, "--backend", help="Only runs on this backend (ev
 ModelOpt = typer.Option(None, "--model", help="Only runs of this model (file name or start of its sha256).")
 TaskOpt = typer.Option(None, "--task", help="Only runs on this task.")
 LabelOpt = typer.Option(None, "--label", help="Only runs with this label.")
-LimitOpt = typer.Option(None, "--limit", min=1, help="At most this many runs, newest first.")
+LimitOpt = typer.Option(None, "--limit", callback=in_range(1, 10**9), help="At most this many runs, newest first.")
 
 
 def _store(db: Optional[Path]) -> Any:
@@ -81,7 +81,7 @@ def _show_list(r: Dict[str, Any]) -> None:
 def compare(a: str = typer.Argument(..., help="Baseline run: id, unique id prefix (4+ digits), latest or latest~N."),
             b: str = typer.Argument(..., help="Run compared against the baseline (same forms)."),
             db: Optional[Path] = DbOpt,
-            k: float = typer.Option(3.0, "--k", min=0.0, help="Standard errors a change must exceed (besides the relative floors)."),
+            k: float = typer.Option(3.0, "--k", callback=in_range(0, 1000), help="Standard errors a change must exceed (besides the relative floors)."),
             as_json: bool = JsonOpt) -> None:
     """Per-metric deltas of B against A; exit 1 when B regresses beyond noise (for CI).
 

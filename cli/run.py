@@ -15,7 +15,7 @@ from ..runtime import bundle as fmt
 from ..runtime.backends import backend_of, open_model
 from ..errors import DataError, SpikeedgeError
 from ..tasks.npz_stream import NpzArray
-from .common import BackendOpt, JsonOpt, emit
+from .common import BackendOpt, JsonOpt, emit, in_range
 
 
 def _declared(path: Path, conv: bool, shape: Any) -> Tuple[NpzArray, bool]:
@@ -88,8 +88,8 @@ def run(
     input: Path = typer.Option(..., "--input", help=".npz with array x: (steps, inputs) or (batch, steps, inputs); conv models: images (n, C, H, W) or (C, H, W)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write outputs and spike counts here (.npz)."),
     backend: str = BackendOpt,
-    threads: int = typer.Option(1, "--threads", help="Interpreter threads (onnx, tflite)."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Streams or images run at once; the input file is read this many at a time."),
+    threads: int = typer.Option(1, "--threads", callback=in_range(1, 256), help="Interpreter threads (onnx, tflite)."),
+    batch_size: int = typer.Option(32, "--batch-size", callback=in_range(1, 1 << 20), help="Streams or images run at once; the input file is read this many at a time."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Run the model on a runtime backend; print spikes, synaptic operations and timing.

@@ -9,17 +9,17 @@ from typing import Any, Dict, Optional
 import typer
 
 from ..errors import CheckFailed
-from ..tasks.registry import load_task
-from .common import BackendOpt, JsonOpt, emit, open_stepper, out_console
+from .common import BackendOpt, DataOpt, JsonOpt, LayoutOpt, emit, in_range, one_thread_pool, open_stepper, out_console, task_of
 
 
 def verify(
     model: Path = typer.Argument(..., help="The form under test: bundle (.seb), .onnx, .tflite or checkpoint."),
     reference: Path = typer.Option(..., "--reference", help="The form it must agree with (usually the .seb bundle)."),
     task: str = typer.Option(..., "--task", help="mackey-glass, lorenz, rossler, digits, mnist or npz."),
-    data: Optional[str] = typer.Option(None, "--data", help="MNIST folder or the .npz file of task 'npz'."),
-    samples: int = typer.Option(64, "--samples", help="Classification: test inputs compared step by step (open loop)."),
-    repeats: int = typer.Option(30, "--repeats", help="Forecast windows (NeuroBench: 30)."),
+    data: Optional[str] = DataOpt,
+    layout: Optional[str] = LayoutOpt,
+    samples: int = typer.Option(64, "--samples", callback=in_range(1, 10**6), help="Classification: test inputs compared step by step (open loop)."),
+    repeats: int = typer.Option(30, "--repeats", callback=in_range(1, 1000), help="Forecast windows (NeuroBench: 30)."),
     backend: str = BackendOpt,
     as_json: bool = JsonOpt,
 ) -> None:
@@ -36,7 +36,8 @@ def verify(
         raise SpikeedgeError("--samples: must be >= 1")
     m = open_stepper(model, backend)
     r = open_stepper(reference)
-    spec = load_task(task, data=data, repeats=repeats)
+    one_thread_pool()
+    spec = task_of(task, data=data, layout=layout, windows=repeats)
     report = run_verify(m, r, spec, samples=samples)
     result: Dict[str, Any] = {"model": str(model), "reference": str(reference), "task": task, **report}
     emit(result, as_json, human=_show)

@@ -131,11 +131,14 @@ class HRSNN(nn.Module):
         n = self.cfg.n_neurons
         return lif_state_zeros(batch, n), torch.zeros(batch, n), torch.zeros(batch, n)
 
-    def step(self, frame: torch.Tensor, carry: Tuple[LifState, torch.Tensor, torch.Tensor], params: Optional[LifParams] = None):
-        """One step: ``frame`` (batch, channels) -> (spikes, traces, new carry)."""
+    def step(self, frame: torch.Tensor, carry: Tuple[LifState, torch.Tensor, torch.Tensor], params: Optional[LifParams] = None,
+             w_rec_t: Optional[torch.Tensor] = None):
+        """One step: ``frame`` (batch, channels) -> (spikes, traces, new carry). ``w_rec_t``: the
+        masked recurrent weights, transposed, when the caller computed them once for many steps."""
         state, spikes, trace = carry
         params = params or self.lif_params()
-        current = frame @ self.w_in.T + spikes @ self.effective_w_rec().T + self.bias
+        w_rec_t = self.effective_w_rec().T if w_rec_t is None else w_rec_t
+        current = frame @ self.w_in.T + spikes @ w_rec_t + self.bias
         spikes, state = lif_step(current, state, params)
         trace = self.trace_decay * trace + spikes
         return spikes, trace, (state, spikes, trace)

@@ -15,6 +15,7 @@ import torch
 
 from .. import __version__
 from ..runtime import bundle as fmt
+from ..errors import ModelError
 from ..runtime.sessions import open_session
 from ..tasks.protocols import classify, forecast_smape
 from ..tasks.registry import load_task
@@ -34,13 +35,13 @@ def score(stepper: Any, task: Any) -> Dict[str, Any]:
     return classify(stepper, task.x_test, task.y_test)
 
 
-def train_hrsnn(task: Any, cfg: HrsnnConfig, readout: str = "ridge", epochs: int = 10, lr: float = 2e-3, progress=None):
+def train_hrsnn(task: Any, cfg: HrsnnConfig, readout: str = "ridge", epochs: int = 30, lr: float = 2e-3, progress=None):
     """Build an HRSNN sized for ``task`` and train it; returns (model, record)."""
     cfg.n_inputs, cfg.n_outputs = task.n_inputs, task.n_outputs
     return train_model(HRSNN(cfg), task, readout, epochs, lr, progress)
 
 
-def train_model(model: HRSNN, task: Any, readout: str = "ridge", epochs: int = 10, lr: float = 2e-3, progress=None):
+def train_model(model: HRSNN, task: Any, readout: str = "ridge", epochs: int = 30, lr: float = 2e-3, progress=None):
     """Train an existing HRSNN (e.g. a pruned one) on ``task``; its input and readout sizes are
     fitted to the task first (``surgery.fit_io``). Returns (model, record)."""
     cfg = model.cfg
@@ -52,8 +53,17 @@ def train_model(model: HRSNN, task: Any, readout: str = "ridge", epochs: int = 1
     elif task.kind == "forecast":
         record = train_ridge_forecast(model, task.windows)
     else:
-        record = train_ridge_classify(model, task.x_train, task.y_train, task.n_classes)
-    return model, {"task": task.name, "training": record, "synapses": model.n_synapses()}
+        record = train_ridge_classify(model, task.x_train, task.y_train, task.n_classes, seed=cfg.seed)
+    return model, {"task": task.name, "training": record, "synapses": model.n_synapses(), **data_record(task)}
+
+
+def data_record(task: Any) -> Dict[str, Any]:
+    """What a checkpoint keeps of the data it was trained on, so that it exports alone: the
+    source (task, file and sha256, layout, windows), the output mode and the calibration
+    statistics the quantizer needs (the peak |input| of the training data)."""
+    peak = float(np.max(np.abs(calibration_inputs(task)))) if np.size(calibration_inputs(task)) else 1.0
+    return {"data": dict(getattr(task, "source", None) or {"task": task.name}), "output": task.output,
+            "calibration": {"input_peak_abs": peak, "from": "training inputs"}}
 
 
 def calibration_inputs(task: Any) -> np.ndarray:
@@ -63,10 +73,39 @@ def calibration_inputs(task: Any) -> np.ndarray:
     return np.asarray(task.x_train)
 
 
-def export_bundle(model: HRSNN, record: Dict[str, Any], task: Any, path: Path, input_bits: int = 16) -> fmt.Bundle:
-    """Quantize and write ``path`` atomically; returns the bundle as written (with sha256)."""
-    prov = {"task": task.name, "training": record.get("training"), "pruning": record.get("pruning"), "spikeedge": __version__}
-    bundle = quantize_hrsnn(model, calibration_inputs(task), input_bits=input_bits, output=task.output, provenance=prov)
+def is_trained(record: Dict[str, Any]) -> bool:
+    """Whether a checkpoint's readout was trained (``prune lnp`` writes untrained ones)."""
+    return bool(record.get("training"))
+
+
+def without_timings(value: Any) -> Any:
+    """``value`` without its wall-clock entries (keys ending in ``seconds``), at every depth.
+
+    A bundle's provenance holds only what the same inputs and seed reproduce, so the same
+    training gives a byte-identical bundle (one content digest); timings stay in the checkpoint
+    record and the reports."""
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if not str(k).endswith("seconds")}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
+def export_bundle(model: HRSNN, record: Dict[str, Any], task: Optional[Any], path: Path, input_bits: int = 16) -> fmt.Bundle:
+    """Quantize and write ``path`` atomically; returns the bundle as written (with sha256).
+    ``task`` None: the calibration statistics and output mode the checkpoint's record keeps
+    (``data_record``). Same model and record (timings aside) -> the same bytes."""
+    if task is None:
+        if "calibration" not in record:
+            raise ModelError("the checkpoint does not record its training data (written before spikeedge kept it): give --data")
+        x_calib = np.array([record["calibration"]["input_peak_abs"]])
+        name, output = record.get("task"), record.get("output", "sequence")
+    else:
+        x_calib, name, output = calibration_inputs(task), task.name, task.output
+    prov = without_timings({"task": name, "training": record.get("training"), "pruning": record.get("pruning"), "spikeedge": __version__})
+    if record.get("data"):
+        prov["data"] = {k: v for k, v in record["data"].items() if k != "path"}  # the file's name and digest, not where it lay
+    bundle = quantize_hrsnn(model, x_calib, input_bits=input_bits, output=output, provenance=prov)
     fmt.save(bundle, path)
     return fmt.load(path)
 
@@ -79,8 +118,8 @@ def export_conv_bundle(model: Any, record: Dict[str, Any], path: Path, data: Opt
     from .quantize_conv import quantize_folded
 
     images = load_images(record.get("task", "mnist"), data)
-    prov = {"task": images.name, "training": record.get("training"), "pruning": record.get("pruning"),
-            "parent": record.get("parent"), "spikeedge": __version__}
+    prov = without_timings({"task": images.name, "training": record.get("training"), "pruning": record.get("pruning"),
+                            "parent": record.get("parent"), "spikeedge": __version__})
     bundle = quantize_folded(fold(model), images.x_train[:500].numpy(), input_bits=input_bits, provenance=prov)
     fmt.save(bundle, path)
     return fmt.load(path)

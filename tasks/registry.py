@@ -9,92 +9,74 @@ can score a bundle on the same split the workstation used. Splits: ``docs/data.m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
 from ..errors import DataError
 
+from .kinds import ClassifyTask, ForecastTask, _images_as_sequences, _series_windows  # noqa: F401 (re-exported)
+
 TASKS = ("mackey-glass", "lorenz", "rossler", "digits", "mnist", "npz")
 
 
-@dataclass
-class ForecastTask:
-    name: str
-    series: np.ndarray  # (T,) or (T, d)
-    windows: List[Any]  # each with train_x, train_y, test_x, test_y
-    kind: str = "forecast"
-    output: str = "sequence"
+@dataclass(frozen=True)
+class Windows:
+    """How a series is cut into forecast windows; ``None`` fields take the task's default
+    (built-in series: NeuroBench's 30 windows of 750 + 750 points, shift 37.5; a user series:
+    one window split at its ``train_fraction``, or, given a count or a length, windows of a
+    quarter of the series each spread evenly over it)."""
 
-    @property
-    def n_inputs(self) -> int:
-        return 1 if self.series.ndim == 1 else self.series.shape[1]
+    count: Optional[int] = None   # windows (NeuroBench: 30)
+    train: Optional[int] = None   # teacher-forced points per window
+    test: Optional[int] = None    # forecast points per window
+    shift: Optional[float] = None  # start of window k: floor(k * shift)
 
-    n_outputs = n_inputs
-
-
-@dataclass
-class ClassifyTask:
-    name: str
-    x_train: np.ndarray  # (n, steps, n_inputs) real-valued, encoded by the model
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    n_classes: int
-    kind: str = "classify"
-    output: str = "last"
-
-    @property
-    def n_inputs(self) -> int:
-        return int(self.x_train.shape[2])
-
-    @property
-    def n_outputs(self) -> int:
-        return self.n_classes
+    def cut(self, series: np.ndarray, default: Tuple[int, int, int, float]) -> List[Any]:
+        count = self.count if self.count is not None else default[0]
+        train = self.train if self.train is not None else default[1]
+        test = self.test if self.test is not None else default[2]
+        shift = self.shift if self.shift is not None else default[3]
+        return _series_windows(series, count, train, test, shift)
 
 
-def _series_windows(series: np.ndarray, n_repeats: int, train: int, test: int, shift: float) -> List[Any]:
-    from .mackey_glass import Window
-
-    windows = []
-    for k in range(n_repeats):
-        s = int(np.floor(k * shift))
-        e = s + train
-        if e + test + 1 > len(series):
-            raise DataError("series of %d points is too short for %d windows of %d+%d" % (len(series), n_repeats, train, test))
-        windows.append(Window(s, series[s:e], series[s + 1 : e + 1], series[e : e + test], series[e + 1 : e + test + 1]))
-    return windows
-
-
-def _images_as_sequences(x: np.ndarray, steps: int) -> np.ndarray:
-    """Flattened images shown as the same frame for ``steps`` time steps: a read-only broadcast
-    view, not ``steps`` copies (MNIST's split would otherwise take about 0.8 GB)."""
-    flat = x.reshape(len(x), -1).astype(np.float64)
-    return np.broadcast_to(flat[:, None, :], (len(flat), steps, flat.shape[1]))
+LAYOUTS = ("nct", "ntc")
 
 
 def load_task(
     name: str,
     *,
-    repeats: int = 30,
+    repeats: Optional[int] = None,
     steps: int = 16,
     tau: int = 17,
     data: Optional[str] = None,
     seed: int = 0,
+    layout: Optional[str] = None,
+    windows: Optional[Windows] = None,
 ) -> Any:
-    """Build a task by name (``TASKS``). ``repeats``: forecast windows; ``steps``: time steps per
-    image; ``data``: the MNIST folder or the user's ``.npz`` file."""
+    """Build a task by name (``TASKS``). ``repeats``: forecast windows (the same as
+    ``windows.count``); ``steps``: time steps per image; ``tau``: Mackey-Glass delay (17..30);
+    ``data``: the MNIST folder or the user's ``.npz`` file; ``layout``: how a user's 3-D ``x``
+    is laid out (``nct``: samples, channels, length, as UCR/UEA files from aeon and sktime;
+    ``ntc``: samples, steps, inputs); ``windows``: how forecast series are cut."""
+    win = windows or Windows()
+    if repeats is not None:
+        win = Windows(repeats, win.train, win.test, win.shift)
     if name == "mackey-glass":
-        from .mackey_glass import mackey_glass_series, mackey_glass_windows
+        from .mackey_glass import mackey_glass_series
 
         series = mackey_glass_series(tau)  # tau = 17: the shipped file, checksum-checked
-        return ForecastTask("mackey-glass", series, mackey_glass_windows(series, n_repeats=repeats))
+        task = ForecastTask("mackey-glass", series, win.cut(series, (30, 750, 750, 37.5)))
+        task.source = {"task": name, "tau": tau}
+        return task
     if name in ("lorenz", "rossler"):
         from .chaotic import lorenz, rossler
 
         raw = lorenz(3751, dt=0.02) if name == "lorenz" else rossler(3751, dt=0.25)
         series = (raw[:, 0] - raw[:, 0].mean()) / raw[:, 0].std() + 3.0  # x, unit std, positive
-        return ForecastTask(name, series, _series_windows(series, repeats, 750, 750, 37.5))
+        task = ForecastTask(name, series, win.cut(series, (30, 750, 750, 37.5)))
+        task.source = {"task": name}
+        return task
     if name == "digits":
         from .images import load_digits_split
 
@@ -106,23 +88,7 @@ def load_task(
         xtr, ytr, xte, yte = load_mnist_split(data, seed=seed)
         return ClassifyTask("mnist", _images_as_sequences(xtr, steps), ytr, _images_as_sequences(xte, steps), yte, 10)
     if name == "npz":
-        return _npz_task(data, repeats, steps)
+        from .user_tasks import npz_task
+
+        return npz_task(data, steps, layout, win)
     raise DataError("unknown task %r (choose from %s)" % (name, ", ".join(TASKS)))
-
-
-def _npz_task(path: Optional[str], repeats: int, steps: int) -> Any:
-    from .user_data import load_npz
-
-    if not path:
-        raise DataError("task 'npz' needs --data FILE.npz")
-    d = load_npz(path)
-    if d.kind == "timeseries":
-        series = np.asarray(d.series, np.float64)
-        n_train = int(len(series) * (d.train_fraction or 0.5))
-        n_test = len(series) - n_train - 1
-        return ForecastTask("npz", series, _series_windows(series, 1, n_train, n_test, 0.0))
-    x_train, x_test = (np.asarray(a, np.float64) for a in (d.x_train, d.x_test))
-    if x_train.ndim != 3:  # not already (n, steps, inputs): show each sample as a constant frame
-        x_train, x_test = _images_as_sequences(x_train, steps), _images_as_sequences(x_test, steps)
-    n_classes = int(max(d.y_train.max(), d.y_test.max())) + 1
-    return ClassifyTask("npz", x_train, np.asarray(d.y_train, np.int64), x_test, np.asarray(d.y_test, np.int64), n_classes)

@@ -69,3 +69,18 @@ def demo_work(tmp_path: Path, monkeypatch: Any, demo: Dict[str, Any]) -> Path:
     with Store(tmp_path / "runs.sqlite") as store:  # two runs of one model, the second no worse
         store.add_runs([make_record(seed=1), make_record(seed=2)])
     return tmp_path
+
+
+@pytest.fixture
+def one_thread_pool() -> Iterator[None]:
+    """Torch and numpy's BLAS on one thread each, as the CLI runs its offline commands
+    (``cli.common.one_thread_pool``): on a busy two-core machine the full demo takes about a
+    minute so, and several minutes with threads spinning against each other."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)

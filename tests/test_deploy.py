@@ -84,6 +84,7 @@ def release_of(path: Path) -> str:
     return file_sha256(path)[:16]
 
 
+@pytest.mark.slow
 def test_flash_installs_smoke_tests_switches_and_rolls_back(board: Dict[str, Any]) -> None:
     [r] = fleet(board, "flash", board["a"])
     assert r.ok, r.error
@@ -149,6 +150,7 @@ def test_two_concurrent_flashes_to_one_board_are_refused_cleanly(board: Dict[str
     assert current(board) == release_of(e)
 
 
+@pytest.mark.slow
 def test_old_releases_are_pruned_to_keep(board: Dict[str, Any], tmp_path: Path) -> None:
     for seed in (10, 11, 12):
         [r] = fleet(board, "flash", make_bundle(tmp_path / ("k%d.seb" % seed), seed), keep=2)

@@ -281,6 +281,7 @@ def test_timescale_optimisation_never_makes_the_objective_worse():
 
 # -- the loop ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_lnp_reaches_the_targets_and_records_each_iteration():
     model = HRSNN(HrsnnConfig(n_neurons=120, seed=0))
     res = lnp_prune(model, LnpConfig(target_neurons=0.5, target_synapses=0.5, seed=0, bo_evaluations=4))

@@ -30,6 +30,7 @@ def test_bundle_weights_and_multipliers_reproduce_float_currents():
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("one_thread_pool")
 def test_demo_int8_within_ten_percent_of_float(tmp_path):
     from spikeedge.offline.pipeline import demo
 

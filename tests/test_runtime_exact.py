@@ -57,6 +57,7 @@ def test_random_inputs_1000_steps_bit_exact(encoder, reset):
     assert session.spike_counts["hidden"] == int(s_ref.sum())
 
 
+@pytest.mark.slow
 def test_task_inputs_mackey_glass_trained_model_bit_exact():
     task = load_task("mackey-glass", repeats=3)
     model, _ = train_hrsnn(task, HrsnnConfig(n_neurons=150, seed=3))
