@@ -1,0 +1,675 @@
+/* Longer than 300 lines: the whole recurrent step is one translation unit so gcc inlines and
+ * vectorises across it.
+ *
+ * spikeedge's compiled event core for recurrent (HRSNN) bundles.
+ *
+ * The numpy runtime (runtime/engine.py, accumulate.py, kernels.py) is the reference; this file
+ * computes the same integers with no per-call overhead: one C call per `run` (all time steps)
+ * and one per `step`. Every array is owned by a numpy array that the Python glue
+ * (runtime/compiled.py) made once per session and passed in through the buffer protocol; the
+ * Recurrent object keeps the buffers (and so the memory) alive and checks each one's type and
+ * length, and every index inside the weight tables, when it is built. Nothing here trusts a
+ * size it did not check.
+ *
+ * The integer maths is a copy of runtime/neuron.py (lif_step_int, trace_step_int) and
+ * runtime/fixedpoint.py (rshift_round, saturate32):
+ *     syn = sat32(rs(a_syn*syn,16) + rs(acc_in*m_in,16) + rs(acc_rec*m_rec,16) + bias)
+ *     v   = sat32(rs(a_mem*mem,16) + syn);  s = v >= 2**14
+ *     mem = v - 2**14*s  (subtract)  or  v*(1-s)  (zero)
+ *     tr  = sat32(rs(a_tr*tr,16) + (s << bits))
+ * rs(x,k) = (x + 2**(k-1)) >> k on int64; >> of a negative int64 is an arithmetic shift on every
+ * compiler this builds with (gcc, clang: implementation-defined, documented as arithmetic).
+ * Products are int32 x int32 -> int64: no overflow for any int32 inputs.
+ *
+ * Accumulation per matrix and stream: the index scatter over the active sources' CSC columns,
+ * or the dense int8 rows of the active sources summed in int16 blocks of at most `chunk` rows
+ * (chunk * max|w| <= 32767, checked here), chosen per step by the active count against
+ * `switch_k`, measured by the glue with `bench` (the numpy runtime's rule: a + b*k per path).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#define THRESHOLD ((int64_t)1 << 14)
+#define MAX_LAYERS 8
+#define MAX_BUFS 200
+#define I32_MIN ((int64_t)INT32_MIN)
+#define I32_MAX ((int64_t)INT32_MAX)
+
+enum { ENC_DIRECT = 0, ENC_RATE = 1, ENC_DELTA = 2 };
+
+typedef struct {
+    int32_t n_src, n_tgt, chunk;
+    const int8_t *rows;    /* (n_src, n_tgt) dense rows, or NULL: scatter only */
+    const int32_t *indptr; /* (n_src + 1,) */
+    const int32_t *idx;    /* (nnz,) targets, checked < n_tgt */
+    const int8_t *val;     /* (nnz,) */
+    int64_t switch_k;      /* rows when more than switch_k sources are active */
+    int64_t *steps;        /* counters: [rows, scatter] */
+} Mat;
+
+typedef struct {
+    int32_t n;
+    int reset_zero;
+    Mat in, rec;
+    const int32_t *a_syn, *a_mem, *m_in, *m_rec, *bias;
+    int32_t *syn, *mem;                /* (batch, n), Python's */
+    uint8_t *spk;                      /* (batch, n), Python's: the truth the lists derive from */
+    int32_t *list, *count;             /* (batch, n), (batch,): C's own, from spk (sync) */
+    int64_t *spikes;                   /* counter: spikes of this layer */
+    int32_t *acc_in, *acc_rec;         /* (n,) scratch */
+    int16_t *s16;                      /* (n,) scratch */
+} Layer;
+
+typedef struct {
+    PyObject_HEAD
+    int batch, n_layers, enc, n_inputs, n_ch, n_out, trace_bits;
+    double gain, scale, threshold;
+    int32_t qmax;
+    uint64_t *rng;   /* [state_hi, state_lo, inc_hi, inc_lo]: numpy's PCG64 */
+    double *ref;     /* (batch, n_inputs) delta reference */
+    int32_t *ev_list, *ev_val; /* (n_ch,) scratch: active channels and their values */
+    Layer layers[MAX_LAYERS];
+    const int8_t *w_out;       /* (n_out, n_in) */
+    const int32_t *a_trace;    /* (n_in,) */
+    const double *out_scale, *out_bias; /* (n_out,) */
+    int32_t *trace;            /* (batch, n_in) */
+    int64_t *counters;         /* [steps, synops, ...] */
+    void *scratch;
+    Py_buffer bufs[MAX_BUFS];
+    int nbufs;
+} Core;
+
+/* ------------------------------------------------------------------ fixed point */
+
+static inline int64_t rs16(int64_t x) { return (x + ((int64_t)1 << 15)) >> 16; }
+static inline int64_t sat32(int64_t x) { return x < I32_MIN ? I32_MIN : (x > I32_MAX ? I32_MAX : x); }
+
+/* ------------------------------------------------------------------ numpy's PCG64 (XSL-RR 128/64) */
+
+static inline uint64_t mulhi64(uint64_t a, uint64_t b) {
+#ifdef __SIZEOF_INT128__
+    return (uint64_t)(((unsigned __int128)a * b) >> 64);
+#else
+    uint64_t a_lo = (uint32_t)a, a_hi = a >> 32, b_lo = (uint32_t)b, b_hi = b >> 32;
+    uint64_t p0 = a_lo * b_lo, p1 = a_lo * b_hi, p2 = a_hi * b_lo, p3 = a_hi * b_hi;
+    uint64_t mid = (p0 >> 32) + (uint32_t)p1 + (uint32_t)p2;
+    return p3 + (p1 >> 32) + (p2 >> 32) + (mid >> 32);
+#endif
+}
+
+/* One draw of Generator.random(): step the 128-bit LCG, then output from the new state. */
+static inline double pcg64_double(uint64_t *s) {
+    const uint64_t m_hi = 2549297995355413924ULL, m_lo = 4865540595714422341ULL;
+    uint64_t hi = s[0], lo = s[1];
+    uint64_t new_lo = lo * m_lo;
+    uint64_t new_hi = mulhi64(lo, m_lo) + hi * m_lo + lo * m_hi;
+    uint64_t sum_lo = new_lo + s[3];
+    new_hi += s[2] + (sum_lo < new_lo);
+    s[0] = new_hi;
+    s[1] = sum_lo;
+    uint64_t x = new_hi ^ sum_lo;
+    unsigned rot = (unsigned)(new_hi >> 58);
+    x = (x >> rot) | (x << ((64 - rot) & 63));
+    return (double)(x >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* ------------------------------------------------------------------ accumulation */
+
+/* acc = sum over the k active sources (list) of their rows, int16 blocks of <= chunk rows. */
+static void acc_rows(const Mat *m, const int32_t *list, int32_t k, int32_t *restrict acc, int16_t *restrict s16) {
+    const int32_t n = m->n_tgt;
+    for (int32_t start = 0; start < k; start += m->chunk) {
+        int32_t end = k - start > m->chunk ? start + m->chunk : k;
+        memset(s16, 0, (size_t)n * sizeof(int16_t));
+        int32_t j = start;
+        for (; j + 4 <= end; j += 4) { /* four rows per pass over s16; a sum of <= chunk rows fits int16 */
+            const int8_t *r0 = m->rows + (size_t)list[j] * n, *r1 = m->rows + (size_t)list[j + 1] * n;
+            const int8_t *r2 = m->rows + (size_t)list[j + 2] * n, *r3 = m->rows + (size_t)list[j + 3] * n;
+            for (int32_t t = 0; t < n; t++)
+                s16[t] = (int16_t)(s16[t] + (int16_t)r0[t] + (int16_t)r1[t] + (int16_t)r2[t] + (int16_t)r3[t]);
+        }
+        for (; j < end; j++) {
+            const int8_t *r = m->rows + (size_t)list[j] * n;
+            for (int32_t t = 0; t < n; t++) s16[t] = (int16_t)(s16[t] + (int16_t)r[t]);
+        }
+        if (start == 0)
+            for (int32_t t = 0; t < n; t++) acc[t] = s16[t];
+        else
+            for (int32_t t = 0; t < n; t++) acc[t] += s16[t];
+    }
+}
+
+/* acc = sum of value * row over signed events (a direct-current input); bounded by the check
+ * at construction (sum over sources of |w| * qmax < 2**31 per target). */
+static void acc_rows_signed(const Mat *m, const int32_t *list, const int32_t *vals, int32_t k, int32_t *restrict acc) {
+    const int32_t n = m->n_tgt;
+    memset(acc, 0, (size_t)n * sizeof(int32_t));
+    for (int32_t j = 0; j < k; j++) {
+        const int8_t *r = m->rows + (size_t)list[j] * n;
+        const int32_t v = vals[j];
+        for (int32_t t = 0; t < n; t++) acc[t] += v * (int32_t)r[t];
+    }
+}
+
+static void acc_scatter(const Mat *m, const int32_t *list, const int32_t *vals, int32_t k, int32_t *restrict acc) {
+    memset(acc, 0, (size_t)m->n_tgt * sizeof(int32_t));
+    for (int32_t j = 0; j < k; j++) {
+        const int32_t src = list[j], end = m->indptr[src + 1];
+        const int32_t v = vals ? vals[j] : 1;
+        for (int32_t p = m->indptr[src]; p < end; p++) acc[m->idx[p]] += v * (int32_t)m->val[p];
+    }
+}
+
+/* Accumulate the k active sources into acc; returns the synaptic operations (fan-outs). */
+static int64_t accumulate(const Mat *m, const int32_t *list, const int32_t *vals, int32_t k, int32_t *acc, int16_t *s16) {
+    int64_t ops = 0;
+    for (int32_t j = 0; j < k; j++) ops += m->indptr[list[j] + 1] - m->indptr[list[j]];
+    if (m->rows != NULL && (int64_t)k > m->switch_k) {
+        if (vals) acc_rows_signed(m, list, vals, k, acc);
+        else acc_rows(m, list, k, acc, s16);
+        m->steps[0]++;
+    } else {
+        acc_scatter(m, list, vals, k, acc);
+        m->steps[1]++;
+    }
+    return ops;
+}
+
+/* ------------------------------------------------------------------ neuron, trace, spike list */
+
+/* One stream of one layer; ai / ar are NULL when no event arrived (rs(0) = 0: the term drops).
+ * Branch-free selects so that gcc vectorises the int32 x int32 -> int64 products. */
+static void lif_update(const Layer *L, int32_t *restrict syn, int32_t *restrict mem, const int32_t *restrict ai,
+                       const int32_t *restrict ar, uint8_t *restrict spk) {
+    const int32_t n = L->n;
+    const int32_t *restrict a_syn = L->a_syn, *restrict a_mem = L->a_mem, *restrict bias = L->bias;
+    const int32_t *restrict m_in = L->m_in, *restrict m_rec = L->m_rec;
+    const int zero = L->reset_zero;
+    for (int32_t i = 0; i < n; i++) {
+        int64_t s = rs16((int64_t)a_syn[i] * syn[i]) + bias[i];
+        if (ai) s += rs16((int64_t)ai[i] * m_in[i]);
+        if (ar) s += rs16((int64_t)ar[i] * m_rec[i]);
+        s = sat32(s);
+        int64_t v = sat32(rs16((int64_t)a_mem[i] * mem[i]) + s);
+        int64_t fire = v >= THRESHOLD;
+        v = zero ? (fire ? 0 : v) : v - THRESHOLD * fire;
+        syn[i] = (int32_t)s;
+        mem[i] = (int32_t)v;
+        spk[i] = (uint8_t)fire;
+    }
+}
+
+static void trace_update(int32_t *restrict tr, const int32_t *restrict a, const uint8_t *restrict spk, int32_t n, int bits) {
+    for (int32_t i = 0; i < n; i++)
+        tr[i] = (int32_t)sat32(rs16((int64_t)a[i] * tr[i]) + ((int64_t)spk[i] << bits));
+}
+
+/* The indices of the spiking neurons, eight flags per 64-bit test: sparse spikes cost little. */
+static int32_t spike_list(const uint8_t *spk, int32_t n, int32_t *list) {
+    int32_t k = 0, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, spk + i, 8);
+        if (w == 0) continue;
+        for (int32_t j = 0; j < 8; j++) {
+            list[k] = i + j;
+            k += spk[i + j];
+        }
+    }
+    for (; i < n; i++) {
+        list[k] = i;
+        k += spk[i];
+    }
+    return k;
+}
+
+/* ------------------------------------------------------------------ encoders */
+
+/* One stream's frame -> active channels (ev_list) and, for a direct input, their values.
+ * Returns the number of active channels, or -1 (exception set) on a non-finite direct input. */
+static int32_t encode(Core *c, const double *x, int b) {
+    int32_t k = 0;
+    if (c->enc == ENC_RATE) {
+        uint64_t st[4] = {c->rng[0], c->rng[1], c->rng[2], c->rng[3]};
+        for (int32_t i = 0; i < c->n_inputs; i++) {
+            double u = pcg64_double(st);
+            c->ev_list[k] = i;
+            k += u < x[i] * c->gain;
+        }
+        memcpy(c->rng, st, sizeof st);
+    } else if (c->enc == ENC_DELTA) {
+        double *ref = c->ref + (size_t)b * c->n_inputs;
+        const int32_t n = c->n_inputs;
+        int32_t *down = c->ev_val; /* scratch: the down channels, appended after the up ones */
+        int32_t kd = 0;
+        for (int32_t i = 0; i < n; i++) {
+            double levels = trunc((x[i] - ref[i]) / c->threshold);
+            c->ev_list[k] = i;
+            k += levels > 0;
+            down[kd] = n + i;
+            kd += levels < 0;
+            ref[i] = ref[i] + levels * c->threshold;
+        }
+        memcpy(c->ev_list + k, down, (size_t)kd * sizeof(int32_t));
+        k += kd;
+    } else {
+        for (int32_t i = 0; i < c->n_inputs; i++) {
+            double q = nearbyint(x[i] / c->scale); /* round half to even, as np.round */
+            if (isnan(q)) {
+                PyErr_SetString(PyExc_ValueError, "the input holds a NaN");
+                return -1;
+            }
+            q = q < -c->qmax ? -c->qmax : (q > c->qmax ? c->qmax : q);
+            c->ev_list[k] = i;
+            c->ev_val[k] = (int32_t)q;
+            k += q != 0;
+        }
+    }
+    return k;
+}
+
+/* ------------------------------------------------------------------ one step of one stream */
+
+static int step_stream(Core *c, const double *x, double *out, int b, uint8_t **record) {
+    int32_t k = encode(c, x, b);
+    if (k < 0) return -1;
+    const int32_t *list = c->ev_list, *vals = c->enc == ENC_DIRECT ? c->ev_val : NULL;
+    int64_t ops = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        Layer *L = &c->layers[l];
+        const size_t off = (size_t)b * L->n;
+        int32_t *own = L->list + off, k_rec = L->count[b];
+        const int32_t *ai = NULL, *ar = NULL;
+        if (k > 0) { ops += accumulate(&L->in, list, vals, k, L->acc_in, L->s16); ai = L->acc_in; }
+        if (k_rec > 0) { ops += accumulate(&L->rec, own, NULL, k_rec, L->acc_rec, L->s16); ar = L->acc_rec; }
+        lif_update(L, L->syn + off, L->mem + off, ai, ar, L->spk + off);
+        k = spike_list(L->spk + off, L->n, own);
+        L->count[b] = k;
+        *L->spikes += k;
+        if (record) memcpy(record[l] + off, L->spk + off, (size_t)L->n);
+        list = own;
+        vals = NULL;
+    }
+    Layer *last = &c->layers[c->n_layers - 1];
+    const int32_t n = last->n;
+    int32_t *tr = c->trace + (size_t)b * n;
+    trace_update(tr, c->a_trace, last->spk + (size_t)b * n, n, c->trace_bits);
+    for (int o = 0; o < c->n_out; o++) {
+        const int8_t *w = c->w_out + (size_t)o * n;
+        int64_t acc = 0;
+        for (int32_t i = 0; i < n; i++) acc += (int64_t)tr[i] * w[i];
+        out[o] = (double)acc * c->out_scale[o] + c->out_bias[o];
+    }
+    c->counters[1] += ops;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ buffers from Python */
+
+static int fmt_ok(const char *f, char kind, Py_ssize_t itemsize, Py_ssize_t want) {
+    if (itemsize != want || f == NULL) return 0;
+    while (*f == '@' || *f == '=' || *f == '<' || *f == '|') f++;
+    if (f[0] == 0 || f[1] != 0) return 0;
+    if (kind == 'i') return strchr("bhilq", f[0]) != NULL;
+    if (kind == 'u') return strchr("BHILQ?", f[0]) != NULL;
+    return f[0] == 'd';
+}
+
+/* The buffer d[key]: C-contiguous, of the given kind/itemsize and exactly `count` items. */
+static void *take(Core *c, PyObject *d, const char *key, char kind, Py_ssize_t itemsize, Py_ssize_t count, int writable, int optional) {
+    PyObject *o = PyDict_GetItemString(d, key); /* borrowed */
+    if (o == NULL || o == Py_None) {
+        if (!optional) PyErr_Format(PyExc_KeyError, "core spec lacks %s", key);
+        return NULL;
+    }
+    if (c->nbufs >= MAX_BUFS) {
+        PyErr_SetString(PyExc_ValueError, "too many buffers");
+        return NULL;
+    }
+    Py_buffer *v = &c->bufs[c->nbufs];
+    if (PyObject_GetBuffer(o, v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0) return NULL;
+    c->nbufs++;
+    if (!fmt_ok(v->format, kind, v->itemsize, itemsize) || v->len != count * itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd items of %c%zd, got %zd bytes of '%s'", key, count, kind, itemsize,
+                     v->len, v->format ? v->format : "?");
+        return NULL;
+    }
+    return v->buf;
+}
+
+static int get_int(PyObject *d, const char *key, long lo, long hi, long *out) {
+    PyObject *o = PyDict_GetItemString(d, key);
+    if (o == NULL) { PyErr_Format(PyExc_KeyError, "core spec lacks %s", key); return -1; }
+    long v = PyLong_AsLong(o);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    if (v < lo || v > hi) { PyErr_Format(PyExc_ValueError, "%s = %ld outside [%ld, %ld]", key, v, lo, hi); return -1; }
+    *out = v;
+    return 0;
+}
+
+static int get_double(PyObject *d, const char *key, double *out) {
+    PyObject *o = PyDict_GetItemString(d, key);
+    if (o == NULL) { PyErr_Format(PyExc_KeyError, "core spec lacks %s", key); return -1; }
+    *out = PyFloat_AsDouble(o);
+    return (*out == -1.0 && PyErr_Occurred()) ? -1 : 0;
+}
+
+/* A weight matrix: CSC arrays checked entry by entry, optional dense rows, the int16 block
+ * bound, and that peak * sum|w| per target fits an int32 accumulation. */
+static int take_mat(Core *c, PyObject *d, Mat *m, int32_t n_src, int32_t n_tgt, int64_t peak, int64_t *steps) {
+    long v;
+    m->n_src = n_src;
+    m->n_tgt = n_tgt;
+    m->steps = steps;
+    if (!(m->indptr = take(c, d, "indptr", 'i', 4, (Py_ssize_t)n_src + 1, 0, 0))) return -1;
+    int32_t nnz = m->indptr[n_src];
+    if (m->indptr[0] != 0 || nnz < 0) { PyErr_SetString(PyExc_ValueError, "indptr does not start at 0"); return -1; }
+    for (int32_t j = 0; j < n_src; j++)
+        if (m->indptr[j + 1] < m->indptr[j]) { PyErr_SetString(PyExc_ValueError, "indptr decreases"); return -1; }
+    if (!(m->idx = take(c, d, "indices", 'i', 4, nnz, 0, 0)) || !(m->val = take(c, d, "values", 'i', 1, nnz, 0, 0))) return -1;
+    int64_t *abs_sum = PyMem_Calloc((size_t)n_tgt + 1, sizeof(int64_t));
+    if (!abs_sum) { PyErr_NoMemory(); return -1; }
+    int wmax = 1, bad = 0;
+    for (int32_t p = 0; p < nnz; p++) {
+        if (m->idx[p] < 0 || m->idx[p] >= n_tgt) { bad = 1; break; }
+        int a = m->val[p] < 0 ? -m->val[p] : m->val[p];
+        wmax = a > wmax ? a : wmax;
+        abs_sum[m->idx[p]] += a;
+    }
+    for (int32_t t = 0; t < n_tgt && !bad; t++)
+        if (abs_sum[t] * peak > I32_MAX) bad = 2;
+    PyMem_Free(abs_sum);
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, bad == 1 ? "a weight targets a neuron out of range" : "an accumulation could leave int32");
+        return -1;
+    }
+    if (get_int(d, "chunk", 1, 32767, &v) < 0) return -1;
+    m->chunk = (int32_t)v;
+    if ((int64_t)m->chunk * wmax > 32767) { PyErr_SetString(PyExc_ValueError, "chunk too large for int16 sums"); return -1; }
+    m->rows = take(c, d, "rows", 'i', 1, (Py_ssize_t)n_src * n_tgt, 0, 1);
+    if (m->rows == NULL && PyErr_Occurred()) return -1;
+    if (get_int(d, "switch_k", -1, (long)n_src + 1, &v) < 0) return -1;
+    m->switch_k = v;
+    return 0;
+}
+
+static int take_layer(Core *c, PyObject *d, Layer *L, int32_t n_src, int64_t peak, int64_t *counters) {
+    long v;
+    PyObject *w_in = PyDict_GetItemString(d, "w_in"), *w_rec = PyDict_GetItemString(d, "w_rec");
+    if (get_int(d, "n", 1, 1 << 24, &v) < 0) return -1;
+    L->n = (int32_t)v;
+    if (get_int(d, "reset_zero", 0, 1, &v) < 0) return -1;
+    L->reset_zero = (int)v;
+    if (!w_in || !PyDict_Check(w_in) || !w_rec || !PyDict_Check(w_rec)) { PyErr_SetString(PyExc_KeyError, "w_in / w_rec"); return -1; }
+    if (take_mat(c, w_in, &L->in, n_src, L->n, peak, counters + 1) < 0) return -1;
+    if (take_mat(c, w_rec, &L->rec, L->n, L->n, 1, counters + 3) < 0) return -1;
+    const Py_ssize_t n = L->n, bn = (Py_ssize_t)c->batch * L->n;
+    if (!(L->a_syn = take(c, d, "a_syn", 'i', 4, n, 0, 0)) || !(L->a_mem = take(c, d, "a_mem", 'i', 4, n, 0, 0)) ||
+        !(L->m_in = take(c, d, "m_in", 'i', 4, n, 0, 0)) || !(L->m_rec = take(c, d, "m_rec", 'i', 4, n, 0, 0)) ||
+        !(L->bias = take(c, d, "bias", 'i', 4, n, 0, 0)) || !(L->syn = take(c, d, "syn", 'i', 4, bn, 1, 0)) ||
+        !(L->mem = take(c, d, "mem", 'i', 4, bn, 1, 0)) || !(L->spk = take(c, d, "spk", 'u', 1, bn, 1, 0)))
+        return -1;
+    L->spikes = counters;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ the Recurrent type */
+
+static void sync_lists(Core *c) {
+    for (int l = 0; l < c->n_layers; l++) {
+        Layer *L = &c->layers[l];
+        for (int b = 0; b < c->batch; b++) {
+            const size_t off = (size_t)b * L->n;
+            for (int32_t i = 0; i < L->n; i++) L->spk[off + i] = L->spk[off + i] != 0; /* 0/1 whatever was stored */
+            L->count[b] = spike_list(L->spk + off, L->n, L->list + off);
+        }
+    }
+}
+
+static void Core_dealloc(Core *c) {
+    for (int i = 0; i < c->nbufs; i++) PyBuffer_Release(&c->bufs[i]);
+    PyMem_Free(c->scratch);
+    Py_TYPE(c)->tp_free((PyObject *)c);
+}
+
+static void *carve(char **p, size_t bytes) {
+    void *out = *p;
+    *p += (bytes + 63) & ~(size_t)63;
+    return out;
+}
+
+static int Core_init(Core *c, PyObject *args, PyObject *kw) {
+    PyObject *d, *layers;
+    long v;
+    if (c->nbufs) { PyErr_SetString(PyExc_RuntimeError, "already initialised"); return -1; }
+    if (!PyArg_ParseTuple(args, "O!", &PyDict_Type, &d)) return -1;
+    if (get_int(d, "batch", 1, 1 << 20, &v) < 0) return -1;
+    c->batch = (int)v;
+    if (get_int(d, "encoder", ENC_DIRECT, ENC_DELTA, &v) < 0) return -1;
+    c->enc = (int)v;
+    if (get_int(d, "n_inputs", 1, 1 << 24, &v) < 0) return -1;
+    c->n_inputs = (int)v;
+    c->n_ch = c->enc == ENC_DELTA ? 2 * c->n_inputs : c->n_inputs;
+    int64_t peak = 1;
+    if (c->enc == ENC_DIRECT) {
+        if (get_double(d, "scale", &c->scale) < 0 || get_int(d, "qmax", 1, 32767, &v) < 0) return -1;
+        c->qmax = (int32_t)v;
+        peak = v;
+    } else if (c->enc == ENC_RATE) {
+        if (get_double(d, "gain", &c->gain) < 0 || !(c->rng = take(c, d, "rng", 'u', 8, 4, 1, 0))) return -1;
+    } else {
+        if (get_double(d, "threshold", &c->threshold) < 0) return -1;
+        if (!(c->ref = take(c, d, "ref", 'f', 8, (Py_ssize_t)c->batch * c->n_inputs, 1, 0))) return -1;
+    }
+    layers = PyDict_GetItemString(d, "layers");
+    if (!layers || !PyList_Check(layers) || PyList_GET_SIZE(layers) < 1 || PyList_GET_SIZE(layers) > MAX_LAYERS) {
+        PyErr_SetString(PyExc_ValueError, "layers: a list of 1 to 8 layer specs");
+        return -1;
+    }
+    c->n_layers = (int)PyList_GET_SIZE(layers);
+    if (!(c->counters = take(c, d, "counters", 'i', 8, 2 + 5 * c->n_layers, 1, 0))) return -1;
+    int32_t n_src = c->n_ch;
+    size_t scratch = 3 * 64 + 2 * (size_t)c->n_ch * 4;
+    for (int l = 0; l < c->n_layers; l++) {
+        PyObject *ld = PyList_GET_ITEM(layers, l);
+        if (!PyDict_Check(ld)) { PyErr_SetString(PyExc_TypeError, "a layer spec is a dict"); return -1; }
+        if (take_layer(c, ld, &c->layers[l], n_src, l == 0 ? peak : 1, c->counters + 2 + 5 * l) < 0) return -1;
+        n_src = c->layers[l].n;
+        scratch += 5 * 64 + (size_t)c->batch * (n_src + 1) * 4 + (size_t)n_src * (4 + 4 + 2);
+    }
+    if (get_int(d, "n_out", 1, 1 << 16, &v) < 0 || (c->n_out = (int)v, get_int(d, "trace_bits", 0, 16, &v) < 0)) return -1;
+    c->trace_bits = (int)v;
+    const Py_ssize_t n = n_src;
+    if (!(c->w_out = take(c, d, "w_out", 'i', 1, (Py_ssize_t)c->n_out * n, 0, 0)) || !(c->a_trace = take(c, d, "a_trace", 'i', 4, n, 0, 0)) ||
+        !(c->out_scale = take(c, d, "out_scale", 'f', 8, c->n_out, 0, 0)) || !(c->out_bias = take(c, d, "out_bias", 'f', 8, c->n_out, 0, 0)) ||
+        !(c->trace = take(c, d, "trace", 'i', 4, (Py_ssize_t)c->batch * n, 1, 0)))
+        return -1;
+    char *p = c->scratch = PyMem_Calloc(scratch, 1);
+    if (!p) { PyErr_NoMemory(); return -1; }
+    p = (char *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
+    c->ev_list = carve(&p, (size_t)c->n_ch * 4);
+    c->ev_val = carve(&p, (size_t)c->n_ch * 4);
+    for (int l = 0; l < c->n_layers; l++) {
+        Layer *L = &c->layers[l];
+        L->list = carve(&p, (size_t)c->batch * L->n * 4);
+        L->count = carve(&p, (size_t)c->batch * 4);
+        L->acc_in = carve(&p, (size_t)L->n * 4);
+        L->acc_rec = carve(&p, (size_t)L->n * 4);
+        L->s16 = carve(&p, (size_t)L->n * 2);
+    }
+    sync_lists(c);
+    return 0;
+}
+
+static int check_ready(Core *c) {
+    if (c->scratch == NULL) { PyErr_SetString(PyExc_RuntimeError, "core not initialised"); return -1; }
+    return 0;
+}
+
+/* step(x, out): x (batch, n_inputs) float64, out (batch, n_out) float64. */
+static PyObject *Core_step(Core *c, PyObject *args) {
+    Py_buffer x, out;
+    if (check_ready(c) < 0 || !PyArg_ParseTuple(args, "y*w*", &x, &out)) return NULL;
+    PyObject *ret = NULL;
+    if (x.len != (Py_ssize_t)c->batch * c->n_inputs * 8 || out.len != (Py_ssize_t)c->batch * c->n_out * 8 ||
+        !PyBuffer_IsContiguous(&x, 'C') || !PyBuffer_IsContiguous(&out, 'C')) {
+        PyErr_SetString(PyExc_ValueError, "step: x must be (batch, n_inputs) and out (batch, n_out), float64, contiguous");
+        goto done;
+    }
+    for (int b = 0; b < c->batch; b++)
+        if (step_stream(c, (const double *)x.buf + (size_t)b * c->n_inputs, (double *)out.buf + (size_t)b * c->n_out, b, NULL) < 0) goto done;
+    c->counters[0]++;
+    ret = Py_None;
+    Py_INCREF(ret);
+done:
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&out);
+    return ret;
+}
+
+/* run(xs, outs, record): xs (batch, steps, n_inputs), outs (batch, steps, n_out), float64;
+ * record: None or a tuple of one uint8 (steps, batch, n) buffer per layer. */
+static PyObject *Core_run(Core *c, PyObject *args) {
+    Py_buffer xs, outs, rec[MAX_LAYERS];
+    PyObject *record, *ret = NULL;
+    int nrec = 0;
+    if (check_ready(c) < 0 || !PyArg_ParseTuple(args, "y*w*O", &xs, &outs, &record)) return NULL;
+    const Py_ssize_t per = (Py_ssize_t)c->batch * c->n_inputs * 8;
+    const Py_ssize_t steps = per ? xs.len / per : 0;
+    uint8_t *ptr[MAX_LAYERS];
+    if (xs.len != steps * per || outs.len != steps * c->batch * c->n_out * 8 || !PyBuffer_IsContiguous(&xs, 'C') ||
+        !PyBuffer_IsContiguous(&outs, 'C')) {
+        PyErr_SetString(PyExc_ValueError, "run: xs must be (batch, steps, n_inputs) and outs (batch, steps, n_out), float64");
+        goto done;
+    }
+    if (record != Py_None) {
+        if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != c->n_layers) {
+            PyErr_SetString(PyExc_ValueError, "record: a tuple of one buffer per layer");
+            goto done;
+        }
+        for (; nrec < c->n_layers; nrec++) {
+            if (PyObject_GetBuffer(PyTuple_GET_ITEM(record, nrec), &rec[nrec], PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) goto done;
+            if (rec[nrec].len != steps * c->batch * c->layers[nrec].n) {
+                nrec++;
+                PyErr_SetString(PyExc_ValueError, "record: each buffer holds (steps, batch, n) bytes");
+                goto done;
+            }
+        }
+    }
+    for (Py_ssize_t t = 0; t < steps; t++) {
+        for (int l = 0; l < nrec; l++) ptr[l] = (uint8_t *)rec[l].buf + (size_t)t * c->batch * c->layers[l].n;
+        for (int b = 0; b < c->batch; b++) {
+            const size_t i = (size_t)b * steps + t;
+            if (step_stream(c, (const double *)xs.buf + i * c->n_inputs, (double *)outs.buf + i * c->n_out, b, nrec ? ptr : NULL) < 0)
+                goto done;
+        }
+        c->counters[0]++;
+    }
+    ret = Py_None;
+    Py_INCREF(ret);
+done:
+    for (int l = 0; l < nrec; l++) PyBuffer_Release(&rec[l]);
+    PyBuffer_Release(&xs);
+    PyBuffer_Release(&outs);
+    return ret;
+}
+
+static PyObject *Core_sync(Core *c, PyObject *unused) {
+    if (check_ready(c) < 0) return NULL;
+    sync_lists(c);
+    Py_RETURN_NONE;
+}
+
+/* bench(layer, recurrent, rows, k, reps): seconds for the best of `reps` accumulations of the
+ * first k sources by one path (the switch point's measurement; counters untouched). */
+static PyObject *Core_bench(Core *c, PyObject *args) {
+    int l, rec, rows, k, reps;
+    if (check_ready(c) < 0 || !PyArg_ParseTuple(args, "iiiii", &l, &rec, &rows, &k, &reps)) return NULL;
+    if (l < 0 || l >= c->n_layers || reps < 1) { PyErr_SetString(PyExc_ValueError, "bench: bad layer or reps"); return NULL; }
+    Layer *L = &c->layers[l];
+    Mat m = rec ? L->rec : L->in;
+    int64_t steps[2];
+    m.steps = steps;
+    m.switch_k = rows ? -1 : INT64_MAX;
+    if (k < 1 || k > m.n_src || (rows && m.rows == NULL)) { PyErr_SetString(PyExc_ValueError, "bench: bad k or path"); return NULL; }
+    int32_t *list = PyMem_Malloc((size_t)k * 4);
+    if (!list) return PyErr_NoMemory();
+    for (int j = 0; j < k; j++) list[j] = j;
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        accumulate(&m, list, NULL, k, L->acc_in, L->s16);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        best = s < best ? s : best;
+    }
+    PyMem_Free(list);
+    return PyFloat_FromDouble(best);
+}
+
+static PyMethodDef Core_methods[] = {
+    {"step", (PyCFunction)Core_step, METH_VARARGS, "step(x, out): one time step of every stream."},
+    {"run", (PyCFunction)Core_run, METH_VARARGS, "run(xs, outs, record): every time step of a sequence."},
+    {"sync", (PyCFunction)Core_sync, METH_NOARGS, "Rebuild the spike lists from the spike arrays (after a state load)."},
+    {"bench", (PyCFunction)Core_bench, METH_VARARGS, "bench(layer, recurrent, rows, k, reps) -> best seconds."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject CoreType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "spikeedge.runtime._core.Recurrent",
+    .tp_basicsize = sizeof(Core),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Recurrent(spec): a recurrent bundle's step over buffers the Python glue owns.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Core_init,
+    .tp_dealloc = (destructor)Core_dealloc,
+    .tp_methods = Core_methods,
+};
+
+/* pcg64_fill(state, out): Generator.random's draws from a [state_hi, state_lo, inc_hi, inc_lo]
+ * uint64 state (advanced in place) into a float64 buffer: for the RNG's own test. */
+static PyObject *pcg64_fill(PyObject *self, PyObject *args) {
+    Py_buffer st, out;
+    if (!PyArg_ParseTuple(args, "w*w*", &st, &out)) return NULL;
+    PyObject *ret = NULL;
+    if (st.len != 32 || out.len % 8 != 0) {
+        PyErr_SetString(PyExc_ValueError, "pcg64_fill: a 4 x uint64 state and a float64 buffer");
+    } else {
+        uint64_t s[4];
+        memcpy(s, st.buf, 32);
+        for (Py_ssize_t i = 0; i < out.len / 8; i++) ((double *)out.buf)[i] = pcg64_double(s);
+        memcpy(st.buf, s, 32);
+        ret = Py_None;
+        Py_INCREF(ret);
+    }
+    PyBuffer_Release(&st);
+    PyBuffer_Release(&out);
+    return ret;
+}
+
+static PyMethodDef module_methods[] = {
+    {"pcg64_fill", pcg64_fill, METH_VARARGS, "Draws of numpy's PCG64 Generator.random()."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_core", "spikeedge's compiled event core (runtime/compiled.py).", -1, module_methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__core(void) {
+    if (PyType_Ready(&CoreType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m) return NULL;
+    Py_INCREF(&CoreType);
+    if (PyModule_AddObject(m, "Recurrent", (PyObject *)&CoreType) < 0) {
+        Py_DECREF(&CoreType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    PyModule_AddIntConstant(m, "ABI", 1);
+    return m;
+}

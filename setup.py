@@ -1,0 +1,33 @@
+"""The compiled event core (``runtime/_core.c``, ``docs/runtime.md``): the one thing
+pyproject.toml cannot declare. Everything else about the package lives in pyproject.toml.
+
+The extension is ``optional``: where no C compiler or Python headers exist, ``pip install``
+still succeeds and the runtime runs on its numpy core (``runtime/compiled.py`` says which core
+ran). Flags: ``-O3`` and nothing machine-specific (wheels go to Raspberry Pi 4 cores without the
+instructions of newer ones), ``-ffp-contract=off`` so that no compiler fuses the delta encoder's
+multiply-add (numpy rounds the product and the sum separately; bit-exactness needs the same).
+``SPIKEEDGE_CFLAGS`` adds flags (the sanitizer test builds its own copy, see
+``tests/test_compiled_core.py``).
+"""
+
+import os
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+
+class BuildCore(build_ext):
+    """Unix compilers get the flags above; others (MSVC) keep their defaults."""
+
+    def build_extensions(self) -> None:
+        if self.compiler.compiler_type == "unix":
+            extra = ["-O3", "-std=c11", "-ffp-contract=off", "-fno-strict-aliasing"] + os.environ.get("SPIKEEDGE_CFLAGS", "").split()
+            for ext in self.extensions:
+                ext.extra_compile_args = extra
+        super().build_extensions()
+
+
+setup(
+    ext_modules=[Extension("spikeedge.runtime._core", sources=["runtime/_core.c"], optional=True)],
+    cmdclass={"build_ext": BuildCore},
+)
