@@ -612,7 +612,19 @@ static PyObject *Core_bench(Core *c, PyObject *args) {
     return PyFloat_FromDouble(best);
 }
 
+/* set_switch(layer, recurrent, k): rows when more than k sources are active (-1: always). */
+static PyObject *Core_set_switch(Core *c, PyObject *args) {
+    int l, rec;
+    long long k;
+    if (check_ready(c) < 0 || !PyArg_ParseTuple(args, "iiL", &l, &rec, &k)) return NULL;
+    if (l < 0 || l >= c->n_layers || k < -1) { PyErr_SetString(PyExc_ValueError, "set_switch: bad layer or k"); return NULL; }
+    Mat *m = rec ? &c->layers[l].rec : &c->layers[l].in;
+    m->switch_k = k > m->n_src ? m->n_src + 1 : k;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef Core_methods[] = {
+    {"set_switch", (PyCFunction)Core_set_switch, METH_VARARGS, "set_switch(layer, recurrent, k): the rows/scatter switch point."},
     {"step", (PyCFunction)Core_step, METH_VARARGS, "step(x, out): one time step of every stream."},
     {"run", (PyCFunction)Core_run, METH_VARARGS, "run(xs, outs, record): every time step of a sequence."},
     {"sync", (PyCFunction)Core_sync, METH_NOARGS, "Rebuild the spike lists from the spike arrays (after a state load)."},

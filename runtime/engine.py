@@ -110,14 +110,23 @@ class Session:
     """
 
     def __new__(cls, bundle: Any, *args: Any, **kwargs: Any) -> Any:
-        """A convolutional bundle opens a ``runtime.conv.ConvSession`` (the same interface)."""
+        """A convolutional bundle opens a ``runtime.conv.ConvSession`` (the same interface); a
+        recurrent one the compiled core's session where ``runtime.compiled.choose`` says so."""
         if cls is Session and getattr(bundle, "model", None) == "conv":
             from .conv import ConvSession
 
+            kwargs.pop("core", None)
             return ConvSession(bundle, *args, **kwargs)
+        if cls is Session:
+            from .compiled import CompiledSession, choose
+
+            if choose(bundle, kwargs.get("core"))[0] == "compiled":
+                return super().__new__(CompiledSession)
         return super().__new__(cls)
 
-    def __init__(self, bundle: Bundle, batch: int = 1, record_spikes: bool = False) -> None:
+    core = "numpy"  # which core runs the session: "numpy" here, "compiled" (runtime.compiled)
+
+    def __init__(self, bundle: Bundle, batch: int = 1, record_spikes: bool = False, core: Optional[str] = None) -> None:
         self.bundle = bundle
         self.record_spikes = record_spikes
         peak = (1 << (bundle.encoder.bits - 1)) - 1 if bundle.encoder.kind == "encoder.direct" else 1

@@ -1,0 +1,321 @@
+"""Which core runs a recurrent session, and the session that runs on the compiled one.
+
+The numpy runtime (``runtime.engine.Session``) is the reference and the fallback; the compiled
+core (``runtime/_core.c``, built by ``setup.py`` where a C compiler exists) computes the same
+integers with one C call per ``run`` and one per ``step``, because at a few microseconds per
+step numpy's cost is its calls, not the work (``docs/results/runtime.md``).
+
+``SPIKEEDGE_CORE`` (or ``Session(..., core=...)``) picks: ``auto`` (the default: compiled when
+it loads and supports the bundle), ``numpy`` or ``compiled`` (an error when it cannot run).
+Every session says which core ran in ``session.core``; ``profile`` and ``bench`` record it.
+
+All state lives in numpy arrays made here, once per ``start``; the C object holds their
+buffers and checks every length and index when it is built, so ``get_state``/``set_state`` are
+plain array copies.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from .accumulate import INT16_MAX
+from .engine import RunResult, Session
+from .errors import DataError, SpikeedgeError
+
+try:
+    from . import _core
+    LOAD_ERROR: Optional[str] = None
+except ImportError as exc:  # not built (no compiler at install time) or built for another Python
+    _core = None
+    LOAD_ERROR = "the compiled core is not built here (%s)" % exc
+
+ENV = "SPIKEEDGE_CORE"
+CORES = ("auto", "numpy", "compiled")
+ENCODERS = {"encoder.direct": 0, "encoder.rate": 1, "encoder.delta": 2}
+INT32_LIMIT = (1 << 31) - 1
+
+
+class CoreUnavailable(SpikeedgeError):
+    """The compiled core was required (``SPIKEEDGE_CORE=compiled``) but cannot run this bundle."""
+
+
+def requested(core: Optional[str] = None) -> str:
+    """The core asked for: the argument, else ``SPIKEEDGE_CORE``, else ``auto``."""
+    want = core or os.environ.get(ENV, "") or "auto"
+    if want not in CORES:
+        raise SpikeedgeError("%s=%r: expected one of %s" % (ENV, want, ", ".join(CORES)))
+    return want
+
+
+def unsupported(bundle: Any) -> Optional[str]:
+    """Why the compiled core cannot run ``bundle`` (None: it can)."""
+    if LOAD_ERROR is not None:
+        return LOAD_ERROR
+    if getattr(bundle, "model", None) == "conv":
+        return "conv bundles run on the numpy core (the compiled core does recurrent bundles)"
+    if len(bundle.layers) > 8:
+        return "more than 8 layers"
+    if bundle.encoder.kind not in ENCODERS:
+        return "encoder %s" % bundle.encoder.kind
+    for layer in bundle.layers:
+        for w in (layer.w_in, layer.w_rec):
+            if w.nnz > INT32_LIMIT:
+                return "more than 2**31 weights in one matrix"
+        for m in (layer.m_in, layer.m_rec):
+            if m.size and int(np.max(m)) > INT32_LIMIT:
+                return "a requantisation multiplier beyond int32"
+    if bundle.encoder.kind == "encoder.direct":  # signed inputs: peak * sum|w| per target must fit int32
+        w = bundle.layers[0].w_in
+        per_target = np.bincount(w.indices.astype(np.int64), np.abs(w.values.astype(np.int64)), minlength=w.n_targets)
+        if per_target.size and float(per_target.max()) * _qmax(bundle.encoder) > INT32_LIMIT:
+            return "the direct input's accumulation could leave int32"
+    return None
+
+
+def choose(bundle: Any, core: Optional[str] = None) -> Tuple[str, str]:
+    """(``compiled`` or ``numpy``, why); raises ``CoreUnavailable`` when ``compiled`` was required
+    and cannot run."""
+    want = requested(core)
+    if want == "numpy":
+        return "numpy", "requested"
+    why = unsupported(bundle)
+    if why is None:
+        return "compiled", "requested" if want == "compiled" else "auto"
+    if want == "compiled":
+        raise CoreUnavailable("the compiled core cannot run this model: %s" % why)
+    return "numpy", why
+
+
+def _qmax(encoder: Any) -> int:
+    return (1 << (encoder.bits - 1)) - 1
+
+
+def _i32(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(a).astype(np.int32))
+
+
+class _LayerView:
+    """What other modules read of a session's layers (``runtime.bench``: names and sizes)."""
+
+    def __init__(self, layer: Any) -> None:
+        self.layer = layer
+
+
+class CompiledSession(Session):
+    """``runtime.engine.Session`` on the compiled core: the same interface, counters and results.
+
+    Made by ``Session(bundle, ...)`` when ``choose`` says ``compiled``. The numpy side's
+    accumulation tables (``self.columns``) are built by ``Session.__init__`` and shared: their
+    dense int8 rows are the C core's rows. Per matrix the C core takes the dense rows when more
+    than ``switch_k`` sources are active, else the index scatter: ``switch_k`` is measured here
+    by the numpy runtime's rule (both paths timed at 1 and at ``chunk`` sources, cost linear in
+    between), or forced with ``force_path``.
+    """
+
+    core = "compiled"
+
+    def start(self, batch: int, first_frame: Optional[np.ndarray] = None) -> None:
+        """Resting state for ``batch`` streams, zeroed counters (a delta encoder starts at
+        ``first_frame``); the C object is rebuilt only when the batch size changes."""
+        if getattr(self, "_tables", None) is None:
+            self._tables = [self._matrix_tables(layer, cols) for layer, cols in zip(self.bundle.layers, self.columns)]
+            self._forced: Optional[str] = None
+        if getattr(self, "batch", None) != batch or getattr(self, "_c", None) is None:
+            self._build(batch)
+        for layer_state in self._state:
+            for arr in layer_state.values():
+                arr.fill(0)
+        self._trace_arr.fill(0)
+        self._counters.fill(0)
+        enc = self.bundle.encoder
+        if enc.kind == "encoder.rate":  # numpy's default_rng(seed): the PCG64 state the numpy encoder starts from
+            st = np.random.default_rng(enc.seed).bit_generator.state["state"]
+            self._rng[:] = [st["state"] >> 64, st["state"] & (2**64 - 1), st["inc"] >> 64, st["inc"] & (2**64 - 1)]
+        elif enc.kind == "encoder.delta":
+            self._ref[...] = 0.0 if first_frame is None else np.asarray(first_frame, np.float64).reshape(self._ref.shape)
+        self._c.sync()
+        self.spike_history = [[] for _ in self.bundle.layers]
+        if self._forced is None and not getattr(self, "_calibrated", False):
+            self._calibrate()
+
+    # ------------------------------------------------------------------ the C object and its buffers
+
+    @staticmethod
+    def _matrix_tables(layer: Any, columns: Any) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+        out = []
+        for w, cols in zip((layer.w_in, layer.w_rec), columns):
+            out.append({"indptr": _i32(w.indptr), "indices": _i32(w.indices), "values": np.ascontiguousarray(w.values, np.int8),
+                        "rows": cols.rows, "chunk": int(min(INT16_MAX, cols.chunk)), "switch_k": w.n_sources + 1})
+        return out[0], out[1]
+
+    def _build(self, batch: int) -> None:
+        b = self.bundle
+        enc = b.encoder
+        self.batch = batch
+        self._state = [{"syn": np.zeros(batch * layer.n, np.int32), "mem": np.zeros(batch * layer.n, np.int32),
+                        "spk": np.zeros(batch * layer.n, np.uint8)} for layer in b.layers]
+        ro = b.readout
+        self._trace_arr = np.zeros(batch * ro.n_in, np.int32)
+        self._counters = np.zeros(2 + 5 * len(b.layers), np.int64)
+        self._rng = np.zeros(4, np.uint64)
+        self._ref = np.zeros((batch, enc.n_inputs))
+        layers = []
+        for layer, (w_in, w_rec), st in zip(b.layers, self._tables, self._state):
+            layers.append(dict(st, n=layer.n, reset_zero=int(layer.reset == "zero"), w_in=w_in, w_rec=w_rec, a_syn=_i32(layer.a_syn),
+                               a_mem=_i32(layer.a_mem), m_in=_i32(layer.m_in), m_rec=_i32(layer.m_rec), bias=_i32(layer.bias)))
+        spec = dict(batch=batch, encoder=ENCODERS[enc.kind], n_inputs=enc.n_inputs, layers=layers, counters=self._counters,
+                    n_out=ro.n_out, trace_bits=ro.trace_bits, w_out=np.ascontiguousarray(ro.w, np.int8), a_trace=_i32(ro.a_trace),
+                    out_scale=np.ascontiguousarray(ro.w_scale / float(1 << ro.trace_bits), np.float64),
+                    out_bias=np.ascontiguousarray(ro.bias, np.float64), trace=self._trace_arr)
+        if enc.kind == "encoder.direct":
+            spec.update(scale=float(enc.scale), qmax=_qmax(enc))
+        elif enc.kind == "encoder.rate":
+            spec.update(gain=float(enc.gain), rng=self._rng)
+        else:
+            spec.update(threshold=float(enc.threshold), ref=self._ref)
+        self._c = _core.Recurrent(spec)
+        self._n_x = batch * enc.n_inputs
+        self._out_shape = (batch, ro.n_out)
+        self.layers = [_LayerView(layer) for layer in b.layers]
+
+    # ------------------------------------------------------------------ accumulation paths
+
+    def force_path(self, path: Optional[str]) -> None:
+        """``rows`` or ``scatter`` for every matrix (tests, comparisons); None: measure again."""
+        self._forced = path
+        if path is None:
+            self._calibrate()
+            return
+        for pair in self._tables:
+            for t in pair:
+                n = t["indptr"].size - 1
+                t["switch_k"] = -1 if path == "rows" and t["rows"] is not None else n + 1
+        self._set_switches()
+
+    def _calibrate(self) -> None:
+        """Per matrix: both paths timed in C at 1 and ``chunk`` sources (best of 5); the rows
+        are taken above the crossing of the two lines, as ``EventColumns.calibrate`` does."""
+        self._calibrated = True
+        self._cost: List[Dict[str, Any]] = []
+        for i, pair in enumerate(self._tables):
+            for rec, t in enumerate(pair):
+                n = t["indptr"].size - 1
+                k2 = min(n, t["chunk"])
+                if t["rows"] is None or k2 < 2:
+                    self._cost.append({})
+                    continue
+                line = {}
+                for rows in (0, 1):
+                    t1, t2 = (self._c.bench(i, rec, rows, k, 5) for k in (1, k2))
+                    per = max(1e-12, (t2 - t1) / (k2 - 1))
+                    line[rows] = (max(0.0, t1 - per), per)
+                (a_s, b_s), (a_r, b_r) = line[0], line[1]
+                switch = n + 1 if b_s <= b_r else int(min(n + 1, max(-1.0, (a_r - a_s) / (b_s - b_r))))
+                t["switch_k"] = switch
+                self._cost.append({"scatter_us_per_source": 1e6 * b_s, "rows_us_per_source": 1e6 * b_r,
+                                   "switch_activity": None if switch > n else max(0, switch) / n})
+        self._set_switches()
+
+    def _set_switches(self) -> None:
+        for i, pair in enumerate(self._tables):
+            for rec, t in enumerate(pair):
+                self._c.set_switch(i, rec, t["switch_k"])
+
+    def accumulation_report(self) -> Dict[str, Any]:
+        """Per layer and matrix: the compiled core's path choice and steps per path."""
+        out: Dict[str, Any] = {}
+        cost = getattr(self, "_cost", [])
+        for i, layer in enumerate(self.bundle.layers):
+            entry = {}
+            for j, name in enumerate(("input", "recurrent")):
+                t = self._tables[i][j]
+                c = self._counters[2 + 5 * i + 1 + 2 * j : 2 + 5 * i + 3 + 2 * j]
+                entry[name] = dict(cost[2 * i + j] if len(cost) > 2 * i + j else {}, core="compiled", sources=t["indptr"].size - 1,
+                                   targets=layer.n, switch_k=t["switch_k"], forced=self._forced, steps={"rows": int(c[0]), "scatter": int(c[1])})
+            out[layer.name] = entry
+        return out
+
+    # ------------------------------------------------------------------ the streaming API
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        """One time step for every stream: ``x`` (batch, n_inputs) -> outputs (batch, n_out)."""
+        clock = self.clock
+        if clock is not None:
+            clock.start()
+        x = np.ascontiguousarray(x, np.float64)
+        if x.size != self._n_x:
+            raise DataError("the input has %d values per step and stream; the model takes %d" % (
+                x.size // max(1, self.batch), self.bundle.encoder.n_inputs))
+        out = np.empty(self._out_shape)
+        self._c.step(x, out)
+        if self.record_spikes:
+            for hist, st, layer in zip(self.spike_history, self._state, self.bundle.layers):
+                hist.append(st["spk"].reshape(self.batch, layer.n).astype(bool))
+        if clock is not None:
+            clock.lap("step (compiled)")
+        return out
+
+    def run(self, xs: np.ndarray) -> RunResult:
+        """A whole sequence ``xs`` (batch, steps, n_inputs) from rest, in one C call."""
+        xs = np.ascontiguousarray(xs, np.float64)
+        if xs.ndim == 2:
+            xs = xs[:, :, None]
+        if xs.shape[2] != self.bundle.encoder.n_inputs:
+            raise DataError("the input has %d values per step and stream; the model takes %d" % (xs.shape[2], self.bundle.encoder.n_inputs))
+        clock = self.clock
+        self.start(xs.shape[0], xs[:, 0, :])
+        if clock is not None:
+            clock.start()
+        steps = xs.shape[1]
+        outputs = np.empty((self.batch, steps, self.bundle.n_outputs))
+        record = tuple(np.zeros((steps, self.batch, layer.n), np.uint8) for layer in self.bundle.layers) if self.record_spikes else None
+        self._c.run(xs, outputs, record)
+        if record is not None:
+            for hist, r in zip(self.spike_history, record):
+                hist.extend(r.view(bool))
+        if clock is not None:
+            clock.lap("run (compiled)")
+        return self.result(outputs)
+
+    @property
+    def steps(self) -> int:
+        return int(self._counters[0])
+
+    @property
+    def synops(self) -> int:
+        return int(self._counters[1])
+
+    @property
+    def spike_counts(self) -> Dict[str, int]:
+        return {layer.name: int(self._counters[2 + 5 * i]) for i, layer in enumerate(self.bundle.layers)}
+
+    @property
+    def trace(self) -> np.ndarray:
+        return self._trace_arr.reshape(self.batch, -1).copy()
+
+    def readout_values(self) -> np.ndarray:
+        ro = self.bundle.readout
+        acc = self.trace.astype(np.int64) @ ro.w.astype(np.int64).T
+        return acc.astype(np.float64) * (ro.w_scale / float(1 << ro.trace_bits)) + ro.bias
+
+    def get_state(self) -> Dict[str, np.ndarray]:
+        out: Dict[str, np.ndarray] = {}
+        for i, (st, layer) in enumerate(zip(self._state, self.bundle.layers)):
+            for key, name in (("spk", "s%d"), ("syn", "syn%d"), ("mem", "mem%d")):
+                out[name % i] = st[key].reshape(self.batch, layer.n).astype(np.int64)
+        out["trace"] = self._trace_arr.reshape(self.batch, -1).astype(np.int64)
+        return out
+
+    def set_state(self, state: Dict[str, np.ndarray]) -> None:
+        for i, st in enumerate(self._state):
+            for key, name in (("spk", "s%d"), ("syn", "syn%d"), ("mem", "mem%d")):
+                v = np.asarray(state[name % i]).reshape(-1)
+                st[key][...] = (v != 0) if key == "spk" else v.astype(np.int32)
+        self._trace_arr[...] = np.asarray(state["trace"]).reshape(-1).astype(np.int32)
+        self._c.sync()
+
+
+__all__ = ["CompiledSession", "CoreUnavailable", "choose", "requested", "unsupported", "LOAD_ERROR", "ENV"]
