@@ -5,7 +5,9 @@ The extension is ``optional``: where no C compiler or Python headers exist, ``pi
 still succeeds and the runtime runs on its numpy core (``runtime/compiled.py`` says which core
 ran). Flags: ``-O3`` and nothing machine-specific (wheels go to Raspberry Pi 4 cores without the
 instructions of newer ones), ``-ffp-contract=off`` so that no compiler fuses the delta encoder's
-multiply-add (numpy rounds the product and the sum separately; bit-exactness needs the same).
+multiply-add (numpy rounds the product and the sum separately; bit-exactness needs the same);
+``-fno-trapping-math`` lets gcc turn the neuron loop's selects into vector blends (it changes no
+value, only whether FP exception flags are kept exact, which nothing reads).
 ``SPIKEEDGE_CFLAGS`` adds flags (the sanitizer test builds its own copy, see
 ``tests/test_compiled_core.py``).
 """
@@ -21,7 +23,7 @@ class BuildCore(build_ext):
 
     def build_extensions(self) -> None:
         if self.compiler.compiler_type == "unix":
-            extra = ["-O3", "-std=c11", "-ffp-contract=off", "-fno-strict-aliasing"] + os.environ.get("SPIKEEDGE_CFLAGS", "").split()
+            extra = ["-O3", "-std=c11", "-ffp-contract=off", "-fno-trapping-math", "-fno-strict-aliasing"] + os.environ.get("SPIKEEDGE_CFLAGS", "").split()
             for ext in self.extensions:
                 ext.extra_compile_args = extra
         super().build_extensions()

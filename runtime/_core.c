@@ -62,6 +62,9 @@ typedef struct {
     int64_t *spikes;                   /* counter: spikes of this layer */
     int32_t *acc_in, *acc_rec;         /* (n,) scratch */
     int16_t *s16;                      /* (n,) scratch */
+    int exact_f64;                     /* the float64 loop is exact for this layer (checked) */
+    int32_t *flags;                    /* (n,) scratch: this step's spikes as int32 (float64 loop) */
+    double *f_syn, *f_mem, *f_off, *f_in, *f_rec; /* (n,) a_syn/2**16, a_mem/2**16, bias+1/2, m_in/2**16, m_rec/2**16 */
 } Layer;
 
 typedef struct {
@@ -78,6 +81,8 @@ typedef struct {
     const double *out_scale, *out_bias; /* (n_out,) */
     int32_t *trace;            /* (batch, n_in) */
     int64_t *counters;         /* [steps, synops, ...] */
+    double *f_trace;           /* (n_in,) a_trace / 2**16 */
+    int f_readout;             /* float64 readout sums are exact (n_in < 32768) */
     void *scratch;
     Py_buffer bufs[MAX_BUFS];
     int nbufs;
@@ -208,6 +213,62 @@ static void trace_update(int32_t *restrict tr, const int32_t *restrict a, const 
         tr[i] = (int32_t)sat32(rs16((int64_t)a[i] * tr[i]) + ((int64_t)spk[i] << bits));
 }
 
+/* ---- the same integers in float64, where gcc vectorises with plain SSE2 / NEON ----
+ * As runtime/kernels.py argues: every value below is an integer (or an integer over 2**16)
+ * below 2**52, so float64 holds it exactly; rs(a*x, 16) = floor(a/2**16 * x + 1/2) exactly.
+ * Used per layer only where |acc| * m + 2**16 < 2**52 for every neuron (checked at build,
+ * `exact_f64`); the int64 loop above otherwise. floor() is built from round-to-nearest with the
+ * 1.5 * 2**52 constant (exact for |y| < 2**51) because SSE2 has no vector floor. */
+#define ROUND_MAGIC 6755399441055744.0
+static inline double floor_exact(double y) {
+    double r = (y + ROUND_MAGIC) - ROUND_MAGIC;
+    return r - (r > y ? 1.0 : 0.0);
+}
+static inline double satd(double x) { return x < -2147483648.0 ? -2147483648.0 : (x > 2147483647.0 ? 2147483647.0 : x); }
+
+static inline __attribute__((always_inline)) void lif_f64_body(const Layer *L, int32_t *restrict syn, int32_t *restrict mem,
+        const int32_t *restrict ai, const int32_t *restrict ar, int32_t *restrict fl, const int has_in, const int has_rec) {
+    const int32_t n = L->n;
+    const double *restrict d_syn = L->f_syn, *restrict d_mem = L->f_mem, *restrict off = L->f_off;
+    const double *restrict m_in = L->f_in, *restrict m_rec = L->f_rec;
+    const double T = (double)THRESHOLD, sub_T = L->reset_zero ? 0.0 : (double)THRESHOLD, zero = L->reset_zero ? 1.0 : 0.0;
+    for (int32_t i = 0; i < n; i++) {
+        double s = floor_exact(d_syn[i] * syn[i] + off[i]); /* rs(a_syn * syn) + bias */
+        if (has_in) s += floor_exact(ai[i] * m_in[i] + 0.5);
+        if (has_rec) s += floor_exact(ar[i] * m_rec[i] + 0.5);
+        s = satd(s);
+        double v = satd(floor_exact(d_mem[i] * mem[i] + 0.5) + s);
+        double f = v >= T ? 1.0 : 0.0;
+        syn[i] = (int32_t)s;
+        mem[i] = (int32_t)(v * (1.0 - f * zero) - sub_T * f); /* zero: v * (1 - s); subtract: v - T * s */
+        fl[i] = (int32_t)f; /* int32 flags keep the loop at 4 lanes (a uint8 store makes it 16, and spills) */
+    }
+}
+
+static void lif_update_f64(const Layer *L, int32_t *syn, int32_t *mem, const int32_t *ai, const int32_t *ar, uint8_t *restrict spk) {
+    int32_t *restrict fl = L->flags;
+    const int32_t n = L->n; /* a local: a uint8 store may alias L->n, which blocks vectorisation */
+    if (ai && ar) lif_f64_body(L, syn, mem, ai, ar, fl, 1, 1);
+    else if (ai) lif_f64_body(L, syn, mem, ai, NULL, fl, 1, 0);
+    else if (ar) lif_f64_body(L, syn, mem, NULL, ar, fl, 0, 1);
+    else lif_f64_body(L, syn, mem, NULL, NULL, fl, 0, 0);
+    for (int32_t i = 0; i < n; i++) spk[i] = (uint8_t)fl[i];
+}
+
+static void trace_update_f64(int32_t *restrict tr, const double *restrict a, const int32_t *restrict fl, int32_t n, double add) {
+    for (int32_t i = 0; i < n; i++) tr[i] = (int32_t)satd(floor_exact(a[i] * tr[i] + 0.5) + add * fl[i]);
+}
+
+/* sum_i tr[i] * w[i]: exact in float64 while n * 2**31 * 128 < 2**53 (n < 32768, checked);
+ * every partial sum is an exact integer, so any order gives the same sum: gcc may reassociate
+ * (this function only) to vectorise. */
+__attribute__((optimize("associative-math", "no-signed-zeros", "no-trapping-math")))
+static int64_t dot_trace(const int32_t *restrict tr, const int8_t *restrict w, int32_t n) {
+    double s = 0;
+    for (int32_t i = 0; i < n; i++) s += (double)tr[i] * (double)w[i];
+    return (int64_t)s;
+}
+
 /* The indices of the spiking neurons, eight flags per 64-bit test: sparse spikes cost little. */
 static int32_t spike_list(const uint8_t *spk, int32_t n, int32_t *list) {
     int32_t k = 0, i = 0;
@@ -286,7 +347,8 @@ static int step_stream(Core *c, const double *x, double *out, int b, uint8_t **r
         const int32_t *ai = NULL, *ar = NULL;
         if (k > 0) { ops += accumulate(&L->in, list, vals, k, L->acc_in, L->s16); ai = L->acc_in; }
         if (k_rec > 0) { ops += accumulate(&L->rec, own, NULL, k_rec, L->acc_rec, L->s16); ar = L->acc_rec; }
-        lif_update(L, L->syn + off, L->mem + off, ai, ar, L->spk + off);
+        if (L->exact_f64) lif_update_f64(L, L->syn + off, L->mem + off, ai, ar, L->spk + off);
+        else lif_update(L, L->syn + off, L->mem + off, ai, ar, L->spk + off);
         k = spike_list(L->spk + off, L->n, own);
         L->count[b] = k;
         *L->spikes += k;
@@ -297,11 +359,14 @@ static int step_stream(Core *c, const double *x, double *out, int b, uint8_t **r
     Layer *last = &c->layers[c->n_layers - 1];
     const int32_t n = last->n;
     int32_t *tr = c->trace + (size_t)b * n;
-    trace_update(tr, c->a_trace, last->spk + (size_t)b * n, n, c->trace_bits);
+    if (c->f_trace && last->exact_f64) trace_update_f64(tr, c->f_trace, last->flags, n, (double)(1 << c->trace_bits));
+    else trace_update(tr, c->a_trace, last->spk + (size_t)b * n, n, c->trace_bits);
     for (int o = 0; o < c->n_out; o++) {
         const int8_t *w = c->w_out + (size_t)o * n;
         int64_t acc = 0;
-        for (int32_t i = 0; i < n; i++) acc += (int64_t)tr[i] * w[i];
+        if (c->f_readout) acc = dot_trace(tr, w, n);
+        else
+            for (int32_t i = 0; i < n; i++) acc += (int64_t)tr[i] * w[i];
         out[o] = (double)acc * c->out_scale[o] + c->out_bias[o];
     }
     c->counters[1] += ops;
@@ -360,7 +425,7 @@ static int get_double(PyObject *d, const char *key, double *out) {
 
 /* A weight matrix: CSC arrays checked entry by entry, optional dense rows, the int16 block
  * bound, and that peak * sum|w| per target fits an int32 accumulation. */
-static int take_mat(Core *c, PyObject *d, Mat *m, int32_t n_src, int32_t n_tgt, int64_t peak, int64_t *steps) {
+static int take_mat(Core *c, PyObject *d, Mat *m, int32_t n_src, int32_t n_tgt, int64_t peak, int64_t *steps, double *bound) {
     long v;
     m->n_src = n_src;
     m->n_tgt = n_tgt;
@@ -380,8 +445,10 @@ static int take_mat(Core *c, PyObject *d, Mat *m, int32_t n_src, int32_t n_tgt, 
         wmax = a > wmax ? a : wmax;
         abs_sum[m->idx[p]] += a;
     }
-    for (int32_t t = 0; t < n_tgt && !bad; t++)
+    for (int32_t t = 0; t < n_tgt && !bad; t++) {
         if (abs_sum[t] * peak > I32_MAX) bad = 2;
+        bound[t] = (double)(abs_sum[t] * peak);
+    }
     PyMem_Free(abs_sum);
     if (bad) {
         PyErr_SetString(PyExc_ValueError, bad == 1 ? "a weight targets a neuron out of range" : "an accumulation could leave int32");
@@ -405,15 +472,27 @@ static int take_layer(Core *c, PyObject *d, Layer *L, int32_t n_src, int64_t pea
     if (get_int(d, "reset_zero", 0, 1, &v) < 0) return -1;
     L->reset_zero = (int)v;
     if (!w_in || !PyDict_Check(w_in) || !w_rec || !PyDict_Check(w_rec)) { PyErr_SetString(PyExc_KeyError, "w_in / w_rec"); return -1; }
-    if (take_mat(c, w_in, &L->in, n_src, L->n, peak, counters + 1) < 0) return -1;
-    if (take_mat(c, w_rec, &L->rec, L->n, L->n, 1, counters + 3) < 0) return -1;
     const Py_ssize_t n = L->n, bn = (Py_ssize_t)c->batch * L->n;
+    double *bound = PyMem_Malloc((size_t)n * 2 * sizeof(double));
+    if (!bound) { PyErr_NoMemory(); return -1; }
+    int ok = take_mat(c, w_in, &L->in, n_src, L->n, peak, counters + 1, bound) == 0 &&
+             take_mat(c, w_rec, &L->rec, L->n, L->n, 1, counters + 3, bound + n) == 0 &&
+             (L->m_in = take(c, d, "m_in", 'i', 4, n, 0, 0)) && (L->m_rec = take(c, d, "m_rec", 'i', 4, n, 0, 0));
+    /* The float64 loop's condition (runtime/kernels.py fits_float64): |acc| * m + 2**16 < 2**52. */
+    L->exact_f64 = ok;
+    for (Py_ssize_t i = 0; ok && i < n; i++)
+        if (bound[i] * fabs((double)L->m_in[i]) + 65536.0 >= 4503599627370496.0 ||
+            bound[n + i] * fabs((double)L->m_rec[i]) + 65536.0 >= 4503599627370496.0)
+            L->exact_f64 = 0;
+    PyMem_Free(bound);
+    if (!ok) return -1;
     if (!(L->a_syn = take(c, d, "a_syn", 'i', 4, n, 0, 0)) || !(L->a_mem = take(c, d, "a_mem", 'i', 4, n, 0, 0)) ||
-        !(L->m_in = take(c, d, "m_in", 'i', 4, n, 0, 0)) || !(L->m_rec = take(c, d, "m_rec", 'i', 4, n, 0, 0)) ||
         !(L->bias = take(c, d, "bias", 'i', 4, n, 0, 0)) || !(L->syn = take(c, d, "syn", 'i', 4, bn, 1, 0)) ||
         !(L->mem = take(c, d, "mem", 'i', 4, bn, 1, 0)) || !(L->spk = take(c, d, "spk", 'u', 1, bn, 1, 0)))
         return -1;
     L->spikes = counters;
+    for (Py_ssize_t i = 0; i < n; i++) /* decays in [0, 2**16] keep a * state exact in float64 */
+        if (L->a_syn[i] < 0 || L->a_syn[i] > 65536 || L->a_mem[i] < 0 || L->a_mem[i] > 65536) L->exact_f64 = 0;
     return 0;
 }
 
@@ -479,7 +558,7 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
         if (!PyDict_Check(ld)) { PyErr_SetString(PyExc_TypeError, "a layer spec is a dict"); return -1; }
         if (take_layer(c, ld, &c->layers[l], n_src, l == 0 ? peak : 1, c->counters + 2 + 5 * l) < 0) return -1;
         n_src = c->layers[l].n;
-        scratch += 5 * 64 + (size_t)c->batch * (n_src + 1) * 4 + (size_t)n_src * (4 + 4 + 2);
+        scratch += 10 * 64 + (size_t)c->batch * (n_src + 1) * 4 + (size_t)n_src * (4 + 4 + 2 + 4 + 5 * 8);
     }
     if (get_int(d, "n_out", 1, 1 << 16, &v) < 0 || (c->n_out = (int)v, get_int(d, "trace_bits", 0, 16, &v) < 0)) return -1;
     c->trace_bits = (int)v;
@@ -488,6 +567,7 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
         !(c->out_scale = take(c, d, "out_scale", 'f', 8, c->n_out, 0, 0)) || !(c->out_bias = take(c, d, "out_bias", 'f', 8, c->n_out, 0, 0)) ||
         !(c->trace = take(c, d, "trace", 'i', 4, (Py_ssize_t)c->batch * n, 1, 0)))
         return -1;
+    scratch += 64 + (size_t)n * 8;
     char *p = c->scratch = PyMem_Calloc(scratch, 1);
     if (!p) { PyErr_NoMemory(); return -1; }
     p = (char *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
@@ -500,6 +580,24 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
         L->acc_in = carve(&p, (size_t)L->n * 4);
         L->acc_rec = carve(&p, (size_t)L->n * 4);
         L->s16 = carve(&p, (size_t)L->n * 2);
+        L->flags = carve(&p, (size_t)L->n * 4);
+        double *f[5];
+        for (int j = 0; j < 5; j++) f[j] = carve(&p, (size_t)L->n * 8);
+        L->f_syn = f[0], L->f_mem = f[1], L->f_off = f[2], L->f_in = f[3], L->f_rec = f[4];
+        for (int32_t i = 0; i < L->n; i++) { /* exact: integers below 2**31 scaled by a power of two */
+            f[0][i] = L->a_syn[i] * (1.0 / 65536);
+            f[1][i] = L->a_mem[i] * (1.0 / 65536);
+            f[2][i] = L->bias[i] + 0.5; /* rs(a * syn) + bias = floor(a * syn / 2**16 + 1/2 + bias) */
+            f[3][i] = L->m_in[i] * (1.0 / 65536);
+            f[4][i] = L->m_rec[i] * (1.0 / 65536);
+        }
+    }
+    c->f_trace = carve(&p, (size_t)n * 8);
+    c->f_readout = n < 32768;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        c->f_trace[i] = c->a_trace[i] * (1.0 / 65536);
+        if (c->a_trace[i] < 0 || c->a_trace[i] > 65536) c->f_trace = NULL; /* the int64 loop */
+        if (c->f_trace == NULL) break;
     }
     sync_lists(c);
     return 0;
