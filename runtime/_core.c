@@ -64,6 +64,8 @@ typedef struct {
     int16_t *s16;                      /* (n,) scratch */
     int exact_f64;                     /* the float64 loop is exact for this layer (checked) */
     int32_t *flags;                    /* (n,) scratch: this step's spikes as int32 (float64 loop) */
+    double syn_bound, mem_bound;       /* |syn|, |mem| never exceed these from rest (kernels.py) */
+    int sat_base, sat;                 /* the int32 clamp can fire: from the bounds; and now */
     double *f_syn, *f_mem, *f_off, *f_in, *f_rec; /* (n,) a_syn/2**16, a_mem/2**16, bias+1/2, m_in/2**16, m_rec/2**16 */
 } Layer;
 
@@ -82,6 +84,8 @@ typedef struct {
     int32_t *trace;            /* (batch, n_in) */
     int64_t *counters;         /* [steps, synops, ...] */
     double *f_trace;           /* (n_in,) a_trace / 2**16 */
+    double tr_bound;           /* |trace| never exceeds it from rest */
+    int tr_sat_base, tr_sat;
     int f_readout;             /* float64 readout sums are exact (n_in < 32768) */
     void *scratch;
     Py_buffer bufs[MAX_BUFS];
@@ -220,6 +224,13 @@ static void trace_update(int32_t *restrict tr, const int32_t *restrict a, const 
  * `exact_f64`); the int64 loop above otherwise. floor() is built from round-to-nearest with the
  * 1.5 * 2**52 constant (exact for |y| < 2**51) because SSE2 has no vector floor. */
 #define ROUND_MAGIC 6755399441055744.0
+/* x86-64 (gcc, glibc): an AVX2 clone of the vector loops beside the baseline SSE2 one, picked at
+ * load time (ifunc): never -march=native, and the same integers either way. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && !defined(SPIKEEDGE_NO_CLONES)
+#define SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SIMD_CLONES
+#endif
 static inline double floor_exact(double y) {
     double r = (y + ROUND_MAGIC) - ROUND_MAGIC;
     return r - (r > y ? 1.0 : 0.0);
@@ -227,7 +238,7 @@ static inline double floor_exact(double y) {
 static inline double satd(double x) { return x < -2147483648.0 ? -2147483648.0 : (x > 2147483647.0 ? 2147483647.0 : x); }
 
 static inline __attribute__((always_inline)) void lif_f64_body(const Layer *L, int32_t *restrict syn, int32_t *restrict mem,
-        const int32_t *restrict ai, const int32_t *restrict ar, int32_t *restrict fl, const int has_in, const int has_rec) {
+        const int32_t *restrict ai, const int32_t *restrict ar, int32_t *restrict fl, const int has_in, const int has_rec, const int sat) {
     const int32_t n = L->n;
     const double *restrict d_syn = L->f_syn, *restrict d_mem = L->f_mem, *restrict off = L->f_off;
     const double *restrict m_in = L->f_in, *restrict m_rec = L->f_rec;
@@ -236,8 +247,9 @@ static inline __attribute__((always_inline)) void lif_f64_body(const Layer *L, i
         double s = floor_exact(d_syn[i] * syn[i] + off[i]); /* rs(a_syn * syn) + bias */
         if (has_in) s += floor_exact(ai[i] * m_in[i] + 0.5);
         if (has_rec) s += floor_exact(ar[i] * m_rec[i] + 0.5);
-        s = satd(s);
-        double v = satd(floor_exact(d_mem[i] * mem[i] + 0.5) + s);
+        if (sat) s = satd(s);
+        double v = floor_exact(d_mem[i] * mem[i] + 0.5) + s;
+        if (sat) v = satd(v);
         double f = v >= T ? 1.0 : 0.0;
         syn[i] = (int32_t)s;
         mem[i] = (int32_t)(v * (1.0 - f * zero) - sub_T * f); /* zero: v * (1 - s); subtract: v - T * s */
@@ -245,25 +257,35 @@ static inline __attribute__((always_inline)) void lif_f64_body(const Layer *L, i
     }
 }
 
-static void lif_update_f64(const Layer *L, int32_t *syn, int32_t *mem, const int32_t *ai, const int32_t *ar, uint8_t *restrict spk) {
+SIMD_CLONES static void lif_update_f64(const Layer *L, int32_t *syn, int32_t *mem, const int32_t *ai, const int32_t *ar, uint8_t *restrict spk) {
     int32_t *restrict fl = L->flags;
     const int32_t n = L->n; /* a local: a uint8 store may alias L->n, which blocks vectorisation */
-    if (ai && ar) lif_f64_body(L, syn, mem, ai, ar, fl, 1, 1);
-    else if (ai) lif_f64_body(L, syn, mem, ai, NULL, fl, 1, 0);
-    else if (ar) lif_f64_body(L, syn, mem, NULL, ar, fl, 0, 1);
-    else lif_f64_body(L, syn, mem, NULL, NULL, fl, 0, 0);
+    if (L->sat) {
+        if (ai && ar) lif_f64_body(L, syn, mem, ai, ar, fl, 1, 1, 1);
+        else if (ai) lif_f64_body(L, syn, mem, ai, NULL, fl, 1, 0, 1);
+        else if (ar) lif_f64_body(L, syn, mem, NULL, ar, fl, 0, 1, 1);
+        else lif_f64_body(L, syn, mem, NULL, NULL, fl, 0, 0, 1);
+    } else {
+        if (ai && ar) lif_f64_body(L, syn, mem, ai, ar, fl, 1, 1, 0);
+        else if (ai) lif_f64_body(L, syn, mem, ai, NULL, fl, 1, 0, 0);
+        else if (ar) lif_f64_body(L, syn, mem, NULL, ar, fl, 0, 1, 0);
+        else lif_f64_body(L, syn, mem, NULL, NULL, fl, 0, 0, 0);
+    }
     for (int32_t i = 0; i < n; i++) spk[i] = (uint8_t)fl[i];
 }
 
-static void trace_update_f64(int32_t *restrict tr, const double *restrict a, const int32_t *restrict fl, int32_t n, double add) {
-    for (int32_t i = 0; i < n; i++) tr[i] = (int32_t)satd(floor_exact(a[i] * tr[i] + 0.5) + add * fl[i]);
+SIMD_CLONES static void trace_update_f64(int32_t *restrict tr, const double *restrict a, const int32_t *restrict fl, int32_t n, double add, int sat) {
+    if (sat)
+        for (int32_t i = 0; i < n; i++) tr[i] = (int32_t)satd(floor_exact(a[i] * tr[i] + 0.5) + add * fl[i]);
+    else
+        for (int32_t i = 0; i < n; i++) tr[i] = (int32_t)(floor_exact(a[i] * tr[i] + 0.5) + add * fl[i]);
 }
 
 /* sum_i tr[i] * w[i]: exact in float64 while n * 2**31 * 128 < 2**53 (n < 32768, checked);
  * every partial sum is an exact integer, so any order gives the same sum: gcc may reassociate
  * (this function only) to vectorise. */
 __attribute__((optimize("associative-math", "no-signed-zeros", "no-trapping-math")))
-static int64_t dot_trace(const int32_t *restrict tr, const int8_t *restrict w, int32_t n) {
+SIMD_CLONES static int64_t dot_trace(const int32_t *restrict tr, const int8_t *restrict w, int32_t n) {
     double s = 0;
     for (int32_t i = 0; i < n; i++) s += (double)tr[i] * (double)w[i];
     return (int64_t)s;
@@ -359,7 +381,7 @@ static int step_stream(Core *c, const double *x, double *out, int b, uint8_t **r
     Layer *last = &c->layers[c->n_layers - 1];
     const int32_t n = last->n;
     int32_t *tr = c->trace + (size_t)b * n;
-    if (c->f_trace && last->exact_f64) trace_update_f64(tr, c->f_trace, last->flags, n, (double)(1 << c->trace_bits));
+    if (c->f_trace && last->exact_f64) trace_update_f64(tr, c->f_trace, last->flags, n, (double)(1 << c->trace_bits), c->tr_sat);
     else trace_update(tr, c->a_trace, last->spk + (size_t)b * n, n, c->trace_bits);
     for (int o = 0; o < c->n_out; o++) {
         const int8_t *w = c->w_out + (size_t)o * n;
@@ -484,15 +506,31 @@ static int take_layer(Core *c, PyObject *d, Layer *L, int32_t n_src, int64_t pea
         if (bound[i] * fabs((double)L->m_in[i]) + 65536.0 >= 4503599627370496.0 ||
             bound[n + i] * fabs((double)L->m_rec[i]) + 65536.0 >= 4503599627370496.0)
             L->exact_f64 = 0;
-    PyMem_Free(bound);
-    if (!ok) return -1;
+    if (!ok) { PyMem_Free(bound); return -1; }
     if (!(L->a_syn = take(c, d, "a_syn", 'i', 4, n, 0, 0)) || !(L->a_mem = take(c, d, "a_mem", 'i', 4, n, 0, 0)) ||
         !(L->bias = take(c, d, "bias", 'i', 4, n, 0, 0)) || !(L->syn = take(c, d, "syn", 'i', 4, bn, 1, 0)) ||
         !(L->mem = take(c, d, "mem", 'i', 4, bn, 1, 0)) || !(L->spk = take(c, d, "spk", 'u', 1, bn, 1, 0)))
-        return -1;
+        { PyMem_Free(bound); return -1; }
     L->spikes = counters;
     for (Py_ssize_t i = 0; i < n; i++) /* decays in [0, 2**16] keep a * state exact in float64 */
         if (L->a_syn[i] < 0 || L->a_syn[i] > 65536 || L->a_mem[i] < 0 || L->a_mem[i] > 65536) L->exact_f64 = 0;
+    /* runtime/kernels.py's bounds: x' = rs(a x) + d with |d| <= drive stays within (drive + 1/2) / (1 - a)
+     * from rest, and a reset only moves mem towards 0; below 0.99 * 2**31 the clamp never fires. */
+    double sb = 0, mb = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double drive = fabs((double)L->m_in[i]) * bound[i] / 65536 + fabs((double)L->m_rec[i]) * bound[n + i] / 65536 + 1.0 + fabs((double)L->bias[i]);
+        double a = L->a_syn[i] / 65536.0;
+        double b = a >= 1.0 ? INFINITY : (drive + 0.5) / (1.0 - a);
+        sb = b > sb ? b : sb;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double a = L->a_mem[i] / 65536.0;
+        double b = a >= 1.0 ? INFINITY : (sb + 0.5) / (1.0 - a);
+        mb = b > mb ? b : mb;
+    }
+    PyMem_Free(bound);
+    L->syn_bound = sb, L->mem_bound = mb;
+    L->sat_base = L->sat = !(sb < 0.99 * 2147483647.0 && mb < 0.99 * 2147483647.0);
     return 0;
 }
 
@@ -506,7 +544,14 @@ static void sync_lists(Core *c) {
             for (int32_t i = 0; i < L->n; i++) L->spk[off + i] = L->spk[off + i] != 0; /* 0/1 whatever was stored */
             L->count[b] = spike_list(L->spk + off, L->n, L->list + off);
         }
+        L->sat = L->sat_base; /* a loaded state beyond the bounds turns the clamp on (it is exact either way) */
+        for (size_t i = 0; i < (size_t)c->batch * L->n && !L->sat; i++)
+            if (fabs((double)L->syn[i]) > L->syn_bound || fabs((double)L->mem[i]) > L->mem_bound) L->sat = 1;
     }
+    const Layer *last = &c->layers[c->n_layers - 1];
+    c->tr_sat = c->tr_sat_base;
+    for (size_t i = 0; i < (size_t)c->batch * last->n && !c->tr_sat; i++)
+        if (fabs((double)c->trace[i]) > c->tr_bound) c->tr_sat = 1;
 }
 
 static void Core_dealloc(Core *c) {
@@ -594,6 +639,13 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     }
     c->f_trace = carve(&p, (size_t)n * 8);
     c->f_readout = n < 32768;
+    c->tr_bound = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double a = c->a_trace[i] / 65536.0;
+        double b = a >= 1.0 ? INFINITY : ((double)(1 << c->trace_bits) + 0.5) / (1.0 - a);
+        c->tr_bound = b > c->tr_bound ? b : c->tr_bound;
+    }
+    c->tr_sat_base = c->tr_sat = !(c->tr_bound < 0.99 * 2147483647.0);
     for (Py_ssize_t i = 0; i < n; i++) {
         c->f_trace[i] = c->a_trace[i] * (1.0 / 65536);
         if (c->a_trace[i] < 0 || c->a_trace[i] > 65536) c->f_trace = NULL; /* the int64 loop */
