@@ -176,6 +176,7 @@ class CompiledSession(Session):
             spec.update(gain=float(enc.gain), rng=self._rng)
         else:
             spec.update(threshold=float(enc.threshold), ref=self._ref)
+        self._spec = spec  # kept for the tests of the C side's checks
         self._c = _core.Recurrent(spec)
         self._n_x = batch * enc.n_inputs
         self._out_shape = (batch, ro.n_out)
