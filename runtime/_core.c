@@ -87,7 +87,8 @@ typedef struct {
     double tr_bound;           /* |trace| never exceeds it from rest */
     int tr_sat_base, tr_sat;
     int f_readout;             /* float64 readout sums are exact (n_in < 32768) */
-    void *scratch;
+    void *allocs[4 + 12 * MAX_LAYERS]; /* scratch arrays, each its own allocation (so ASan sees every bound) */
+    int nallocs, ready;
     Py_buffer bufs[MAX_BUFS];
     int nbufs;
 } Core;
@@ -556,20 +557,20 @@ static void sync_lists(Core *c) {
 
 static void Core_dealloc(Core *c) {
     for (int i = 0; i < c->nbufs; i++) PyBuffer_Release(&c->bufs[i]);
-    PyMem_Free(c->scratch);
+    for (int i = 0; i < c->nallocs; i++) PyMem_Free(c->allocs[i]);
     Py_TYPE(c)->tp_free((PyObject *)c);
 }
 
-static void *carve(char **p, size_t bytes) {
-    void *out = *p;
-    *p += (bytes + 63) & ~(size_t)63;
-    return out;
+static void *alloc(Core *c, size_t bytes) {
+    void *p = PyMem_Calloc(bytes ? bytes : 1, 1);
+    if (p != NULL) c->allocs[c->nallocs++] = p;
+    return p;
 }
 
 static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     PyObject *d, *layers;
     long v;
-    if (c->nbufs) { PyErr_SetString(PyExc_RuntimeError, "already initialised"); return -1; }
+    if (c->nbufs || c->nallocs) { PyErr_SetString(PyExc_RuntimeError, "already initialised"); return -1; }
     if (!PyArg_ParseTuple(args, "O!", &PyDict_Type, &d)) return -1;
     if (get_int(d, "batch", 1, 1 << 20, &v) < 0) return -1;
     c->batch = (int)v;
@@ -597,13 +598,11 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     c->n_layers = (int)PyList_GET_SIZE(layers);
     if (!(c->counters = take(c, d, "counters", 'i', 8, 2 + 5 * c->n_layers, 1, 0))) return -1;
     int32_t n_src = c->n_ch;
-    size_t scratch = 3 * 64 + 2 * (size_t)c->n_ch * 4;
     for (int l = 0; l < c->n_layers; l++) {
         PyObject *ld = PyList_GET_ITEM(layers, l);
         if (!PyDict_Check(ld)) { PyErr_SetString(PyExc_TypeError, "a layer spec is a dict"); return -1; }
         if (take_layer(c, ld, &c->layers[l], n_src, l == 0 ? peak : 1, c->counters + 2 + 5 * l) < 0) return -1;
         n_src = c->layers[l].n;
-        scratch += 10 * 64 + (size_t)c->batch * (n_src + 1) * 4 + (size_t)n_src * (4 + 4 + 2 + 4 + 5 * 8);
     }
     if (get_int(d, "n_out", 1, 1 << 16, &v) < 0 || (c->n_out = (int)v, get_int(d, "trace_bits", 0, 16, &v) < 0)) return -1;
     c->trace_bits = (int)v;
@@ -612,32 +611,31 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
         !(c->out_scale = take(c, d, "out_scale", 'f', 8, c->n_out, 0, 0)) || !(c->out_bias = take(c, d, "out_bias", 'f', 8, c->n_out, 0, 0)) ||
         !(c->trace = take(c, d, "trace", 'i', 4, (Py_ssize_t)c->batch * n, 1, 0)))
         return -1;
-    scratch += 64 + (size_t)n * 8;
-    char *p = c->scratch = PyMem_Calloc(scratch, 1);
-    if (!p) { PyErr_NoMemory(); return -1; }
-    p = (char *)(((uintptr_t)p + 63) & ~(uintptr_t)63);
-    c->ev_list = carve(&p, (size_t)c->n_ch * 4);
-    c->ev_val = carve(&p, (size_t)c->n_ch * 4);
+    c->ev_list = alloc(c, (size_t)c->n_ch * 4);
+    c->ev_val = alloc(c, (size_t)c->n_ch * 4);
+    c->f_trace = alloc(c, (size_t)n * 8);
     for (int l = 0; l < c->n_layers; l++) {
         Layer *L = &c->layers[l];
-        L->list = carve(&p, (size_t)c->batch * L->n * 4);
-        L->count = carve(&p, (size_t)c->batch * 4);
-        L->acc_in = carve(&p, (size_t)L->n * 4);
-        L->acc_rec = carve(&p, (size_t)L->n * 4);
-        L->s16 = carve(&p, (size_t)L->n * 2);
-        L->flags = carve(&p, (size_t)L->n * 4);
-        double *f[5];
-        for (int j = 0; j < 5; j++) f[j] = carve(&p, (size_t)L->n * 8);
-        L->f_syn = f[0], L->f_mem = f[1], L->f_off = f[2], L->f_in = f[3], L->f_rec = f[4];
+        L->list = alloc(c, (size_t)c->batch * L->n * 4);
+        L->count = alloc(c, (size_t)c->batch * 4);
+        L->acc_in = alloc(c, (size_t)L->n * 4);
+        L->acc_rec = alloc(c, (size_t)L->n * 4);
+        L->s16 = alloc(c, (size_t)L->n * 2);
+        L->flags = alloc(c, (size_t)L->n * 4);
+        L->f_syn = alloc(c, (size_t)L->n * 8), L->f_mem = alloc(c, (size_t)L->n * 8), L->f_off = alloc(c, (size_t)L->n * 8);
+        L->f_in = alloc(c, (size_t)L->n * 8), L->f_rec = alloc(c, (size_t)L->n * 8);
+    }
+    if (c->nallocs != 3 + 11 * c->n_layers) { PyErr_NoMemory(); return -1; } /* one allocation failed */
+    for (int l = 0; l < c->n_layers; l++) {
+        Layer *L = &c->layers[l];
         for (int32_t i = 0; i < L->n; i++) { /* exact: integers below 2**31 scaled by a power of two */
-            f[0][i] = L->a_syn[i] * (1.0 / 65536);
-            f[1][i] = L->a_mem[i] * (1.0 / 65536);
-            f[2][i] = L->bias[i] + 0.5; /* rs(a * syn) + bias = floor(a * syn / 2**16 + 1/2 + bias) */
-            f[3][i] = L->m_in[i] * (1.0 / 65536);
-            f[4][i] = L->m_rec[i] * (1.0 / 65536);
+            L->f_syn[i] = L->a_syn[i] * (1.0 / 65536);
+            L->f_mem[i] = L->a_mem[i] * (1.0 / 65536);
+            L->f_off[i] = L->bias[i] + 0.5; /* rs(a * syn) + bias = floor(a * syn / 2**16 + 1/2 + bias) */
+            L->f_in[i] = L->m_in[i] * (1.0 / 65536);
+            L->f_rec[i] = L->m_rec[i] * (1.0 / 65536);
         }
     }
-    c->f_trace = carve(&p, (size_t)n * 8);
     c->f_readout = n < 32768;
     c->tr_bound = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -652,11 +650,12 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
         if (c->f_trace == NULL) break;
     }
     sync_lists(c);
+    c->ready = 1;
     return 0;
 }
 
 static int check_ready(Core *c) {
-    if (c->scratch == NULL) { PyErr_SetString(PyExc_RuntimeError, "core not initialised"); return -1; }
+    if (!c->ready) { PyErr_SetString(PyExc_RuntimeError, "core not initialised"); return -1; }
     return 0;
 }
 

@@ -250,3 +250,56 @@ def test_malformed_buffers_are_refused():
         sc._c.step(np.zeros(bundle.n_inputs + 1), np.zeros(bundle.n_outputs))
     with pytest.raises(ValueError, match="NaN"):
         sc.step(np.full((1, bundle.n_inputs), np.nan))
+
+
+SANITIZED = r"""
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("spikeedge.runtime._core", sys.argv[1])
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+sys.modules["spikeedge.runtime._core"] = mod
+sys.path.insert(0, sys.argv[2])
+import test_compiled_core as t
+from spikeedge.runtime import _core
+assert _core is mod
+n = 0
+for seed in range(6):
+    for enc in ("direct", "rate", "delta"):
+        for reset in ("subtract", "zero"):
+            b = t.make_bundle(seed, enc, reset, 1 + seed % 2, saturate=seed == 5)
+            for path in ("rows", "scatter", "auto"):
+                t.check_equal(b, t.inputs(b, 1 + seed % 4, 30, seed), path, "rows", reference=False)
+                n += 1
+t.test_malformed_buffers_are_refused()
+t.test_set_state_open_loop_equals_numpy()
+print("sanitized checks:", n)
+"""
+
+
+@pytest.mark.slow
+def test_exactness_under_address_and_undefined_behaviour_sanitizers(tmp_path):
+    """``_core.c`` built with ``-fsanitize=address,undefined`` runs the exactness checks clean
+    (any out-of-bounds access, signed overflow or misaligned load aborts the process)."""
+    import shutil
+    import sysconfig
+    from pathlib import Path
+
+    cc = shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no gcc")
+    libasan = subprocess.run([cc, "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+    if not os.path.isabs(libasan) or not os.path.exists(libasan):
+        pytest.skip("gcc has no AddressSanitizer runtime (libasan.so)")
+    so = tmp_path / ("_core" + sysconfig.get_config_var("EXT_SUFFIX"))
+    src = Path(compiled.__file__).with_name("_core.c")
+    cmd = [cc, "-shared", "-fPIC", "-O1", "-g", "-std=c11", "-ffp-contract=off", "-fno-trapping-math", "-fno-omit-frame-pointer",
+           "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-I" + sysconfig.get_paths()["include"], str(src), "-o", str(so)]
+    build = subprocess.run(cmd, capture_output=True, text=True)
+    if build.returncode != 0 and ("cannot find" in build.stderr or "Python.h" in build.stderr):
+        pytest.skip("toolchain lacks a sanitizer library or Python headers: %s" % build.stderr.strip().splitlines()[-1])
+    assert build.returncode == 0, build.stderr
+    env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0", UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1",
+               PYTHONMALLOC="malloc", PYTHONPATH=os.pathsep.join(p for p in sys.path if p), OPENBLAS_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", SANITIZED, str(so), str(Path(__file__).parent)], capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 0 and "sanitized checks: 108" in out.stdout, out.stderr[-4000:]
+    assert "runtime error" not in out.stderr, out.stderr[-4000:]
