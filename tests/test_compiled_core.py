@@ -303,3 +303,19 @@ def test_exactness_under_address_and_undefined_behaviour_sanitizers(tmp_path):
     out = subprocess.run([sys.executable, "-c", SANITIZED, str(so), str(Path(__file__).parent)], capture_output=True, text=True, env=env, timeout=900)
     assert out.returncode == 0 and "sanitized checks: 108" in out.stdout, out.stderr[-4000:]
     assert "runtime error" not in out.stderr, out.stderr[-4000:]
+
+
+def test_info_and_profile_say_which_core_ran(tmp_path, capsys, monkeypatch):
+    from cli_helpers import call, one_json
+
+    from spikeedge.runtime.profile import profile_model
+
+    bundle = make_bundle(9, "rate", "subtract")
+    fmt.save(bundle, tmp_path / "m.seb")
+    xs = inputs(bundle, 1, 20, 0)
+    for core in ("compiled", "numpy"):
+        monkeypatch.setenv(compiled.ENV, core)
+        rc, out, err = call(capsys, "info", str(tmp_path / "m.seb"), "--json")
+        assert rc == 0, err
+        assert one_json(out)["core"]["core"] == core
+        assert profile_model(Session(bundle), xs)["core"] == core
