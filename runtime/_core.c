@@ -127,10 +127,18 @@ static inline double pcg64_double(uint64_t *s) {
     return (double)(x >> 11) * (1.0 / 9007199254740992.0);
 }
 
+/* x86-64 (gcc, glibc): an AVX2 clone of the vector loops beside the baseline SSE2 one, picked at
+ * load time (ifunc): never -march=native, and the same integers either way. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && !defined(SPIKEEDGE_NO_CLONES)
+#define SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define SIMD_CLONES
+#endif
+
 /* ------------------------------------------------------------------ accumulation */
 
 /* acc = sum over the k active sources (list) of their rows, int16 blocks of <= chunk rows. */
-static void acc_rows(const Mat *m, const int32_t *list, int32_t k, int32_t *restrict acc, int16_t *restrict s16) {
+SIMD_CLONES static void acc_rows(const Mat *m, const int32_t *list, int32_t k, int32_t *restrict acc, int16_t *restrict s16) {
     const int32_t n = m->n_tgt;
     for (int32_t start = 0; start < k; start += m->chunk) {
         int32_t end = k - start > m->chunk ? start + m->chunk : k;
@@ -155,7 +163,7 @@ static void acc_rows(const Mat *m, const int32_t *list, int32_t k, int32_t *rest
 
 /* acc = sum of value * row over signed events (a direct-current input); bounded by the check
  * at construction (sum over sources of |w| * qmax < 2**31 per target). */
-static void acc_rows_signed(const Mat *m, const int32_t *list, const int32_t *vals, int32_t k, int32_t *restrict acc) {
+SIMD_CLONES static void acc_rows_signed(const Mat *m, const int32_t *list, const int32_t *vals, int32_t k, int32_t *restrict acc) {
     const int32_t n = m->n_tgt;
     memset(acc, 0, (size_t)n * sizeof(int32_t));
     for (int32_t j = 0; j < k; j++) {
@@ -225,13 +233,6 @@ static void trace_update(int32_t *restrict tr, const int32_t *restrict a, const 
  * `exact_f64`); the int64 loop above otherwise. floor() is built from round-to-nearest with the
  * 1.5 * 2**52 constant (exact for |y| < 2**51) because SSE2 has no vector floor. */
 #define ROUND_MAGIC 6755399441055744.0
-/* x86-64 (gcc, glibc): an AVX2 clone of the vector loops beside the baseline SSE2 one, picked at
- * load time (ifunc): never -march=native, and the same integers either way. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && !defined(SPIKEEDGE_NO_CLONES)
-#define SIMD_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define SIMD_CLONES
-#endif
 static inline double floor_exact(double y) {
     double r = (y + ROUND_MAGIC) - ROUND_MAGIC;
     return r - (r > y ? 1.0 : 0.0);
