@@ -124,7 +124,7 @@ static inline double pcg64_double(uint64_t *s) {
     uint64_t x = new_hi ^ sum_lo;
     unsigned rot = (unsigned)(new_hi >> 58);
     x = (x >> rot) | (x << ((64 - rot) & 63));
-    return (double)(x >> 11) * (1.0 / 9007199254740992.0);
+    return (double)(int64_t)(x >> 11) * (1.0 / 9007199254740992.0); /* < 2**53: the signed conversion is exact and one instruction */
 }
 
 /* x86-64 (gcc, glibc): an AVX2 clone of the vector loops beside the baseline SSE2 one, picked at
