@@ -93,10 +93,9 @@ def timed_steps(session: Any, xs: np.ndarray, graph: bool = False) -> Dict[str, 
 
 
 def timed_run(session: Any, xs: np.ndarray) -> float:
-    """µs per step of one whole ``run`` (one C call on the compiled core), batch 1."""
-    t0 = time.perf_counter()
-    session.run(xs[None])
-    return 1e6 * (time.perf_counter() - t0) / len(xs)
+    """µs per step of a whole ``run`` (one C call on the compiled core), batch 1: the best of 3
+    (a run's wall time includes every time the process was descheduled; a per-step median not)."""
+    return min(1e6 * _time(lambda: session.run(xs[None])) / len(xs) for _ in range(3))
 
 
 def copy_bandwidth() -> float:
@@ -301,7 +300,7 @@ def main(argv: List[str]) -> int:
         c_ms = np.array([r["compiled"]["median_ms"] for r in rows])
         cs, ci = np.polyfit(events, c_ms, 1)
         comp_r2 = 1 - float(((c_ms - (cs * events + ci)) ** 2).sum() / max(1e-30, ((c_ms - c_ms.mean()) ** 2).sum()))
-    summary = {"r2": r2, "compiled_r2": comp_r2, "instructions_per_step_5pct": instructions, "neurons": args.neurons, "inputs": args.inputs, "compiled_zero": zero_c, "compiled_batch": batch_c, "bandwidth_bytes_per_s": bandwidth,
+    summary = {"r2": r2, "compiled_r2": comp_r2, "loadavg": os.getloadavg(), "cpus": os.cpu_count(), "instructions_per_step_5pct": instructions, "neurons": args.neurons, "inputs": args.inputs, "compiled_zero": zero_c, "compiled_batch": batch_c, "bandwidth_bytes_per_s": bandwidth,
                "numpy_zero_us": 1e3 * zero["median_ms"], "overhead_us": 1e3 * zero["median_ms"], "intercept_us": 1e3 * intercept, "us_per_kevent": 1e6 * slope, "batch32_throughput": many / one,
                "phases_us_per_stream_step": phases, "batch32_dense_steps": dense_steps, "steps_per_s_batch1": one, "stream_steps_per_s_batch32": many, "rss_bytes": rss, "bundle_bytes": size,
                "weight_payload_bytes": payload, "bundle_over_payload": size / payload}
@@ -364,7 +363,9 @@ def compiled_section(rows: List[Dict[str, Any]], s: Dict[str, Any]) -> List[str]
            "Same bundles, same rounds (interleaved with the numpy and onnxruntime rounds above), batch 1, `step` called from Python "
            "per time step (the streaming API); `run` is one C call for the whole sequence. Floor: the bytes a step must touch "
            "(firing synapses' int8 weights and stored indices, neuron state and trace read and written) over the cache-resident copy "
-           "bandwidth measured in this run (%.1f GB/s)." % (s["bandwidth_bytes_per_s"] / 1e9), "",
+           "bandwidth measured in this run (%.1f GB/s). Machine: %d CPUs, load average %.1f / %.1f / %.1f at the end of the run "
+           "(other work shared the cores: read the times as ratios within a round)." % (
+               s["bandwidth_bytes_per_s"] / 1e9, s["cpus"], *s["loadavg"]), "",
            "| target rate | numpy µs/step | compiled µs/step (step) | compiled µs/step (run) | vs numpy | vs onnxruntime int8 | floor µs | compiled / floor | per round µs |",
            "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -655,6 +655,19 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
     return 0;
 }
 
+/* A C-contiguous buffer of exactly `count` items of the given kind and size (float64 inputs and
+ * outputs, uint8 spike records): the type is checked as well as the length. */
+static int get_buf(PyObject *o, Py_buffer *v, char kind, Py_ssize_t itemsize, Py_ssize_t count, int writable, const char *what) {
+    if (PyObject_GetBuffer(o, v, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0) return -1;
+    if (!fmt_ok(v->format, kind, v->itemsize, itemsize) || v->len != count * itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd items of %c%zd, got %zd bytes of '%s'", what, count, kind, itemsize, v->len,
+                     v->format ? v->format : "?");
+        PyBuffer_Release(v);
+        return -1;
+    }
+    return 0;
+}
+
 static int check_ready(Core *c) {
     if (!c->ready) { PyErr_SetString(PyExc_RuntimeError, "core not initialised"); return -1; }
     return 0;
@@ -663,12 +676,12 @@ static int check_ready(Core *c) {
 /* step(x, out): x (batch, n_inputs) float64, out (batch, n_out) float64. */
 static PyObject *Core_step(Core *c, PyObject *args) {
     Py_buffer x, out;
-    if (check_ready(c) < 0 || !PyArg_ParseTuple(args, "y*w*", &x, &out)) return NULL;
-    PyObject *ret = NULL;
-    if (x.len != (Py_ssize_t)c->batch * c->n_inputs * 8 || out.len != (Py_ssize_t)c->batch * c->n_out * 8 ||
-        !PyBuffer_IsContiguous(&x, 'C') || !PyBuffer_IsContiguous(&out, 'C')) {
-        PyErr_SetString(PyExc_ValueError, "step: x must be (batch, n_inputs) and out (batch, n_out), float64, contiguous");
-        goto done;
+    PyObject *xo, *oo, *ret = NULL;
+    if (check_ready(c) < 0 || !PyArg_ParseTuple(args, "OO", &xo, &oo)) return NULL;
+    if (get_buf(xo, &x, 'f', 8, (Py_ssize_t)c->batch * c->n_inputs, 0, "step: x (batch, n_inputs) float64") < 0) return NULL;
+    if (get_buf(oo, &out, 'f', 8, (Py_ssize_t)c->batch * c->n_out, 1, "step: out (batch, n_out) float64") < 0) {
+        PyBuffer_Release(&x);
+        return NULL;
     }
     for (int b = 0; b < c->batch; b++)
         if (step_stream(c, (const double *)x.buf + (size_t)b * c->n_inputs, (double *)out.buf + (size_t)b * c->n_out, b, NULL) < 0) goto done;
@@ -685,30 +698,28 @@ done:
  * record: None or a tuple of one uint8 (steps, batch, n) buffer per layer. */
 static PyObject *Core_run(Core *c, PyObject *args) {
     Py_buffer xs, outs, rec[MAX_LAYERS];
-    PyObject *record, *ret = NULL;
-    int nrec = 0;
-    if (check_ready(c) < 0 || !PyArg_ParseTuple(args, "y*w*O", &xs, &outs, &record)) return NULL;
-    const Py_ssize_t per = (Py_ssize_t)c->batch * c->n_inputs * 8;
-    const Py_ssize_t steps = per ? xs.len / per : 0;
+    PyObject *xo, *oo, *record, *ret = NULL;
+    int nrec = 0, have_outs = 0;
+    if (check_ready(c) < 0 || !PyArg_ParseTuple(args, "OOO", &xo, &oo, &record)) return NULL;
+    if (PyObject_GetBuffer(xo, &xs, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
+    const Py_ssize_t per = (Py_ssize_t)c->batch * c->n_inputs;
+    const Py_ssize_t steps = xs.len / 8 / per;
     uint8_t *ptr[MAX_LAYERS];
-    if (xs.len != steps * per || outs.len != steps * c->batch * c->n_out * 8 || !PyBuffer_IsContiguous(&xs, 'C') ||
-        !PyBuffer_IsContiguous(&outs, 'C')) {
-        PyErr_SetString(PyExc_ValueError, "run: xs must be (batch, steps, n_inputs) and outs (batch, steps, n_out), float64");
+    if (!fmt_ok(xs.format, 'f', xs.itemsize, 8) || xs.len != steps * per * 8) {
+        PyErr_SetString(PyExc_ValueError, "run: xs must be (batch, steps, n_inputs) float64");
         goto done;
     }
+    if (get_buf(oo, &outs, 'f', 8, steps * c->batch * c->n_out, 1, "run: outs (batch, steps, n_out) float64") < 0) goto done;
+    have_outs = 1;
     if (record != Py_None) {
         if (!PyTuple_Check(record) || PyTuple_GET_SIZE(record) != c->n_layers) {
             PyErr_SetString(PyExc_ValueError, "record: a tuple of one buffer per layer");
             goto done;
         }
-        for (; nrec < c->n_layers; nrec++) {
-            if (PyObject_GetBuffer(PyTuple_GET_ITEM(record, nrec), &rec[nrec], PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) goto done;
-            if (rec[nrec].len != steps * c->batch * c->layers[nrec].n) {
-                nrec++;
-                PyErr_SetString(PyExc_ValueError, "record: each buffer holds (steps, batch, n) bytes");
+        for (; nrec < c->n_layers; nrec++)
+            if (get_buf(PyTuple_GET_ITEM(record, nrec), &rec[nrec], 'u', 1, steps * c->batch * c->layers[nrec].n, 1,
+                        "record: (steps, batch, n) uint8 per layer") < 0)
                 goto done;
-            }
-        }
     }
     for (Py_ssize_t t = 0; t < steps; t++) {
         for (int l = 0; l < nrec; l++) ptr[l] = (uint8_t *)rec[l].buf + (size_t)t * c->batch * c->layers[l].n;
@@ -724,7 +735,7 @@ static PyObject *Core_run(Core *c, PyObject *args) {
 done:
     for (int l = 0; l < nrec; l++) PyBuffer_Release(&rec[l]);
     PyBuffer_Release(&xs);
-    PyBuffer_Release(&outs);
+    if (have_outs) PyBuffer_Release(&outs);
     return ret;
 }
 

@@ -134,7 +134,8 @@ class Session:
         for layer in bundle.layers:
             pair = (EventColumns(layer.w_in, peak), EventColumns(layer.w_rec, 1))
             for cols in pair:
-                cols.calibrate()  # the hybrid's switch point, measured here (a few ms at most)
+                if self.core == "numpy":  # the compiled core measures its own switch points
+                    cols.calibrate()  # the hybrid's switch point, measured here (a few ms at most)
             self.columns.append(pair)
             peak = 1
         ro = bundle.readout

@@ -248,6 +248,10 @@ def test_malformed_buffers_are_refused():
         _core.Recurrent(dict(good, trace=np.zeros(layer.n + 1, np.int32)))
     with pytest.raises(ValueError, match="step"):
         sc._c.step(np.zeros(bundle.n_inputs + 1), np.zeros(bundle.n_outputs))
+    with pytest.raises(ValueError, match="float64"):  # the same bytes as float32: the type is checked too
+        sc._c.step(np.zeros(2 * bundle.n_inputs, np.float32), np.zeros(bundle.n_outputs))
+    with pytest.raises(ValueError, match="record"):
+        sc._c.run(np.zeros((1, 3, bundle.n_inputs)), np.zeros((1, 3, bundle.n_outputs)), (np.zeros(3 * layer.n + 1, np.uint8),))
     with pytest.raises(ValueError, match="NaN"):
         sc.step(np.full((1, bundle.n_inputs), np.nan))
 
