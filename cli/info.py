@@ -18,7 +18,7 @@ def info(model: Path = typer.Argument(..., help="A bundle (.seb)."), as_json: bo
     """
     bundle = fmt.load(model)
     result = describe(bundle, model)
-    from ..runtime.compiled import CoreUnavailable, choose
+    from ..runtime.cores import CoreUnavailable, choose
 
     try:  # which core `run`/`profile`/`bench` would use here (SPIKEEDGE_CORE honoured), and why
         core, why = choose(bundle)

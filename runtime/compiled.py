@@ -1,13 +1,12 @@
-"""Which core runs a recurrent session, and the session that runs on the compiled one.
+"""The session that runs a recurrent bundle on the compiled core (``runtime.cores`` chooses).
 
 The numpy runtime (``runtime.engine.Session``) is the reference and the fallback; the compiled
 core (``runtime/_core.c``, built by ``setup.py`` where a C compiler exists) computes the same
 integers with one C call per ``run`` and one per ``step``, because at a few microseconds per
 step numpy's cost is its calls, not the work (``docs/results/runtime.md``).
 
-``SPIKEEDGE_CORE`` (or ``Session(..., core=...)``) picks: ``auto`` (the default: compiled when
-it loads and supports the bundle), ``numpy`` or ``compiled`` (an error when it cannot run).
-Every session says which core ran in ``session.core``; ``profile`` and ``bench`` record it.
+Every session says which core ran in ``session.core``; ``info``, ``profile`` and ``bench``
+record it.
 
 All state lives in numpy arrays made here, once per ``start``; the C object holds their
 buffers and checks every length and index when it is built, so ``get_state``/``set_state`` are
@@ -16,92 +15,20 @@ plain array copies.
 
 from __future__ import annotations
 
-import os
+from types import SimpleNamespace
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from .accumulate import INT16_MAX
+from .cores import ENCODERS, LOAD_ERROR, _core, _qmax
+from .cores import ENV, CoreUnavailable, choose, requested, unsupported  # noqa: F401  (re-exported: the core choice)
 from .engine import RunResult, Session
-from .errors import DataError, SpikeedgeError
-
-try:
-    from . import _core
-    LOAD_ERROR: Optional[str] = None
-except ImportError as exc:  # not built (no compiler at install time) or built for another Python
-    _core = None
-    LOAD_ERROR = "the compiled core is not built here (%s)" % exc
-
-ENV = "SPIKEEDGE_CORE"
-CORES = ("auto", "numpy", "compiled")
-ENCODERS = {"encoder.direct": 0, "encoder.rate": 1, "encoder.delta": 2}
-INT32_LIMIT = (1 << 31) - 1
-
-
-class CoreUnavailable(SpikeedgeError):
-    """The compiled core was required (``SPIKEEDGE_CORE=compiled``) but cannot run this bundle."""
-
-
-def requested(core: Optional[str] = None) -> str:
-    """The core asked for: the argument, else ``SPIKEEDGE_CORE``, else ``auto``."""
-    want = core or os.environ.get(ENV, "") or "auto"
-    if want not in CORES:
-        raise SpikeedgeError("%s=%r: expected one of %s" % (ENV, want, ", ".join(CORES)))
-    return want
-
-
-def unsupported(bundle: Any) -> Optional[str]:
-    """Why the compiled core cannot run ``bundle`` (None: it can)."""
-    if LOAD_ERROR is not None:
-        return LOAD_ERROR
-    if getattr(bundle, "model", None) == "conv":
-        return "conv bundles run on the numpy core (the compiled core does recurrent bundles)"
-    if len(bundle.layers) > 8:
-        return "more than 8 layers"
-    if bundle.encoder.kind not in ENCODERS:
-        return "encoder %s" % bundle.encoder.kind
-    for layer in bundle.layers:
-        for w in (layer.w_in, layer.w_rec):
-            if w.nnz > INT32_LIMIT:
-                return "more than 2**31 weights in one matrix"
-        for m in (layer.m_in, layer.m_rec):
-            if m.size and int(np.max(m)) > INT32_LIMIT:
-                return "a requantisation multiplier beyond int32"
-    if bundle.encoder.kind == "encoder.direct":  # signed inputs: peak * sum|w| per target must fit int32
-        w = bundle.layers[0].w_in
-        per_target = np.bincount(w.indices.astype(np.int64), np.abs(w.values.astype(np.int64)), minlength=w.n_targets)
-        if per_target.size and float(per_target.max()) * _qmax(bundle.encoder) > INT32_LIMIT:
-            return "the direct input's accumulation could leave int32"
-    return None
-
-
-def choose(bundle: Any, core: Optional[str] = None) -> Tuple[str, str]:
-    """(``compiled`` or ``numpy``, why); raises ``CoreUnavailable`` when ``compiled`` was required
-    and cannot run."""
-    want = requested(core)
-    if want == "numpy":
-        return "numpy", "requested"
-    why = unsupported(bundle)
-    if why is None:
-        return "compiled", "requested" if want == "compiled" else "auto"
-    if want == "compiled":
-        raise CoreUnavailable("the compiled core cannot run this model: %s" % why)
-    return "numpy", why
-
-
-def _qmax(encoder: Any) -> int:
-    return (1 << (encoder.bits - 1)) - 1
+from .errors import DataError
 
 
 def _i32(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(a).astype(np.int32))
-
-
-class _LayerView:
-    """What other modules read of a session's layers (``runtime.bench``: names and sizes)."""
-
-    def __init__(self, layer: Any) -> None:
-        self.layer = layer
 
 
 class CompiledSession(Session):
@@ -180,7 +107,7 @@ class CompiledSession(Session):
         self._c = _core.Recurrent(spec)
         self._n_x = batch * enc.n_inputs
         self._out_shape = (batch, ro.n_out)
-        self.layers = [_LayerView(layer) for layer in b.layers]
+        self.layers = [SimpleNamespace(layer=layer) for layer in b.layers]  # what runtime.bench reads: names, sizes
 
     # ------------------------------------------------------------------ accumulation paths
 
@@ -281,13 +208,8 @@ class CompiledSession(Session):
             clock.lap("run (compiled)")
         return self.result(outputs)
 
-    @property
-    def steps(self) -> int:
-        return int(self._counters[0])
-
-    @property
-    def synops(self) -> int:
-        return int(self._counters[1])
+    steps = property(lambda self: int(self._counters[0]))  # the C core's counters, as the numpy session's attributes
+    synops = property(lambda self: int(self._counters[1]))
 
     @property
     def spike_counts(self) -> Dict[str, int]:

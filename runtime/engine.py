@@ -111,16 +111,18 @@ class Session:
 
     def __new__(cls, bundle: Any, *args: Any, **kwargs: Any) -> Any:
         """A convolutional bundle opens a ``runtime.conv.ConvSession`` (the same interface); a
-        recurrent one the compiled core's session where ``runtime.compiled.choose`` says so."""
+        recurrent one the compiled core's session where ``runtime.cores.choose`` says so."""
         if cls is Session and getattr(bundle, "model", None) == "conv":
             from .conv import ConvSession
 
             kwargs.pop("core", None)
             return ConvSession(bundle, *args, **kwargs)
         if cls is Session:
-            from .compiled import CompiledSession, choose
+            from .cores import choose
 
             if choose(bundle, kwargs.get("core"))[0] == "compiled":
+                from .compiled import CompiledSession
+
                 return super().__new__(CompiledSession)
         return super().__new__(cls)
 

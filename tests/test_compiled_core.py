@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from spikeedge.runtime import accumulate, compiled
 from spikeedge.runtime import bundle as fmt
 from spikeedge.runtime.engine import Session
+from spikeedge.runtime.errors import SpikeedgeError
 
 pytestmark = pytest.mark.skipif(compiled.LOAD_ERROR is not None, reason=str(compiled.LOAD_ERROR))
 
@@ -191,7 +192,7 @@ def test_core_choice_env_and_fallback(monkeypatch):
     assert Session(bundle).core == "compiled"
     assert Session(bundle, core="numpy").core == "numpy"
     monkeypatch.setenv(compiled.ENV, "fast")
-    with pytest.raises(compiled.SpikeedgeError, match="SPIKEEDGE_CORE"):
+    with pytest.raises(SpikeedgeError, match="SPIKEEDGE_CORE"):
         Session(bundle)
     monkeypatch.delenv(compiled.ENV)
     assert Session(bundle).core == "compiled"
