@@ -88,7 +88,7 @@ typedef struct {
     int tr_sat_base, tr_sat;
     int f_readout;             /* float64 readout sums are exact (n_in < 32768) */
     void *allocs[4 + 12 * MAX_LAYERS]; /* scratch arrays, each its own allocation (so ASan sees every bound) */
-    int nallocs, ready;
+    int nallocs, ready, busy; /* busy: a `run` without the GIL is under way on this object */
     Py_buffer bufs[MAX_BUFS];
     int nbufs;
 } Core;
@@ -315,7 +315,8 @@ static int32_t spike_list(const uint8_t *spk, int32_t n, int32_t *list) {
 /* ------------------------------------------------------------------ encoders */
 
 /* One stream's frame -> active channels (ev_list) and, for a direct input, their values.
- * Returns the number of active channels, or -1 (exception set) on a non-finite direct input. */
+ * Returns the number of active channels, or -1 on a NaN direct input (no Python call here: `run`
+ * executes without the GIL). */
 static int32_t encode(Core *c, const double *x, int b) {
     int32_t k = 0;
     if (c->enc == ENC_RATE) {
@@ -344,10 +345,7 @@ static int32_t encode(Core *c, const double *x, int b) {
     } else {
         for (int32_t i = 0; i < c->n_inputs; i++) {
             double q = nearbyint(x[i] / c->scale); /* round half to even, as np.round */
-            if (isnan(q)) {
-                PyErr_SetString(PyExc_ValueError, "the input holds a NaN");
-                return -1;
-            }
+            if (isnan(q)) return -1; /* the caller raises, holding the GIL */
             q = q < -c->qmax ? -c->qmax : (q > c->qmax ? c->qmax : q);
             c->ev_list[k] = i;
             c->ev_val[k] = (int32_t)q;
@@ -670,6 +668,7 @@ static int get_buf(PyObject *o, Py_buffer *v, char kind, Py_ssize_t itemsize, Py
 
 static int check_ready(Core *c) {
     if (!c->ready) { PyErr_SetString(PyExc_RuntimeError, "core not initialised"); return -1; }
+    if (c->busy) { PyErr_SetString(PyExc_RuntimeError, "this session is running in another thread"); return -1; }
     return 0;
 }
 
@@ -684,7 +683,10 @@ static PyObject *Core_step(Core *c, PyObject *args) {
         return NULL;
     }
     for (int b = 0; b < c->batch; b++)
-        if (step_stream(c, (const double *)x.buf + (size_t)b * c->n_inputs, (double *)out.buf + (size_t)b * c->n_out, b, NULL) < 0) goto done;
+        if (step_stream(c, (const double *)x.buf + (size_t)b * c->n_inputs, (double *)out.buf + (size_t)b * c->n_out, b, NULL) < 0) {
+            PyErr_SetString(PyExc_ValueError, "the input holds a NaN");
+            goto done;
+        }
     c->counters[0]++;
     ret = Py_None;
     Py_INCREF(ret);
@@ -721,14 +723,24 @@ static PyObject *Core_run(Core *c, PyObject *args) {
                         "record: (steps, batch, n) uint8 per layer") < 0)
                 goto done;
     }
-    for (Py_ssize_t t = 0; t < steps; t++) {
+    /* The whole sequence without the GIL: other threads (the power sampler of `bench`) keep
+     * running. The buffers are held, so their memory stays; `busy` refuses concurrent use. */
+    int failed = 0;
+    c->busy = 1;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t t = 0; t < steps && !failed; t++) {
         for (int l = 0; l < nrec; l++) ptr[l] = (uint8_t *)rec[l].buf + (size_t)t * c->batch * c->layers[l].n;
-        for (int b = 0; b < c->batch; b++) {
+        for (int b = 0; b < c->batch && !failed; b++) {
             const size_t i = (size_t)b * steps + t;
-            if (step_stream(c, (const double *)xs.buf + i * c->n_inputs, (double *)outs.buf + i * c->n_out, b, nrec ? ptr : NULL) < 0)
-                goto done;
+            failed = step_stream(c, (const double *)xs.buf + i * c->n_inputs, (double *)outs.buf + i * c->n_out, b, nrec ? ptr : NULL) < 0;
         }
-        c->counters[0]++;
+        c->counters[0] += !failed;
+    }
+    Py_END_ALLOW_THREADS
+    c->busy = 0;
+    if (failed) {
+        PyErr_SetString(PyExc_ValueError, "the input holds a NaN");
+        goto done;
     }
     ret = Py_None;
     Py_INCREF(ret);

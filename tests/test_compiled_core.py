@@ -324,3 +324,24 @@ def test_info_and_profile_say_which_core_ran(tmp_path, capsys, monkeypatch):
         assert rc == 0, err
         assert one_json(out)["core"]["core"] == core
         assert profile_model(Session(bundle), xs)["core"] == core
+
+
+def test_run_releases_the_gil_and_refuses_concurrent_use():
+    """A long ``run`` executes without the GIL (so ``bench``'s power-sampler thread keeps
+    sampling), and the same session used from another thread meanwhile is refused, not raced."""
+    import threading
+
+    bundle = make_bundle(12, "direct", "subtract")
+    sc = Session(bundle, 1, core="compiled")
+    xs = np.random.default_rng(0).random((1, 400_000, bundle.n_inputs))
+    worker = threading.Thread(target=sc.run, args=(xs,))
+    refused = []
+    worker.start()
+    while worker.is_alive() and not refused:
+        try:
+            sc._c.step(np.zeros(bundle.n_inputs), np.zeros(bundle.n_outputs))
+        except RuntimeError as exc:
+            refused.append(str(exc))
+    worker.join()
+    assert refused == ["this session is running in another thread"]
+    assert sc.steps == 400_000 or sc.steps == 400_001  # the run completed (a step may have slipped in before it began)
