@@ -101,7 +101,7 @@ static inline int64_t sat32(int64_t x) { return x < I32_MIN ? I32_MIN : (x > I32
 /* ------------------------------------------------------------------ numpy's PCG64 (XSL-RR 128/64) */
 
 static inline uint64_t mulhi64(uint64_t a, uint64_t b) {
-#ifdef __SIZEOF_INT128__
+#if defined(__SIZEOF_INT128__) && !defined(SPIKEEDGE_NO_INT128) /* the portable branch serves 32-bit boards */
     return (uint64_t)(((unsigned __int128)a * b) >> 64);
 #else
     uint64_t a_lo = (uint32_t)a, a_hi = a >> 32, b_lo = (uint32_t)b, b_hi = b >> 32;
