@@ -8,7 +8,8 @@ instructions of newer ones), ``-ffp-contract=off`` so that no compiler fuses the
 multiply-add (numpy rounds the product and the sum separately; bit-exactness needs the same);
 ``-fno-trapping-math`` lets gcc turn the neuron loop's selects into vector blends (it changes no
 value, only whether FP exception flags are kept exact, which nothing reads).
-``SPIKEEDGE_CFLAGS`` adds flags (the sanitizer test builds its own copy, see
+``SPIKEEDGE_BUILD_CORE=0`` builds a pure-Python wheel (``deploy/wheelhouse.py`` does, for a
+board of another architecture: it runs the numpy core). ``SPIKEEDGE_CFLAGS`` adds flags (the sanitizer test builds its own copy, see
 ``tests/test_compiled_core.py``).
 """
 
@@ -29,7 +30,9 @@ class BuildCore(build_ext):
         super().build_extensions()
 
 
+CORE = [Extension("spikeedge.runtime._core", sources=["runtime/_core.c"], optional=True)]
+
 setup(
-    ext_modules=[Extension("spikeedge.runtime._core", sources=["runtime/_core.c"], optional=True)],
+    ext_modules=[] if os.environ.get("SPIKEEDGE_BUILD_CORE") == "0" else CORE,
     cmdclass={"build_ext": BuildCore},
 )

@@ -12,6 +12,7 @@ wheels for cp311. Cached per platform under ``~/.cache/spikeedge/wheelhouse``.
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -74,7 +75,10 @@ def wheelhouse_for(info: Dict[str, Any], cache: Path = Path.home() / ".cache" / 
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     pip = [sys.executable, "-m", "pip", "-q"]
-    build = subprocess.run(pip + ["wheel", "--no-deps", "-w", str(folder), str(source_tree())], capture_output=True, text=True)
+    # A pure-Python wheel: the compiled core built here would be for this machine, not the board's
+    # (the board runs the numpy core; runtime/cores.py says so in `info`).
+    build = subprocess.run(pip + ["wheel", "--no-deps", "-w", str(folder), str(source_tree())], capture_output=True, text=True,
+                           env=dict(os.environ, SPIKEEDGE_BUILD_CORE="0"))
     if build.returncode != 0:
         raise DeployError("building the spikeedge wheel failed: %s" % (build.stderr.strip().splitlines() or ["?"])[-1])
     cmd = pip + ["download", "--only-binary", ":all:", "--python-version", "%s.%s" % (py[0], py[1]), "--implementation", "cp",

@@ -89,6 +89,8 @@ typedef struct {
     int f_readout;             /* float64 readout sums are exact (n_in < 32768) */
     void *allocs[4 + 12 * MAX_LAYERS]; /* scratch arrays, each its own allocation (so ASan sees every bound) */
     int nallocs, ready, busy; /* busy: a `run` without the GIL is under way on this object */
+    double *phases;            /* NULL, or seconds per phase [encode, accumulate, neuron, readout] (profile) */
+    Py_buffer phase_buf;
     Py_buffer bufs[MAX_BUFS];
     int nbufs;
 } Core;
@@ -357,9 +359,26 @@ static int32_t encode(Core *c, const double *x, int b) {
 
 /* ------------------------------------------------------------------ one step of one stream */
 
+static inline double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* `spikeedge profile`'s phases, only while a phase buffer is set: charge phase p since *t. */
+static inline void lap(Core *c, int p, double *t) {
+    if (c->phases) {
+        double u = now_s();
+        c->phases[p] += u - *t;
+        *t = u;
+    }
+}
+
 static int step_stream(Core *c, const double *x, double *out, int b, uint8_t **record) {
+    double t = c->phases ? now_s() : 0.0;
     int32_t k = encode(c, x, b);
     if (k < 0) return -1;
+    lap(c, 0, &t);
     const int32_t *list = c->ev_list, *vals = c->enc == ENC_DIRECT ? c->ev_val : NULL;
     int64_t ops = 0;
     for (int l = 0; l < c->n_layers; l++) {
@@ -369,6 +388,7 @@ static int step_stream(Core *c, const double *x, double *out, int b, uint8_t **r
         const int32_t *ai = NULL, *ar = NULL;
         if (k > 0) { ops += accumulate(&L->in, list, vals, k, L->acc_in, L->s16); ai = L->acc_in; }
         if (k_rec > 0) { ops += accumulate(&L->rec, own, NULL, k_rec, L->acc_rec, L->s16); ar = L->acc_rec; }
+        lap(c, 1, &t);
         if (L->exact_f64) lif_update_f64(L, L->syn + off, L->mem + off, ai, ar, L->spk + off);
         else lif_update(L, L->syn + off, L->mem + off, ai, ar, L->spk + off);
         k = spike_list(L->spk + off, L->n, own);
@@ -377,6 +397,7 @@ static int step_stream(Core *c, const double *x, double *out, int b, uint8_t **r
         if (record) memcpy(record[l] + off, L->spk + off, (size_t)L->n);
         list = own;
         vals = NULL;
+        lap(c, 2, &t);
     }
     Layer *last = &c->layers[c->n_layers - 1];
     const int32_t n = last->n;
@@ -392,6 +413,7 @@ static int step_stream(Core *c, const double *x, double *out, int b, uint8_t **r
         out[o] = (double)acc * c->out_scale[o] + c->out_bias[o];
     }
     c->counters[1] += ops;
+    lap(c, 3, &t);
     return 0;
 }
 
@@ -557,6 +579,7 @@ static void sync_lists(Core *c) {
 static void Core_dealloc(Core *c) {
     for (int i = 0; i < c->nbufs; i++) PyBuffer_Release(&c->bufs[i]);
     for (int i = 0; i < c->nallocs; i++) PyMem_Free(c->allocs[i]);
+    if (c->phases) PyBuffer_Release(&c->phase_buf);
     Py_TYPE(c)->tp_free((PyObject *)c);
 }
 
@@ -796,7 +819,23 @@ static PyObject *Core_set_switch(Core *c, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* set_phases(buf or None): time the phases of every step into a float64 buffer of 4 (profile). */
+static PyObject *Core_set_phases(Core *c, PyObject *args) {
+    PyObject *o;
+    if (check_ready(c) < 0 || !PyArg_ParseTuple(args, "O", &o)) return NULL;
+    if (c->phases) {
+        PyBuffer_Release(&c->phase_buf);
+        c->phases = NULL;
+    }
+    if (o != Py_None) {
+        if (get_buf(o, &c->phase_buf, 'f', 8, 4, 1, "phases: 4 float64") < 0) return NULL;
+        c->phases = c->phase_buf.buf;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef Core_methods[] = {
+    {"set_phases", (PyCFunction)Core_set_phases, METH_VARARGS, "set_phases(buf or None): seconds per phase, for profile."},
     {"set_switch", (PyCFunction)Core_set_switch, METH_VARARGS, "set_switch(layer, recurrent, k): the rows/scatter switch point."},
     {"step", (PyCFunction)Core_step, METH_VARARGS, "step(x, out): one time step of every stream."},
     {"run", (PyCFunction)Core_run, METH_VARARGS, "run(xs, outs, record): every time step of a sequence."},

@@ -171,20 +171,33 @@ class CompiledSession(Session):
     def step(self, x: np.ndarray) -> np.ndarray:
         """One time step for every stream: ``x`` (batch, n_inputs) -> outputs (batch, n_out)."""
         clock = self.clock
-        if clock is not None:
-            clock.start()
         x = np.ascontiguousarray(x, np.float64)
         if x.size != self._n_x:
             raise DataError("the input has %d values per step and stream; the model takes %d" % (
                 x.size // max(1, self.batch), self.bundle.encoder.n_inputs))
         out = np.empty(self._out_shape)
-        self._c.step(x, out)
+        if clock is None:
+            self._c.step(x, out)
+        else:
+            self._timed(clock, self._c.step, x, out)
         if self.record_spikes:
             for hist, st, layer in zip(self.spike_history, self._state, self.bundle.layers):
                 hist.append(st["spk"].reshape(self.batch, layer.n).astype(bool))
-        if clock is not None:
-            clock.lap("step (compiled)")
         return out
+
+    PHASES = ("encode", "accumulate", "neuron", "readout")
+
+    def _timed(self, clock: Any, call: Any, *args: Any) -> None:
+        """``call`` with the C core timing its phases (``spikeedge profile``: the same phases as
+        the numpy core's ``PhaseClock``, measured inside C per stream and step)."""
+        phases = np.zeros(4)
+        self._c.set_phases(phases)
+        try:
+            call(*args)
+        finally:
+            self._c.set_phases(None)
+        for name, sec in zip(self.PHASES, phases):
+            clock.seconds[name] = clock.seconds.get(name, 0.0) + float(sec)
 
     def run(self, xs: np.ndarray) -> RunResult:
         """A whole sequence ``xs`` (batch, steps, n_inputs) from rest, in one C call."""
@@ -193,19 +206,17 @@ class CompiledSession(Session):
             xs = xs[:, :, None]
         if xs.shape[2] != self.bundle.encoder.n_inputs:
             raise DataError("the input has %d values per step and stream; the model takes %d" % (xs.shape[2], self.bundle.encoder.n_inputs))
-        clock = self.clock
         self.start(xs.shape[0], xs[:, 0, :])
-        if clock is not None:
-            clock.start()
         steps = xs.shape[1]
         outputs = np.empty((self.batch, steps, self.bundle.n_outputs))
         record = tuple(np.zeros((steps, self.batch, layer.n), np.uint8) for layer in self.bundle.layers) if self.record_spikes else None
-        self._c.run(xs, outputs, record)
+        if self.clock is None:
+            self._c.run(xs, outputs, record)
+        else:
+            self._timed(self.clock, self._c.run, xs, outputs, record)
         if record is not None:
             for hist, r in zip(self.spike_history, record):
                 hist.extend(r.view(bool))
-        if clock is not None:
-            clock.lap("run (compiled)")
         return self.result(outputs)
 
     steps = property(lambda self: int(self._counters[0]))  # the C core's counters, as the numpy session's attributes

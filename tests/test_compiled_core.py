@@ -326,7 +326,10 @@ def test_info_and_profile_say_which_core_ran(tmp_path, capsys, monkeypatch):
         rc, out, err = call(capsys, "info", str(tmp_path / "m.seb"), "--json")
         assert rc == 0, err
         assert one_json(out)["core"]["core"] == core
-        assert profile_model(Session(bundle), xs)["core"] == core
+        rec = profile_model(Session(bundle), xs)
+        assert rec["core"] == core
+        assert set(rec["phases_share"]) == {"encode", "accumulate", "neuron", "readout"}  # timed inside C on the compiled core
+        assert sum(rec["phases_share"].values()) == pytest.approx(1.0) and rec["phases_share"]["neuron"] > 0
 
 
 def test_run_releases_the_gil_and_refuses_concurrent_use():
