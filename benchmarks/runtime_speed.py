@@ -41,6 +41,9 @@ from spikeedge.runtime.backends import open_model  # noqa: E402
 from spikeedge.runtime.fixedpoint import decay_to_q16  # noqa: E402
 from backends import at_rate, rate_of  # noqa: E402  (benchmarks/backends.py: the same rate control)
 
+from spikeedge.runtime import compiled as _compiled  # noqa: E402
+
+COMPILED = _compiled.LOAD_ERROR is None  # the compiled core's columns (issue 17), when it is built here
 TARGETS = {"speedup_at_5pct": 3.0, "ratio_at_20pct": 0.9, "r2": 0.95, "overhead_us": 20.0, "batch32_throughput": 5.0}
 
 
@@ -89,6 +92,96 @@ def timed_steps(session: Any, xs: np.ndarray, graph: bool = False) -> Dict[str, 
     return out
 
 
+def timed_run(session: Any, xs: np.ndarray) -> float:
+    """µs per step of a whole ``run`` (one C call on the compiled core), batch 1: the best of 3
+    (a run's wall time includes every time the process was descheduled; a per-step median not)."""
+    return min(1e6 * _time(lambda: session.run(xs[None])) / len(xs) for _ in range(3))
+
+
+def copy_bandwidth() -> float:
+    """Cache-resident copy bandwidth, bytes read + written per second (256 kB buffers, best of
+    300): the floor's denominator, measured in the same run."""
+    a, b = np.ones(32768), np.empty(32768)
+    best = min(_time(lambda: np.copyto(b, a)) for _ in range(300))
+    return 2 * a.nbytes / best
+
+
+def _time(fn: Any) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def compiled_columns(comp_rounds: List[Dict[str, Any]], rounds: List[Any], b: fmt.Bundle, bandwidth: float) -> Dict[str, Any]:
+    """The compiled step beside the numpy and onnxruntime steps of the same rounds (ratios per
+    round, median), and against the floor: the bytes a step must touch (the firing synapses'
+    weights and indices as the bundle stores them, the neuron state and trace read and written)
+    over the copy bandwidth."""
+    c = _median_round(comp_rounds)
+    vs_np = statistics.median(e["median_ms"] / cr["median_ms"] for (e, _), cr in zip(rounds, comp_rounds))
+    vs_ort = statistics.median(o["median_ms"] / cr["median_ms"] for (_, o), cr in zip(rounds, comp_rounds))
+    layer = b.layers[0]
+    floor_bytes = c["synops_per_step"] * (1 + layer.w_in.indices.itemsize) + 2 * 3 * 4 * layer.n
+    floor_us = 1e6 * floor_bytes / bandwidth
+    return dict(c, vs_numpy=vs_np, vs_onnx=vs_ort, floor_bytes=floor_bytes, floor_us=floor_us, over_floor=1e3 * c["median_ms"] / floor_us,
+                rounds_us=[1e3 * r["median_ms"] for r in comp_rounds])
+
+
+def batch_columns(b: fmt.Bundle, xs32: np.ndarray, tmp: str, rounds: int) -> Dict[str, Any]:
+    """Batch 32 at 5%: the compiled core's per-stream-step cost at batch 1 and 32 (whole runs),
+    and onnxruntime int8 at batch 32 (which reuses each weight across the streams)."""
+    from spikeedge.offline.export_onnx import export_onnx
+    from spikeedge.runtime.sessions import open_session
+
+    onnx_path = Path(tmp) / "m5_batch.onnx"
+    export_onnx(b, onnx_path)
+    c1, c32, o32 = open_session(b, 1, core="compiled"), open_session(b, 32, core="compiled"), open_model(onnx_path, batch=32, threads=1)
+    steps = xs32.shape[1]
+    short = xs32[:, : max(20, steps // 4)]
+    one, many, ort = [], [], []
+    for _ in range(rounds):  # interleaved
+        one.append(1e6 * _time(lambda: c1.run(xs32[:1])) / steps)
+        many.append(1e6 * _time(lambda: c32.run(xs32)) / (32 * steps))
+        ort.append(1e6 * _time(lambda: o32.run(short)) / (32 * short.shape[1]))
+    out = {"batch1_us": min(one), "batch32_us_per_stream": min(many), "onnx_batch32_us_per_stream": min(ort)}
+    out["throughput_vs_onnx"] = out["onnx_batch32_us_per_stream"] / out["batch32_us_per_stream"]
+    return out
+
+
+CALLGRIND = r"""
+import sys, numpy as np
+from spikeedge.runtime import bundle as fmt
+from spikeedge.runtime.sessions import open_session
+b = fmt.load(sys.argv[1])
+s = open_session(b, 1, core=sys.argv[2])
+xs = np.full((int(sys.argv[3]), b.n_inputs), float(sys.argv[4]))
+s.start(1)
+for t in range(len(xs)):
+    s.step(xs[t : t + 1])
+"""
+
+
+def callgrind_per_step(seb: Path, rate: float) -> Dict[str, float]:
+    """Instructions per ``step`` (valgrind's callgrind; repeatable on a loaded machine): the
+    difference between a 250-step and a 50-step process over 200, so start-up cancels."""
+    import re
+    import shutil
+
+    if shutil.which("valgrind") is None:
+        return {}
+    out = {}
+    for core in ("numpy", "compiled"):
+        counts = []
+        for steps in (50, 250):
+            p = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, "-c", CALLGRIND, str(seb),
+                                core, str(steps), str(rate)], capture_output=True, text=True)
+            m = re.search(r"Collected : (\d+)", p.stderr)
+            counts.append(int(m.group(1)) if m else 0)
+        out[core] = (counts[1] - counts[0]) / 200.0
+    print("callgrind instructions per step at %.0f%%: %s" % (100 * rate, out), flush=True)
+    return out
+
+
 # Peak RSS of a fresh process: VmHWM, not ru_maxrss, which Linux carries over from the parent
 # across fork + exec (it reported this 300 MB benchmark process's peak for a 50 MB session).
 def _median_round(results: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -116,6 +209,7 @@ def main(argv: List[str]) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="alternating event / onnxruntime rounds per rate; the median round counts")
     ap.add_argument("--output", type=Path, default=ROOT / "docs" / "results" / "runtime.md")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--callgrind", action="store_true", help="also count instructions per step at 5%% (valgrind, a few minutes)")
     ap.add_argument("--conv-ckpt", type=Path, help="A trained conv SNN checkpoint (e.g. benchmarks/sca_eval.py's SCA 25%% MNIST "
                     "model): times it per inference on the MNIST test split, event runtime vs onnxruntime int8")
     ap.add_argument("--conv-images", type=int, default=100)
@@ -128,6 +222,8 @@ def main(argv: List[str]) -> int:
     from spikeedge.runtime.sessions import open_session
 
     t_start = time.time()
+    bandwidth = copy_bandwidth()
+    print("cache-resident copy bandwidth: %.1f GB/s (read + write)" % (bandwidth / 1e9), flush=True)
     base = random_bundle(args.neurons, args.inputs, args.density, 0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,10 +233,13 @@ def main(argv: List[str]) -> int:
             seb, onnx_path = Path(tmp) / "m.seb", Path(tmp) / "m.onnx"
             fmt.save(b, seb)
             export_onnx(b, onnx_path)
-            event_session, ort_session = open_session(b, 1), open_model(onnx_path, threads=1)
-            rounds = []  # alternate the two, several rounds: slow drifts of the machine hit both alike
+            event_session, ort_session = open_session(b, 1, core="numpy"), open_model(onnx_path, threads=1)
+            comp_session = open_session(b, 1, core="compiled") if COMPILED else None
+            rounds, comp_rounds = [], []  # alternate them, several rounds: slow drifts of the machine hit all alike
             for _ in range(args.rounds):
                 rounds.append((timed_steps(event_session, xs), timed_steps(ort_session, xs, graph=True)))
+                if comp_session is not None:
+                    comp_rounds.append(dict(timed_steps(comp_session, xs), run_us=timed_run(comp_session, xs)))
             ev = _median_round([e for e, _ in rounds])
             ort = _median_round([o for _, o in rounds])
             r = rate_of(b, xs)
@@ -150,13 +249,24 @@ def main(argv: List[str]) -> int:
             print("rate %.2f (%.3f): event %.4f ms, onnxruntime int8 %.4f ms (call %.4f): %.2fx (rounds %s)" % (
                 rate, r, ev["median_ms"], ort["median_ms"], ort["graph_median_ms"], rows[-1]["speedup"],
                 ", ".join("%.2f" % x for x in ratios)), flush=True)
+            if comp_rounds:
+                rows[-1]["compiled"] = compiled_columns(comp_rounds, rounds, b, bandwidth)
+                print("  compiled %.2f us/step (run %.2f): %.1fx numpy, %.1fx onnxruntime, %.1fx the floor" % (
+                    1e3 * rows[-1]["compiled"]["median_ms"], rows[-1]["compiled"]["run_us"], rows[-1]["compiled"]["vs_numpy"],
+                    rows[-1]["compiled"]["vs_onnx"], rows[-1]["compiled"]["over_floor"]), flush=True)
         # the fixed cost of a step: no input spikes, no neuron near threshold (no events at all)
-        zero = timed_steps(open_session(base, 1), np.zeros((args.steps, args.inputs)))
+        zero = timed_steps(open_session(base, 1, core="numpy"), np.zeros((args.steps, args.inputs)))
         assert zero["synops_per_step"] == 0
+        zero_c = None
+        if COMPILED:
+            zs = open_session(base, 1, core="compiled")
+            zero_c = min((timed_steps(zs, np.zeros((args.steps, args.inputs))) for _ in range(args.rounds)), key=lambda r: r["median_ms"])
+            zero_c["run_us"] = min(timed_run(zs, np.zeros((args.steps, args.inputs))) for _ in range(args.rounds))
         # batch throughput of the event runtime at 5% activity
         b = at_rate(base, np.full((200, args.inputs), 0.05), 0.05)
         xs32 = np.full((32, args.steps // 4, args.inputs), 0.05)
-        s1, s32 = open_session(b, 1), open_session(b, 32)
+        s1, s32 = open_session(b, 1, core="numpy"), open_session(b, 32, core="numpy")
+        batch_c = batch_columns(b, xs32, tmp, args.rounds) if COMPILED else None
         s1.run(xs32[:1, :20]), s32.run(xs32[:, :5])  # warm-up
         t0 = time.perf_counter()
         s1.run(xs32[:1])
@@ -174,6 +284,7 @@ def main(argv: List[str]) -> int:
             sess.clock = None
         dense_steps = sum(c.steps["dense"] for pair in s32.columns for c in pair)
         fmt.save(b, Path(tmp) / "m5.seb")
+        instructions = callgrind_per_step(Path(tmp) / "m5.seb", 0.05) if args.callgrind else {}
         rss = int(subprocess.run([sys.executable, "-c", RSS, str(Path(tmp) / "m5.seb"), str(args.inputs)], capture_output=True, text=True).stdout.strip() or 0)
         layer = b.layers[0]
         nnz = layer.w_in.nnz + layer.w_rec.nnz
@@ -184,7 +295,13 @@ def main(argv: List[str]) -> int:
     slope, intercept = np.polyfit(events, ev_ms, 1)
     pred = slope * events + intercept
     r2 = 1 - float(((ev_ms - pred) ** 2).sum() / max(1e-30, ((ev_ms - ev_ms.mean()) ** 2).sum()))
-    summary = {"r2": r2, "overhead_us": 1e3 * zero["median_ms"], "intercept_us": 1e3 * intercept, "us_per_kevent": 1e6 * slope, "batch32_throughput": many / one,
+    comp_r2 = None
+    if all("compiled" in r for r in rows):
+        c_ms = np.array([r["compiled"]["median_ms"] for r in rows])
+        cs, ci = np.polyfit(events, c_ms, 1)
+        comp_r2 = 1 - float(((c_ms - (cs * events + ci)) ** 2).sum() / max(1e-30, ((c_ms - c_ms.mean()) ** 2).sum()))
+    summary = {"r2": r2, "compiled_r2": comp_r2, "loadavg": os.getloadavg(), "cpus": os.cpu_count(), "instructions_per_step_5pct": instructions, "neurons": args.neurons, "inputs": args.inputs, "compiled_zero": zero_c, "compiled_batch": batch_c, "bandwidth_bytes_per_s": bandwidth,
+               "numpy_zero_us": 1e3 * zero["median_ms"], "overhead_us": 1e3 * zero["median_ms"], "intercept_us": 1e3 * intercept, "us_per_kevent": 1e6 * slope, "batch32_throughput": many / one,
                "phases_us_per_stream_step": phases, "batch32_dense_steps": dense_steps, "steps_per_s_batch1": one, "stream_steps_per_s_batch32": many, "rss_bytes": rss, "bundle_bytes": size,
                "weight_payload_bytes": payload, "bundle_over_payload": size / payload}
     conv = conv_rows(args.conv_ckpt, args.conv_images) if args.conv_ckpt else None
@@ -234,6 +351,50 @@ def conv_rows(ckpt: Path, n_images: int) -> Dict[str, Any]:
     base = out["ms_per_inference"]["onnxruntime int8"]
     out["speedup_vs_onnxruntime"] = {k: base / v for k, v in out["ms_per_inference"].items()}
     print("conv: %s" % {k: round(v, 3) for k, v in out["ms_per_inference"].items()}, flush=True)
+    return out
+
+
+def compiled_section(rows: List[Dict[str, Any]], s: Dict[str, Any]) -> List[str]:
+    """The compiled core's table and the targets of issue 17, met or not."""
+    def by(rate: float) -> Any:
+        return min(rows, key=lambda r: abs(r["target_rate"] - rate))
+
+    out = ["", "## Compiled core (`runtime/_core.c`) vs the numpy core and onnxruntime int8", "",
+           "Same bundles, same rounds (interleaved with the numpy and onnxruntime rounds above), batch 1, `step` called from Python "
+           "per time step (the streaming API); `run` is one C call for the whole sequence. Floor: the bytes a step must touch "
+           "(firing synapses' int8 weights and stored indices, neuron state and trace read and written) over the cache-resident copy "
+           "bandwidth measured in this run (%.1f GB/s). Machine: %d CPUs, load average %.1f / %.1f / %.1f at the end of the run "
+           "(other work shared the cores: read the times as ratios within a round)." % (
+               s["bandwidth_bytes_per_s"] / 1e9, s["cpus"], *s["loadavg"]), "",
+           "| target rate | numpy µs/step | compiled µs/step (step) | compiled µs/step (run) | vs numpy | vs onnxruntime int8 | floor µs | compiled / floor | per round µs |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        c = r["compiled"]
+        out.append("| %.2f | %.1f | %.2f | %.2f | %.1fx | %.1fx | %.2f | %.1fx | %s |" % (
+            r["target_rate"], 1e3 * r["event"]["median_ms"], 1e3 * c["median_ms"], c["run_us"], c["vs_numpy"], c["vs_onnx"], c["floor_us"],
+            c["over_floor"], ", ".join("%.1f" % x for x in c["rounds_us"])))
+    z, bt = s["compiled_zero"], s["compiled_batch"]
+    out += ["", "A step with no events: numpy %.1f µs, compiled %.2f µs by `step`, %.2f µs per step inside `run` (%d rate-encoder draws, "
+            "%d neuron updates, trace and readout). Time against synaptic events (1-20%%): R² %.3f." % (
+                s["numpy_zero_us"], 1e3 * z["median_ms"], z["run_us"], s["inputs"], s["neurons"], s["compiled_r2"]),
+            "Batch 32 at 5%%: compiled %.2f µs per stream-step (batch 1: %.2f µs), onnxruntime int8 at batch 32 %.2f µs per stream-step: "
+            "%.1fx its throughput." % (bt["batch32_us_per_stream"], bt["batch1_us"], bt["onnx_batch32_us_per_stream"], bt["throughput_vs_onnx"]),
+            ]
+    ins = s.get("instructions_per_step_5pct") or {}
+    if ins.get("numpy") and ins.get("compiled"):
+        out.append("Instructions per step at 5%% (callgrind, 250- minus 50-step process): numpy %.0f, compiled %.0f (%.1fx fewer)." % (
+            ins["numpy"], ins["compiled"], ins["numpy"] / max(1.0, ins["compiled"])))
+    out += ["", "| target (issue 17) | measured | met |", "|---|---|---|"]
+    checks = [("compiled step ≥ 5x the numpy step at %d%%" % round(100 * rate), "%.1fx" % by(rate)["compiled"]["vs_numpy"],
+               by(rate)["compiled"]["vs_numpy"] >= 5) for rate in (0.01, 0.05, 0.20)]
+    checks += [("≥ 10x onnxruntime int8 at 5%", "%.1fx" % by(0.05)["compiled"]["vs_onnx"], by(0.05)["compiled"]["vs_onnx"] >= 10),
+               ("a step with no events ≤ 2 µs (`step`)", "%.2f µs" % (1e3 * z["median_ms"]), 1e3 * z["median_ms"] <= 2),
+               ("moonshot: within 3x of the floor at 5%", "%.1fx" % by(0.05)["compiled"]["over_floor"], by(0.05)["compiled"]["over_floor"] <= 3),
+               ("batch 32 per-stream-step ≤ batch 1 step", "%.2f vs %.2f µs" % (bt["batch32_us_per_stream"], bt["batch1_us"]),
+                bt["batch32_us_per_stream"] <= bt["batch1_us"]),
+               ("batch 32 throughput ≥ onnxruntime int8 at batch 32", "%.1fx" % bt["throughput_vs_onnx"], bt["throughput_vs_onnx"] >= 1),
+               ("cost linear in events, R² ≥ 0.95", "%.3f" % s["compiled_r2"], s["compiled_r2"] >= 0.95)]
+    out += ["| %s | %s | %s |" % (name, val, "yes" if ok else "**no**") for name, val, ok in checks]
     return out
 
 
@@ -287,6 +448,8 @@ def write(args: Any, rows: List[Dict[str, Any]], s: Dict[str, Any], seconds: flo
             if s["batch32_dense_steps"] else " (the matrices are too large for the hybrid's float32 copy: no dense path)"),
         "", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
     lines += ["| %s | %s | %s |" % (name, val, "yes" if ok else "**no**") for name, val, ok in checks]
+    if all("compiled" in r for r in rows):
+        lines += compiled_section(rows, s)
     if conv:
         ms, up = conv["ms_per_inference"], conv["speedup_vs_onnxruntime"]
         lines += ["", "## Conv SNN (trained, MNIST test images)", "",

@@ -16,4 +16,13 @@ def info(model: Path = typer.Argument(..., help="A bundle (.seb)."), as_json: bo
 
     Example: spikeedge info model.seb --json
     """
-    emit(describe(fmt.load(model), model), as_json)
+    bundle = fmt.load(model)
+    result = describe(bundle, model)
+    from ..runtime.cores import CoreUnavailable, choose
+
+    try:  # which core `run`/`profile`/`bench` would use here (SPIKEEDGE_CORE honoured), and why
+        core, why = choose(bundle)
+    except CoreUnavailable as exc:
+        core, why = None, str(exc)
+    result["core"] = {"core": core, "reason": why}
+    emit(result, as_json)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 import subprocess
 import sys
 import zipfile
@@ -184,7 +185,10 @@ def spikeedge_wheel(folder: Path, info: Optional[Dict[str, Any]] = None) -> Path
     pip = [sys.executable, "-m", "pip", "-q"]
     root = source_tree()
     if root is not None:
-        build = subprocess.run(pip + ["wheel", "--no-deps", "-w", str(folder), str(root)], capture_output=True, text=True)
+        # A pure-Python wheel: a compiled core built here would be for this machine, not the
+        # board's (the board runs the numpy core; runtime/cores.py says so in ``info``).
+        build = subprocess.run(pip + ["wheel", "--no-deps", "-w", str(folder), str(root)], capture_output=True, text=True,
+                               env=dict(os.environ, SPIKEEDGE_BUILD_CORE="0"))
         if build.returncode != 0:
             raise DeployError(_pip_failed("building the spikeedge wheel failed", build))
     else:

@@ -162,6 +162,7 @@ def bench_model(path: Any, task: str, backend: str = "auto", trials: int = 5, wa
         "task": {"name": spec.name, "metric": metric.name, "value": float(np.mean(scores)), "higher_is_better": metric.name == "accuracy",
                  "samples": n},
         "backend": kind,
+        "core": getattr(session, "core", None),  # event runtime: "compiled" or "numpy" (runtime/compiled.py)
         "threads": int(threads),
         "board": board,
         "protocol": {"batch": 1, "warmup": int(warmup), "trials": int(trials), "samples_per_trial": n,

@@ -95,6 +95,7 @@ def profile_model(session: Any, xs: np.ndarray, meter: Any = None, baseline_s: f
     summary = result.summary()
     steps = result.steps * repeats
     out: Dict[str, Any] = {
+        "core": getattr(session, "core", None),  # event runtime: "compiled" or "numpy" (runtime/compiled.py)
         "inferences": n_inferences,
         "steps_per_inference": result.steps if conv else xs.shape[1],
         "batch": result.batch,

@@ -109,7 +109,9 @@ class Session:
     state, accumulations and outputs live in buffers made by ``start``.
     """
 
-    def __init__(self, bundle: Bundle, batch: int = 1, record_spikes: bool = False) -> None:
+    core = "numpy"  # which core runs the session: "numpy" here, "compiled" (runtime.compiled)
+
+    def __init__(self, bundle: Bundle, batch: int = 1, record_spikes: bool = False, core: Optional[str] = None) -> None:
         self.bundle = bundle
         self.record_spikes = record_spikes
         peak = (1 << (bundle.encoder.bits - 1)) - 1 if bundle.encoder.kind == "encoder.direct" else 1
@@ -117,7 +119,8 @@ class Session:
         for layer in bundle.layers:
             pair = (EventColumns(layer.w_in, peak), EventColumns(layer.w_rec, 1))
             for cols in pair:
-                cols.calibrate()  # the hybrid's switch point, measured here (a few ms at most)
+                if self.core == "numpy":  # the compiled core measures its own switch points
+                    cols.calibrate()  # the hybrid's switch point, measured here (a few ms at most)
             self.columns.append(pair)
             peak = 1
         ro = bundle.readout

@@ -17,6 +17,13 @@ from spikeedge.runtime.kernels import LifKernel, TraceKernel, fits_float64
 from spikeedge.runtime.neuron import LifIntParams, LifState, lif_state_zeros, lif_step_int, trace_step_int
 
 
+@pytest.fixture(autouse=True)
+def numpy_core(monkeypatch):
+    """These tests hold the numpy core's kernels and hybrid; the compiled core's are in
+    tests/test_compiled_core.py."""
+    monkeypatch.setenv("SPIKEEDGE_CORE", "numpy")
+
+
 def _params(rng, n, reset_zero, decay_max=65535):
     return LifIntParams(
         rng.integers(0, decay_max + 1, n).astype(np.int32), rng.integers(0, decay_max + 1, n).astype(np.int32),

@@ -78,9 +78,15 @@ def installed(tmp_path_factory: Any) -> Path:
     import shutil
 
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(*ignore))
-    # with this environment's setuptools when it can build (offline); else pip's isolated build
-    if not _pip("wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(tmp / "dist"), str(src), check=False):
-        _pip("wheel", "--no-deps", "-w", str(tmp / "dist"), str(src))
+    # with this environment's setuptools when it can build (offline); else pip's isolated build;
+    # without the compiled core (SPIKEEDGE_BUILD_CORE=0): the pure-Python wheel a board-side or
+    # compiler-less install makes (a platform install is the next tests' case)
+    os.environ["SPIKEEDGE_BUILD_CORE"] = "0"
+    try:
+        if not _pip("wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(tmp / "dist"), str(src), check=False):
+            _pip("wheel", "--no-deps", "-w", str(tmp / "dist"), str(src))
+    finally:
+        del os.environ["SPIKEEDGE_BUILD_CORE"]
     [built] = (tmp / "dist").glob("spikeedge-*.whl")
     _pip("install", "--no-deps", "--no-index", "--target", str(tmp / "site"), str(built))
     return tmp / "site"
