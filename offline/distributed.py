@@ -146,26 +146,41 @@ def broadcast(tensors: List[torch.Tensor]) -> List[torch.Tensor]:
     return tensors
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over the ranks of ``group``; the backward sums the gradients the same way (each
+    rank's input reaches every rank's output)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, group):  # type: ignore[override]
+        ctx.group = group
+        y = x.clone()
+        dist.all_reduce(y, group=group)
+        return y
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        g = g.clone()
+        dist.all_reduce(g, group=ctx.group)
+        return g, None
+
+
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics are those of the global batch over all ranks:
     sum and count, then the squared deviation from the global mean, all-reduced with autograd
-    (``torch.distributed.nn.functional.all_reduce``: its backward all-reduces the gradients,
-    as the chain rule asks). Running statistics as ``nn.BatchNorm2d`` (unbiased variance).
+    (``_AllReduceSum``: its backward all-reduces the gradients, as the chain rule asks). Running statistics as ``nn.BatchNorm2d`` (unbiased variance).
     In eval mode or in one process it *is* ``nn.BatchNorm2d``; the state dict is the same."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or world() == 1:
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         group = _STATS_GROUP or dist.group.WORLD
         c = x.shape[1]
         count = x.new_full((1,), float(x.numel() // c))
-        s = all_reduce(torch.cat([x.sum((0, 2, 3)), count]), group=group)
+        s = _AllReduceSum.apply(torch.cat([x.sum((0, 2, 3)), count]), group)
         n = s[c]
         mean = s[:c] / n
         d = x - mean.view(1, c, 1, 1)
-        var = all_reduce((d * d).sum((0, 2, 3)), group=group) / n
+        var = _AllReduceSum.apply((d * d).sum((0, 2, 3)), group) / n
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)

@@ -72,17 +72,20 @@ def test_the_ranks_agree_exactly(runs: Any) -> None:
 
 
 def test_scores_gradients_and_weights_match_one_process_to_rounding(runs: Any) -> None:
-    """The all-reduced activity is the global mean, not one rank's half (that differs by
-    ~1e-2 here), and |dL/dgamma| is the global batch's; weights agree to rounding."""
+    """The all-reduced activity is the global mean, not one rank's half, |dL/dgamma| is the
+    global batch's, the loss the global mean. Measured here: activity 2e-7 relative, |dL/dgamma|
+    1.4e-6, weights 6e-8 absolute. Without the activity all-reduce the masks differ; with plain
+    per-shard BatchNorm the widths differ; with a per-shard mean loss (the empty shard's NaN
+    aside) |dL/dgamma| differs by 0.5 relative and the weights by 9e-3."""
     one, r0, _ = runs
     for a1, a2 in zip(one["activity"], r0["activity"]):
         for x, y in zip(a1, a2):
-            torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(y, x, rtol=1e-5, atol=1e-6)
     for g1, g2 in zip(one["grads"], r0["grads"]):
         for x, y in zip(g1, g2):
-            torch.testing.assert_close(y, x, rtol=1e-3, atol=1e-6)
+            torch.testing.assert_close(y, x, rtol=1e-4, atol=1e-7)
     assert one["state"].keys() == r0["state"].keys()
     for k in one["state"]:
-        torch.testing.assert_close(r0["state"][k].float(), one["state"][k].float(), rtol=1e-3, atol=1e-4, msg=k)
+        torch.testing.assert_close(r0["state"][k].float(), one["state"][k].float(), rtol=1e-4, atol=1e-6, msg=k)
     for a, b in zip(one["losses"], r0["losses"]):
-        assert abs(a - b) < 1e-4
+        assert abs(a - b) < 1e-5
