@@ -1,7 +1,7 @@
 """One SCA run on a tiny digits VGG, recording what SCA decided at every prune event.
 
 ``run()`` in one process is the reference; ``python -m torch.distributed.run --nproc-per-node 2
-tests/ddp_worker.py OUT`` runs the same under torchrun (gloo), each rank writing what it saw
+tests/ddp_worker.py OUT ARCH`` runs the same under torchrun (gloo), each rank writing what it saw
 to ``OUT/rank<r>.pt`` (``tests/test_sca_ddp.py`` compares them).
 """
 
@@ -18,7 +18,7 @@ import torch
 N_TRAIN, N_TEST, BATCH = 97, 64, 32
 
 
-def run() -> Dict[str, Any]:
+def run(arch: str = "vgg") -> Dict[str, Any]:
     from spikeedge.offline import sca
     from spikeedge.offline.convsnn import ConvConfig, ConvSNN
     from spikeedge.offline.convtrain import ImageData
@@ -28,7 +28,10 @@ def run() -> Dict[str, Any]:
     xtr, ytr, xte, yte = load_digits_split(seed=0)
     t = lambda a: torch.as_tensor(a[:, None])  # noqa: E731
     data = ImageData("digits", t(xtr[:N_TRAIN]), torch.as_tensor(ytr[:N_TRAIN]), t(xte[:N_TEST]), torch.as_tensor(yte[:N_TEST]))
-    model = ConvSNN(ConvConfig(in_size=8, plan=[4, 8, "M", 8, 6, "M"], seed=0))
+    if arch == "vgg":  # 22 prunable channels
+        model = ConvSNN(ConvConfig(in_size=8, plan=[4, 8, "M", 8, 6, "M"], seed=0))
+    else:  # 14 prunable (block-internal) channels
+        model = ConvSNN(ConvConfig(in_size=8, arch="resnet", plan=[4, 8], inner=[6, 8], seed=0))
     # 2 epochs x 2 events; regrowth 0.3 so that it acts at the first events
     cfg = sca.ScaConfig(density=0.5, epochs=2, finetune_epochs=1, prunes_per_epoch=2, regrow=0.3, batch_size=BATCH, seed=0)
     seen: Dict[str, List[Any]] = {"activity": [], "grads": [], "masks": []}
@@ -59,5 +62,5 @@ if __name__ == "__main__":
     from spikeedge.offline import distributed
 
     with distributed.session("cpu") as ctx:
-        result = run()
+        result = run(sys.argv[2])
         torch.save(result, Path(sys.argv[1]) / ("rank%d.pt" % ctx.rank))

@@ -1,7 +1,7 @@
 """SCA under torchrun: 2 CPU processes (gloo) decide exactly the masks of 1 process on the same
 global batches (``offline/distributed.py``, ``docs/sca.md`` "Scale-out").
 
-Equal: every prune event's masks (bit for bit), and rank 0's and rank 1's whole results.
+VGG (and, marked slow, the pre-activation ResNet). Equal: every prune event's masks (bit for bit), and rank 0's and rank 1's whole results.
 Equal to float rounding only (the sums are split into per-rank parts): the activity scores,
 |dL/dgamma|, the losses and the trained weights; asserted with tolerances.
 """
@@ -31,8 +31,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory: Any) -> Any:
+@pytest.fixture(scope="module", params=["vgg", pytest.param("resnet", marks=pytest.mark.slow)])
+def runs(request: Any, tmp_path_factory: Any) -> Any:
     """(the one-process reference, rank 0's result, rank 1's result)."""
     pytest.importorskip("torch.distributed")
     if not torch.distributed.is_available():
@@ -41,11 +41,11 @@ def runs(tmp_path_factory: Any) -> Any:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), OMP_NUM_THREADS="1")
     env.pop("WORLD_SIZE", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
-           "--master-port", str(free_port()), str(HERE / "ddp_worker.py"), str(out)]
+           "--master-port", str(free_port()), str(HERE / "ddp_worker.py"), str(out), request.param]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [torch.load(out / ("rank%d.pt" % r), weights_only=False) for r in (0, 1)]
-    return ddp_worker.run(), ranks[0], ranks[1]
+    return ddp_worker.run(request.param), ranks[0], ranks[1]
 
 
 def test_two_processes_prune_the_same_channels_as_one(runs: Any) -> None:
@@ -57,7 +57,7 @@ def test_two_processes_prune_the_same_channels_as_one(runs: Any) -> None:
         for a, b in zip(m1, m2):
             assert torch.equal(a, b), "event %d: masks differ" % (k + 1)
     # the schedule pruned and regrowth acted, so the equality is not that of untouched masks
-    assert sum(int(m.sum()) for m in one["masks"][-1]) == 11
+    assert sum(int(m.sum()) for m in one["masks"][-1]) == sum(len(m) for m in one["masks"][-1]) // 2
     assert sum(e["regrown"] for e in one["events"]) > 0
     assert [e["per_layer"] for e in one["events"]] == [e["per_layer"] for e in r0["events"]]
 
