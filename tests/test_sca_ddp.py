@@ -15,12 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import ddp_worker
 import pytest
 import torch
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import ddp_worker  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
