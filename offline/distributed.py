@@ -77,7 +77,10 @@ def resolve_device(device: str) -> str:
         return "cpu"
     if not torch.cuda.is_available():
         raise ModelError("--device cuda: torch sees no CUDA GPU here (use --device cpu)")
-    return "cuda:%d" % int(os.environ.get("LOCAL_RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if local >= torch.cuda.device_count():
+        raise ModelError("--device cuda: process %d of this host but %d GPU(s) (--nproc-per-node at most the GPU count)" % (local, torch.cuda.device_count()))
+    return "cuda:%d" % local
 
 
 @contextlib.contextmanager
