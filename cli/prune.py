@@ -16,6 +16,7 @@ import typer
 
 from ..errors import SpikeedgeError
 from .common import JsonOpt, Seed, emit, err_console, in_range, one_thread_pool, out_console, require_offline, stages
+from .train import DeviceOpt
 
 app = typer.Typer(help="Prune models. Example: spikeedge prune lnp --neurons 500 -o lnp.ckpt.npz", no_args_is_help=True)
 
@@ -161,15 +162,18 @@ def prune_sca(
     width: float = typer.Option(1.0, "--width", callback=in_range(0, 64, lo_open=True), help="Width multiplier of the network --task builds."),
     method: str = typer.Option("sca", "--method", help="sca, or a baseline: bn-scale (|gamma|, Network Slimming) or random."),
     l1: float = typer.Option(1e-3, "--l1", callback=in_range(0, 10), help="bn-scale: L1 strength on the BatchNorm gammas during its sparsity training (the --epochs)."),
-    batch_size: int = typer.Option(64, "--batch-size", callback=in_range(1, 100000), help="Mini-batch size."),
+    batch_size: int = typer.Option(64, "--batch-size", callback=in_range(1, 100000), help="Mini-batch size (global: under torchrun split over the processes)."),
     data: Optional[str] = typer.Option(None, "--data", help="MNIST folder (default: ../shared/data/mnist)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Folder for sca_record.json and sca_report.md (per-layer table)."),
     seed: int = Seed("Seed for every random choice."),
+    device: str = DeviceOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Spiking Channel Activity pruning of a trained convolutional SNN during training: channels
     with the lowest spiking activity are masked (some regrow by |dL/dgamma|), then the network is
-    shrunk physically to a narrower dense one and fine-tuned.
+    shrunk physically to a narrower dense one and fine-tuned. Under 'torchrun --nproc-per-node N
+    -m spikeedge prune sca ...' N processes train with DistributedDataParallel and prune the
+    same channels; rank 0 prints and writes.
 
     Example: spikeedge prune sca vgg.ckpt.npz --density 0.25 -o vgg-sca.ckpt.npz --report sca-report
     """
@@ -190,8 +194,20 @@ def prune_sca(
         raise SpikeedgeError("--arch: %r is not one of vgg, resnet" % arch)
     if not width > 0:
         raise SpikeedgeError("--width: must be > 0")
+    if device not in ("cpu", "cuda"):
+        raise SpikeedgeError("--device: %r is not one of cpu, cuda" % device)
     _check_paths(ckpt, output, report)
     require_offline()
+    from ..offline import distributed
+
+    with distributed.session(device) as ctx:  # torchrun: one process group; rank 0 prints and writes
+        _prune_sca(ckpt, output, density, epochs, finetune_epochs, prunes_per_epoch, min_fraction, task, arch, width, method, l1,
+                   batch_size, data, report, seed, as_json, ctx)
+
+
+def _prune_sca(ckpt: Optional[Path], output: Path, density: float, epochs: int, finetune_epochs: int, prunes_per_epoch: int,
+               min_fraction: float, task: Optional[str], arch: str, width: float, method: str, l1: float, batch_size: int,
+               data: Optional[str], report: Optional[Path], seed: int, as_json: bool, ctx: Any) -> None:
     import copy
     import json
 
@@ -211,13 +227,17 @@ def prune_sca(
         model = ConvSNN(config_for(images, arch=arch, width=width, seed=seed))
     source = str(ckpt) if ckpt is not None else "a new %s (%s)" % (arch, task)
     dense = copy.deepcopy(model)
+    model.to(ctx.device)
     cfg = sca.ScaConfig(density=density, epochs=epochs, finetune_epochs=finetune_epochs, prunes_per_epoch=prunes_per_epoch, min_fraction=min_fraction,
                         batch_size=batch_size, seed=seed, l1=l1)
-    if not as_json:
+    if not as_json and ctx.main:
         err_console.print("%s pruning to %g of the channels over %d epochs" % (method, density, epochs), markup=False, highlight=False)
-    with stages(epochs + finetune_epochs, quiet=as_json) as advance:
+    with stages(epochs + finetune_epochs, quiet=as_json or not ctx.main) as advance:
         progress = lambda done, total, msg: advance("epoch %d/%d %s" % (done, total, msg))  # noqa: E731
         small, rec = sca.prune_channels(model, images, cfg, method=method, progress=progress)
+    if not ctx.main:
+        return
+    small = small.cpu()
     layers = sca.layer_report(dense, small, images.x_test)
     files = None
     if report is not None:

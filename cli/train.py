@@ -28,6 +28,8 @@ from .common import (
     task_of,
 )
 
+DeviceOpt = typer.Option("cpu", "--device", help="cpu or cuda (under torchrun: one GPU per process, cuda:LOCAL_RANK).")
+
 app = typer.Typer(help="Train models. Example: spikeedge train hrsnn --task mackey-glass -o mg.ckpt.npz", no_args_is_help=True)
 
 
@@ -103,12 +105,15 @@ def train_convsnn(
     neuron: str = typer.Option("lif", "--neuron", help="lif (decay 1 - 1/tau) or if (no leak)."),
     epochs: int = typer.Option(3, "--epochs", callback=in_range(1, 10000), help="Training epochs (BPTT)."),
     lr: float = typer.Option(2e-3, "--lr", callback=in_range(0, 10, lo_open=True), help="Adam learning rate (cosine decay)."),
-    batch_size: int = typer.Option(64, "--batch-size", callback=in_range(1, 100000), help="Mini-batch size."),
+    batch_size: int = typer.Option(64, "--batch-size", callback=in_range(1, 100000), help="Mini-batch size (global: under torchrun split over the processes)."),
     data: Optional[str] = typer.Option(None, "--data", help="MNIST folder (default: ../shared/data/mnist)."),
     seed: int = Seed("Seed for the weights and the batch order (the data split is fixed)."),
+    device: str = DeviceOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Build a convolutional SNN (conv -> BatchNorm -> LIF) and train it with BPTT.
+    """Build a convolutional SNN (conv -> BatchNorm -> LIF) and train it with BPTT. Under
+    'torchrun --nproc-per-node N -m spikeedge train convsnn ...' N processes train it with
+    DistributedDataParallel; rank 0 prints and writes the checkpoint.
 
     Example: spikeedge train convsnn --task mnist --arch vgg --epochs 3 -o vgg.ckpt.npz
     """
@@ -122,19 +127,24 @@ def train_convsnn(
         raise SpikeedgeError("--width must be > 0; --time-steps, --epochs and --batch-size at least 1")
     if output.is_dir():
         raise SpikeedgeError("--output: %s is a folder, not a file" % output)
+    if device not in ("cpu", "cuda"):
+        raise SpikeedgeError("--device: %r is not one of cpu, cuda" % device)
     require_offline()
+    from ..offline import distributed
     from ..offline.checkpoint import save_checkpoint
     from ..offline.convsnn import describe
     from ..offline.convtrain import config_for, load_images
     from ..offline.convtrain import train_convsnn as run_train
 
-    images = load_images(task, data)
-    cfg = config_for(images, arch=arch, width=width, time_steps=time_steps, neuron=neuron, seed=seed)
-    with stages(epochs, quiet=as_json) as advance:
-        progress = lambda done, total, msg: advance("epoch %d/%d %s" % (done, total, msg))  # noqa: E731
-        model, record = run_train(images, cfg, epochs=epochs, lr=lr, batch_size=batch_size, progress=progress)
-    if not as_json:
-        err_console.print("trained %s on %s" % (describe(model), task), markup=False, highlight=False)
-    record["pruning"] = {"method": "none"}
-    save_checkpoint(model, output, record)
-    emit({"checkpoint": str(output), "task": task, "arch": arch, "config": cfg.to_dict(), **record}, as_json)
+    with distributed.session(device) as ctx:  # torchrun: one process group; rank 0 prints and writes
+        images = load_images(task, data)
+        cfg = config_for(images, arch=arch, width=width, time_steps=time_steps, neuron=neuron, seed=seed)
+        with stages(epochs, quiet=as_json or not ctx.main) as advance:
+            progress = lambda done, total, msg: advance("epoch %d/%d %s" % (done, total, msg))  # noqa: E731
+            model, record = run_train(images, cfg, epochs=epochs, lr=lr, batch_size=batch_size, progress=progress, device=ctx.device)
+        if ctx.main:
+            if not as_json:
+                err_console.print("trained %s on %s" % (describe(model), task), markup=False, highlight=False)
+            record["pruning"] = {"method": "none"}
+            save_checkpoint(model, output, record)
+            emit({"checkpoint": str(output), "task": task, "arch": arch, "config": cfg.to_dict(), **record}, as_json)

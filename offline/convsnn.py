@@ -91,7 +91,7 @@ class ConvSNN(nn.Module):
         else:
             h = self.head_lif(self.head_bn(self.stages(self.stem(x))))
             h = h.mean((2, 3))  # global average pool of spikes
-        return self.classifier(h).reshape(T, B, -1).mean(0)
+        return self.classifier(h).reshape(T, B, self.cfg.n_classes).mean(0)
 
     def lif_layers(self) -> List[LifLayer]:
         return [m for m in self.modules() if isinstance(m, LifLayer)]

@@ -209,7 +209,7 @@ class LifLayer(nn.Module):
         self.activity_count = 0
 
     def forward(self, current: torch.Tensor) -> torch.Tensor:
-        cur = current.reshape(self.T, -1, *current.shape[1:])
+        cur = current.reshape(self.T, current.shape[0] // self.T, *current.shape[1:])  # explicit: a rank's shard may be empty
         s, mem = _LifSeq.apply(cur, self.decay, self.threshold, self.alpha)
         if self.record:
             with torch.no_grad():

@@ -14,9 +14,9 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
-from torch.nn import functional as F
 
 from ..errors import DataError
+from . import distributed
 from .convsnn import ConvConfig, ConvSNN
 
 Progress = Optional[Callable[[int, int, str], None]]
@@ -61,10 +61,12 @@ def config_for(data: ImageData, **kw: Any) -> ConvConfig:
 
 @torch.no_grad()
 def predict(model: ConvSNN, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Logits of ``x`` in eval mode (BatchNorm running statistics)."""
+    """Logits of ``x`` (on the CPU) in eval mode (BatchNorm running statistics), computed on
+    the model's device. Under torchrun every rank computes all of them (the models are equal)."""
     was = model.training
     model.eval()
-    out = torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+    dev = next(model.parameters()).device
+    out = torch.cat([model(x[i : i + batch_size].to(dev)).cpu() for i in range(0, len(x), batch_size)])
     model.train(was)
     return out
 
@@ -106,7 +108,12 @@ def fit(
 ) -> Dict[str, Any]:
     """Train ``model`` for ``epochs`` epochs. Hooks (used by SCA): ``before_step()`` after the
     backward pass, ``after_step(opt)`` after every optimiser step, ``after_epoch(epoch, opt)``
-    after every epoch (1-based). Returns the training record."""
+    after every epoch (1-based). Returns the training record.
+
+    Under torchrun (``offline/distributed.py``) ``batch_size`` is the global batch: every rank
+    draws the same order and trains on its shard of each global batch, wrapped in DDP with
+    global-batch BatchNorm, so the updates are those of one process up to float rounding.
+    Batches go to the model's device."""
     t0 = time.time()
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -114,37 +121,48 @@ def fit(
     n_batches = max(1, (n + batch_size - 1) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs * n_batches))
     losses = []
+    dev = next(model.parameters()).device
+    ranks = distributed.world()
     model.train()
-    for epoch in range(epochs):
-        order = torch.randperm(n, generator=gen)
-        total, correct = 0.0, 0
-        for i in range(0, n, batch_size):
-            idx = order[i : i + batch_size]
-            out = model(data.x_train[idx])
-            loss = F.cross_entropy(out, data.y_train[idx])
-            opt.zero_grad(set_to_none=False)
-            loss.backward()
-            if before_step:
-                before_step()
-            opt.step()
-            sched.step()
-            if after_step:
-                after_step(opt)
-            total += loss.item() * len(idx) / n
-            correct += int((out.argmax(1) == data.y_train[idx]).sum())
-        losses.append(round(total, 6))
-        if after_epoch:
-            after_epoch(epoch + 1, opt)
-        if progress:
-            progress(epoch + 1, epochs, "loss %.4f, train accuracy %.3f" % (total, correct / n))
-    return {"epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": "adam, cosine decay", "losses": losses,
-            "train_seconds": round(time.time() - t0, 3)}
+    with distributed.data_parallel(model) as net:
+        for epoch in range(epochs):
+            order = torch.randperm(n, generator=gen)
+            total, correct = 0.0, 0
+            for i in range(0, n, batch_size):
+                idx = order[i : i + batch_size]
+                mine = distributed.shard(idx)
+                y = data.y_train[mine].to(dev)
+                out = net(data.x_train[mine].to(dev))
+                loss = distributed.batch_loss(out, y, len(idx))
+                opt.zero_grad(set_to_none=False)
+                loss.backward()
+                if before_step:
+                    before_step()
+                opt.step()
+                sched.step()
+                if after_step:
+                    after_step(opt)
+                total += loss.item() * len(idx) / n / ranks  # the ranks' parts add up to the global mean
+                correct += int((out.argmax(1) == y).sum())
+            if ranks > 1:
+                total, correct = distributed.all_reduce_sum(torch.tensor([total, float(correct)], dtype=torch.float64)).tolist()
+            losses.append(round(total, 6))
+            if after_epoch:
+                after_epoch(epoch + 1, opt)
+            if progress:
+                progress(epoch + 1, epochs, "loss %.4f, train accuracy %.3f" % (total, correct / n))
+    record = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "optimizer": "adam, cosine decay", "losses": losses,
+              "train_seconds": round(time.time() - t0, 3)}
+    if ranks > 1:
+        record["data_parallel"] = {"processes": ranks, "backend": distributed.backend(), "device": str(dev)}
+    return record
 
 
 def train_convsnn(data: ImageData, cfg: ConvConfig, epochs: int = 3, lr: float = 2e-3, batch_size: int = 64,
-                  progress: Progress = None) -> Tuple[ConvSNN, Dict[str, Any]]:
-    """Build a ``ConvSNN`` for ``data`` and train it; returns (model, record)."""
-    model = ConvSNN(cfg)
+                  progress: Progress = None, device: str = "cpu") -> Tuple[ConvSNN, Dict[str, Any]]:
+    """Build a ``ConvSNN`` for ``data`` and train it on ``device``; returns (model (on
+    ``device``), record)."""
+    model = ConvSNN(cfg).to(device)
     training = fit(model, data, epochs, lr=lr, batch_size=batch_size, seed=cfg.seed, progress=progress)
     record = {"task": data.name, "training": training, "parameters": model.n_parameters(),
               "float_metric": {"accuracy": accuracy(model, data.x_test, data.y_test)}}

@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from ..errors import ModelError
+from . import distributed
 from .convsnn import ConvSNN
 from .convtrain import ImageData, Progress, accuracy, fit, predict
 from .sca_report import layer_report, report_markdown  # noqa: F401 (re-exported: cli/prune.py)
@@ -110,7 +111,7 @@ def select(scores: List[torch.Tensor], density: float, minimums: List[int]) -> T
 
 def bn_scale_scores(model: ConvSNN) -> List[torch.Tensor]:
     """Network Slimming's criterion: |gamma| of each unit's BatchNorm."""
-    return [u.bn.weight.detach().abs().clone() for u in units(model)]
+    return [u.bn.weight.detach().abs().cpu() for u in units(model)]
 
 
 def l1_on_gamma(model: ConvSNN, strength: float) -> Callable[[], None]:
@@ -153,7 +154,7 @@ def set_masks(model: ConvSNN, masks: List[torch.Tensor], opt: Optional[torch.opt
     with torch.no_grad():
         for u, m in zip(units(model), masks):
             old = u.mask.clone()
-            m = m.to(old.dtype)
+            m = m.to(old.device, old.dtype)
             gone = (old == 1) & (m == 0)
             back = (old == 0) & (m == 1)
             pruned += int(gone.sum())
@@ -210,18 +211,31 @@ class ScaPruner:
     def reset(self) -> None:
         for u in self.units:
             u.lif.reset_activity()
-        self.grad_sum = [torch.zeros(u.width) for u in self.units]
+        self.grad_sum = [torch.zeros(u.width, device=u.mask.device) for u in self.units]
         self.batches = 0
 
     def accumulate_grad(self) -> None:
-        """After each backward pass: |dL/dgamma| per channel (summed over the batches)."""
+        """After each backward pass: |dL/dgamma| per channel (summed over the batches). Under
+        torchrun the gradient read here is DDP's all-reduced one, i.e. that of the global batch
+        (the absolute value of the global gradient, as in one process; not the sum of the
+        ranks' absolute values)."""
         for g, u in zip(self.grad_sum, self.units):
             if u.bn.weight.grad is not None:
                 g += u.bn.weight.grad.detach().abs()
         self.batches += 1
 
     def activity(self) -> List[torch.Tensor]:
-        return [u.lif.activity().detach().clone() for u in self.units]
+        """Each unit's activity score (on the CPU). Under torchrun the per-rank sums and counts
+        are all-reduced first: the score is the mean over the global batches."""
+        if distributed.world() == 1:
+            return [u.lif.activity().detach().cpu() for u in self.units]
+        parts = [u.lif.activity_sum if u.lif.activity_sum is not None else torch.zeros(u.width, device=u.mask.device) for u in self.units]
+        counts = torch.tensor([float(u.lif.activity_count) for u in self.units], dtype=torch.float64, device=parts[0].device)
+        flat = distributed.all_reduce_sum(torch.cat([p.detach().double() for p in parts] + [counts]))
+        sums = list(torch.split(flat[: -len(parts)], [u.width for u in self.units]))
+        if bool((flat[-len(parts) :] == 0).any()):
+            raise ModelError("no activity recorded")
+        return [sm.float().cpu() / int(c) for sm, c in zip(sums, flat[-len(parts) :].tolist())]
 
     def event(self, k: int, opt: Optional[torch.optim.Optimizer]) -> Dict[str, Any]:
         """Prune event ``k`` of ``n_events``: rank by activity, regrow by |dL/dgamma|."""
@@ -230,11 +244,11 @@ class ScaPruner:
         density = cosine_density(progress, cfg.density, cfg.ramp)
         act = self.activity()
         if cfg.normalize:
-            act = [a / a[u.mask == 1].mean().clamp_min(1e-12) for a, u in zip(act, self.units)]
+            act = [a / a[u.mask.cpu() == 1].mean().clamp_min(1e-12) for a, u in zip(act, self.units)]
         masks, reserved = select(act, density, self.minimums)
         n_keep = int(sum(int(m.sum()) for m in masks))
         r = int(round(regrow_fraction(progress - 1.0 / self.n_events, cfg.regrow, cfg.ramp) * n_keep))
-        grads = [g / max(1, self.batches) for g in self.grad_sum]
+        grads = [g.cpu() / max(1, self.batches) for g in self.grad_sum]
         regrown: List[Tuple[str, int]] = []
         if r > 0:
             cand = [(float(grads[u][c]), u, c) for u in range(len(masks)) for c in range(len(masks[u])) if masks[u][c] == 0]
@@ -246,7 +260,7 @@ class ScaPruner:
                 masks[u][c] = 1.0
                 masks[ud][cd] = 0.0
                 regrown.append((self.units[u].name, c))
-        changes = set_masks(self.model, masks, opt)
+        changes = set_masks(self.model, distributed.broadcast(masks), opt)
         row = {"event": k, "density_target": round(density, 6), "kept": n_keep, "regrown": len(regrown),
                "pruned_now": changes["pruned"], "revived_now": changes["revived"],
                "per_layer": {u.name: int(m.sum()) for u, m in zip(self.units, masks)},
@@ -309,12 +323,12 @@ def prune_channels(model: ConvSNN, data: ImageData, cfg: ScaConfig, method: str 
         say("sparsity training, L1 %g on the BatchNorm gammas (%d epochs)" % (cfg.l1, cfg.epochs))
         training = fit(model, data, cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed, progress=progress,
                        before_step=l1_on_gamma(model, cfg.l1))
-        set_masks(model, select(bn_scale_scores(model), cfg.density, mins)[0])
+        set_masks(model, distributed.broadcast(select(bn_scale_scores(model), cfg.density, mins)[0]))
     else:
         if method == "sca":
             pruner = ScaPruner(model, cfg, cfg.epochs * cfg.prunes_per_epoch)
         else:
-            set_masks(model, select(random_scores(model, cfg.seed), cfg.density, mins)[0])
+            set_masks(model, distributed.broadcast(select(random_scores(model, cfg.seed), cfg.density, mins)[0]))
         say("training with %s pruning (%d epochs)" % (method, cfg.epochs))
         training = train_masked(model, data, cfg, pruner, progress)
     if pruner is not None:
@@ -322,7 +336,7 @@ def prune_channels(model: ConvSNN, data: ImageData, cfg: ScaConfig, method: str 
     masked_logits = predict(model, data.x_test)
     masked_acc = float((masked_logits.argmax(1) == data.y_test).float().mean())
     say("shrinking")
-    small = shrink(model)
+    small = shrink(model).to(next(model.parameters()).device)
     shrunk_logits = predict(small, data.x_test)
     shrunk_acc = float((shrunk_logits.argmax(1) == data.y_test).float().mean())
     finetune = None
