@@ -209,7 +209,7 @@ def evaluate(model: Any, task: Any) -> Dict[str, Any]:
         from .offline.convtrain import accuracy
 
         return {"accuracy": accuracy(model, task.x_test, task.y_test)}
-    if not hasattr(model, "step"):  # a float HRSNN: its torch stepper
+    if not hasattr(model, "start"):  # a float HRSNN: its torch stepper
         _offline("evaluate of a float model")
         from .offline.train import FloatStepper
 
