@@ -38,7 +38,7 @@ PathLike = Union[str, Path]
 __all__ = [
     "load_task", "load_images", "build_hrsnn", "build_convsnn", "prune_lnp", "prune_sca", "train_readout", "train_bptt",
     "train_convsnn", "evaluate", "quantize", "save", "load", "export_graph", "open_session", "save_checkpoint",
-    "load_checkpoint",
+    "load_checkpoint", "identity",
 ]
 
 
@@ -306,3 +306,19 @@ def load_checkpoint(path: PathLike) -> Tuple[Any, Record]:
     from .offline.checkpoint import load_checkpoint as _load
 
     return _load(path, kind="any")
+
+
+def identity(path: PathLike) -> Dict[str, Any]:
+    """The two digests a model file goes by today, side by side. ``bundle_sha256``: the digest in
+    a bundle's last 32 bytes (of everything before them), what ``info``, ``export`` and a step
+    graph's card (its source bundle) call the model; for an ``.onnx``/``.tflite`` file, the card's.
+    ``file_sha256``: the sha256 of the whole file, what ``bench``, the results store
+    (``results list --model``) and ``flash`` call it. Torch-free."""
+    from .runtime.backends import backend_of, open_model
+
+    path = Path(path)
+    if backend_of(path) == "event":
+        bundle_digest = load(path).sha256
+    else:
+        bundle_digest = open_model(path).card.get("bundle_sha256")
+    return {"path": str(path), "bundle_sha256": bundle_digest, "file_sha256": _fmt.file_sha256(path)}

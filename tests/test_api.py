@@ -62,6 +62,15 @@ def test_the_docs_recurrent_walkthrough_runs_and_makes_what_it_says(ran: Dict[st
     assert abs(q - f) / f < 0.15
 
 
+def test_identity_names_the_info_digest_and_the_bench_digest(ran: Dict[str, Any]) -> None:
+    from spikeedge.runtime import bundle as fmt
+
+    path = ran["_cwd"] / "mg.seb"
+    ids = ran["ids"]
+    assert ids["bundle_sha256"] == fmt.load(path).sha256 == path.read_bytes()[-32:].hex()
+    assert ids["file_sha256"] == fmt.file_sha256(path) != ids["bundle_sha256"]
+
+
 def test_stepping_the_session_equals_running_the_sequence(ran: Dict[str, Any]) -> None:
     stepped = np.concatenate(ran["ys"])  # (steps, 1)
     assert np.array_equal(stepped, ran["result"].outputs[0])
@@ -150,3 +159,16 @@ def test_the_package_help_points_to_the_api_docs() -> None:
     assert "docs/api.md" in (spikeedge.__doc__ or "") and "docs/api.md" in (spikeedge.api.__doc__ or "")
     for name in spikeedge.api.__all__:
         assert (getattr(spikeedge.api, name).__doc__ or "").strip(), name
+
+
+def test_export_graph_writes_a_step_graph_whose_card_names_the_bundle(ran: Dict[str, Any], tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from spikeedge.runtime.backends import open_model
+
+    se, bundle = ran["se"], ran["bundle"]
+    se.export_graph(bundle, tmp_path / "mg.onnx")
+    assert se.identity(tmp_path / "mg.onnx")["bundle_sha256"] == bundle.sha256
+    x = ran["x"].transpose(1, 0, 2)
+    graph, event = open_model(tmp_path / "mg.onnx"), se.open_session(bundle)
+    assert np.array_equal(graph.run(x).outputs, event.run(x).outputs)  # the step graph is bit-exact with the runtime
