@@ -309,11 +309,10 @@ def load_checkpoint(path: PathLike) -> Tuple[Any, Record]:
 
 
 def identity(path: PathLike) -> Dict[str, Any]:
-    """The two digests a model file goes by today, side by side. ``bundle_sha256``: the digest in
-    a bundle's last 32 bytes (of everything before them), what ``info``, ``export`` and a step
-    graph's card (its source bundle) call the model; for an ``.onnx``/``.tflite`` file, the card's.
-    ``file_sha256``: the sha256 of the whole file, what ``bench``, the results store
-    (``results list --model``) and ``flash`` call it. Torch-free."""
+    """What names a model file: ``file_sha256``, the sha256 of the file itself (for a bundle its
+    identity: ``info``, ``bench``, the results store and ``flash`` call it by this), and
+    ``bundle_sha256``, the bundle the file holds (a bundle: the same digest; an ``.onnx`` or
+    ``.tflite`` step graph: its card's source bundle). Torch-free."""
     from .runtime.backends import backend_of, open_model
 
     path = Path(path)

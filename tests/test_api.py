@@ -62,13 +62,21 @@ def test_the_docs_recurrent_walkthrough_runs_and_makes_what_it_says(ran: Dict[st
     assert abs(q - f) / f < 0.15
 
 
-def test_identity_names_the_info_digest_and_the_bench_digest(ran: Dict[str, Any]) -> None:
+def test_one_digest_names_the_bundle_in_info_bench_and_the_card(ran: Dict[str, Any], capsys: pytest.CaptureFixture) -> None:
+    from spikeedge.cli.app import main
+    from spikeedge.measure.bench_record import model_record
     from spikeedge.runtime import bundle as fmt
 
     path = ran["_cwd"] / "mg.seb"
-    ids = ran["ids"]
-    assert ids["bundle_sha256"] == fmt.load(path).sha256 == path.read_bytes()[-32:].hex()
-    assert ids["file_sha256"] == fmt.file_sha256(path) != ids["bundle_sha256"]
+    digest = fmt.file_sha256(path)
+    assert ran["ids"] == {"path": "mg.seb", "bundle_sha256": digest, "file_sha256": digest}
+    assert main(["info", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sha256"] == digest
+    session = ran["se"].open_session(path)
+    assert model_record(path, session)["sha256"] == digest  # what bench stores in the results store
+    from spikeedge.runtime.stepgraph import card_for
+
+    assert card_for(fmt.load(path), "onnx")["bundle_sha256"] == digest
 
 
 def test_stepping_the_session_equals_running_the_sequence(ran: Dict[str, Any]) -> None:
