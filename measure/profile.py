@@ -20,6 +20,22 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 
+# What each figure of the profile is counted per: the batch's streams (one sample each) run
+# together, so wall time per step is for the whole batch, every count is per stream.
+UNITS = {
+    "steps_per_inference": "time steps per inference (one stream's sample)",
+    "ms_per_inference": "wall ms per inference (one stream's sample): the run's time / (batch x repeats)",
+    "ms_per_step": "wall ms per time step of the whole batch (all streams at once)",
+    "ms_per_stream_step": "wall ms per time step per stream: ms_per_step / batch",
+    "phases_ms_per_inference": "wall ms per inference (one stream's sample), per phase",
+    "spikes_per_step": "spikes per time step per stream, per layer",
+    "spike_rate": "spikes per neuron per time step, per layer",
+    "synops_per_step": "synaptic operations per time step per stream",
+    "synops_per_inference": "synaptic operations per inference (one stream's sample)",
+    "energy_per_inference_j": "joules per inference (one stream's sample)",
+}
+
+
 class PhaseClock:
     """Seconds per phase: ``start()`` at the top of a step, ``lap(name)`` charges ``name`` with
     the time since the previous mark."""
@@ -109,6 +125,9 @@ def profile_model(session: Any, xs: np.ndarray, meter: Any = None, baseline_s: f
         "phases_ms_per_inference": {k: 1e3 * v / n_inferences for k, v in clock.seconds.items()},
         "phases_share": {k: v / max(1e-12, sum(clock.seconds.values())) for k, v in clock.seconds.items()},
         "memory": {"traced_peak_bytes": int(peak), "process_peak_rss_bytes": peak_rss_bytes()},
+        # the batch's streams run together: a batched step's wall time spread over its streams
+        "ms_per_stream_step": 1e3 * seconds / max(1, steps * result.batch),
+        "units": UNITS,
     }
     if hasattr(session, "accumulation_report"):  # the event runtime's hybrid: switch points, steps per path
         out["accumulation"] = session.accumulation_report()

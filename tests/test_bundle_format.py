@@ -47,7 +47,7 @@ def test_dumps_loads_round_trip(encoder, reset, seed):
     blob = fmt.dumps(bundle)
     back = fmt.loads(blob)
     assert_same(bundle, back)
-    assert back.sha256 == hashlib.sha256(blob[:-32]).hexdigest()
+    assert back.sha256 == hashlib.sha256(blob).hexdigest()  # the identity: the whole file's sha256
     assert fmt.dumps(back) == blob  # deterministic: the same bundle gives the same bytes
 
 
@@ -59,7 +59,8 @@ def test_save_load_round_trip(tmp_path, encoder, reset, seed):
     back = fmt.load(path)
     assert_same(bundle, back)
     raw = path.read_bytes()
-    assert digest == back.sha256 == hashlib.sha256(raw[:-32]).hexdigest() == raw[-32:].hex()
+    assert digest == back.sha256 == hashlib.sha256(raw).hexdigest()
+    assert raw[-32:] == hashlib.sha256(raw[:-32]).digest()  # the trailer: the checksum
     assert raw == fmt.dumps(bundle)
 
 
@@ -208,11 +209,12 @@ def test_big_endian_arrays_are_stored_little_endian():
     np.testing.assert_array_equal(back.layers[0].a_syn, layer.a_syn)
 
 
-def test_sha256_is_the_digest_of_everything_before_the_trailer(tmp_path):
+def test_the_trailer_checks_the_body_and_the_identity_is_the_file_sha256(tmp_path):
     path = tmp_path / "m.seb"
     reported = fmt.save(random_bundle(8, "rate", "zero"), path)
     raw = path.read_bytes()
-    assert reported == hashlib.sha256(raw[:-32]).hexdigest()
+    assert raw[-32:] == hashlib.sha256(raw[:-32]).digest()  # the checksum
+    assert reported == hashlib.sha256(raw).hexdigest() == fmt.file_sha256(path)  # what bench and flash call the file
     assert fmt.load(path).sha256 == reported
     assert fmt.loads(raw).sha256 == reported
 

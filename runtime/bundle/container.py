@@ -176,19 +176,22 @@ def _records(bundle: AnyBundle) -> List[Any]:
 def loads(blob: bytes, source: str = "<bytes>") -> AnyBundle:
     """Parse and fully validate bundle bytes; ``source`` names the file in error messages."""
     try:
-        manifest, arrays, digest = decode_bytes(blob)
+        manifest, arrays, _checksum = decode_bytes(blob)
         bundle = bundle_from_manifest(manifest, arrays)
     except _Invalid as exc:
         raise BundleError("%s: %s" % (source, exc)) from None
-    return dataclasses.replace(bundle, sha256=digest)
+    # the identity is the sha256 of the whole file (what sha256sum, bench and flash compute),
+    # not the trailer (the checksum of everything before it): one digest names the model everywhere
+    return dataclasses.replace(bundle, sha256=hashlib.sha256(blob).hexdigest())
 
 
 def save(bundle: AnyBundle, path: Union[str, Path]) -> str:
-    """Write atomically (temporary file in the same folder, fsync, rename); returns the sha256."""
+    """Write atomically (temporary file in the same folder, fsync, rename); returns the sha256 of
+    the file written (the bundle's identity, as ``load`` sets it)."""
     path = Path(path)
     blob = dumps(bundle)
     write_atomic(path, blob)
-    return blob[-DIGEST_BYTES:].hex()
+    return hashlib.sha256(blob).hexdigest()
 
 
 def load(path: Union[str, Path]) -> AnyBundle:
