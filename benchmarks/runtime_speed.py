@@ -4,6 +4,9 @@ pruned model, in one process: a 2,048-neuron recurrent LIF layer with 700 inputs
 weights, batch 1, one thread, over spike rates of 1-20%. Writes ``docs/results/runtime.md``,
 ``.json`` and ``runtime_events.png`` (time per step vs synaptic events).
 
+Longer than 400 lines: every target is measured in this one process with interleaved rounds (the
+ratios are only fair that way), so the numpy, compiled and onnxruntime runs share one script.
+
     .venv/bin/python benchmarks/runtime_speed.py            # the recorded run
     .venv/bin/python benchmarks/runtime_speed.py --quick    # small, a smoke test
 
