@@ -24,8 +24,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BLOCKED = ("torch", "scipy", "sklearn", "networkx")
-
-CHILD = textwrap.dedent(
+# The start of every child below: a board without the offline extra, whose packages are not there.
+BOARD_PREAMBLE = textwrap.dedent(
     """
     import contextlib, io, json, sys
 
@@ -40,7 +40,12 @@ CHILD = textwrap.dedent(
             return None
 
     sys.meta_path.insert(0, RefuseOffline())
+    """
+    % (BLOCKED,)
+)
 
+CHILD = BOARD_PREAMBLE + textwrap.dedent(
+    """
     import numpy as np
     import spikeedge.runtime
     import spikeedge.runtime.engine
@@ -86,7 +91,6 @@ CHILD = textwrap.dedent(
         report["blocker_works"] = True
     sys.stdout.write(json.dumps(report) + "\\n")
     """
-    % (BLOCKED,)
 )
 
 
@@ -174,20 +178,8 @@ def test_board_runs_bundles_and_cli_without_offline_packages(tmp_path: Path, enc
 # ----------------------------------------------------------------------------- digits and report on a board
 
 
-DIGITS_CHILD = textwrap.dedent(
-    """
-    import contextlib, io, json, sys
-
-    BLOCKED = set(%r)
-
-    class RefuseOffline:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                raise ImportError("No module named %%r (blocked: board install)" %% name)
-            return None
-
-    sys.meta_path.insert(0, RefuseOffline())
-    from spikeedge.cli.app import main
+DIGITS_CHILD = BOARD_PREAMBLE + textwrap.dedent(
+    """    from spikeedge.cli.app import main
 
     bundle_path, db = sys.argv[1:3]
 
@@ -210,7 +202,6 @@ DIGITS_CHILD = textwrap.dedent(
         report["blocker_works"] = True
     sys.stdout.write(json.dumps(report) + "\\n")
     """
-    % (BLOCKED,)
 )
 
 
@@ -282,20 +273,8 @@ def test_vermin_flags_code_newer_than_3_8(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- conv bundles on a board
 
 
-CONV_CHILD = textwrap.dedent(
+CONV_CHILD = BOARD_PREAMBLE + textwrap.dedent(
     """
-    import contextlib, io, json, sys
-
-    BLOCKED = set(%r)
-
-    class RefuseOffline:
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                raise ImportError("No module named %%r (blocked: board install)" %% name)
-            return None
-
-    sys.meta_path.insert(0, RefuseOffline())
-
     import numpy as np
     from spikeedge.cli.app import main
     from spikeedge.runtime import bundle as fmt
@@ -319,7 +298,6 @@ CONV_CHILD = textwrap.dedent(
     report["imported"] = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
     sys.stdout.write(json.dumps(report) + "\\n")
     """
-    % (BLOCKED,)
 )
 
 
