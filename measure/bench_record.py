@@ -61,7 +61,10 @@ def input_width(card: Dict[str, Any]) -> Optional[int]:
 def dense_ops_per_step(session: Any) -> float:
     """Every weight times every activation, per time step, over the layers whose operations the
     runtime counts: a recurrent model's input and recurrent synapses (its readout of leaky
-    traces is counted in neither figure); a conv model's layers and readout."""
+    traces is counted in neither figure); a conv model's layers and readout. NeuroBench's
+    ``Dense``: a conv's padding positions are no operations (``summary.conv_dense_macs``)."""
+    from .summary import conv_dense_macs
+
     card = model_card(session)
     if card["model"] == "hrsnn":
         return float(sum(len(l["nnz_in"]) * l["n"] + l["n"] * l["n"] for l in card["layers"]))
@@ -69,7 +72,7 @@ def dense_ops_per_step(session: Any) -> float:
     for row in card["layers"]:
         if row["kind"] in ("conv_lif", "conv_stream"):
             out = row["shape_out"]
-            ops += row["shape_in"][0] * row["kernel"][0] * row["kernel"][1] * out[0] * out[1] * out[2]
+            ops += conv_dense_macs(row["shape_in"], out, row["kernel"], row["stride"], row["padding"], out[0])
         elif row["kind"] == "linear_lif":
             ops += len(row["nnz"]) * row["shape_out"][0]
     return float(ops + len(card["readout"]["nnz"]) * int(card["n_outputs"]))

@@ -10,6 +10,21 @@ import numpy as np
 from ..runtime.bundle import SCHEMA_VERSION, AnyBundle, ConvBundle
 
 
+def valid_taps(size: int, kernel: int, stride: int, padding: int, out: int) -> int:
+    """Over the ``out`` output positions of one axis, the kernel taps that land inside the input,
+    summed: NeuroBench's dense count leaves the padding positions out (they are no operations)."""
+    o = np.arange(out)[:, None] * stride - padding + np.arange(kernel)[None, :]
+    return int(((o >= 0) & (o < size)).sum())
+
+
+def conv_dense_macs(in_shape: Any, out_shape: Any, kernel: Any, stride: int, padding: int, out_channels: int) -> int:
+    """Dense operations of one conv layer per time step (NeuroBench's ``Dense``): every weight
+    times every input position it meets, padding left out. ``in_shape`` (C, H, W)."""
+    c, h, w = (int(v) for v in in_shape)
+    oh, ow = int(out_shape[-2]), int(out_shape[-1])
+    return valid_taps(h, int(kernel[0]), stride, padding, oh) * valid_taps(w, int(kernel[1]), stride, padding, ow) * c * int(out_channels)
+
+
 def describe(bundle: AnyBundle, path: Optional[Path] = None) -> Dict[str, Any]:
     """Layers, neurons, synapses (with and without the readout), connection sparsity,
     footprint (NeuroBench's dense count, zeros included) beside the real file size."""
@@ -61,7 +76,8 @@ def _with_file(result: Dict[str, Any], path: Optional[Path]) -> Dict[str, Any]:
 def describe_conv(bundle: ConvBundle) -> Dict[str, Any]:
     """A conv bundle: per layer its output shape, neurons, stored weights (synapses), parameters
     (weights and biases) and dense MACs per time step; totals, per inference = ``time_steps``
-    steps. Synapses count non-zero int8 weights; MACs count every weight position."""
+    steps. Synapses count non-zero int8 weights; MACs (NeuroBench's ``Dense``) count every weight
+    times every input position it meets, zeros included, a conv's padding positions left out."""
     shapes = bundle.shapes()
     layers = []
     totals = {"neurons": 0, "synapses": 0, "parameters": 0, "macs": 0, "footprint": 0, "dense_weights": 0}
@@ -77,8 +93,12 @@ def describe_conv(bundle: ConvBundle) -> Dict[str, Any]:
             w = layer.weight
             per_out = int(np.prod(shape[1:])) if layer.kind != "linear_lif" else 1
             neurons = int(np.prod(shape)) if layer.kind != "conv_stream" else 0
+            if layer.kind == "linear_lif":
+                macs = int(w.size)
+            else:
+                macs = conv_dense_macs(shape_in, shape, (layer.kernel_h, layer.kernel_w), layer.stride, layer.padding, layer.out_channels)
             row.update(neurons=neurons, synapses=int(np.count_nonzero(w)), parameters=int(w.size + (layer.bias.size if layer.kind != "conv_stream" else 0)),
-                       macs=int(w.size * per_out))
+                       macs=macs)
             if layer.kind != "conv_stream":
                 row["decay_q16"] = layer.decay
             else:

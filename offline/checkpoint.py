@@ -69,6 +69,7 @@ def load_checkpoint(path: Union[str, Path], kind: str = "hrsnn") -> Tuple[Any, D
         model: Any = ConvSNN(ConvConfig.from_dict(record["config"]))
     else:
         model = HRSNN(HrsnnConfig.from_dict(record["config"]))
+        arrays = HRSNN.upgrade_state_dict(arrays)  # checkpoints from before the weights were nn.Linear modules
     try:
         model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
     except RuntimeError as exc:

@@ -31,6 +31,7 @@ from .convsnn_layers import (  # noqa: F401  (re-exported: the layers are import
     spike_sigmoid,
     vgg_plan,
 )
+from .workload import conv_dense
 from .folded import FoldedConv, FoldedFlatten, FoldedGlobalPool, FoldedLinear, FoldedNet, FoldedPool, FoldedStreamConv, FoldedStreamLif
 
 
@@ -232,8 +233,11 @@ def count_ops(model: ConvSNN, x: torch.Tensor, batch_size: int = 500) -> List[Di
     Synaptic operations: for a layer whose input is spikes, the number of (input spike, synapse)
     pairs, i.e. each spike times its fan-out (output channels x kernel positions it reaches,
     borders included exactly). A layer with a real-valued input (the stem: direct encoding)
-    does dense work; its synaptic operations are its dense MACs. Dense MACs count every
-    multiply-accumulate of the layer over the T steps (the stem too: the same image each step).
+    does dense work; its synaptic operations are its dense MACs. Dense MACs are NeuroBench's
+    ``Dense``: every weight times every input position it meets over the T steps (the stem too:
+    the same image each step), a conv's padding positions left out (they were counted before,
+    1.37x NeuroBench's figure on the digits VGG; ``offline/workload.py`` has NeuroBench's other
+    workload figures).
     """
     rows: Dict[str, Dict[str, Any]] = {}
     hooks = []
@@ -245,8 +249,7 @@ def count_ops(model: ConvSNN, x: torch.Tensor, batch_size: int = 500) -> List[Di
             samples = out.shape[0]
             binary = bool(((xin == 0) | (xin == 1)).all())
             if isinstance(mod, nn.Conv2d):
-                k = mod.kernel_size[0] * mod.kernel_size[1]
-                macs = out[0].numel() * mod.in_channels * k * samples
+                macs = conv_dense(mod, tuple(xin.shape[-2:]), tuple(out.shape[-2:])) * samples
                 if binary:
                     ones = torch.ones(1, 1, *mod.kernel_size)
                     reach = F.conv2d(xin.sum(1, keepdim=True), ones, stride=mod.stride, padding=mod.padding)

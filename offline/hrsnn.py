@@ -4,6 +4,13 @@ on a small-world recurrent graph, an input encoder, exponential spike traces and
 Built from one ``HrsnnConfig`` (stored in every checkpoint and bundle so a model can be rebuilt).
 Time constants are in time steps. The recurrent weights are ``w_rec * mask``: the mask holds the
 graph (small-world at first, later whatever pruning leaves) and stays fixed during training.
+
+The weights live in standard modules so that tools which walk ``nn.Module`` children (NeuroBench's
+hooks, ``tests/test_neurobench.py``) see the network as it is, without an adapter: ``input``
+(``nn.Linear``: ``w_in`` and the constant currents ``bias``), ``recurrent`` (``nn.Linear`` without
+bias: ``w_rec``, zero wherever ``mask`` is), ``fire`` (the spike nonlinearity, ``neurons.Fire``)
+and ``readout`` (``nn.Linear``). ``w_in``, ``w_rec`` and ``bias`` stay as names for those
+tensors; checkpoints written before this layout load through ``upgrade_state_dict``.
 """
 
 from __future__ import annotations
@@ -16,7 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .neurons import LifParams, LifState, lif_state_zeros, lif_step
+from .neurons import Fire, LifParams, LifState, lif_state_zeros, lif_step
+
+# state-dict keys of checkpoints written before the weights moved into modules
+_OLD_KEYS = {"w_in": "input.weight", "bias": "input.bias", "w_rec": "recurrent.weight"}
 
 
 @dataclass
@@ -103,12 +113,37 @@ class HRSNN(nn.Module):
         self.register_buffer("tau_mem", torch.tensor(tau_mem, dtype=f32))
         self.register_buffer("tau_syn", torch.tensor(tau_syn, dtype=f32))
         self.register_buffer("mask", torch.tensor(mask))
-        self.w_in = nn.Parameter(torch.tensor(w_in, dtype=f32))
-        self.w_rec = nn.Parameter(torch.tensor(w_rec * mask, dtype=f32))
-        self.bias = nn.Parameter(torch.tensor(bias, dtype=f32))
+        self.input = nn.Linear(c, n)
+        self.recurrent = nn.Linear(n, n, bias=False)
+        with torch.no_grad():
+            self.input.weight.copy_(torch.tensor(w_in, dtype=f32))
+            self.input.bias.copy_(torch.tensor(bias, dtype=f32))
+            self.recurrent.weight.copy_(torch.tensor(w_rec * mask, dtype=f32))
+        self.fire = Fire(thr, cfg.surrogate)
         self.readout = nn.Linear(n, cfg.n_outputs)
         nn.init.zeros_(self.readout.weight)
         nn.init.zeros_(self.readout.bias)
+
+    @property
+    def w_in(self) -> nn.Parameter:
+        """Input weights ``(n, channels)`` (``input.weight``)."""
+        return self.input.weight
+
+    @property
+    def bias(self) -> nn.Parameter:
+        """Constant input currents ``(n,)`` (``input.bias``)."""
+        return self.input.bias
+
+    @property
+    def w_rec(self) -> nn.Parameter:
+        """Recurrent weights ``[target, source]`` (``recurrent.weight``), zero outside ``mask``."""
+        return self.recurrent.weight
+
+    @staticmethod
+    def upgrade_state_dict(state: Dict[str, Any]) -> Dict[str, Any]:
+        """A state dict of the earlier layout (``w_in``, ``bias``, ``w_rec`` as the model's own
+        parameters) under the current names; a current one unchanged."""
+        return {_OLD_KEYS.get(k, k): v for k, v in state.items()}
 
     # -- dynamics -----------------------------------------------------------------------------
 
@@ -137,9 +172,9 @@ class HRSNN(nn.Module):
         masked recurrent weights, transposed, when the caller computed them once for many steps."""
         state, spikes, trace = carry
         params = params or self.lif_params()
-        w_rec_t = self.effective_w_rec().T if w_rec_t is None else w_rec_t
-        current = frame @ self.w_in.T + spikes @ w_rec_t + self.bias
-        spikes, state = lif_step(current, state, params)
+        rec = self.recurrent(spikes) if w_rec_t is None else spikes @ w_rec_t
+        current = self.input(frame) + rec
+        spikes, state = lif_step(current, state, params, self.fire)
         trace = self.trace_decay * trace + spikes
         return spikes, trace, (state, spikes, trace)
 

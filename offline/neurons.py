@@ -14,9 +14,10 @@ with per-neuron decays ``alpha = exp(-1/tau_syn)``, ``beta = exp(-1/tau_mem)``.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Tuple
+from typing import Callable, NamedTuple, Optional, Tuple
 
 import torch
+from torch import nn
 
 
 def _fast_sigmoid_grad(x: torch.Tensor, slope: float) -> torch.Tensor:
@@ -53,6 +54,22 @@ def spike(x: torch.Tensor, surrogate: str = "fast_sigmoid") -> torch.Tensor:
     return _Spike.apply(x, grad_fn, slope)
 
 
+class Fire(nn.Module):
+    """The spike nonlinearity as a module: ``v -> H(v - threshold)`` with the surrogate gradient.
+
+    It holds no state and adds no maths (``lif_step`` calls it where it would call ``spike``); it
+    exists so that a model's spikes pass through a module that tools walking ``nn.Module``
+    children can hook, as NeuroBench does for activation sparsity (its
+    ``add_activation_module(Fire)``, ``tests/test_neurobench.py``)."""
+
+    def __init__(self, threshold: float, surrogate: str = "fast_sigmoid") -> None:
+        super().__init__()
+        self.threshold, self.surrogate = float(threshold), surrogate
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        return spike(v - self.threshold, self.surrogate)
+
+
 class LifState(NamedTuple):
     syn: torch.Tensor
     mem: torch.Tensor
@@ -66,11 +83,14 @@ class LifParams(NamedTuple):
     surrogate: str = "fast_sigmoid"
 
 
-def lif_step(current: torch.Tensor, state: LifState, p: LifParams) -> Tuple[torch.Tensor, LifState]:
-    """Advance one step: ``current`` (batch, n) -> (spikes (batch, n), new state)."""
+def lif_step(current: torch.Tensor, state: LifState, p: LifParams,
+             fire: Optional[Callable[[torch.Tensor], torch.Tensor]] = None) -> Tuple[torch.Tensor, LifState]:
+    """Advance one step: ``current`` (batch, n) -> (spikes (batch, n), new state). ``fire``: a
+    ``Fire`` module with ``p``'s threshold and surrogate, when the caller wants the spikes to
+    pass through a hookable module (the same values either way)."""
     syn = p.alpha * state.syn + current
     v = p.beta * state.mem + syn
-    s = spike(v - p.threshold, p.surrogate)
+    s = fire(v) if fire is not None else spike(v - p.threshold, p.surrogate)
     mem = v * (1 - s) if p.reset_zero else v - p.threshold * s
     return s, LifState(syn, mem)
 
