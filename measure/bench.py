@@ -106,7 +106,7 @@ def bench_model(path: Any, task: str, backend: str = "auto", trials: int = 5, wa
     sampler = None
     idle_mw = None
     times_ns = np.empty((trials, n), np.int64)
-    counts: List[Tuple[Dict[str, int], int, int]] = []
+    counts: List[Tuple[Dict[str, int], int, int, Dict[str, int]]] = []
     scores: List[float] = []
     try:
         if meter is not None and not estimate:
@@ -122,7 +122,7 @@ def bench_model(path: Any, task: str, backend: str = "auto", trials: int = 5, wa
                 out = run(session, prepared[i])
                 times_ns[k, i] = time.perf_counter_ns() - t0
                 if k == 0:  # the runtime's counters and the metric, from the first pass
-                    counts.append((dict(session.spike_counts), int(session.synops), int(session.steps)))
+                    counts.append((dict(session.spike_counts), int(session.synops), int(session.steps), dict(getattr(session, "layer_synops", None) or {})))
                     scores.append(metric(prepared[i], out))
                 done += 1
                 tick(done, total, "trial %d/%d" % (k + 1, trials))
@@ -159,8 +159,8 @@ def bench_model(path: Any, task: str, backend: str = "auto", trials: int = 5, wa
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "label": label,
         "model": model_record(path, session),
-        "task": {"name": spec.name, "metric": metric.name, "value": float(np.mean(scores)), "higher_is_better": metric.name == "accuracy",
-                 "samples": n},
+        "task": dict({"name": spec.name, "metric": metric.name, "value": float(np.mean(scores)), "higher_is_better": metric.name == "accuracy",
+                      "samples": n}, **score_spread(scores)),
         "backend": kind,
         "core": getattr(session, "core", None),  # event runtime: "compiled" or "numpy" (runtime/compiled.py)
         "threads": int(threads),
@@ -269,6 +269,17 @@ def repeatability(trial_means: List[float], mean: float, limit: float = REPEATAB
     return {"ok": bool(ok), "max_deviation": float(dev), "warning": warning}
 
 
+def score_spread(scores: List[float]) -> Dict[str, Optional[float]]:
+    """The spread of the per-sample scores whose mean is the task metric (per window for
+    Mackey-Glass sMAPE, per image for accuracy): ``std`` (sample standard deviation, n - 1) and
+    ``sem`` (std / sqrt(n)), the uncertainty a report shows beside the value; None under 2 samples."""
+    a = np.asarray(scores, np.float64)
+    if a.size < 2 or not np.all(np.isfinite(a)):
+        return {"std": None, "sem": None}
+    std = float(np.std(a, ddof=1))
+    return {"std": std, "sem": std / math.sqrt(a.size)}
+
+
 # ----------------------------------------------------------------------------- power
 
 
@@ -318,5 +329,5 @@ def power_trace(readings: List[Any], limit: int = MAX_TRACE) -> Dict[str, List[f
     return {"t_s": [float(x - t0) for x in t], "w": [float(x) for x in w]}
 
 
-__all__ = ["bench_model", "latency_stats", "repeatability", "estimate_power", "measured_power", "power_trace", "graph_footprint",
+__all__ = ["bench_model", "latency_stats", "repeatability", "score_spread", "estimate_power", "measured_power", "power_trace", "graph_footprint",
            "SCHEMA"]

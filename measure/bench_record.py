@@ -28,15 +28,57 @@ def _neurons(session: Any) -> Dict[str, int]:
     return {ls.layer.name: int(ls.layer.n) for ls in session.layers}
 
 
-def workload_figures(session: Any, counts: List[Tuple[Dict[str, int], int, int]], dense_per_step: float) -> Dict[str, Any]:
-    """NeuroBench's workload metrics from the runtime's counters, averaged per sample."""
+def workload_figures(session: Any, counts: List[Tuple[Any, ...]], dense_per_step: float) -> Dict[str, Any]:
+    """NeuroBench's workload metrics from the runtime's counters, averaged per sample, under
+    NeuroBench's names (``ActivationSparsity``; ``SynapticOperations``: ``Effective_MACs``,
+    ``Effective_ACs``, ``Dense``) and, for older readers, the earlier ones
+    (``activation_sparsity``, ``synops_per_inference``: ``dense``, ``effective``). ``counts``: per
+    sample (spike counts, synaptic operations, steps[, operations per layer])."""
     neurons = _neurons(session)
     steps = sum(c[2] for c in counts)
     spikes = {name: sum(c[0].get(name, 0) for c in counts) for name in neurons}
     slots = sum(neurons.values()) * steps
-    return {"activation_sparsity": 1.0 - sum(spikes.values()) / slots if slots else None,
-            "synops_per_inference": {"dense": dense_per_step * steps / len(counts), "effective": sum(c[1] for c in counts) / len(counts)},
+    sparsity = 1.0 - sum(spikes.values()) / slots if slots else None
+    dense = dense_per_step * steps / len(counts)
+    effective = sum(c[1] for c in counts) / len(counts)
+    macs = mac_ops(session, counts)
+    synaptic = {"Effective_MACs": None if macs is None else macs, "Effective_ACs": None if macs is None else effective - macs,
+                "Dense": dense, "Effective": effective}
+    return {"ActivationSparsity": sparsity, "SynapticOperations": synaptic,
+            "activation_sparsity": sparsity, "synops_per_inference": {"dense": dense, "effective": effective},
             "spike_rate": {name: spikes[name] / (neurons[name] * steps) if steps else 0.0 for name in neurons}}
+
+
+SPIKING_KINDS = ("conv_lif", "linear_lif", "stream_lif")
+ACCUMULATING_KINDS = ("conv_lif", "linear_lif", "conv_stream")
+
+
+def mac_ops(session: Any, counts: List[Tuple[Any, ...]]) -> Optional[float]:
+    """Per sample, the operations whose input is not spikes (NeuroBench's MACs; the rest are ACs).
+
+    A conv model: the layers that read the image (every accumulating layer up to and including
+    the first spiking one; the readout too when no layer spikes), from the runtime's per-layer
+    counts. A recurrent model with a rate or delta encoder reads spikes only: 0. A recurrent
+    model with the direct encoder reads real values in its input synapses, which the runtime
+    counts together with the recurrent ones: None (not split; ``offline/workload.py`` splits them
+    on the float model)."""
+    card = model_card(session)
+    if card["model"] == "hrsnn":
+        enc = card.get("encoder")
+        kind = enc.get("kind") if isinstance(enc, dict) else getattr(getattr(getattr(session, "bundle", None), "encoder", None), "kind", "")
+        return 0.0 if str(kind).rsplit(".", 1)[-1] in ("rate", "delta") else None
+    per_layer = [c[3] for c in counts if len(c) > 3 and c[3]]
+    if len(per_layer) != len(counts):
+        return None
+    names = []
+    for row in card["layers"]:
+        if row["kind"] in ACCUMULATING_KINDS:
+            names.append(row["name"])
+        if row["kind"] in SPIKING_KINDS:
+            break
+    else:
+        names.append(card["readout"].get("name", ""))
+    return sum(sum(c.get(name, 0) for name in names) for c in per_layer) / len(counts)
 
 
 def model_card(session: Any) -> Dict[str, Any]:

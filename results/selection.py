@@ -22,17 +22,28 @@ def run_names(records: Sequence[Dict[str, Any]]) -> List[str]:
     return [n + (" #%s" % str(r.get("run_id") or "")[:6] if base.count(n) > 1 else "") for n, r in zip(base, records)]
 
 
-def pareto_front(points: Sequence[Tuple[float, float]], higher_is_better: bool) -> List[int]:
+SAME_SYNOPS = 1e-4  # relative: SynOps this close, with the same metric, are one point
+
+
+def pareto_front(points: Sequence[Tuple[float, float]], higher_is_better: bool, rel_tol: float = SAME_SYNOPS) -> List[int]:
     """Indices of the non-dominated points, ordered by cost (synaptic operations) ascending.
 
-    A point (cost, metric) is dominated when another point has cost <= and a metric at least as
-    good, and is strictly better in one of the two. Equal points are all kept (none strictly
-    dominates the other). Along the returned front the metric strictly improves with cost."""
+    A point (cost, metric) is dominated when another point costs no more and has a metric at
+    least as good, and is strictly better in one of the two. Costs within ``rel_tol`` of each
+    other count as equal (``SAME_SYNOPS``: TFLite's float32 graph counts up to half an operation
+    per inference differently from the bundle, so a worse metric at 0.5 fewer operations must not
+    pass as a trade-off: it drew strictly worse points on the front). Equal points are all kept
+    (none strictly dominates the other). Along the returned front the metric strictly improves
+    with cost."""
     sign = 1.0 if higher_is_better else -1.0
+
+    def same(a: float, b: float) -> bool:
+        return abs(a - b) <= rel_tol * max(abs(a), abs(b))
+
     keep = []
     for i, (c, m) in enumerate(points):
         g = sign * m
-        dominated = any(c2 <= c and sign * m2 >= g and (c2 < c or sign * m2 > g)
+        dominated = any((c2 <= c or same(c2, c)) and sign * m2 >= g and ((c2 < c and not same(c2, c)) or sign * m2 > g)
                         for j, (c2, m2) in enumerate(points) if j != i)
         if not dominated:
             keep.append(i)
@@ -90,7 +101,6 @@ def _metric_point(r: Dict[str, Any]) -> Optional[Tuple[float, float]]:
     return c, v
 
 
-SAME_SYNOPS = 1e-4  # relative: SynOps this close, with the same metric, are one point
 
 
 class Point(NamedTuple):

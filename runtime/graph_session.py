@@ -84,6 +84,7 @@ class GraphSession:
         self.spike_counts = {name: 0 for name in self.layer_names}
         self.spike_history: List[List[np.ndarray]] = [[] for _ in self.layer_names]
         self.synops = 0
+        self.layer_synops: Dict[str, int] = {}  # conv graphs: per layer (measure.bench_record.mac_ops splits MACs/ACs by it)
         self.steps = 0
         self.total = np.zeros((batch, self.n_outputs), np.int64)
 
@@ -155,10 +156,12 @@ class GraphSession:
                 continue
             if kind == "conv":
                 nnz, masks, sname, lname = info
-                self.synops += conv_synops(h, nnz, masks)
+                ops = conv_synops(h, nnz, masks)
             else:
                 nnz, sname, lname = info
-                self.synops += dense_synops(h, nnz)
+                ops = dense_synops(h, nnz)
+            self.synops += ops
+            self.layer_synops[lname] = self.layer_synops.get(lname, 0) + ops
             s = np.asarray(out[sname])
             if self.nhwc and s.ndim == 4:
                 s = s.transpose(0, 3, 1, 2)
@@ -168,7 +171,9 @@ class GraphSession:
                 self.spike_history[k].append(s.astype(bool))
             k += 1
             h = s
-        self.synops += dense_synops(h.reshape(h.shape[0], -1), self.readout_nnz)
+        ops = dense_synops(h.reshape(h.shape[0], -1), self.readout_nnz)
+        self.synops += ops
+        self.layer_synops[self.readout_name] = self.layer_synops.get(self.readout_name, 0) + ops
         self.total += np.rint(np.asarray(out["acc"], np.float64)).astype(np.int64)
         self.steps += 1
         values = self.readout_values()

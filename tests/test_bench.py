@@ -30,12 +30,12 @@ KEYS = {
     "": {"schema", "run_id", "created", "label", "model", "task", "backend", "threads", "board", "protocol", "latency",
          "repeatability", "power", "workload", "environment"},
     "model": {"path", "name", "sha256", "format", "file_bytes", "footprint_bytes", "connection_sparsity", "neurons", "synapses", "pruning"},
-    "task": {"name", "metric", "value", "higher_is_better", "samples"},
+    "task": {"name", "metric", "value", "higher_is_better", "samples", "std", "sem"},
     "protocol": {"batch", "warmup", "trials", "samples_per_trial", "steps_per_sample"},
     "latency": {"mean_ms", "sem_ms", "p50_ms", "p99_ms", "throughput_per_s", "trial_means_ms", "samples_ms", "preprocess_ms"},
     "repeatability": {"ok", "max_deviation", "warning"},
     "power": {"label", "meter", "rails", "sampling_rate_hz", "idle_w", "active_w", "dynamic_w", "energy_per_inference_j", "trace"},
-    "workload": {"activation_sparsity", "synops_per_inference", "spike_rate"},
+    "workload": {"ActivationSparsity", "SynapticOperations", "activation_sparsity", "synops_per_inference", "spike_rate"},
     "environment": {"hostname", "kernel", "machine", "cpu_model", "governor", "temperature_c", "throttled", "python", "packages",
                     "spikeedge", "spikeedge_build"},
 }
@@ -105,6 +105,10 @@ def test_record_follows_the_contract_and_its_numbers_recompute(files: Dict[str, 
     windows = load_task("mackey-glass", repeats=3).windows
     assert r["task"]["value"] == pytest.approx(forecast_smape(backends.open_model(files["event"]), windows)["smape"], rel=1e-12)
     assert r["task"]["metric"] == "smape" and not r["task"]["higher_is_better"] and r["task"]["samples"] == 3
+    # its spread over the windows: the sample standard deviation and the standard error
+    per_window = [forecast_smape(backends.open_model(files["event"]), [w])["smape"] for w in windows]
+    assert r["task"]["std"] == pytest.approx(np.std(per_window, ddof=1), rel=1e-9) and r["task"]["std"] > 0
+    assert r["task"]["sem"] == pytest.approx(r["task"]["std"] / np.sqrt(3), rel=1e-12)
 
     # static figures: the bundle's own description; dense operations: every weight, every step
     from spikeedge.measure.summary import describe
@@ -121,6 +125,12 @@ def test_record_follows_the_contract_and_its_numbers_recompute(files: Dict[str, 
     assert wl["synops_per_inference"]["dense"] == pytest.approx(dense)
     assert 0 < wl["synops_per_inference"]["effective"] < dense
     assert wl["activation_sparsity"] == pytest.approx(1 - wl["spike_rate"]["hidden"])  # one layer
+    # NeuroBench's names: the same figures; a direct-encoded recurrent model's MACs (its input
+    # synapses) are counted with its ACs by the runtime, so the split is not claimed
+    so = wl["SynapticOperations"]
+    assert so["Dense"] == wl["synops_per_inference"]["dense"] and so["Effective"] == wl["synops_per_inference"]["effective"]
+    assert so["Effective_MACs"] is None and so["Effective_ACs"] is None
+    assert wl["ActivationSparsity"] == wl["activation_sparsity"]
     # the estimate meter: effective operations x 0.03 pJ (int8 accumulate), labelled as such
     p = r["power"]
     assert p["label"] == "estimate" and p["idle_w"] is None
@@ -172,6 +182,20 @@ def test_conv_model_on_a_classification_task(conv: Dict[str, Path]) -> None:
         assert r["model"]["neurons"] == d["neurons"]
         assert r["workload"]["synops_per_inference"]["dense"] == pytest.approx(d["macs_per_inference"])
         assert 0 <= r["workload"]["activation_sparsity"] <= 1
+        # the stem reads the image (MACs), every later layer and the readout read spikes (ACs)
+        so = r["workload"]["SynapticOperations"]
+        assert so["Dense"] == pytest.approx(d["macs_per_inference"])
+        assert so["Effective_MACs"] > 0 and so["Effective_ACs"] >= 0
+        assert so["Effective_MACs"] + so["Effective_ACs"] == pytest.approx(so["Effective"])
+        if kind == "event":
+            stem = d["layers"][0]["name"]
+            session = backends.open_model(conv[kind])
+            per_image = []
+            for x, y in zip(np.asarray(task.x_test[:12], np.float64), task.y_test[:12]):
+                classify(session, x[None], np.asarray([y]), batch_size=1)
+                per_image.append(session.layer_synops[stem])
+            assert so["Effective_MACs"] == pytest.approx(np.mean(per_image))
+        assert r["task"]["std"] == pytest.approx(np.sqrt(acc * (1 - acc) * 12 / 11), rel=1e-9)  # 0/1 scores per image
 
 
 # ----------------------------------------------------------------------------- repeatability
