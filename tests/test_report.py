@@ -33,6 +33,44 @@ def test_pareto_front_respects_direction() -> None:
     assert pareto_front([], True) == []
 
 
+def test_pareto_front_drops_a_worse_point_at_the_same_synops() -> None:
+    """The field report drew mg-lnp50's TFLite graph (sMAPE 24.26) on the front beside its bundle
+    (24.21): TFLite's float32 graph counted half an operation fewer, so by exact comparison the
+    worse point was "cheaper". SynOps within 0.01% are one cost."""
+    pts = [(490899.9, 24.2057), (490899.4, 24.2622), (862900.2, 23.9918), (862899.8, 24.1551)]
+    assert pareto_front(pts, higher_is_better=False) == [0, 2]
+    assert pareto_front(pts, higher_is_better=False, rel_tol=0.0) == [1, 0, 3, 2]  # the old, exact rule
+    # a real saving (beyond the tolerance) with a worse metric stays a trade-off on the front
+    assert pareto_front([(1000.0, 10.0), (990.0, 11.0)], higher_is_better=False) == [1, 0]
+    # equal cost within the tolerance and an equal metric: neither dominates
+    assert pareto_front([(1000.0, 10.0), (1000.05, 10.0)], higher_is_better=False) == [0, 1]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_pareto_front_properties(seed: int) -> None:
+    """On random clouds (with near-ties): no front point is dominated by any point, every other
+    point is dominated by a front point, and along the front the metric strictly improves."""
+    import random
+
+    rng = random.Random(seed)
+    base = [(rng.choice([1e3, 2e3, 5e3]) * (1 + rng.uniform(-5e-5, 5e-5)), rng.choice([10.0, 11.0, 12.0, 12.5])) for _ in range(15)]
+    for hib in (True, False):
+        sign = 1 if hib else -1
+        front = pareto_front(base, hib)
+
+        def dominates(q, p):
+            same = abs(q[0] - p[0]) <= 1e-4 * max(q[0], p[0])
+            return (q[0] <= p[0] or same) and sign * q[1] >= sign * p[1] and ((q[0] < p[0] and not same) or sign * q[1] > sign * p[1])
+
+        for i in front:
+            assert not any(dominates(q, base[i]) for q in base)
+        for i in set(range(len(base))) - set(front):
+            assert any(dominates(base[j], base[i]) for j in front)
+        for a, b in zip(front, front[1:]):  # ties (same cost within 0.01%, same metric) sit side by side
+            tie = abs(base[a][0] - base[b][0]) <= 1e-4 * max(base[a][0], base[b][0]) and base[a][1] == base[b][1]
+            assert tie or sign * base[b][1] > sign * base[a][1]
+
+
 def test_run_names_unique_when_runs_share_model_board_backend() -> None:
     a, b = record(), record()
     names = run_names([a, b, record(backend="onnx")])
