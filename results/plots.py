@@ -108,8 +108,11 @@ def latency_figure(records: Sequence[Dict[str, Any]]) -> Optional[Any]:
 
 
 def _energy(r: Dict[str, Any]) -> Optional[Tuple[float, Optional[float], str]]:
+    """(total, dynamic, label) of a run's measured energy per inference; None without one. An
+    operation-count estimate is not drawn (``report.op_count_estimate``): it is an accelerator's
+    figure and would sit beside a CPU's measured joules as if comparable."""
     p = r.get("power")
-    if not p:
+    if not p or p.get("label") != "measured":
         return None
     e = p.get("energy_per_inference_j") or {}
     if e.get("total") is None:

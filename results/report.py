@@ -47,6 +47,10 @@ th { background:#eef1f5; font-weight:600; position:sticky; top:0; }
 tbody tr:nth-child(even) { background:#fafbfc; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; }
 td.wrap { white-space:normal; min-width:180px; }
+#runs th { white-space:normal; vertical-align:bottom; }
+#runs td.wrap { min-width:0; max-width:200px; overflow-wrap:anywhere; }
+#runs td { white-space:normal; }
+#runs td.num { white-space:nowrap; }
 table.facts { width:auto; margin-bottom:8px; }
 table.facts th { position:static; background:none; color:var(--muted); font-weight:500; }
 .badge { display:inline-block; padding:0 6px; border-radius:9px; font-size:11px; margin-right:3px; }
@@ -64,9 +68,10 @@ footer { color:var(--muted); font-size:12px; text-align:center; padding:10px; }
 _CAPTIONS = {
     "latency": "Per-inference latency of every run (all trials' samples). Box: quartiles; line: median; whiskers: "
                "1st and 99th percentiles; diamond: mean; dots: the samples beyond the whiskers. Colour: backend.",
-    "energy": "Energy per inference of the newest run of each model, board and backend. Solid bars are measured by "
-              "a power meter; pale hatched bars are estimates (synaptic operations x energy per operation). The "
-              "black tick marks the dynamic part (total minus idle power x time) where an idle level was measured.",
+    "energy": "Energy per inference of the newest run of each model, board and backend, measured by a power meter. "
+              "The black tick marks the dynamic part (total minus idle power x time) where an idle level was measured. "
+              "Operation-count estimates (synaptic operations x energy per operation of a 45 nm accelerator) are not "
+              "drawn: they are not what a CPU draws for the same inference (see the run details).",
     "pareto": "Task metric against effective synaptic operations per inference (the operations that actually "
               "happened: one per spike per outgoing synapse), one point per model file (newest run per backend; "
               "backends with the same result share a point). The red step line is the Pareto front: the points no "
@@ -77,7 +82,8 @@ _CAPTIONS = {
 }
 _MISSING = {
     "latency": "No run has latency samples.",
-    "energy": "No run has power data (runs benchmarked with --meter none, or without a meter): no energy plot.",
+    "energy": "No run has measured energy (runs benchmarked with --meter none, without a meter, or with only the "
+              "operation-count estimate): no energy plot.",
     "pareto": "No run has both a task metric and synaptic operations: no accuracy/SynOps plot.",
     "power": "No run has a power trace (estimates and runs without a meter have none): no power plot.",
 }
@@ -162,45 +168,118 @@ def _sorted(records: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return sorted(by_id, key=lambda r: str(r.get("created") or ""), reverse=True)
 
 
+def op_count_estimate(record: Dict[str, Any]) -> bool:
+    """True when the run's energy is the operation-count estimate (synaptic operations x pJ per
+    operation of a 45 nm int8 accelerator): a figure for hardware that does only those
+    operations, orders of magnitude below what a CPU running the same inference draws, so the
+    page never sets it beside measured joules."""
+    power = record.get("power") or {}
+    return bool(power) and power.get("label") != "measured"
+
+
+def _energy_cell(r: Dict[str, Any]) -> str:
+    power = r.get("power") or {}
+    if not power:
+        return '<span class="muted">no meter</span>'
+    if op_count_estimate(r):
+        return '<span class="muted" title="only an operation-count estimate (in the run details): not this CPU\'s energy">not measured</span>'
+    energy = power.get("energy_per_inference_j") or {}
+    return '<span title="dynamic (above idle): %s">%s</span> <span class="badge measured">measured</span>' % (
+        _e(si(energy.get("dynamic"), "J")), si(energy.get("total"), "J"))
+
+
+def synaptic(record: Dict[str, Any]) -> Dict[str, Any]:
+    """NeuroBench's ``SynapticOperations`` of a record (``Effective_MACs``, ``Effective_ACs``,
+    ``Dense``, ``Effective``: their sum), from the names records carry since NeuroBench's were
+    adopted or, in older records, from ``synops_per_inference`` (no MAC/AC split there)."""
+    w = record.get("workload") or {}
+    so = w.get("SynapticOperations")
+    if isinstance(so, dict):
+        return so
+    old = w.get("synops_per_inference") or {}
+    return {"Effective_MACs": None, "Effective_ACs": None, "Dense": old.get("dense"), "Effective": old.get("effective")}
+
+
+def activation_sparsity(record: Dict[str, Any]) -> Any:
+    w = record.get("workload") or {}
+    return w.get("ActivationSparsity", w.get("activation_sparsity"))
+
+
+def _task_cell(task: Dict[str, Any]) -> str:
+    """``smape 24.21 ± 2.3 ↓``: the value and the standard deviation of the per-window (or
+    per-sample) scores it is the mean of, where the record has it; the standard error and the
+    sample count on hover."""
+    if not task:
+        return "–"
+    arrow = "↑" if task.get("higher_is_better") else "↓"
+    spread = "" if task.get("std") is None else " ± %s" % _num(task.get("std"), "%.2g")
+    title = "mean over %s samples" % _e(task.get("samples"))
+    if task.get("sem") is not None:
+        title += "; sd %s, sem %s" % (_num(task.get("std"), "%.3g"), _num(task.get("sem"), "%.3g"))
+    return '<span title="%s">%s %s%s %s</span>' % (title, _e(task.get("metric")), _num(task.get("value"), "%.4g"), spread, arrow)
+
+
+# The key columns: on screen at 1280 px (tests/test_report_browser.py checks it); the rest of a
+# run's figures are in the run details table below.
+SUMMARY_COLUMNS = ("model", "backend", "board", "task metric ± sd", "latency mean ± sem", "energy / inference",
+                   "SynOps (effective) / inf.", "activation sparsity", "connection sparsity", "footprint", "flags")
+
+
 def _summary_table(records: Sequence[Dict[str, Any]], names: Sequence[str]) -> str:
-    head = ["run", "created", "board", "backend", "thr.", "model", "label", "task metric", "latency mean ± sem",
-            "p50", "p99", "throughput", "energy / inference (total)", "dynamic", "SynOps / inf.", "activation sparsity",
-            "connection sparsity", "footprint", "flags"]
     rows = []
     for name, r in zip(names, records):
         lat = r.get("latency") or {}
-        task = r.get("task") or {}
         model = r.get("model") or {}
-        power = r.get("power") or {}
-        energy = power.get("energy_per_inference_j") or {}
-        label = power.get("label")
-        badge = '<span class="badge %s">%s</span>' % (("measured", "measured") if label == "measured" else ("estimate", "estimate")) if power else ""
-        arrow = "↑" if task.get("higher_is_better") else "↓"
         density = _get(model, "pruning", "density")
         model_cell = _e(model.get("name")) + ("" if density is None else ' <span class="muted">d=%s</span>' % _num(density, "%.2g"))
         flag_cells = "".join('<span class="badge flag" title="%s">%s</span>' % (_e(why), _e(f)) for f, why in flags(r))
+        so = synaptic(r)
+        split = "" if so.get("Effective_MACs") is None else "Effective_MACs %s, Effective_ACs %s" % (si(so["Effective_MACs"], ""), si(so.get("Effective_ACs"), ""))
         cells = [
-            ("", '<code title="%s">%s</code>' % (_e(r.get("run_id")), _e(str(r.get("run_id") or "")[:8]))),
-            ("", _e(r.get("created"))),
-            ("", _e(r.get("board"))),
+            ("wrap", model_cell),
             ("", _e(r.get("backend"))),
-            ("num", _e(r.get("threads"))),
-            ("", model_cell),
-            ("", _e(r.get("label") or "")),
-            ("num", "%s %s %s" % (_e(task.get("metric")), _num(task.get("value"), "%.4g"), arrow) if task else "–"),
+            ("wrap", _e(r.get("board"))),
+            ("num", _task_cell(r.get("task") or {})),
             ("num", "%s ± %s ms" % (_num(lat.get("mean_ms"), "%.4g"), _num(lat.get("sem_ms"), "%.2g"))),
-            ("num", _num(lat.get("p50_ms"), "%.4g ms")),
-            ("num", _num(lat.get("p99_ms"), "%.4g ms")),
-            ("num", _num(lat.get("throughput_per_s"), "%.4g /s")),
-            ("num", (si(energy.get("total"), "J") + " " + badge) if power else '<span class="muted">no meter</span>'),
-            ("num", si(energy.get("dynamic"), "J") if power else "–"),
-            ("num", si(_get(r, "workload", "synops_per_inference", "effective"), "")),
-            ("num", _pct(_get(r, "workload", "activation_sparsity"))),
+            ("num", _energy_cell(r)),
+            ("num", '<span title="%s">%s</span>' % (_e(split), si(so.get("Effective"), ""))),
+            ("num", _pct(activation_sparsity(r))),
             ("num", _pct(model.get("connection_sparsity"))),
             ("num", _bytes(model.get("footprint_bytes"))),
             ("wrap", flag_cells),
         ]
         rows.append("<tr title=\"%s\">%s</tr>" % (_e(name), "".join('<td class="%s">%s</td>' % c for c in cells)))
+    return ('<table id="runs"><thead><tr>%s</tr></thead><tbody>%s</tbody></table>'
+            % ("".join("<th>%s</th>" % _e(h) for h in SUMMARY_COLUMNS), "".join(rows)))
+
+
+def _details_table(records: Sequence[Dict[str, Any]], names: Sequence[str]) -> str:
+    """Per run what the summary leaves out: identity, latency percentiles, dynamic energy, the
+    operation-count energy estimate (apart from the measurements), NeuroBench's MAC/AC split."""
+    head = ["run", "created", "model · backend · board", "label", "thr.", "p50", "p99", "throughput", "dynamic energy",
+            "op-count energy est.", "Effective_MACs", "Effective_ACs", "Dense"]
+    rows = []
+    for name, r in zip(names, records):
+        lat = r.get("latency") or {}
+        energy = _get(r, "power", "energy_per_inference_j") or {}
+        so = synaptic(r)
+        est = (si(energy.get("total"), "J") + ' <span class="badge estimate">estimate</span>') if op_count_estimate(r) else "–"
+        cells = [
+            ("", '<code title="%s">%s</code>' % (_e(r.get("run_id")), _e(str(r.get("run_id") or "")[:8]))),
+            ("", _e(r.get("created"))),
+            ("wrap", _e(name)),
+            ("", _e(r.get("label") or "")),
+            ("num", _e(r.get("threads"))),
+            ("num", _num(lat.get("p50_ms"), "%.4g ms")),
+            ("num", _num(lat.get("p99_ms"), "%.4g ms")),
+            ("num", _num(lat.get("throughput_per_s"), "%.4g /s")),
+            ("num", si(energy.get("dynamic"), "J") if r.get("power") and not op_count_estimate(r) else "–"),
+            ("num", est),
+            ("num", si(so.get("Effective_MACs"), "")),
+            ("num", si(so.get("Effective_ACs"), "")),
+            ("num", si(so.get("Dense"), "")),
+        ]
+        rows.append("<tr>%s</tr>" % "".join('<td class="%s">%s</td>' % c for c in cells))
     return ('<div class="scroll"><table><thead><tr>%s</tr></thead><tbody>%s</tbody></table></div>'
             % ("".join("<th>%s</th>" % _e(h) for h in head), "".join(rows)))
 
@@ -328,7 +407,7 @@ def build(records: Sequence[Dict[str, Any]], title: str = DEFAULT_TITLE) -> Tupl
     measured = sum(1 for r in records if _get(r, "power", "label") == "measured")
     estimated = sum(1 for r in records if _get(r, "power", "label") == "estimate")
     cards = [("runs", len(records)), ("boards", len(boards)), ("backends", ", ".join(backends)),
-             ("models", len(models)), ("energy measured / estimated", "%d / %d" % (measured, estimated))]
+             ("models", len(models)), ("energy measured / op-count estimate only", "%d / %d" % (measured, estimated))]
     nav = "".join('<a href="#%s">%s</a>' % (k, _e(h.split(" (")[0])) for k, h, _ in PLOTS)
     page = [
         "<!DOCTYPE html>",
@@ -339,12 +418,17 @@ def build(records: Sequence[Dict[str, Any]], title: str = DEFAULT_TITLE) -> Tupl
             _e(title), len(records), _e(created[0]), _e(created[-1]), _e(", ".join(boards))),
         '<nav><a href="#summary">Summary</a>%s<a href="#environment">Environment</a></nav>' % nav,
         '<section id="summary"><h2>Summary</h2><div class="cards">%s</div><h3>Runs (newest first)</h3>%s'
-        '<p class="note">Latency is per inference (batch 1) over all trials; sem is the standard error of the trial '
-        "means. Energy labelled <i>estimate</i> is synaptic operations x energy per operation, not a measurement. "
-        "Sparsities are the fraction of zeros (activation: spikes per neuron and step; connection: weights). "
-        "Footprint counts every weight dense (NeuroBench rule). Hover a flag for its reason.</p></section>" % (
+        '<p class="note">Task metric: the mean over the task\'s windows or samples, ± the standard deviation of the '
+        "per-window (per-sample) scores (hover: the standard error). Latency is per inference (batch 1) over all "
+        "trials; sem is the standard error of the trial means. Energy is shown only where a power meter measured it; "
+        "an operation-count estimate (synaptic operations x energy per operation of a 45 nm int8 accelerator) is "
+        "listed apart in the run details, because a CPU running the same inference draws orders of magnitude more. "
+        "SynOps: NeuroBench's effective synaptic operations (Effective_MACs + Effective_ACs; hover for the split). "
+        "Sparsities are NeuroBench's ActivationSparsity (spikes per neuron and step) and ConnectionSparsity "
+        "(weights). Footprint counts every weight dense (NeuroBench rule). Hover a flag for its reason.</p>"
+        '<h3>Run details</h3>%s</section>' % (
             "".join('<div class="card"><span class="muted">%s</span><b>%s</b></div>' % (_e(k), _e(v)) for k, v in cards),
-            _summary_table(records, names)),
+            _summary_table(records, names), _details_table(records, names)),
         _warnings(records, names),
     ] + figure_html + [
         _env_section(records, names),

@@ -159,7 +159,7 @@ def test_missing_data_omits_plots_with_a_note() -> None:
     rec = record(power=None, task__value=None, latency__samples_ms=[], latency__trial_means_ms=[])
     page = render_report([rec])
     assert "<img" not in page
-    assert "No run has power data" in page and "No run has a power trace" in page
+    assert "No run has measured energy" in page and "No run has a power trace" in page
     assert "No run has both a task metric and synaptic operations" in page and "No run has latency samples" in page
     assert "no meter" in page
     # a record with sections missing altogether still renders
@@ -188,9 +188,9 @@ def test_plots_show_the_data() -> None:
 
     fig = energy_figure(recs)
     bars = [p for a in fig.axes for p in a.patches if p.get_height() > 0]
-    hatched = [p for p in bars if p.get_hatch()]
-    assert len(hatched) == 1 and abs(hatched[0].get_height() - 2e-5 * 1e3) < 1e-12  # the one estimate, in mJ
-    assert len(bars) - len(hatched) >= 16
+    assert not [p for p in bars if p.get_hatch()]  # the operation-count estimate is not drawn beside measurements
+    measured = [r for r in recs if (r.get("power") or {}).get("label") == "measured"]
+    assert len(bars) == len({(r["model"]["name"], r["board"], r["backend"]) for r in measured}) >= 16
 
     fig = power_figure(recs)
     assert fig is not None and len(fig.axes) == 8  # capped; the estimate has no trace
@@ -219,6 +219,9 @@ def test_the_forms_of_one_model_share_a_point_and_a_panel() -> None:
     recs = _three_forms() + _three_forms(board="rpi4", created="2026-11-23T11:00:00Z")
     [pts] = pareto_points(recs).values()
     assert len(pts) == 1 and pts[0].backends == ("event", "onnx", "tflite") and pts[0].label.startswith("mg-lnp50 (d=0.5")
+    assert energy_figure(recs) is None  # operation-count estimates only: nothing measured to draw
+    for r in recs:  # the same runs with a meter that measured 1.72 nJ (no idle level)
+        r["power"].update(label="measured", meter="ina219")
     fig = energy_figure(recs)
     panels = [a for a in fig.axes if a.get_visible()]
     assert len(panels) == 1 and panels[0].get_title() == "mg-lnp50"
@@ -227,6 +230,33 @@ def test_the_forms_of_one_model_share_a_point_and_a_panel() -> None:
     heights = [p.get_height() for p in panels[0].patches]
     assert len(heights) == 6 and all(abs(h - 1.72) < 1e-9 for h in heights)
     assert not panels[0].get_lines()  # no dynamic tick without an idle level
+
+
+def test_an_operation_count_estimate_is_never_beside_measured_joules() -> None:
+    """The field report showed "26.1 nJ est." for event, onnx and tflite alike beside measured
+    joules, while a 50-136 ms CPU inference costs about 0.1 J: the summary's energy column and the
+    energy plot show measurements only; the estimate is listed apart, in the run details."""
+    from spikeedge.results.plots import energy_figure
+
+    est = _three_forms()  # 1.72 nJ operation-count estimates
+    measured = record(backend="event", board="rpi5", power__energy_per_inference_j={"total": 0.104, "dynamic": 0.03})
+    page = render_report(est + [measured])
+    summary = page[page.index('<table id="runs">'):]
+    summary = summary[: summary.index("</table>")]
+    assert "104 mJ" in summary and "1.72 nJ" not in summary and summary.count("not measured") == 3
+    details = page[page.index("<h3>Run details</h3>"):]
+    assert details.count('1.72 nJ <span class="badge estimate">estimate</span>') == 3
+    [panel] = [a for a in energy_figure(est + [measured]).axes if a.get_visible()]
+    assert [round(p.get_height(), 6) for p in panel.patches] == [104.0]  # mJ: the measurement alone
+
+
+def test_task_metric_shows_its_spread() -> None:
+    """The sMAPE over 30 windows has a spread of about 2.3 (sd): the table shows it beside the
+    mean, the standard error on hover; records from before the spread was stored show the mean."""
+    page = render_report([record(task__value=24.21, task__std=2.31, task__sem=0.42)])
+    assert "smape 24.21 ± 2.3 ↓" in page and "sd 2.31, sem 0.42" in page
+    old = render_report([record(task__value=24.21)])
+    assert "smape 24.21 ↓" in old
 
 
 def test_forms_with_nearly_the_same_synops_and_the_same_metric_share_a_point() -> None:
