@@ -249,3 +249,59 @@ def test_report_in_headless_chromium(tmp_path: Path) -> None:
     assert nonwhite < 0.01 and colours < 5
     found = " | ".join(loud["errors"])
     assert "boom" in found and "bang" in found and "load failed" in found, found
+
+
+_BOXES = """JSON.stringify({width: document.documentElement.clientWidth, scroll: document.documentElement.scrollWidth,
+  cells: Array.from(document.querySelectorAll('table#runs th, table#runs tbody tr:last-child td')).map(function (c) {
+    var r = c.getBoundingClientRect(); return {text: c.innerText, left: r.left, right: r.right, width: r.width}; })})"""
+
+
+def _boxes(browser: _Browser, page: Path, width: int) -> Dict[str, Any]:
+    """The summary table's header and last-row cells as laid out at ``width`` px, and a
+    screenshot of the top of the page (PNG bytes)."""
+    browser.call("Page.enable")
+    browser.call("Emulation.setDeviceMetricsOverride", width=width, height=900, deviceScaleFactor=1, mobile=False)
+    browser.events.clear()
+    browser.call("Page.navigate", url=page.resolve().as_uri())
+    browser.wait_for("Page.loadEventFired")
+    found = json.loads(browser.call("Runtime.evaluate", expression=_BOXES, returnByValue=True)["result"]["value"])
+    found["screenshot"] = base64.b64decode(browser.call("Page.captureScreenshot", format="png")["data"])
+    return found
+
+
+@needs_chromium
+@pytest.mark.slow
+def test_key_columns_are_on_screen_at_1280_px(tmp_path: Path) -> None:
+    """The summary's key columns (model, backend, board, task metric, latency, energy, SynOps,
+    sparsities, footprint, flags) lie inside a 1280 px viewport: a screenshot or a print keeps
+    them (the earlier 19-column table put 7 off-screen at any width). The screenshot is kept as
+    a test artifact: in ``$SPIKEEDGE_TEST_ARTIFACTS`` when set, else in the test's tmp folder."""
+    from spikeedge.results.report_tables import SUMMARY_COLUMNS
+
+    good = tmp_path / "report.html"
+    write_report(fleet(), good)
+    # The negative case: a 19-column table like the old one must fail the same check.
+    wide = tmp_path / "wide.html"
+    heads = "".join("<th>a long column heading number %d</th>" % i for i in range(19))
+    wide.write_text('<!DOCTYPE html><html><body><table id="runs" style="white-space:nowrap"><thead><tr>%s</tr></thead>'
+                    "<tbody><tr>%s</tr></tbody></table></body></html>" % (heads, "<td>1234567.89 units</td>" * 19), encoding="utf-8")
+    browser = _Browser()
+    try:
+        ok = _boxes(browser, good, 1280)
+        bad = _boxes(browser, wide, 1280)
+    finally:
+        browser.close()
+    artifacts = Path(os.environ.get("SPIKEEDGE_TEST_ARTIFACTS") or tmp_path)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    (artifacts / "report-1280px.png").write_bytes(ok["screenshot"])
+
+    width = ok["width"]
+    assert width <= 1280
+    heads = [c for c in ok["cells"][: len(SUMMARY_COLUMNS)]]
+    assert [c["text"].replace("\n", " ") for c in heads] == list(SUMMARY_COLUMNS)
+    offscreen = [c["text"] for c in ok["cells"] if c["left"] < 0 or c["right"] > width or c["width"] <= 0]
+    assert offscreen == [], offscreen
+    assert ok["scroll"] <= width  # nothing wider than the viewport anywhere on the page
+    nonwhite, colours = _content(ok["screenshot"])
+    assert nonwhite > 0.01 and colours > 20
+    assert [c for c in bad["cells"] if c["right"] > bad["width"]], "the check would not catch an overflowing table"
