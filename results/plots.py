@@ -60,6 +60,43 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
+def declutter(fig: Any, texts: Sequence[Any], pad_px: float = 3.0, rounds: int = 60) -> None:
+    """Move annotations (text offset in points from their anchor) up until no two overlap.
+
+    The figure is laid out once (constrained layout) and then frozen, so the axes do not move
+    again when the labels do; each round, for every overlapping pair the upper label is pushed
+    above the lower one. Labels of points with nearly the same coordinates (forms of a model,
+    bars of one board) were drawn over each other."""
+    texts = [t for t in texts if t.get_visible()]
+    if len(texts) < 2:
+        return
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    if hasattr(fig, "draw_without_rendering"):
+        fig.draw_without_rendering()
+    else:  # matplotlib < 3.6
+        fig.canvas.draw()
+    if hasattr(fig, "set_layout_engine"):
+        fig.set_layout_engine("none")
+    renderer = fig.canvas.get_renderer()
+    to_points = 72.0 / fig.dpi
+    for _ in range(rounds):
+        boxes = [t.get_window_extent(renderer) for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: (boxes[i].y0, boxes[i].x0))
+        moved = False
+        for k, i in enumerate(order):
+            for j in order[k + 1:]:
+                a, b = boxes[i], boxes[j]
+                if a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1:  # strict: touching is fine
+                    x, y = texts[j].xyann
+                    texts[j].xyann = (x, y + (a.y1 - b.y0 + pad_px) * to_points)
+                    boxes[j] = texts[j].get_window_extent(renderer)
+                    moved = True
+        if not moved:
+            return
+
+
 def _version(text: str) -> Tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", text)[:2])
 
@@ -175,6 +212,7 @@ def energy_figure(records: Sequence[Dict[str, Any]]) -> Optional[Any]:
     backends = sorted({r.get("backend") or "?" for r in runs})
     fig, axes = _grid(len(models), 2.8, 0.9)
     width = 0.8 / max(1, len(backends))
+    labels = []  # type: List[Any]
     for ax, model in zip(axes, models):
         mine = [r for r in runs if model_family(r) == model]
         boards = []  # type: List[str]
@@ -195,8 +233,8 @@ def energy_figure(records: Sequence[Dict[str, Any]]) -> Optional[Any]:
                    hatch=None if measured else "//", edgecolor="black" if measured else colour, linewidth=0.6)
             if dynamic is not None and (r.get("power") or {}).get("idle_w") is not None:
                 ax.plot([x - width * 0.4, x + width * 0.4], [dynamic / scale] * 2, color="black", linewidth=2)
-            ax.annotate("%.3g%s" % (total / scale, "" if measured else " est."), (x, total / scale), ha="center",
-                        va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")
+            labels.append(ax.annotate("%.3g%s" % (total / scale, "" if measured else " est."), (x, total / scale), ha="center",
+                                      va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points"))
         ax.set_xticks(range(len(boards)))
         ax.set_xticklabels([_t(b) for b in boards], fontsize=8)
         ax.set_xlim(-0.6, len(boards) - 0.4)
@@ -218,6 +256,7 @@ def energy_figure(records: Sequence[Dict[str, Any]]) -> Optional[Any]:
         fig.legend(handles=handles, fontsize=8, loc="outside upper center", ncol=len(handles))
     else:
         axes[0].legend(handles=handles, fontsize=8, loc="best")
+    declutter(fig, labels)
     return fig
 
 
@@ -233,6 +272,7 @@ def pareto_figure(records: Sequence[Dict[str, Any]]) -> Optional[Any]:
     if not groups:
         return None
     fig, axes = _grid(len(groups), 4.2, 0.2)
+    labels = []  # type: List[Any]
     for ax, ((task, metric, hib), pts) in zip(axes, sorted(groups.items())):
         xy = [(p.synops, p.value) for p in pts]
         front = pareto_front(xy, hib)
@@ -242,8 +282,8 @@ def pareto_figure(records: Sequence[Dict[str, Any]]) -> Optional[Any]:
         ax.scatter([xy[i][0] for i in front], [xy[i][1] for i in front], s=44, color="crimson", edgecolor="black",
                    linewidth=0.5, zorder=4, label="on the front")
         for p in pts:
-            ax.annotate(_t("%s %s" % (p.label, "/".join(p.backends))), (p.synops, p.value), fontsize=7,
-                        xytext=(5, 3), textcoords="offset points")
+            labels.append(ax.annotate(_t("%s %s" % (p.label, "/".join(p.backends))), (p.synops, p.value), fontsize=7,
+                                      xytext=(5, 3), textcoords="offset points"))
         # Extend the last step to the right edge: beyond the costliest front point, the best
         # reachable metric stays that point's.
         fx = [xy[i][0] for i in front]
@@ -264,6 +304,7 @@ def pareto_figure(records: Sequence[Dict[str, Any]]) -> Optional[Any]:
         ax.set_title(_t("%s: %s vs SynOps" % (task, metric)), fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="best")
+    declutter(fig, labels)
     return fig
 
 

@@ -337,3 +337,36 @@ def test_cli_report(tmp_path: Path, capsys: Any) -> None:
     rc, stdout, err = call(capsys, "report", "-o", tmp_path / "x.html", "--db", tmp_path / "absent.sqlite")
     assert_user_error(rc, stdout, err, "absent.sqlite")
     assert not (tmp_path / "absent.sqlite").exists()  # a report never creates a database
+
+
+def _overlaps(fig: Any) -> List[Any]:
+    """Pairs of annotation texts whose boxes overlap, as drawn."""
+    from spikeedge.results.plots import png_bytes
+
+    png_bytes(fig)
+    renderer = fig.canvas.get_renderer()
+    texts = [t for ax in fig.axes for t in ax.texts if t.get_visible() and t.get_text()]
+    boxes = [t.get_window_extent(renderer) for t in texts]
+    return [(texts[i].get_text(), texts[j].get_text()) for i in range(len(boxes)) for j in range(i + 1, len(boxes))
+            if boxes[i].x0 < boxes[j].x1 and boxes[j].x0 < boxes[i].x1 and boxes[i].y0 < boxes[j].y1 and boxes[j].y0 < boxes[i].y1]
+
+
+def test_plot_labels_do_not_overlap(monkeypatch: Any) -> None:
+    """Five models with nearly the same SynOps and metric, and energy panels of four boards by
+    eight backends with values that differ a little: their labels were drawn over each other."""
+    from spikeedge.results import plots
+
+    crowded = [record(model__name="model-%d.seb" % i, model__sha256="%d" % i * 64, model__synapses=1000 + i,
+                      task__value=20.0 + 0.002 * i, workload__synops_per_inference={"dense": 1e7, "effective": 1e5 * (1 + 0.002 * i)})
+               for i in range(5)]
+    crowded.append(record(model__name="far.seb", model__sha256="f" * 64, task__value=30.0,  # the axes span it: the five crowd
+                          workload__synops_per_inference={"dense": 1e7, "effective": 2e6}))
+    combos = [(m, b, k) for m in ("a", "b", "c") for b in ("rpi5", "rpi4", "orin", "nano")
+              for k in ("event", "onnx", "tflite", "k1", "k2", "k3", "k4", "k5")]
+    bars = [record(model__name="%s.seb" % m, model__synapses=ord(m), board=b, backend=k,
+                   power__energy_per_inference_j={"total": 0.1 * (1 + 0.013 * i), "dynamic": None})
+            for i, (m, b, k) in enumerate(combos)]
+    assert _overlaps(plots.pareto_figure(crowded)) == []
+    assert _overlaps(plots.energy_figure(bars)) == []
+    monkeypatch.setattr(plots, "declutter", lambda fig, texts: None)  # the same figures as drawn before
+    assert _overlaps(plots.pareto_figure(crowded)) and _overlaps(plots.energy_figure(bars))
