@@ -63,7 +63,22 @@ def describe(bundle: AnyBundle, path: Optional[Path] = None) -> Dict[str, Any]:
         "footprint_bytes_dense": int(footprint),
         "provenance": bundle.provenance,
     }
+    params = sum(layer.w_in.n_targets * layer.w_in.n_sources + layer.n * layer.n + layer.bias.size for layer in bundle.layers)
+    params += ro.w.size + ro.bias.size
+    per_step = dense_weights + ro.w.size
+    result["neurobench"] = neurobench_static(params, footprint, result["connection_sparsity"]["with_readout"], per_step)
     return _with_file(result, path)
+
+
+NEUROBENCH_NOTE = ("NeuroBench's static metrics and dense operations per time step (readout included, as NeuroBench "
+                   "counts it; spikeedge bench's Dense leaves a recurrent model's readout of traces out, as its "
+                   "effective count does); Footprint counts every weight dense, as stored (int8 here)")
+
+
+def neurobench_static(params: int, footprint: int, sparsity: float, dense_per_step: int) -> Dict[str, Any]:
+    """``spikeedge info``'s figures under NeuroBench's names."""
+    return {"ParameterCount": int(params), "Footprint": int(footprint), "ConnectionSparsity": float(sparsity),
+            "Dense_per_step": int(dense_per_step), "note": NEUROBENCH_NOTE}
 
 
 def _with_file(result: Dict[str, Any], path: Optional[Path]) -> Dict[str, Any]:
@@ -143,5 +158,7 @@ def describe_conv(bundle: ConvBundle) -> Dict[str, Any]:
             "with_readout": 1.0 - (without + readout_nnz) / max(1, totals["dense_weights"] + ro.weight.size),
         },
         "footprint_bytes_dense": int(footprint),
+        "neurobench": neurobench_static(totals["parameters"] + ro.weight.size + ro.bias.size, footprint,
+                                        1.0 - (without + readout_nnz) / max(1, totals["dense_weights"] + ro.weight.size), macs),
         "provenance": bundle.provenance,
     }

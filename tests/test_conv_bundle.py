@@ -93,9 +93,9 @@ def test_info_json_on_a_conv_bundle(tmp_path, capsys):
     assert info["sha256"] == digest and info["model"] == "conv" and info["input_shape"] == [1, 28, 28]
     assert [row["kind"] for row in info["layers"]] == [layer.kind for layer in bundle.layers]
     conv0 = info["layers"][0]
-    assert conv0["output_shape"] == [8, 28, 28] and conv0["neurons"] == 8 * 28 * 28 and conv0["macs"] == 8 * 9 * 28 * 28
+    assert conv0["output_shape"] == [8, 28, 28] and conv0["neurons"] == 8 * 28 * 28 and conv0["macs"] == 8 * (3 * 28 - 2) ** 2
     assert info["neurons"] == 8 * 28 * 28 + 16 * 14 * 14 + 32
-    assert info["macs_per_step"] == 8 * 9 * 784 + 16 * 72 * 196 + 784 * 32 + 32 * 10
+    assert info["macs_per_step"] == 8 * (3 * 28 - 2) ** 2 + 16 * 8 * (3 * 14 - 2) ** 2 + 784 * 32 + 32 * 10  # padding taps left out
     assert info["macs_per_inference"] == 4 * info["macs_per_step"]
     assert info["synapses"]["with_readout"] == sum(int(np.count_nonzero(l.weight)) for l in bundle.spiking_layers) + int(np.count_nonzero(bundle.readout.weight))
 

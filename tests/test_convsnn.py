@@ -172,7 +172,9 @@ def test_count_ops_by_hand() -> None:
     model = ConvSNN(ConvConfig(in_size=4, plan=[2, 2, "M"], time_steps=2))
     rows = {r["layer"]: r for r in count_ops(model, torch.rand(3, 1, 4, 4))}
     stem = rows["features.0.conv"]
-    assert stem["params"] == 18 and stem["macs"] == 2 * 16 * 9 * 2  # out elems x fan-in x T
+    # out channels x the taps that land inside the 4x4 image (10 per axis: 3 x 4 minus the 2
+    # padding taps; NeuroBench's Dense, not 16 positions x 9) x T
+    assert stem["params"] == 18 and stem["macs"] == 2 * 10 * 10 * 2
     assert stem["synops"] == stem["macs"] and not stem["spiking_input"]
     lin = rows["classifier"]
     assert lin["params"] == 8 * 10 + 10 and lin["macs"] == 8 * 10 * 2 and lin["spiking_input"]

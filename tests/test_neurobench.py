@@ -105,7 +105,12 @@ def test_digits_vgg_agrees_with_neurobench() -> None:
     bundle = quantize_folded(fold(net), x.numpy())
     session = open_session(bundle, 1)
     assert dense_ops_per_step(session) * net.cfg.time_steps == so["Dense"]
-    assert describe(bundle)["macs_per_inference"] == so["Dense"]
+    info = describe(bundle)
+    assert info["macs_per_inference"] == so["Dense"] == info["neurobench"]["Dense_per_step"] * net.cfg.time_steps
+    # ParameterCount: the float model has BatchNorm's scale and shift per channel, the bundle one
+    # folded bias per channel; the difference is exactly one per conv output channel
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert theirs["ParameterCount"] - info["neurobench"]["ParameterCount"] == sum(c.out_channels for c in convs)
     # the old rule, every tap at every output position (padding included), was 1.36x this
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
     hw = [8, 8, 4, 4]  # output sides of the four convs (one 2x2 pool after the second, one after the fourth)
@@ -129,6 +134,9 @@ def test_hrsnn_agrees_with_neurobench_and_states_the_readout() -> None:
     assert without["Effective_ACs"] == so["Effective_ACs"] > 0  # recurrent spikes: ACs
     bundle = quantize_hrsnn(net, x.numpy()[..., 0].reshape(-1))
     assert dense_ops_per_step(open_session(bundle, 1)) * steps == without["Dense"]
+    info = describe(bundle)["neurobench"]
+    assert info["Dense_per_step"] * steps == so["Dense"]  # info follows NeuroBench: readout included
+    assert info["ParameterCount"] == theirs["ParameterCount"]
 
 
 def test_old_hrsnn_checkpoint_loads_into_the_module_layout(tmp_path: Path) -> None:
