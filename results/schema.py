@@ -81,10 +81,48 @@ def _insert_2(conn: sqlite3.Connection, record: Dict[str, Any], text: str) -> No
                  [record["run_id"], record["created"], text] + v2_values(record))
 
 
+# --- version 3: NeuroBench's metrics under NeuroBench's names, and the task metric's spread -------
+
+V3_COLUMNS = ("Effective_MACs", "Effective_ACs", "Dense", "Effective", "ActivationSparsity", "ConnectionSparsity",
+              "Footprint", "metric_std")
+
+
+def v3_values(record: Dict[str, Any]) -> List[Any]:
+    """The version-3 columns of ``record``. Records written before NeuroBench's names
+    (``workload.synops_per_inference``, ``workload.activation_sparsity``) fill Dense, Effective and
+    ActivationSparsity from those; their MAC/AC split and spread stay NULL (never measured)."""
+    so = _get(record, "workload", "SynapticOperations")
+    if not isinstance(so, dict):
+        old = _get(record, "workload", "synops_per_inference") or {}
+        so = {"Dense": old.get("dense") if isinstance(old, dict) else None, "Effective": old.get("effective") if isinstance(old, dict) else None}
+    sparsity = _get(record, "workload", "ActivationSparsity")
+    if sparsity is None:
+        sparsity = _get(record, "workload", "activation_sparsity")
+    return [so.get("Effective_MACs"), so.get("Effective_ACs"), so.get("Dense"), so.get("Effective"), sparsity,
+            _get(record, "model", "connection_sparsity"), _get(record, "model", "footprint_bytes"), _get(record, "task", "std")]
+
+
+def _upgrade_3(conn: sqlite3.Connection) -> None:
+    for name in V3_COLUMNS:
+        conn.execute("ALTER TABLE runs ADD COLUMN %s REAL" % name)
+    sets = ", ".join("%s = ?" % name for name in V3_COLUMNS)
+    for rowid, text in conn.execute("SELECT rowid, record FROM runs").fetchall():
+        conn.execute("UPDATE runs SET %s WHERE rowid = ?" % sets, v3_values(json.loads(text)) + [rowid])
+
+
+def _insert_3(conn: sqlite3.Connection, record: Dict[str, Any], text: str) -> None:
+    names = ("run_id", "created", "record") + V2_COLUMNS + V3_COLUMNS
+    conn.execute("INSERT INTO runs (%s) VALUES (%s)" % (", ".join(names), ", ".join("?" * len(names))),
+                 [record["run_id"], record["created"], text] + v2_values(record) + v3_values(record))
+
+
 MIGRATIONS = [
     Migration(1, "runs table: run id, creation time and the record as JSON", _upgrade_1, _insert_1),
     Migration(2, "columns and indexes for label, board, backend, model, task and key metrics, backfilled", _upgrade_2, _insert_2),
+    Migration(3, "NeuroBench's metric names as columns (Effective_MACs, Effective_ACs, Dense, ...) and the metric's std, backfilled",
+              _upgrade_3, _insert_3),
 ]
+SUMMARY_COLUMNS = V2_COLUMNS + V3_COLUMNS  # what Store.summaries returns besides run id and creation time
 CURRENT = MIGRATIONS[-1].version
 
 

@@ -283,7 +283,7 @@ class Store:
                   task: Optional[str] = None, label: Optional[str] = None, limit: Optional[int] = None) -> List[Dict[str, Any]]:
         """Like ``runs`` but only the indexed columns (no JSON parsing): what ``results list`` shows."""
         where, args = self._where(board, backend, model, task, label)
-        names = ("run_id", "created") + schema.V2_COLUMNS
+        names = ("run_id", "created") + schema.SUMMARY_COLUMNS
         sql = "SELECT %s FROM runs%s ORDER BY created DESC, rowid DESC LIMIT ?" % (", ".join(names), where)
         with self._errors():
             rows = self._conn.execute(sql, args + [-1 if limit is None else int(limit)]).fetchall()

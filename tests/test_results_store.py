@@ -316,3 +316,25 @@ def test_an_interrupted_bench_stores_nothing(tmp_path: Path, monkeypatch: Any) -
         assert store.count() == 1
     with Store(db) as store:
         assert [r["run_id"] for r in store.runs()] == [make_record(seed=7)["run_id"]]
+
+
+def test_neurobench_columns_from_old_and_new_records(tmp_path: Path) -> None:
+    """Version 3's columns under NeuroBench's names: an old record (``synops_per_inference``,
+    ``activation_sparsity``) migrated from a version-2 store gives Dense, Effective and
+    ActivationSparsity and no MAC/AC split; a record with NeuroBench's names gives all of them."""
+    db = tmp_path / "v2.sqlite"
+    old = make_record(seed=1)
+    old["workload"].pop("SynapticOperations", None)
+    old["workload"].pop("ActivationSparsity", None)
+    _build_old(db, 2, [old])
+    new = make_record(seed=2)
+    new["workload"]["SynapticOperations"] = {"Effective_MACs": 10.0, "Effective_ACs": 90.0, "Dense": 1000.0, "Effective": 100.0}
+    new["workload"]["ActivationSparsity"] = 0.9
+    new["task"]["std"] = 2.3
+    with Store(db) as store:
+        store.add_run(new)
+        rows = {r["run_id"]: r for r in store.summaries()}
+    a, b = rows[old["run_id"]], rows[new["run_id"]]
+    assert a["Dense"] == old["workload"]["synops_per_inference"]["dense"] and a["Effective_MACs"] is None
+    assert a["ActivationSparsity"] == old["workload"]["activation_sparsity"] and a["metric_std"] is None
+    assert (b["Effective_MACs"], b["Effective_ACs"], b["Dense"], b["Effective"], b["ActivationSparsity"], b["metric_std"]) == (10.0, 90.0, 1000.0, 100.0, 0.9, 2.3)
