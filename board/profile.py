@@ -94,6 +94,19 @@ class Backend:
 
 
 @dataclass(frozen=True)
+class CpuPower:
+    """Wall power of the board measured at rest and with every core busy, with where the figures
+    come from: the CPU model ``spikeedge bench --meter estimate`` uses on this board (active power
+    = idle + (load - idle) x busy threads / cores, times the inference time; ``measure/bench.py``).
+    An estimate, labelled so; absent (null) where no measurement is known."""
+
+    idle_w: float
+    load_w: float
+    cores: int
+    source: str
+
+
+@dataclass(frozen=True)
 class Board:
     name: str  # short id, equal to the file name without .json
     display_name: str
@@ -104,6 +117,7 @@ class Board:
     power_meter: PowerMeter
     backend: Backend
     install_notes: Tuple[str, ...]
+    cpu_power: Optional[CpuPower]  # measured idle/load wall power, or None
     source: Path = field(compare=False)  # the file it was read from
 
     def to_dict(self) -> Dict[str, Any]:
@@ -135,6 +149,9 @@ class Board:
             },
             "backend": {"recommended": self.backend.recommended, "reason": self.backend.reason},
             "install_notes": list(self.install_notes),
+            "cpu_power": None if self.cpu_power is None else {
+                "idle_w": self.cpu_power.idle_w, "load_w": self.cpu_power.load_w, "cores": self.cpu_power.cores,
+                "source": self.cpu_power.source},
         }
 
 
@@ -166,6 +183,12 @@ def _integer(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _Invalid("%s: expected an integer, got %s" % (where, _type_name(value)))
     return value
+
+
+def _watts(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1000:
+        raise _Invalid("%s: expected watts, a number above 0, got %r" % (where, value))
+    return float(value)
 
 
 def _optional(check: Check) -> Check:
@@ -266,6 +289,7 @@ _FILE = _object(
         ),
         "backend": _object({"recommended": _one_of(BACKENDS), "reason": _text}),
         "install_notes": _list_of(_text),
+        "cpu_power": _optional(_object({"idle_w": _watts, "load_w": _watts, "cores": _integer, "source": _text})),
     }
 )
 
@@ -340,6 +364,9 @@ def _parse(path: Path) -> Board:
         raise _Invalid("identity: nothing identifies the board (give model_prefixes, model_substrings, compatible or cpu_vendors)")
     pm = d["power_meter"]
     _check_rails(pm)
+    cpu = d["cpu_power"]
+    if cpu is not None and (cpu["load_w"] <= cpu["idle_w"] or cpu["cores"] < 1):
+        raise _Invalid("cpu_power: load_w must exceed idle_w and cores be at least 1")
     return Board(
         name=d["name"],
         display_name=d["display_name"],
@@ -359,6 +386,7 @@ def _parse(path: Path) -> Board:
         ),
         backend=Backend(**d["backend"]),
         install_notes=d["install_notes"],
+        cpu_power=None if cpu is None else CpuPower(**cpu),
         source=path,
     )
 

@@ -25,7 +25,7 @@ def bench(
     warmup: int = typer.Option(5, "--warmup", callback=in_range(0, 100000), help="Untimed inferences first."),
     samples: Optional[int] = typer.Option(None, "--samples", callback=in_range(1, 10**7), help="Samples per trial (default: 30 forecast windows, or up to 1,000 test inputs)."),
     data: Optional[str] = typer.Option(None, "--data", help="MNIST folder or the .npz file of task 'npz'."),
-    meter: str = typer.Option("auto", "--meter", help="auto (the board's sensor; none found: no power figures), none, a meter kind, or estimate (synaptic operations x energy per op, labelled estimate)."),
+    meter: str = typer.Option("auto", "--meter", help="auto (the board's sensor; none found: no power figures), none, a meter kind, or estimate (a CPU model from the board profile's measured idle/load power x time where it has them, else synaptic operations x energy per op; labelled estimate)."),
     root: str = typer.Option("/", "--root", help="Root of the file system to read sensors and board facts from."),
     baseline: float = typer.Option(2.0, "--baseline", callback=in_range(0, 3600), help="Seconds of idle power measured before the trials."),
     threads: int = typer.Option(1, "--threads", callback=in_range(1, 256), help="Interpreter threads (onnx, tflite)."),

@@ -142,6 +142,12 @@ def bench_model(path: Any, task: str, backend: str = "auto", trials: int = 5, wa
     workload = workload_figures(session, counts, dense_ops_per_step(session))
     if estimate:
         power: Optional[Dict[str, Any]] = estimate_power(workload["synops_per_inference"]["effective"], latency["mean_ms"], meter)
+        cpu = _cpu_power(board)
+        if cpu is not None:  # the board's measured idle/load power: a CPU model, not the accelerator's op count
+            power = cpu_estimate(cpu, threads, latency["mean_ms"], power)
+        else:
+            notes.append("energy: operation-count estimate only (board %s has no measured idle/load power in its profile); "
+                         "not what this CPU draws" % board)
     elif result is not None:
         power = measured_power(result, sampler.samples, idle_mw, latency["mean_ms"], baseline_s)
         if result.failure:
@@ -283,13 +289,43 @@ def score_spread(scores: List[float]) -> Dict[str, Optional[float]]:
 # ----------------------------------------------------------------------------- power
 
 
+def _cpu_power(board: str) -> Any:
+    """The board profile's measured idle/load power (``CpuPower``), or None."""
+    from ..board.profile import get_board
+    from ..errors import BoardError
+
+    try:
+        return get_board(board).cpu_power if board and board != "unknown" else None
+    except BoardError:
+        return None
+
+
+def cpu_estimate(cpu: Any, threads: int, mean_ms: float, op_count: Dict[str, Any]) -> Dict[str, Any]:
+    """A CPU model's energy estimate: active power = the profile's measured idle power plus its
+    measured load-minus-idle power times the share of cores the run keeps busy (``threads`` of
+    ``cores``), times the mean inference time; dynamic = the part above idle. Labelled
+    ``estimate`` with ``model: cpu``; the operation-count figure is kept beside it
+    (``op_count_j``) for reference, never shown as the energy."""
+    busy = min(1.0, max(1, int(threads)) / max(1, int(cpu.cores)))
+    active = cpu.idle_w + (cpu.load_w - cpu.idle_w) * busy
+    seconds = mean_ms / 1e3
+    return {"label": "estimate", "model": "cpu", "meter": "cpu-model", "rails": ["board (profile)"], "sampling_rate_hz": None,
+            "idle_w": cpu.idle_w, "active_w": active, "dynamic_w": active - cpu.idle_w,
+            "energy_per_inference_j": {"total": active * seconds, "dynamic": (active - cpu.idle_w) * seconds},
+            "trace": {"t_s": [], "w": []}, "device": "none (board profile's measured idle/load power x time)",
+            "basis": "idle %.3g W + (load %.3g W - idle) x %d/%d busy cores, x mean latency; %s" % (
+                cpu.idle_w, cpu.load_w, min(int(threads), cpu.cores), cpu.cores, cpu.source),
+            "op_count_j": (op_count.get("energy_per_inference_j") or {}).get("total"), "error": None}
+
+
 def estimate_power(synops: float, mean_ms: float, meter: Any) -> Dict[str, Any]:
     """Operation-count estimate: effective synaptic operations x energy per operation. All of
-    it is compute above idle, so total = dynamic; there is no idle figure and no trace."""
+    it is compute above idle, so total = dynamic; there is no idle figure and no trace. It is an
+    int8 accelerator's figure (``model: synops``), not a CPU's: the report lists it apart."""
     joules = float(synops) * float(meter.pj_per_op) * 1e-12
     watts = joules / (mean_ms / 1e3) if mean_ms > 0 else 0.0
     desc = meter.describe()
-    return {"label": "estimate", "meter": "estimate", "rails": list(desc.get("rails", ["estimate"])), "sampling_rate_hz": None,
+    return {"label": "estimate", "model": "synops", "meter": "estimate", "rails": list(desc.get("rails", ["estimate"])), "sampling_rate_hz": None,
             "idle_w": None, "active_w": watts, "dynamic_w": watts, "energy_per_inference_j": {"total": joules, "dynamic": joules},
             "trace": {"t_s": [], "w": []}, "device": str(desc.get("device")), "pj_per_op": float(meter.pj_per_op),
             "error": None}
@@ -329,5 +365,5 @@ def power_trace(readings: List[Any], limit: int = MAX_TRACE) -> Dict[str, List[f
     return {"t_s": [float(x - t0) for x in t], "w": [float(x) for x in w]}
 
 
-__all__ = ["bench_model", "latency_stats", "repeatability", "score_spread", "estimate_power", "measured_power", "power_trace", "graph_footprint",
+__all__ = ["bench_model", "latency_stats", "repeatability", "score_spread", "estimate_power", "cpu_estimate", "measured_power", "power_trace", "graph_footprint",
            "SCHEMA"]

@@ -106,7 +106,6 @@ def describe_conv(bundle: ConvBundle) -> Dict[str, Any]:
             totals["footprint"] += layer.m.nbytes + layer.bias.nbytes
         elif layer.kind in ("conv_lif", "linear_lif", "conv_stream"):
             w = layer.weight
-            per_out = int(np.prod(shape[1:])) if layer.kind != "linear_lif" else 1
             neurons = int(np.prod(shape)) if layer.kind != "conv_stream" else 0
             if layer.kind == "linear_lif":
                 macs = int(w.size)

@@ -147,9 +147,10 @@ def latency_figure(records: Sequence[Dict[str, Any]]) -> Optional[Any]:
 def _energy(r: Dict[str, Any]) -> Optional[Tuple[float, Optional[float], str]]:
     """(total, dynamic, label) of a run's measured energy per inference; None without one. An
     operation-count estimate is not drawn (``report.op_count_estimate``): it is an accelerator's
-    figure and would sit beside a CPU's measured joules as if comparable."""
+    figure and would sit beside a CPU's measured joules as if comparable. A CPU model's estimate
+    (the board's measured idle/load power x time) is drawn, hatched as an estimate."""
     p = r.get("power")
-    if not p or p.get("label") != "measured":
+    if not p or not (p.get("label") == "measured" or p.get("model") == "cpu"):  # measured, or a CPU model's estimate
         return None
     e = p.get("energy_per_inference_j") or {}
     if e.get("total") is None:
@@ -197,8 +198,9 @@ def energy_figure(records: Sequence[Dict[str, Any]]) -> Optional[Any]:
     """Energy per inference, grouped bars: one panel per model (``model_family``: a bundle and the
     graphs exported from it share a panel), in it one group per board and one bar per backend (the
     newest run of each model/board/backend), the value written on each bar, in the unit that
-    suits the panel (J, mJ, µJ, nJ or pJ). Solid bars are measured, pale hatched bars are
-    estimates (synaptic operations x energy per operation); a black tick marks the dynamic part
+    suits the panel (J, mJ, µJ, nJ or pJ). Solid bars are measured, pale hatched bars are CPU-model
+    estimates (the board's measured idle/load power x time; operation-count estimates are not
+    drawn, see ``_energy``); a black tick marks the dynamic part
     (above idle) where an idle level was measured. A panel whose values span more than 100x gets
     a log axis."""
     runs = [r for r in records if _energy(r) is not None]
@@ -248,7 +250,7 @@ def energy_figure(records: Sequence[Dict[str, Any]]) -> Optional[Any]:
     from matplotlib.patches import Patch
 
     handles = [Patch(facecolor=backend_colour(b, backends), edgecolor="black", label=_t(b)) for b in backends]
-    handles += [Patch(facecolor="white", edgecolor="grey", hatch="//", label="estimate"),
+    handles += [Patch(facecolor="white", edgecolor="grey", hatch="//", label="estimate (CPU model)"),
                 Line2D([], [], color="black", linewidth=2, label="dynamic (above idle)")]
     import matplotlib
 

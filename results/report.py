@@ -76,8 +76,9 @@ footer { color:var(--muted); font-size:12px; text-align:center; padding:10px; }
 _CAPTIONS = {
     "latency": "Per-inference latency of every run (all trials' samples). Box: quartiles; line: median; whiskers: "
                "1st and 99th percentiles; diamond: mean; dots: the samples beyond the whiskers. Colour: backend.",
-    "energy": "Energy per inference of the newest run of each model, board and backend, measured by a power meter. "
-              "The black tick marks the dynamic part (total minus idle power x time) where an idle level was measured. "
+    "energy": "Energy per inference of the newest run of each model, board and backend: solid bars measured by a power "
+              "meter, pale hatched bars estimated by a CPU model (the board profile's measured idle and load power x the "
+              "inference time). The black tick marks the dynamic part (total minus idle power x time) where there is an idle level. "
               "Operation-count estimates (synaptic operations x energy per operation of a 45 nm accelerator) are not "
               "drawn: they are not what a CPU draws for the same inference (see the run details).",
     "pareto": "Task metric against effective synaptic operations per inference (the operations that actually "
@@ -239,7 +240,8 @@ def build(records: Sequence[Dict[str, Any]], title: str = DEFAULT_TITLE) -> Tupl
         '<section id="summary"><h2>Summary</h2><div class="cards">%s</div><h3>Runs (newest first)</h3>%s'
         '<p class="note">Task metric: the mean over the task\'s windows or samples, ± the standard deviation of the '
         "per-window (per-sample) scores (hover: the standard error). Latency is per inference (batch 1) over all "
-        "trials; sem is the standard error of the trial means. Energy is shown only where a power meter measured it; "
+        "trials; sem is the standard error of the trial means. Energy is shown where a power meter measured it, or as a "
+        "<i>CPU-model estimate</i> (the board profile's measured idle and load power x time; hover for its basis); "
         "an operation-count estimate (synaptic operations x energy per operation of a 45 nm int8 accelerator) is "
         "listed apart in the run details, because a CPU running the same inference draws orders of magnitude more. "
         "SynOps: NeuroBench's effective synaptic operations (Effective_MACs + Effective_ACs; hover for the split). "

@@ -89,7 +89,14 @@ def op_count_estimate(record: Dict[str, Any]) -> bool:
     operations, orders of magnitude below what a CPU running the same inference draws, so the
     page never sets it beside measured joules."""
     power = record.get("power") or {}
-    return bool(power) and power.get("label") != "measured"
+    return bool(power) and power.get("label") != "measured" and power.get("model") != "cpu"
+
+
+def cpu_estimate(record: Dict[str, Any]) -> bool:
+    """True when the run's energy is a CPU model's estimate (the board profile's measured idle
+    and load power x time, ``measure.bench.cpu_estimate``): shown, badged as an estimate."""
+    power = record.get("power") or {}
+    return power.get("label") == "estimate" and power.get("model") == "cpu"
 
 
 def _energy_cell(r: Dict[str, Any]) -> str:
@@ -99,8 +106,9 @@ def _energy_cell(r: Dict[str, Any]) -> str:
     if op_count_estimate(r):
         return '<span class="muted" title="only an operation-count estimate (in the run details): not this CPU\'s energy">not measured</span>'
     energy = power.get("energy_per_inference_j") or {}
-    return '<span title="dynamic (above idle): %s">%s</span> <span class="badge measured">measured</span>' % (
-        _e(si(energy.get("dynamic"), "J")), si(energy.get("total"), "J"))
+    badge = ('<span class="badge estimate" title="%s">CPU-model estimate</span>' % _e(power.get("basis"))
+             if cpu_estimate(r) else '<span class="badge measured">measured</span>')
+    return '<span title="dynamic (above idle): %s">%s</span> %s' % (_e(si(energy.get("dynamic"), "J")), si(energy.get("total"), "J"), badge)
 
 
 def synaptic(record: Dict[str, Any]) -> Dict[str, Any]:

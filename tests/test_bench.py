@@ -138,6 +138,26 @@ def test_record_follows_the_contract_and_its_numbers_recompute(files: Dict[str, 
     assert p["active_w"] == pytest.approx(p["energy_per_inference_j"]["total"] / (lat["mean_ms"] / 1e3), rel=1e-12)
 
 
+def test_estimate_on_a_board_with_measured_power_is_a_cpu_model(files: Dict[str, Path]) -> None:
+    """``--meter estimate`` on a board whose profile has measured idle/load power (rpi4): the
+    energy is the CPU model's (idle + (load - idle) x 1 of 4 cores, x the mean latency), labelled
+    an estimate; the operation-count figure is kept apart. On a board without such figures the
+    operation-count estimate stays, with a note that it is not what the CPU draws."""
+    from spikeedge.board.profile import get_board
+
+    cpu = get_board("rpi4").cpu_power
+    r = bench_model(files["event"], "mackey-glass", trials=1, warmup=0, samples=2, meter=EstimateMeter(), board="rpi4")
+    p, lat = r["power"], r["latency"]
+    assert p["label"] == "estimate" and p["model"] == "cpu" and p["idle_w"] == cpu.idle_w == 2.25
+    assert p["active_w"] == pytest.approx(2.25 + (5.25 - 2.25) / 4)
+    assert p["energy_per_inference_j"]["total"] == pytest.approx(p["active_w"] * lat["mean_ms"] / 1e3, rel=1e-12)
+    assert p["energy_per_inference_j"]["dynamic"] == pytest.approx((p["active_w"] - 2.25) * lat["mean_ms"] / 1e3, rel=1e-12)
+    assert p["op_count_j"] == pytest.approx(r["workload"]["synops_per_inference"]["effective"] * 0.03e-12, rel=1e-12)
+    assert p["energy_per_inference_j"]["total"] > 1e4 * p["op_count_j"]
+    r = bench_model(files["event"], "mackey-glass", trials=1, warmup=0, samples=2, meter=EstimateMeter(), board="x86-dev")
+    assert r["power"]["model"] == "synops" and any("operation-count estimate only" in n for n in r["notes"])
+
+
 def test_the_three_backends_count_the_same_network(files: Dict[str, Path]) -> None:
     import onnx
     from ai_edge_litert import schema_py_generated as schema

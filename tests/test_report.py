@@ -370,3 +370,19 @@ def test_plot_labels_do_not_overlap(monkeypatch: Any) -> None:
     assert _overlaps(plots.energy_figure(bars)) == []
     monkeypatch.setattr(plots, "declutter", lambda fig, texts: None)  # the same figures as drawn before
     assert _overlaps(plots.pareto_figure(crowded)) and _overlaps(plots.energy_figure(bars))
+
+
+def test_a_cpu_model_estimate_is_shown_and_labelled() -> None:
+    """A CPU model's estimate (the board profile's measured idle/load power x time) may stand in
+    the energy column and the plot, badged and hatched as an estimate, its basis on hover."""
+    from spikeedge.results.plots import energy_figure
+
+    cpu = {"label": "estimate", "model": "cpu", "meter": "cpu-model", "rails": ["board (profile)"], "sampling_rate_hz": None,
+           "idle_w": 2.25, "active_w": 3.0, "dynamic_w": 0.75, "energy_per_inference_j": {"total": 0.15, "dynamic": 0.0375},
+           "trace": {"t_s": [], "w": []}, "basis": "idle 2.25 W + (load 5.25 W - idle) x 1/4 busy cores", "op_count_j": 2.6e-8}
+    page = render_report([record(board="rpi4", power=cpu)])
+    summary = page[page.index('<table id="runs">'):]
+    summary = summary[: summary.index("</table>")]
+    assert "150 mJ" in summary and "CPU-model estimate" in summary and "1/4 busy cores" in summary
+    [panel] = [a for a in energy_figure([record(board="rpi4", power=cpu)]).axes if a.get_visible()]
+    assert [p.get_hatch() for p in panel.patches] == ["//"]
