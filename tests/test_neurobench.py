@@ -55,8 +55,8 @@ def run_neurobench(net: torch.nn.Module, x: torch.Tensor, spiking: type) -> dict
 
 def digits_vgg() -> tuple:
     """The digits VGG (``train convsnn --task digits --width 0.5``'s architecture) with BatchNorm
-    statistics that make it spike as a trained one does (a few % of neurons per step), and 64
-    test images."""
+    statistics that make every layer spike (about a third of the neurons per step; untrained
+    statistics leave the deeper layers silent and their counts zero), and 64 test images."""
     net = ConvSNN(ConvConfig(in_size=8, n_classes=10, width=0.5, seed=0))
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -70,8 +70,9 @@ def digits_vgg() -> tuple:
 
 
 def demo_hrsnn() -> tuple:
-    """The demo's HRSNN shape (direct encoder, one input) with a non-zero readout, and 4 windows."""
-    net = HRSNN(HrsnnConfig(n_inputs=1, n_neurons=120, seed=0))
+    """The demo's HRSNN (``spikeedge demo``: 500 neurons, direct encoder, one input and output,
+    ``offline/pipeline.py``) with a non-zero readout, and 4 windows of 200 steps."""
+    net = HRSNN(HrsnnConfig(n_inputs=1, n_neurons=500, n_outputs=1, seed=0))
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         net.readout.weight.copy_(0.1 * torch.randn(net.readout.weight.shape, generator=gen))
