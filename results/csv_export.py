@@ -30,6 +30,9 @@ COLUMNS: Tuple[Tuple[str, str], ...] = (
     ("activation_sparsity", "workload.activation_sparsity"), ("connection_sparsity", "model.connection_sparsity"),
     ("footprint_bytes", "model.footprint_bytes"), ("file_bytes", "model.file_bytes"),
     ("repeatability_ok", "repeatability.ok"), ("repeatability_max_deviation", "repeatability.max_deviation"),
+    # appended (issue 19): the metric's spread, NeuroBench's MAC/AC split, which estimate
+    ("value_std", "task.std"), ("Effective_MACs", "workload.SynapticOperations.Effective_MACs"),
+    ("Effective_ACs", "workload.SynapticOperations.Effective_ACs"), ("power_model", "power.model"),
 )
 
 
