@@ -152,7 +152,8 @@ def profile_model(session: Any, xs: np.ndarray, meter: Any = None, baseline_s: f
         out["synops_per_layer"] = result.layer_synops
     if estimate:  # exact: the operations counted, times the energy per operation (not a measurement)
         joules = result.synops * repeats * meter.pj_per_op * 1e-12 / n_inferences
-        out["power"] = {"label": "estimate", "meter": meter.describe(), "energy_per_inference_j": {"gross": joules, "dynamic": joules},
+        out["power"] = {"label": "estimate", "model": "synops",  # an int8 accelerator's figure, not this CPU's (docs/bench.md)
+                        "meter": meter.describe(), "energy_per_inference_j": {"gross": joules, "dynamic": joules},
                         "mean_power_mw": {"gross": 1e3 * joules * n_inferences / seconds, "dynamic": None}}
     if power is not None:
         w = power.window("inference")
