@@ -25,7 +25,9 @@ from .report_tables import (  # noqa: F401  (si, flags and the cell helpers are 
     _get,
     _num,
     _summary_table,
+    cpu_estimate,
     flags,
+    op_count_estimate,
     si,
 )
 
@@ -225,9 +227,10 @@ def build(records: Sequence[Dict[str, Any]], title: str = DEFAULT_TITLE) -> Tupl
     models = sorted({str(_get(r, "model", "name")) for r in records})
     created = sorted(str(r.get("created") or "") for r in records)
     measured = sum(1 for r in records if _get(r, "power", "label") == "measured")
-    estimated = sum(1 for r in records if _get(r, "power", "label") == "estimate")
+    cpu_model = sum(1 for r in records if cpu_estimate(r))
+    op_only = sum(1 for r in records if op_count_estimate(r))
     cards = [("runs", len(records)), ("boards", len(boards)), ("backends", ", ".join(backends)),
-             ("models", len(models)), ("energy measured / op-count estimate only", "%d / %d" % (measured, estimated))]
+             ("models", len(models)), ("energy measured / CPU-model est. / op-count only", "%d / %d / %d" % (measured, cpu_model, op_only))]
     nav = "".join('<a href="#%s">%s</a>' % (k, _e(h.split(" (")[0])) for k, h, _ in PLOTS)
     page = [
         "<!DOCTYPE html>",
