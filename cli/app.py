@@ -17,7 +17,7 @@ import typer
 from .. import __version__
 from ..errors import SpikeedgeError
 from .common import printable
-from . import bench, boards, demo, deploy, evaluate, export, info, power, profile, prune, report, results, run, train, verify
+from . import bench, boards, demo, deploy, evaluate, export, info, nir_import, power, profile, prune, report, results, run, train, verify
 from .common import restore_threads
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app = typer.Typer(
 app.command("demo")(demo.demo)
 app.add_typer(train.app, name="train")
 app.add_typer(prune.app, name="prune")
+app.command("import")(nir_import.import_model)
 app.command("export")(export.export)
 app.command("info")(info.info)
 app.command("run")(run.run)

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import typer
 
-from ..runtime.bundle import STREAM_KINDS
+from ..runtime.bundle import GRAPHLESS_KINDS, STREAM_KINDS
 from ..errors import SpikeedgeError
 from .common import JsonOpt, LayoutOpt, emit, in_range, one_thread_pool, require_offline, task_of, warn
 
@@ -50,8 +50,8 @@ def export(
     if fmt_name == "bundle":
         emit({"bundle": str(output), "format": "bundle", "bytes": output.stat().st_size, "sha256": bundle.sha256}, as_json)
         return
-    if getattr(bundle, "model", None) == "conv" and any(layer.kind in STREAM_KINDS for layer in bundle.layers):
-        _no_resnet_graph(checkpoint, fmt_name)
+    if getattr(bundle, "model", None) == "conv" and any(layer.kind in GRAPHLESS_KINDS for layer in bundle.layers):
+        _no_graph(checkpoint, fmt_name, bundle)
     summary = _export_graph(bundle, fmt_name, output, as_float)
     emit({"output": str(output), "bundle_sha256": bundle.sha256, **summary}, as_json)
 
@@ -59,6 +59,13 @@ def export(
 def _no_resnet_graph(checkpoint: Path, fmt_name: str) -> None:
     raise SpikeedgeError("%s: a ResNet (residual-stream layers) has no %s step graph yet; export it as a bundle and run it on the event runtime"
                          % (checkpoint, "ONNX" if fmt_name == "onnx" else "TFLite"))
+
+
+def _no_graph(checkpoint: Path, fmt_name: str, bundle: Any) -> None:
+    if any(layer.kind in STREAM_KINDS for layer in bundle.layers):
+        _no_resnet_graph(checkpoint, fmt_name)
+    raise SpikeedgeError("%s: sum / average pooling (layer kind sum_pool) has no %s step graph yet; export it as a bundle and run it on "
+                         "the event runtime" % (checkpoint, "ONNX" if fmt_name == "onnx" else "TFLite"))
 
 
 def _bundle_of_checkpoint(checkpoint: Path, path: Optional[Path], data: Optional[str], layout: Optional[str], input_bits: int,
@@ -70,7 +77,7 @@ def _bundle_of_checkpoint(checkpoint: Path, path: Optional[Path], data: Optional
 
     require_offline()
     from ..offline.checkpoint import load_checkpoint
-    from ..offline.pipeline import export_bundle, export_conv_bundle, is_trained
+    from ..offline.pipeline import export_bundle, export_conv_bundle, export_folded_bundle, is_trained
 
     one_thread_pool()
     model, record = load_checkpoint(checkpoint, kind="any")
@@ -85,6 +92,8 @@ def _bundle_of_checkpoint(checkpoint: Path, path: Optional[Path], data: Optional
         target = path or Path(tmp) / "model.seb"
         if record["model"] == "convsnn":
             return export_conv_bundle(model, record, target, data=data, input_bits=input_bits)
+        if record["model"] == "folded":  # imported from NIR: calibrated on the input peak it was imported with
+            return export_folded_bundle(model, record, target, input_bits=input_bits)
         task = None
         if data is not None or "calibration" not in record:
             saved = record.get("data") or {}

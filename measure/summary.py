@@ -7,7 +7,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from ..runtime.bundle import SCHEMA_VERSION, AnyBundle, ConvBundle
+from ..runtime.bundle import AnyBundle, ConvBundle, schema_version_of
 
 
 def valid_taps(size: int, kernel: int, stride: int, padding: int, out: int) -> int:
@@ -47,7 +47,7 @@ def describe(bundle: AnyBundle, path: Optional[Path] = None) -> Dict[str, Any]:
     footprint += ro.w.size + ro.w_scale.nbytes + ro.bias.nbytes + ro.a_trace.nbytes
     without = nonzero
     result = {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": schema_version_of(bundle),
         "sha256": bundle.sha256,
         "encoder": bundle.encoder.kind.split(".", 1)[1],
         "inputs": bundle.n_inputs,
@@ -128,6 +128,8 @@ def describe_conv(bundle: ConvBundle) -> Dict[str, Any]:
             totals["footprint"] += w.size + sum(getattr(layer, k).nbytes for k in ("m", "bias", "w_scale") if hasattr(layer, k))
         elif layer.kind == "maxpool":
             row["size"] = layer.size
+        elif layer.kind == "sum_pool":
+            row.update(kernel=[layer.kernel_h, layer.kernel_w], stride=[layer.stride_h, layer.stride_w])
         layers.append(row)
     ro = bundle.readout
     readout_nnz = int(np.count_nonzero(ro.weight))
@@ -135,7 +137,7 @@ def describe_conv(bundle: ConvBundle) -> Dict[str, Any]:
     macs = totals["macs"] + ro.weight.size
     without = totals["synapses"]
     return {
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": schema_version_of(bundle),
         "sha256": bundle.sha256,
         "model": bundle.model,
         "encoder": "direct",

@@ -26,17 +26,26 @@ RECORD_KEY = "__record__"
 CHECKPOINT_VERSION = 1
 
 
-KINDS = ("hrsnn", "convsnn")
+KINDS = ("hrsnn", "convsnn", "folded")
 
 
 def _kind(model: Any) -> str:
-    return "hrsnn" if isinstance(model, HRSNN) else "convsnn"
+    from .folded import FoldedNet
+
+    return "hrsnn" if isinstance(model, HRSNN) else "folded" if isinstance(model, FoldedNet) else "convsnn"
 
 
 def save_checkpoint(model: Any, path: Union[str, Path], record: Dict[str, Any]) -> None:
-    """Write ``model`` (an HRSNN or a ConvSNN) and its ``record`` (JSON-able) to ``path``."""
-    doc = dict(record, model=_kind(model), config=model.cfg.to_dict(), checkpoint_version=CHECKPOINT_VERSION)
-    arrays = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    """Write ``model`` (an HRSNN, a ConvSNN, or a ``FoldedNet``: a conv SNN's inference form, what
+    ``spikeedge import`` makes of a NIR graph) and its ``record`` (JSON-able) to ``path``."""
+    if _kind(model) == "folded":
+        from .folded import folded_to_arrays
+
+        config, arrays = folded_to_arrays(model)
+    else:
+        config = model.cfg.to_dict()
+        arrays = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    doc = dict(record, model=_kind(model), config=config, checkpoint_version=CHECKPOINT_VERSION)
     arrays[RECORD_KEY] = np.frombuffer(json.dumps(doc).encode("utf-8"), dtype=np.uint8)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
@@ -61,8 +70,15 @@ def load_checkpoint(path: Union[str, Path], kind: str = "hrsnn") -> Tuple[Any, D
     if found not in KINDS or not isinstance(record.get("config"), dict):
         raise ModelError("%s: not an HRSNN checkpoint" % path if kind == "hrsnn" else "%s: not a spikeedge model checkpoint" % path)
     if kind != "any" and found != kind:
-        names = {"hrsnn": "an HRSNN", "convsnn": "a convolutional SNN"}
+        names = {"hrsnn": "an HRSNN", "convsnn": "a convolutional SNN", "folded": "an imported (folded) conv SNN"}
         raise ModelError("%s: %s checkpoint, not %s one" % (path, names[found], names.get(kind, kind)))
+    if found == "folded":
+        from .folded import folded_from_arrays
+
+        try:
+            return folded_from_arrays(record["config"], arrays), record
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError("%s: the folded network does not match its arrays (%s)" % (path, exc)) from None
     if found == "convsnn":
         from .convsnn import ConvConfig, ConvSNN
 

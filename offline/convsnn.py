@@ -32,7 +32,7 @@ from .convsnn_layers import (  # noqa: F401  (re-exported: the layers are import
     vgg_plan,
 )
 from .workload import conv_dense
-from .folded import FoldedConv, FoldedFlatten, FoldedGlobalPool, FoldedLinear, FoldedNet, FoldedPool, FoldedStreamConv, FoldedStreamLif
+from .folded import FoldedConv, FoldedFlatten, FoldedGlobalPool, FoldedLinear, FoldedNet, FoldedPool, FoldedStreamConv, FoldedStreamLif, FoldedSumPool
 
 
 # ----------------------------------------------------------------------------- networks
@@ -197,6 +197,9 @@ def folded_forward(net: FoldedNet, x: np.ndarray) -> Tuple[np.ndarray, List[np.n
                     h = _folded_neuron(i, cur, layer, mems, spikes)
                 elif isinstance(layer, FoldedPool):
                     h = F.max_pool2d(h, layer.size)
+                elif isinstance(layer, FoldedSumPool):
+                    h = F.avg_pool2d(h, layer.kernel, layer.stride)
+                    h = h if layer.average else h * (layer.kernel[0] * layer.kernel[1])
                 elif isinstance(layer, FoldedFlatten):
                     h = h.flatten(1)
                 elif isinstance(layer, FoldedStreamConv):

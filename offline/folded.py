@@ -10,6 +10,9 @@ Semantics per time step ``t`` (direct encoding: the same real-valued image enter
                   then the spiking neuron of that layer (see below)
     FoldedPool:   max pooling (``size`` x ``size``, stride ``size``) of the previous spikes (an OR:
                   spikes stay binary)
+    FoldedSumPool: the sum (``average``: the mean) over ``kernel`` windows with ``stride``, no
+                  padding, floor mode (NIR's SumPool2d / AvgPool2d); the values after it are
+                  counts (or fractions) of spikes, the next layer's input
     FoldedFlatten: (C, H, W) -> C*H*W, channel-major (torch's ``flatten`` order)
     FoldedLinear: current = x @ weight.T + bias, then the neuron if ``spiking``; the last layer
                   is not spiking: its currents are summed over the T steps and divided by T
@@ -33,7 +36,7 @@ Spiking neuron (per element, state ``mem`` from 0): ``mem = decay * mem + curren
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Union
+from typing import List, Tuple, Union
 
 import numpy as np
 
@@ -51,6 +54,13 @@ class FoldedConv:
 @dataclass(frozen=True)
 class FoldedPool:
     size: int
+
+
+@dataclass(frozen=True)
+class FoldedSumPool:
+    kernel: Tuple[int, int]  # (height, width)
+    stride: Tuple[int, int]
+    average: bool = False  # True: divided by kernel height x width (AvgPool2d)
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,7 @@ class FoldedGlobalPool:
     pass
 
 
-FoldedLayer = Union[FoldedConv, FoldedPool, FoldedFlatten, FoldedLinear, FoldedStreamConv, FoldedStreamLif, FoldedGlobalPool]
+FoldedLayer = Union[FoldedConv, FoldedPool, FoldedSumPool, FoldedFlatten, FoldedLinear, FoldedStreamConv, FoldedStreamLif, FoldedGlobalPool]
 
 
 @dataclass(frozen=True)
@@ -97,3 +107,46 @@ class FoldedNet:
     time_steps: int
     layers: List[FoldedLayer]
     n_classes: int
+
+
+FOLDED_TYPES = {cls.__name__: cls for cls in (FoldedConv, FoldedPool, FoldedSumPool, FoldedFlatten, FoldedLinear, FoldedStreamConv,
+                                             FoldedStreamLif, FoldedGlobalPool)}
+
+
+def folded_to_arrays(net: FoldedNet) -> "tuple[dict, dict]":
+    """(JSON-able description, named float32 arrays) of ``net``: what a checkpoint stores
+    (``offline/checkpoint.py``; no pickle)."""
+    import dataclasses
+
+    arrays, rows = {}, []
+    for i, layer in enumerate(net.layers):
+        row = {"type": type(layer).__name__}
+        for f in dataclasses.fields(layer):
+            value = getattr(layer, f.name)
+            if isinstance(value, np.ndarray):
+                arrays["layers.%d.%s" % (i, f.name)] = np.asarray(value, np.float32)
+                row[f.name] = {"array": "layers.%d.%s" % (i, f.name)}
+            else:
+                row[f.name] = list(value) if isinstance(value, tuple) else value
+        rows.append(row)
+    doc = {"input_shape": list(net.input_shape), "time_steps": net.time_steps, "n_classes": net.n_classes, "layers": rows}
+    return doc, arrays
+
+
+def folded_from_arrays(doc: dict, arrays: dict) -> FoldedNet:
+    """The inverse of ``folded_to_arrays``; ``KeyError`` / ``TypeError`` / ``ValueError`` on a
+    description that does not fit (the checkpoint loader turns them into one line)."""
+    layers = []
+    for row in doc["layers"]:
+        cls = FOLDED_TYPES[row["type"]]
+        kwargs = {}
+        for k, v in row.items():
+            if k == "type":
+                continue
+            if isinstance(v, dict):
+                v = np.asarray(arrays[v["array"]], np.float32)
+            elif isinstance(v, list):
+                v = tuple(v)
+            kwargs[k] = v
+        layers.append(cls(**kwargs))
+    return FoldedNet(tuple(int(v) for v in doc["input_shape"]), int(doc["time_steps"]), layers, int(doc["n_classes"]))

@@ -4,7 +4,7 @@ reference of a ``ConvBundle``, both in torch.
 ``folded_forward`` is the float semantics of ``offline/folded.py`` (float64), the yardstick of
 the int8 export. ``ConvIntegerReference`` re-derives every integer operation of
 ``docs/quantization.md`` on its own: int64 ``conv2d`` and matrix products, torch shifts and
-clamps, pooling by ``amax``; it shares nothing with ``runtime/conv_ops.py, runtime/conv_session.py`` but the input encoder
+clamps, max pooling by ``amax``, sum pooling by a depthwise convolution of ones; it shares nothing with ``runtime/conv_ops.py, runtime/conv_session.py`` but the input encoder
 (``runtime.encoders.encode_direct``, which defines the integers both sides receive).
 """
 
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ..runtime.bundle import SPIKING_KINDS, ConvBundle
 from ..runtime.encoders import encode_direct
 from ..runtime.fixedpoint import DECAY_BITS, INT32_MAX, INT32_MIN, THRESHOLD
-from .folded import FoldedConv, FoldedFlatten, FoldedGlobalPool, FoldedLinear, FoldedNet, FoldedPool, FoldedStreamConv, FoldedStreamLif
+from .folded import FoldedConv, FoldedFlatten, FoldedGlobalPool, FoldedLinear, FoldedNet, FoldedPool, FoldedStreamConv, FoldedStreamLif, FoldedSumPool
 
 
 def folded_forward(net: FoldedNet, x: np.ndarray, return_spikes: bool = False, stream_peaks: Optional[Dict[int, float]] = None):
@@ -55,6 +55,9 @@ def folded_forward(net: FoldedNet, x: np.ndarray, return_spikes: bool = False, s
                     h = h.mean((2, 3))
                 elif isinstance(layer, FoldedPool):
                     h = F.max_pool2d(h, layer.size, layer.size)
+                elif isinstance(layer, FoldedSumPool):
+                    h = F.avg_pool2d(h, layer.kernel, layer.stride)
+                    h = h if layer.average else h * (layer.kernel[0] * layer.kernel[1])
                 elif isinstance(layer, FoldedFlatten):
                     h = torch.flatten(h, 1)
                 elif isinstance(layer, FoldedLinear):
@@ -172,6 +175,10 @@ class ConvIntegerReference:
                 continue
             if d["kind"] == "flatten":
                 h = h.reshape(h.shape[0], -1)
+                continue
+            if d["kind"] == "sum_pool":  # a depthwise int64 convolution with a kernel of ones
+                ones = torch.ones(h.shape[1], 1, layer.kernel_h, layer.kernel_w, dtype=torch.int64)
+                h = F.conv2d(h, ones, stride=(layer.stride_h, layer.stride_w), groups=h.shape[1])
                 continue
             if d["kind"] == "conv_lif":
                 acc = F.conv2d(h, d["w"], stride=layer.stride, padding=layer.padding)

@@ -125,6 +125,21 @@ def export_conv_bundle(model: Any, record: Dict[str, Any], path: Path, data: Opt
     return fmt.load(path)
 
 
+def export_folded_bundle(net: Any, record: Dict[str, Any], path: Path, input_bits: int = 16) -> fmt.Bundle:
+    """Quantize an imported (folded) conv SNN, calibrated on the input peak its record keeps
+    (``spikeedge import --input-peak``), write ``path`` atomically; returns the bundle as written."""
+    from .quantize_conv import quantize_folded
+
+    peak = float(record.get("calibration", {}).get("input_peak_abs", 1.0))
+    prov = without_timings({"task": record.get("task"), "training": record.get("training"), "spikeedge": __version__})
+    try:
+        bundle = quantize_folded(net, np.array([peak]), input_bits=input_bits, provenance=prov, output=record.get("output", "last"))
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
+    fmt.save(bundle, path)
+    return fmt.load(path)
+
+
 def time_steps(bundle: fmt.Bundle, xs: np.ndarray, repeats: int = 3) -> Dict[str, float]:
     """Batch-1 runtime cost on real inputs ``xs`` (steps, n_inputs): best-of-``repeats`` ms per
     step, and synaptic operations and spikes per step."""

@@ -20,6 +20,8 @@
   BatchNorm ``scale * x + shift`` becomes ``rs(stream * m, shift) + bias`` with
   ``m = round(scale * S / sigma * 2**shift)`` (signed) and ``bias = round(shift / sigma)``. A
   global average pool sums spikes; its ``1 / (H * W)`` joins the readout's ``s_in``.
+* Sum / average pooling (NIR's SumPool2d, AvgPool2d): integer window sums; an average's
+  ``1 / (kh * kw)`` joins the next layer's ``s_in`` (exact: only the requantisation sees it).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import numpy as np
 
 from ..runtime import bundle as fmt
 from ..runtime.fixedpoint import DECAY_BITS, THRESHOLD, decay_to_q16
-from .folded import FoldedConv, FoldedFlatten, FoldedGlobalPool, FoldedLinear, FoldedNet, FoldedPool, FoldedStreamConv, FoldedStreamLif
+from .folded import FoldedConv, FoldedFlatten, FoldedGlobalPool, FoldedLinear, FoldedNet, FoldedPool, FoldedStreamConv, FoldedStreamLif, FoldedSumPool
 from .quantize import calibrate_input_scale, quantize_per_row
 
 M_LIMIT = (1 << 31) - 1
@@ -112,6 +114,8 @@ def quantize_folded(
             shape = (k[0], (shape[1] + 2 * layer.padding - k[2]) // layer.stride + 1, (shape[2] + 2 * layer.padding - k[3]) // layer.stride + 1)
         elif isinstance(layer, FoldedPool):
             shape = (shape[0], shape[1] // layer.size, shape[2] // layer.size)
+        elif isinstance(layer, FoldedSumPool):
+            shape = (shape[0], (shape[1] - layer.kernel[0]) // layer.stride[0] + 1, (shape[2] - layer.kernel[1]) // layer.stride[1] + 1)
         if isinstance(layer, FoldedStreamConv):
             w = np.asarray(layer.weight, np.float64)
             if not layer.add:
@@ -144,6 +148,11 @@ def quantize_folded(
             s_in = 1.0
         elif isinstance(layer, FoldedPool):
             records.append(fmt.MaxPoolLayer("pool%d" % i, int(layer.size)))
+        elif isinstance(layer, FoldedSumPool):
+            (kh, kw), (sh, sw) = layer.kernel, layer.stride
+            records.append(fmt.SumPoolLayer("sumpool%d" % i, int(kh), int(kw), int(sh), int(sw)))
+            if layer.average:  # the integers are window sums; the mean's 1 / (kh * kw) joins the next layer's s_in
+                s_in = s_in / (kh * kw)
         elif isinstance(layer, FoldedFlatten):
             records.append(fmt.FlattenLayer("flatten%d" % i))
         elif isinstance(layer, FoldedLinear):

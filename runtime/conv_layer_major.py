@@ -31,7 +31,7 @@ def run_layer_major(session: Any, events: np.ndarray, n: int) -> np.ndarray:
     for i, (layer, op) in enumerate(zip(session.bundle.layers, session.ops)):
         if layer.kind in ROUTING_KINDS:
             xs = _route(layer, xs)
-            if clock is not None and layer.kind == "maxpool":
+            if clock is not None and layer.kind in ("maxpool", "sum_pool"):
                 clock.lap("accumulate")
             continue
         if layer.kind == "stream_lif":

@@ -8,7 +8,7 @@ binary spikes after it::
     v   = sat32( rs(decay * mem, 16) + rs(acc * m, shift) + bias )
     s   = v >= THRESHOLD;   mem = v * (1 - s)                          (hard reset)
 
-Max pooling of spikes is an OR over each window; flatten is channel-major; the readout sums
+Max pooling of spikes is an OR over each window, sum pooling an integer sum (``sum_pool``); flatten is channel-major; the readout sums
 ``weight @ x`` over the steps in int64 and reports ``float64(sum) * acc_scale / steps + bias``.
 
 Two ways to compute a layer's accumulation, both exact and interchangeable (the tests hold them
@@ -79,14 +79,28 @@ def max_pool(x: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-ROUTING_KINDS = ("maxpool", "flatten", "global_sum_pool")  # layers without weights or neurons
+def sum_pool(x: np.ndarray, kh: int, kw: int, sh: int, sw: int) -> np.ndarray:
+    """Sums over ``kh`` x ``kw`` windows of (B, C, H, W) with strides ``sh``, ``sw`` (no padding,
+    floor mode), int64: the window's ``kh * kw`` strided views added (``max_pool``'s layout)."""
+    b, c, h, w = x.shape
+    oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+    out = np.zeros((b, c, oh, ow), np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            out += x[:, :, i : i + (oh - 1) * sh + 1 : sh, j : j + (ow - 1) * sw + 1 : sw]
+    return out
+
+
+ROUTING_KINDS = ("maxpool", "flatten", "global_sum_pool", "sum_pool")  # layers without weights or neurons
 
 
 def _route(layer: Any, x: np.ndarray) -> np.ndarray:
     """A layer without weights or neurons applied to (batch, ...) activations: max pooling of
-    spikes, flattening (channel-major), or spike counts over H and W."""
+    spikes, flattening (channel-major), window sums, or spike counts over H and W."""
     if layer.kind == "maxpool":
         return max_pool(x, layer.size)
+    if layer.kind == "sum_pool":
+        return sum_pool(x, layer.kernel_h, layer.kernel_w, layer.stride_h, layer.stride_w)
     if layer.kind == "flatten":
         return x.reshape(x.shape[0], -1)
     return x.sum(axis=(2, 3), dtype=np.int64)
@@ -301,4 +315,4 @@ def _accumulate(op: Any, x: np.ndarray, method: str) -> Tuple[np.ndarray, int]:
     return op.event(x) if method == "event" else op.dense(x)
 
 
-__all__: List[str] = ["ConvOp", "LinearOp", "lif_hard_step_int", "im2col", "max_pool", "METHODS", "EVENT_MAX_ACTIVITY"]
+__all__: List[str] = ["ConvOp", "LinearOp", "lif_hard_step_int", "im2col", "max_pool", "sum_pool", "METHODS", "EVENT_MAX_ACTIVITY"]

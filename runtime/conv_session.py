@@ -34,6 +34,8 @@ class ConvSession:
     "dense" (the accumulation path of every layer; results are identical).
     """
 
+    core = "numpy"  # the core that runs it (``runtime.cores.conv_unsupported`` says why no compiled one)
+
     def __init__(self, bundle: ConvBundle, batch: int = 1, record_spikes: bool = False, method: str = "auto") -> None:
         if method not in METHODS:
             raise ValueError("method must be one of %s" % (METHODS,))
@@ -60,6 +62,8 @@ class ConvSession:
                 peak = 1
             elif layer.kind == "global_sum_pool":
                 peak = shape[1] * shape[2]  # spike counts over H x W
+            elif layer.kind == "sum_pool":
+                peak *= layer.kernel_h * layer.kernel_w  # window sums
         self.readout_op = LinearOp(bundle.readout, peak)
         self._consts = [self._neuron_consts(layer) for layer in bundle.layers]
         self._kernel_cache: Dict[int, Dict[str, Any]] = {}  # per batch size: made once, reused by every start
@@ -144,7 +148,7 @@ class ConvSession:
         for i, (layer, op) in enumerate(zip(self.bundle.layers, self.ops)):
             if layer.kind in ROUTING_KINDS:
                 x = _route(layer, x)
-                if clock is not None and layer.kind == "maxpool":
+                if clock is not None and layer.kind in ("maxpool", "sum_pool"):
                     clock.lap("accumulate")  # pooling: part of moving spikes to the next layer
                 continue
             if layer.kind == "stream_lif":

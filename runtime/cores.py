@@ -26,6 +26,10 @@ ENV = "SPIKEEDGE_CORE"
 CORES = ("auto", "numpy", "compiled")
 ENCODERS = {"encoder.direct": 0, "encoder.rate": 1, "encoder.delta": 2}
 INT32_LIMIT = (1 << 31) - 1
+# The conv layer kinds a compiled conv core runs (none yet: conv bundles run on numpy). A bundle
+# with any other kind (``sum_pool``, say, added for NIR imports) falls back to numpy, and
+# ``choose`` reports which kind made it so.
+COMPILED_CONV_KINDS: Tuple[str, ...] = ()
 
 
 class CoreUnavailable(SpikeedgeError):
@@ -45,7 +49,7 @@ def unsupported(bundle: Any) -> Optional[str]:
     if LOAD_ERROR is not None:
         return LOAD_ERROR
     if getattr(bundle, "model", None) == "conv":
-        return "conv bundles run on the numpy core (the compiled core does recurrent bundles)"
+        return conv_unsupported(bundle)
     if len(bundle.layers) > 8:
         return "more than 8 layers"
     if bundle.encoder.kind not in ENCODERS:
@@ -62,6 +66,16 @@ def unsupported(bundle: Any) -> Optional[str]:
         per_target = np.bincount(w.indices.astype(np.int64), np.abs(w.values.astype(np.int64)), minlength=w.n_targets)
         if per_target.size and float(per_target.max()) * _qmax(bundle.encoder) > INT32_LIMIT:
             return "the direct input's accumulation could leave int32"
+    return None
+
+
+def conv_unsupported(bundle: Any) -> Optional[str]:
+    """Why no compiled core runs the conv ``bundle`` (None: one can): a layer kind it lacks."""
+    if not COMPILED_CONV_KINDS:
+        return "conv bundles run on the numpy core (the compiled core does recurrent bundles)"
+    lacking = sorted({layer.kind for layer in bundle.layers} - set(COMPILED_CONV_KINDS))
+    if lacking:
+        return "the compiled conv core lacks layer kind %s" % ", ".join(lacking)
     return None
 
 
@@ -83,4 +97,4 @@ def _qmax(encoder: Any) -> int:
     return (1 << (encoder.bits - 1)) - 1
 
 
-__all__ = ["CoreUnavailable", "choose", "requested", "unsupported", "LOAD_ERROR", "ENV", "CORES"]
+__all__ = ["CoreUnavailable", "choose", "conv_unsupported", "requested", "unsupported", "COMPILED_CONV_KINDS", "LOAD_ERROR", "ENV", "CORES"]

@@ -41,12 +41,15 @@ from .conv_layers import (  # noqa: F401
     ConvStreamLayer,
     FlattenLayer,
     GlobalSumPoolLayer,
+    GRAPHLESS_KINDS,
+    KIND_SINCE,
     LinearLifLayer,
     LinearReadout,
     MaxPoolLayer,
     SPIKING_KINDS,
     STREAM_KINDS,
     StreamLifLayer,
+    SumPoolLayer,
 )
 from .limits import MAX_ACC  # noqa: F401
 from .models import (  # noqa: F401
@@ -62,6 +65,7 @@ from .manifest import (  # noqa: F401
     FORMAT_NAME,
     MIGRATIONS,
     SCHEMA_VERSION,
+    schema_version_of,
 )
 from .container import (  # noqa: F401
     ALIGN,

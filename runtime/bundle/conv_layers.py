@@ -96,6 +96,30 @@ class MaxPoolLayer:
 
 
 @dataclass(frozen=True)
+class SumPoolLayer:
+    """Sum pooling: each ``kernel_h`` x ``kernel_w`` window (strides ``stride_h``, ``stride_w``, no
+    padding, floor mode) summed, integers in, integers out (spike counts up to ``kernel_h *
+    kernel_w`` on spikes). What NIR's ``SumPool2d`` is, and ``AvgPool2d`` with its ``1 / (kh * kw)``
+    carried by the next layer's requantisation (``offline/quantize_conv.py``). Schema version 2."""
+
+    kind = "sum_pool"
+    name: str
+    kernel_h: int
+    kernel_w: int
+    stride_h: int
+    stride_w: int
+
+    def check(self) -> None:
+        _require(min(self.kernel_h, self.kernel_w) >= 1 and min(self.stride_h, self.stride_w) >= 1, "kernel and stride must be >= 1")
+        _require(self.kernel_h * self.kernel_w <= 1 << 16, "the window holds more than 65536 values")
+
+    def out_shape(self, shape: Tuple[int, ...]) -> Tuple[int, int, int]:
+        """Output (C, H, W) for an input (C, H, W) (no padding, floor mode)."""
+        c, h, w = shape
+        return (c, (h - self.kernel_h) // self.stride_h + 1, (w - self.kernel_w) // self.stride_w + 1)
+
+
+@dataclass(frozen=True)
 class FlattenLayer:
     """(C, H, W) -> C*H*W, channel-major (torch's ``flatten`` order)."""
 
@@ -225,10 +249,15 @@ class LinearReadout:
         return self.n_in
 
 
-ConvLayer = Union[ConvLifLayer, MaxPoolLayer, FlattenLayer, LinearLifLayer, ConvStreamLayer, StreamLifLayer, GlobalSumPoolLayer]
+ConvLayer = Union[ConvLifLayer, MaxPoolLayer, FlattenLayer, LinearLifLayer, ConvStreamLayer, StreamLifLayer, GlobalSumPoolLayer, SumPoolLayer]
 CONV_REGISTRY: Dict[str, Type[Any]] = {
-    cls.kind: cls for cls in (ConvLifLayer, MaxPoolLayer, FlattenLayer, LinearLifLayer, ConvStreamLayer, StreamLifLayer, GlobalSumPoolLayer, LinearReadout)
+    cls.kind: cls for cls in (ConvLifLayer, MaxPoolLayer, FlattenLayer, LinearLifLayer, ConvStreamLayer, StreamLifLayer, GlobalSumPoolLayer,
+                              SumPoolLayer, LinearReadout)
 }
-CONV_LAYER_KINDS = ("conv_lif", "maxpool", "flatten", "linear_lif", "conv_stream", "stream_lif", "global_sum_pool")
+CONV_LAYER_KINDS = ("conv_lif", "maxpool", "flatten", "linear_lif", "conv_stream", "stream_lif", "global_sum_pool", "sum_pool")
+# The schema version that introduced a kind (absent: 1). A bundle is written with the lowest version
+# holding all its kinds, so a model without them keeps its bytes and digest (``manifest.py``).
+KIND_SINCE: Dict[str, int] = {"sum_pool": 2}
 SPIKING_KINDS = ("conv_lif", "linear_lif", "stream_lif")  # layers with neurons: membrane state, spikes
 STREAM_KINDS = ("conv_stream", "stream_lif")  # residual networks (no ONNX / TFLite step graph yet)
+GRAPHLESS_KINDS = STREAM_KINDS + ("sum_pool",)  # kinds the ONNX / TFLite step graphs do not have yet

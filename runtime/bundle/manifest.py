@@ -10,13 +10,20 @@ from typing import Any, Callable, Dict, Tuple, Union
 
 import numpy as np
 
-from .conv_layers import CONV_LAYER_KINDS, CONV_REGISTRY
+from .conv_layers import CONV_LAYER_KINDS, CONV_REGISTRY, KIND_SINCE
 from .layers import REGISTRY, Encoder, _Invalid, _require
 from .limits import MAX_TIME_STEPS
 from .models import AnyBundle, Bundle, ConvBundle
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the newest version this runtime reads; 2 added the conv kind ``sum_pool``
 FORMAT_NAME = "spikeedge-bundle"
+
+
+def schema_version_of(bundle: AnyBundle) -> int:
+    """The version a bundle is written with: the lowest that holds every kind it uses
+    (``KIND_SINCE``), so that a model without the newer kinds keeps the bytes and the digest it
+    always had, and an older runtime refuses only the files it cannot run."""
+    return max([1] + [KIND_SINCE.get(layer.kind, 1) for layer in bundle.layers])
 
 # Migrations from older schema versions: {old_version: function(manifest) -> manifest of old+1}.
 MIGRATIONS: Dict[int, Callable[[dict], dict]] = {}
@@ -112,7 +119,7 @@ def bundle_to_manifest(bundle: AnyBundle) -> Tuple[dict, Dict[str, np.ndarray]]:
     if isinstance(bundle, ConvBundle):
         manifest = {
             "format": FORMAT_NAME,
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": schema_version_of(bundle),
             "model": ConvBundle.model,
             "input_shape": list(bundle.input_shape),
             "time_steps": bundle.time_steps,
@@ -125,7 +132,7 @@ def bundle_to_manifest(bundle: AnyBundle) -> Tuple[dict, Dict[str, np.ndarray]]:
         return manifest, arrays
     manifest = {
         "format": FORMAT_NAME,
-        "schema_version": SCHEMA_VERSION,
+        "schema_version": schema_version_of(bundle),
         "encoder": _record_to_json(bundle.encoder, "encoder", arrays),
         "layers": [_record_to_json(layer, "layers.%d" % i, arrays) for i, layer in enumerate(bundle.layers)],
         "readout": _record_to_json(bundle.readout, "readout", arrays),
@@ -144,7 +151,7 @@ def bundle_from_manifest(manifest: Any, arrays: Dict[str, np.ndarray]) -> AnyBun
     while version in MIGRATIONS:
         manifest = MIGRATIONS[version](manifest)
         version = manifest["schema_version"]
-    _require(version == SCHEMA_VERSION, "schema version %s is not supported (this runtime reads version %d)" % (version, SCHEMA_VERSION))
+    _require(1 <= version <= SCHEMA_VERSION, "schema version %s is not supported (this runtime reads versions 1 to %d)" % (version, SCHEMA_VERSION))
     _require(isinstance(manifest.get("layers"), list), "layers must be a list")
     provenance = manifest.get("provenance", {})
     _require(isinstance(provenance, dict), "provenance must be an object")
@@ -172,6 +179,10 @@ def _conv_from_manifest(manifest: dict, arrays: Dict[str, np.ndarray], output: s
     steps = manifest.get("time_steps")
     _require(isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps, "time_steps must be an integer >= 1")
     _require(steps <= MAX_TIME_STEPS, "time_steps %d exceeds the limit of %d" % (steps, MAX_TIME_STEPS))
+    for i, d in enumerate(manifest["layers"]):  # a kind newer than the file's version: a file no writer makes
+        kind = d.get("kind") if isinstance(d, dict) else None
+        _require(KIND_SINCE.get(kind, 1) <= manifest["schema_version"], "layers.%d: kind %r needs schema version %d, the file says %d"
+                 % (i, kind, KIND_SINCE.get(kind, 1), manifest["schema_version"]))
     bundle = ConvBundle(
         encoder=_record_from_json(manifest.get("encoder"), "encoder", arrays, expect="encoder.direct"),
         input_shape=tuple(shape),

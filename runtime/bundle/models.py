@@ -95,9 +95,9 @@ class ConvBundle:
         out = [shape]
         for i, layer in enumerate(self.layers):
             where = "layers.%d (%s)" % (i, layer.kind)
-            if layer.kind in ("conv_lif", "maxpool", "flatten", "conv_stream", "global_sum_pool"):
+            if layer.kind in ("conv_lif", "maxpool", "flatten", "conv_stream", "global_sum_pool", "sum_pool"):
                 _require(len(shape) == 3, "%s needs a (C, H, W) input, it gets %s" % (where, list(shape)))
-            if layer.kind in ("conv_lif", "linear_lif", "conv_stream", "maxpool", "flatten", "global_sum_pool"):
+            if layer.kind in ("conv_lif", "linear_lif", "conv_stream", "maxpool", "flatten", "global_sum_pool", "sum_pool"):
                 _require(not on_stream, "%s cannot read the residual stream (only stream_lif can)" % where)
             if layer.kind in ("conv_lif", "conv_stream"):
                 _require(shape[0] == layer.in_channels, "%s expects %d channels, it gets %d" % (where, layer.in_channels, shape[0]))
@@ -106,6 +106,9 @@ class ConvBundle:
             elif layer.kind == "maxpool":
                 _require(peak == 1, "%s: max pooling takes spikes, not the real-valued image" % where)
                 shape = (shape[0], shape[1] // layer.size, shape[2] // layer.size)
+                _require(shape[1] >= 1 and shape[2] >= 1, "%s: the window is larger than its input" % where)
+            elif layer.kind == "sum_pool":
+                shape = layer.out_shape(shape)
                 _require(shape[1] >= 1 and shape[2] >= 1, "%s: the window is larger than its input" % where)
             elif layer.kind == "flatten":
                 shape = (math.prod(shape),)
@@ -129,6 +132,9 @@ class ConvBundle:
                 peak = 1
             elif layer.kind == "global_sum_pool":
                 peak = out[-1][1] * out[-1][2]  # a count of spikes over H x W
+            elif layer.kind == "sum_pool":
+                peak *= layer.kernel_h * layer.kernel_w  # a sum of kh x kw inputs
+                _require(peak <= MAX_ACC, "%s: sums of inputs up to %d can overflow int32" % (where, peak))
             _require(math.prod(shape) <= MAX_ACTIVATION, "%s: its output of shape %s exceeds the limit of %d values per image" % (where, list(shape), MAX_ACTIVATION))
             out.append(shape)
         _require(not on_stream, "the readout cannot read the residual stream")
