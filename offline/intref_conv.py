@@ -22,12 +22,15 @@ from ..runtime.fixedpoint import DECAY_BITS, INT32_MAX, INT32_MIN, THRESHOLD
 from .folded import FoldedConv, FoldedFlatten, FoldedGlobalPool, FoldedLinear, FoldedNet, FoldedPool, FoldedStreamConv, FoldedStreamLif, FoldedSumPool
 
 
-def folded_forward(net: FoldedNet, x: np.ndarray, return_spikes: bool = False, stream_peaks: Optional[Dict[int, float]] = None):
+def folded_forward(net: FoldedNet, x: np.ndarray, return_spikes: bool = False, stream_peaks: Optional[Dict[int, float]] = None,
+                   membranes: Optional[List[List[np.ndarray]]] = None):
     """Logits (N, n_classes) of images ``x`` (N, C, H, W) under the float model, float64.
 
     With ``return_spikes`` also the spikes of every spiking layer, (T, N, ...) bool each.
     ``stream_peaks``: filled with the largest |stream| after each ``FoldedStreamConv`` (by layer
-    index, over every step), the calibration of the stream's integer scale.
+    index, over every step), the calibration of the stream's integer scale. ``membranes``: a list
+    that receives, per step, every spiking layer's membrane after its reset (the state an
+    open-loop comparison starts the integer model from).
     """
     img = torch.as_tensor(np.asarray(x, np.float64).reshape((-1,) + tuple(net.input_shape)))
     mems: Dict[int, torch.Tensor] = {}
@@ -72,6 +75,8 @@ def folded_forward(net: FoldedNet, x: np.ndarray, return_spikes: bool = False, s
                     raise TypeError("unknown folded layer %r" % (layer,))
                 if i in mems:
                     spikes.setdefault(i, []).append(h.numpy().astype(bool))
+            if membranes is not None:
+                membranes.append([mems[i].numpy().copy() for i in sorted(mems)])
     logits = (total / net.time_steps).numpy()
     if return_spikes:
         return logits, [np.stack(spikes[i]) for i in sorted(spikes)]

@@ -149,22 +149,29 @@ def import_nir(path: Any, dt: Optional[float] = None, time_steps: int = 10, inpu
         "calibration": {"input_peak_abs": float(input_peak), "from": "--input-peak"},
     }
     weighted = [ln for ln in links if ln.type in ("Affine", "Linear", "Conv1d", "Conv2d")]
+    notes: List[str] = []
+    if weighted and len(shape) >= 2 and shape[0] == 1:  # Norse writes the sample's batch dimension into the input type
+        w0 = np.asarray(weighted[0].node.weight)
+        if (weighted[0].type in ("Affine", "Linear") and len(shape) == 2 and w0.shape[1] == shape[1]) or \
+                (weighted[0].type == "Conv2d" and len(shape) == 4) or (weighted[0].type == "Conv1d" and len(shape) == 3):
+            notes.append("input shape %s: its leading 1 taken as a batch dimension (Norse writes the sample's)" % list(shape))
+            shape = shape[1:]
     spiking = [ln for ln in links if ln.type in ("LIF", "CubaLIF", "IF", "Threshold")]
     dense_only = all(ln.type in ("Affine", "Linear", "LIF", "CubaLIF", "IF", "LI", "I", "Threshold") for ln in links)
     if dense_only and len(spiking) == 1 and len(shape) == 1 and weighted and weighted[0] is links[0]:
         from .nir_hrsnn import to_hrsnn
 
-        model, notes = to_hrsnn(links, step, int(shape[0]))
-        return Imported("hrsnn", model, record, notes)
+        model, more = to_hrsnn(links, step, int(shape[0]))
+        return Imported("hrsnn", model, record, notes + more)
     if any(ln.recurrent is not None for ln in links):
         bad = next(ln for ln in links if ln.recurrent is not None)
         raise ModelError("node %r: a recurrent loop is imported only as the single spiking layer of an HRSNN (dense input "
                          "weights, no convolution or pooling, one spiking layer)" % bad.name)
     from .nir_folded import to_folded
 
-    net, notes = to_folded(links, step, shape, time_steps)
+    net, more = to_folded(links, step, shape, time_steps)
     record["output"] = "last"
-    return Imported("folded", net, record, notes)
+    return Imported("folded", net, record, notes + more)
 
 
 def _fold_scales(links: List[Link]) -> List[Link]:
