@@ -11,23 +11,24 @@ from ..runtime.bundle import GRAPHLESS_KINDS, STREAM_KINDS
 from ..errors import SpikeedgeError
 from .common import JsonOpt, LayoutOpt, emit, in_range, one_thread_pool, require_offline, task_of, warn
 
-FORMATS = {"bundle": ".seb", "onnx": ".onnx", "tflite": ".tflite"}
+FORMATS = {"bundle": ".seb", "onnx": ".onnx", "tflite": ".tflite", "nir": ".nir"}
 
 
 def export(
     checkpoint: Path = typer.Argument(..., help="Checkpoint written by 'spikeedge train' or 'spikeedge prune' (HRSNN or conv SNN), or a bundle (.seb) for --format onnx/tflite."),
-    fmt_name: str = typer.Option("bundle", "--format", help="bundle (.seb, the event-driven runtime), onnx or tflite (one time step as a graph)."),
+    fmt_name: str = typer.Option("bundle", "--format", help="bundle (.seb, the event-driven runtime), onnx or tflite (one time step as a graph), or nir (the float model as a NIR graph, for snnTorch, Norse and other peers)."),
     output: Path = typer.Option(..., "-o", "--output", help="File to write (.seb, .onnx or .tflite)."),
     as_float: bool = typer.Option(False, "--float", help="onnx/tflite: float32 weight tensors (the int8 values dequantized) instead of int8 ones."),
     input_bits: int = typer.Option(16, "--input-bits", callback=in_range(8, 16), help="Bits of real-valued (direct-current) inputs: 8 or 16."),
     data: Optional[str] = typer.Option(None, "--data", help="MNIST folder, or an .npz to calibrate on instead of the statistics the checkpoint keeps of its training data."),
     layout: Optional[str] = LayoutOpt,
     allow_untrained: bool = typer.Option(False, "--allow-untrained", help="Export a checkpoint that was never trained (straight out of 'spikeedge prune lnp'); refused otherwise."),
+    dt: float = typer.Option(1e-4, "--dt", help="--format nir: the time step the NIR neurons are written for (snnTorch's importer assumes 1e-4; Norse's from_nir takes dt)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Quantize to int8 and write the bundle or step graph atomically.
 
-    Example: spikeedge export mg.ckpt.npz --format onnx -o mg.onnx
+    Example: spikeedge export mg.ckpt.npz --format onnx -o mg.onnx (or --format nir -o mg.nir)
     """
     if fmt_name not in FORMATS:
         raise SpikeedgeError("--format: %r is not one of %s" % (fmt_name, ", ".join(FORMATS)))
@@ -39,6 +40,9 @@ def export(
         raise SpikeedgeError("-o %s: a %s file should end in %s" % (output, fmt_name, FORMATS[fmt_name]))
     if not checkpoint.is_file():
         raise SpikeedgeError("%s: no such file" % checkpoint)
+    if fmt_name == "nir":
+        emit(_export_nir(checkpoint, output, dt), as_json)
+        return
     if checkpoint.suffix == ".seb":
         if fmt_name == "bundle":
             raise SpikeedgeError("%s is already a bundle: --format onnx or tflite turns it into a step graph" % checkpoint)
@@ -54,6 +58,25 @@ def export(
         _no_graph(checkpoint, fmt_name, bundle)
     summary = _export_graph(bundle, fmt_name, output, as_float)
     emit({"output": str(output), "bundle_sha256": bundle.sha256, **summary}, as_json)
+
+
+def _export_nir(checkpoint: Path, output: Path, dt: float) -> Any:
+    """The float checkpoint as NIR (``offline/nir_export.py``); a bundle is int8 and is refused."""
+    if checkpoint.suffix == ".seb":
+        raise SpikeedgeError("%s: a bundle holds int8 weights; --format nir writes the float model: give its checkpoint" % checkpoint)
+    require_offline()
+    from ..offline.checkpoint import load_checkpoint
+    from ..offline.nir_export import export_nir
+
+    try:
+        import nir  # noqa: F401
+    except ImportError:
+        from ..errors import MissingExtraError
+
+        raise MissingExtraError("--format nir needs the peers extra: pip install 'spikeedge[peers]' (nir, h5py)") from None
+    one_thread_pool()
+    model, _ = load_checkpoint(checkpoint, kind="any")
+    return export_nir(model, output, dt=dt)
 
 
 def _no_resnet_graph(checkpoint: Path, fmt_name: str) -> None:

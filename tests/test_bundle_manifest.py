@@ -72,7 +72,7 @@ L0 = "layers.0."
 NNZ_IN = N * N_IN
 CASES: List[Tuple[str, str, Callable[[dict, dict], None], Any]] = [
     # schema version and format
-    *[("schema-%r" % (v,), "direct", _set("schema_version", v), "schema") for v in (0, 2, -1, 10**6, "1", 1.5, True, None, [1])],
+    *[("schema-%r" % (v,), "direct", _set("schema_version", v), "schema") for v in (0, fmt.SCHEMA_VERSION + 1, -1, 10**6, "1", 1.5, True, None, [1])],
     ("schema-missing", "direct", _del("schema_version"), "schema_version is missing"),
     ("format-other", "direct", _set("format", "spikeedge-checkpoint"), "not a spikeedge bundle"),
     ("format-missing", "direct", _del("format"), "not a spikeedge bundle"),

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from spikeedge.offline.folded import (FoldedConv, FoldedFlatten, FoldedGlobalPool, FoldedLinear, FoldedNet, FoldedPool, FoldedStreamConv,
-                                     FoldedStreamLif)
+                                     FoldedStreamLif, FoldedSumPool)
 from spikeedge.offline.intref_conv import ConvIntegerReference
 from spikeedge.offline.quantize_conv import quantize_folded
 from spikeedge.runtime import bundle as fmt
@@ -30,6 +30,7 @@ from spikeedge.runtime.sessions import open_session
 # (name, input shape, layer spec, neuron decay, input bits). Layer spec:
 # ("conv", out, (kh, kw), stride, padding) | ("pool", size) | ("flatten",) | ("fc", out) | ("readout", classes)
 # | ("stream", out, (kh, kw), stride, padding, add) | ("slif",) | ("gpool",)   (a pre-activation ResNet)
+# | ("sumpool", (kh, kw), (sh, sw), average)   (NIR's SumPool2d / AvgPool2d)
 NETS = {
     "vgg28": ((1, 28, 28), [("conv", 8, (3, 3), 1, 1), ("pool", 2), ("conv", 16, (3, 3), 1, 1), ("pool", 2), ("flatten",),
                             ("fc", 32), ("readout", 10)], 0.8, 16),
@@ -44,6 +45,10 @@ NETS = {
                                    ("slif",), ("conv", 4, (1, 1), 1, 0), ("stream", 5, (1, 1), 1, 0, True), ("slif",), ("gpool",), ("fc", 7),
                                    ("readout", 2)], 1.0, 8),
     "mlp-on-image": ((1, 6, 6), [("flatten",), ("fc", 20), ("readout", 5)], 0.9, 16),
+    "sum-avg-pool": ((2, 9, 8), [("conv", 6, (3, 3), 1, 1), ("sumpool", (2, 2), (2, 2), False), ("conv", 5, (3, 3), 1, 1),
+                                 ("sumpool", (2, 3), (1, 1), True), ("flatten",), ("fc", 10), ("readout", 3)], 0.8, 16),
+    "avgpool-image-8bit": ((1, 8, 8), [("sumpool", (2, 2), (2, 2), True), ("conv", 4, (3, 3), 1, 1), ("sumpool", (3, 3), (1, 1), False),
+                                       ("flatten",), ("readout", 3)], 0.6, 8),
 }
 
 
@@ -70,6 +75,10 @@ def random_net(seed: int, input_shape: Sequence[int], spec: List[tuple], decay: 
         elif item[0] == "gpool":
             layers.append(FoldedGlobalPool())
             shape = (shape[0],)
+        elif item[0] == "sumpool":
+            _, (kh, kw), (sh, sw), average = item
+            layers.append(FoldedSumPool((kh, kw), (sh, sw), average))
+            shape = (shape[0], (shape[1] - kh) // sh + 1, (shape[2] - kw) // sw + 1)
         elif item[0] == "pool":
             layers.append(FoldedPool(item[1]))
             shape = (shape[0], shape[1] // item[1], shape[2] // item[1])
@@ -109,6 +118,8 @@ def synops_brute_force(bundle, spikes: List[np.ndarray], images: np.ndarray) -> 
                 h = h.flatten(1)
             elif layer.kind == "global_sum_pool":
                 h = h.sum(dim=(2, 3))
+            elif layer.kind == "sum_pool":  # a window sum: non-zero where any input in it is
+                h = F.avg_pool2d(h, (layer.kernel_h, layer.kernel_w), (layer.stride_h, layer.stride_w)) * (layer.kernel_h * layer.kernel_w)
             elif layer.kind == "conv_stream":
                 nz = torch.from_numpy((layer.weight != 0).astype(np.float64))
                 total += int(F.conv2d((h != 0).double(), nz, stride=layer.stride, padding=layer.padding).sum())
