@@ -16,7 +16,7 @@ def import_model(
     model: Path = typer.Argument(..., help="A NIR graph (.nir), as snnTorch's export_to_nir or Norse's to_nir write it."),
     output: Path = typer.Option(..., "-o", "--output", help="Checkpoint to write (.npz), for 'spikeedge export'."),
     dt: Optional[float] = typer.Option(None, "--dt", help="Time step in the file's time unit (seconds for snnTorch: 1e-4; Norse: 1e-3); default: the file's metadata 'dt'."),
-    time_steps: int = typer.Option(10, "--time-steps", callback=in_range(1, 10000), help="Conv / feed-forward imports: the steps each input is shown for (NIR has none)."),
+    time_steps: Optional[int] = typer.Option(None, "--time-steps", callback=in_range(1, 10000), help="Conv / feed-forward imports: the steps each input is shown for (NIR has none; default: the file's metadata, else 10)."),
     input_peak: float = typer.Option(1.0, "--input-peak", help="Largest |input| the model will see: sets the int8 export's input step."),
     as_json: bool = JsonOpt,
 ) -> None:
@@ -38,7 +38,7 @@ def import_model(
     result: Dict[str, Any] = {"checkpoint": str(output), "model": imported.kind, "dt": imported.record["training"]["dt"],
                               "nodes": imported.record["training"]["nodes"], "differences": imported.notes}
     if imported.kind == "folded":
-        result["time_steps"] = time_steps
+        result["time_steps"] = imported.model.time_steps
     else:
         result["neurons"] = imported.model.cfg.n_neurons
     emit(result, as_json)

@@ -65,11 +65,11 @@ def hrsnn_graph(model: Any, dt: float = DEFAULT_DT) -> Tuple[Any, List[str]]:
     nodes = {
         "input": nir.Input(input_type=np.array([cfg.n_inputs])),
         "w_in": nir.Affine(weight=_f32(w_in), bias=_f32(bias)),
-        "lif": nir.CubaLIF(tau_syn=_f32(tau_syn), tau_mem=_f32(tau_mem), r=_f32(tau_mem / dt), v_leak=np.zeros(n, np.float32),
-                           v_threshold=np.full(n, cfg.threshold, np.float32), v_reset=np.zeros(n, np.float32), w_in=_f32(tau_syn / dt)),
+        "lif": nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem / dt, v_leak=np.zeros(n),  # float64: the decays as computed
+                           v_threshold=np.full(n, float(cfg.threshold)), v_reset=np.zeros(n), w_in=tau_syn / dt),
         "w_rec": nir.Linear(weight=_f32(w_rec)),
         "readout": nir.Linear(weight=_f32(w_out)),
-        "trace": nir.LI(tau=_f32(tau_tr), r=_f32(tau_tr / dt), v_leak=np.zeros(cfg.n_outputs, np.float32)),
+        "trace": nir.LI(tau=tau_tr, r=tau_tr / dt, v_leak=np.zeros(cfg.n_outputs)),
         "bias": nir.Affine(weight=np.eye(cfg.n_outputs, dtype=np.float32), bias=_f32(b_out)),
         "output": nir.Output(output_type=np.array([cfg.n_outputs])),
     }
@@ -82,7 +82,7 @@ def hrsnn_graph(model: Any, dt: float = DEFAULT_DT) -> Tuple[Any, List[str]]:
 def _neuron(decay: float, threshold: float, shape: Tuple[int, ...], dt: float, where: str) -> Any:
     import nir
 
-    ones = np.ones(shape, np.float32)
+    ones = np.ones(shape, np.float64)  # float64 parameters: the decays and thresholds as spikeedge holds them
     if decay >= 1.0:  # IF: v = v + dt r x, so r = 1 / dt
         return nir.IF(r=ones / dt, v_threshold=ones * threshold, v_reset=0 * ones)
     tau = float(_tau(np.array([decay]), dt, where)[0])

@@ -3,7 +3,7 @@
 
 Each ``Conv1d|Conv2d|Affine|Linear`` followed by a ``LIF|IF|Threshold`` becomes one spiking
 layer, the neuron's gain, threshold and leak drive folded into its weights and bias (one decay
-per layer, gains per output channel); ``SumPool2d``/``AvgPool2d`` and ``Flatten`` map one to one;
+per layer, gains per output channel, the threshold kept when the layer has one, else folded in too); ``SumPool2d``/``AvgPool2d`` and ``Flatten`` map one to one;
 the last ``Affine|Linear`` is the readout (a graph that ends at a spiking layer gets an identity
 readout of its spikes). A 1-D input is a (n, 1, 1) image flattened first; ``Conv1d`` runs as a
 ``1 x k`` 2-D convolution. ``CubaLIF`` has no place here (these layers have no synaptic
@@ -126,13 +126,14 @@ def to_folded(links: List[Link], dt: float, in_shape: Tuple[int, ...], time_step
             beta = np.unique(np.asarray(nrn.beta).reshape(-1))
             if beta.size != 1:
                 raise ModelError("node %r (%s): %d different decays; spikeedge's feed-forward layers take one per layer" % (nxt.name, nxt.type, beta.size))
-            gain, drive = _per_channel(nrn.gain, c, nxt, "the gain"), _per_channel(nrn.drive, c, nxt, "v_leak")
+            g, dr, threshold = nrn.normalised(uniform=True)
+            gain, drive = _per_channel(g, c, nxt, "the gain"), _per_channel(dr, c, nxt, "v_leak")
             wf = (w * gain.reshape((-1,) + (1,) * (w.ndim - 1))).astype(np.float32)
             bf = (b * gain + drive).astype(np.float32)
             if ln.type in ("Conv1d", "Conv2d"):
-                layers.append(FoldedConv(wf, bf, stride=stride, padding=pad, decay=float(beta[0]), threshold=1.0))
+                layers.append(FoldedConv(wf, bf, stride=stride, padding=pad, decay=float(beta[0]), threshold=threshold))
             else:
-                layers.append(FoldedLinear(wf, bf, spiking=True, decay=float(beta[0]), threshold=1.0))
+                layers.append(FoldedLinear(wf, bf, spiking=True, decay=float(beta[0]), threshold=threshold))
             shape = out
             i += 2
             continue

@@ -48,16 +48,19 @@ def to_hrsnn(links: List[Link], dt: float, n_inputs: int) -> Tuple[HRSNN, List[s
     if len(links) < 2 or kinds[0] not in ("Affine", "Linear") or kinds[1] not in ("LIF", "CubaLIF", "IF", "Threshold"):
         raise ModelError("an HRSNN import starts Affine|Linear -> LIF|CubaLIF|IF|Threshold; the graph has %s" % " -> ".join(kinds[:2]))
     tail = kinds[2:]
-    if tail not in ([], ["Affine"], ["Linear"], ["Affine", "LI"], ["Linear", "LI"], ["Affine", "I"], ["Linear", "I"]):
-        raise ModelError("node %r (%s): after the spiking layer an HRSNN takes an Affine|Linear readout, optionally into LI or I"
-                         % (links[2].name, kinds[2]))
+    weighted = ("Affine", "Linear")
+    ok = len(tail) <= 3 and all(k in weighted for k in tail[:1]) and all(k in ("LI", "I") for k in tail[1:2]) and all(k in weighted for k in tail[2:])
+    if not ok:
+        raise ModelError("node %r (%s): after the spiking layer an HRSNN takes an Affine|Linear readout, optionally into LI or I and "
+                         "one more Affine|Linear (what spikeedge writes)" % (links[2 + len(tail) - 1].name, tail[-1]))
     w_in, b_in = weights(links[0])
     nrn = neuron(links[1], dt)
     n = w_in.shape[0]
     if w_in.shape[1] != n_inputs:
         raise ModelError("node %r: %d inputs, the input node gives %d" % (links[0].name, w_in.shape[1], n_inputs))
     alpha, beta = _per_neuron(nrn.alpha, n, links[1].name), _per_neuron(nrn.beta, n, links[1].name)
-    gain, drive = _per_neuron(nrn.gain, n, links[1].name), _per_neuron(nrn.drive, n, links[1].name)
+    g, dr, threshold = nrn.normalised(uniform=True)
+    gain, drive = _per_neuron(g, n, links[1].name), _per_neuron(dr, n, links[1].name)
     notes = [THRESHOLD_NOTE]
     w_rec, bias = np.zeros((n, n)), gain * b_in + drive
     if links[1].recurrent is not None:
@@ -74,7 +77,7 @@ def to_hrsnn(links: List[Link], dt: float, n_inputs: int) -> Tuple[HRSNN, List[s
             raise ModelError("node %r: %d inputs, the spiking layer has %d neurons" % (links[2].name, w_out.shape[1], n))
     else:
         notes.append("the graph ends at the spiking layer: the readout is its spikes at each step (identity weights)")
-    if len(tail) == 2:
+    if len(tail) >= 2:
         li = neuron(links[3], dt)
         d, g = np.unique(_per_neuron(li.beta, w_out.shape[0], links[3].name)), np.unique(_per_neuron(li.gain, w_out.shape[0], links[3].name))
         if d.size != 1 or g.size != 1:
@@ -89,7 +92,12 @@ def to_hrsnn(links: List[Link], dt: float, n_inputs: int) -> Tuple[HRSNN, List[s
             notes.append("readout bias of %r: NIR's %s approaches b*gain/(1-decay) with time constant tau; spikeedge adds that value from the first step"
                          % (links[2].name, tail[1]))
         trace_tau = float(_tau_steps(np.array([d0]))[0])
-    cfg = HrsnnConfig(n_inputs=n_inputs, n_neurons=n, n_outputs=int(w_out.shape[0]), encoder="direct", threshold=1.0, reset="zero",
+    if len(tail) == 3:  # an affine map after the LI: composes with the readout exactly (the LI is linear)
+        a, c = weights(links[4])
+        if a.shape[1] != w_out.shape[0]:
+            raise ModelError("node %r: %d inputs, the readout before it has %d outputs" % (links[4].name, a.shape[1], w_out.shape[0]))
+        w_out, b_out = a @ w_out, a @ b_out + c
+    cfg = HrsnnConfig(n_inputs=n_inputs, n_neurons=n, n_outputs=int(w_out.shape[0]), encoder="direct", threshold=threshold, reset="zero",
                       tau_trace=trace_tau, seed=0)
     model = HRSNN(cfg)
     f32 = torch.float32

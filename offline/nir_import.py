@@ -12,9 +12,9 @@ or the caller::
     LIF:      v   = (1 - dt/tau) v + (dt/tau) (v_leak + r x)        IF: v = v + dt r x
     spike where v >= v_threshold (NIR: v > v_threshold), then v = v_reset (which must be 0)
 
-A neuron's input gain (``dt r / tau`` ...) and its threshold are folded into the weights and
-bias that feed it, so every imported neuron has threshold 1 (exact in real numbers: each
-neuron's state is scaled by a positive constant). Decays map to spikeedge's conventions by
+A neuron's input gain (``dt r / tau`` ...) is folded into the weights and bias that feed it; a
+threshold that differs between the neurons of a layer too (then the threshold is 1: exact in
+real numbers, each neuron's state scaled by a positive constant). Decays map to spikeedge's conventions by
 value: the HRSNN's ``exp(-1/tau_steps)`` gets ``tau_steps = -1 / ln(1 - dt/tau)``, a conv
 layer's ``decay`` is ``1 - dt/tau`` itself. What has no exact form is refused in one line
 naming the node and why (``ModelError``); what is mapped with a difference says so in
@@ -42,9 +42,19 @@ class Neuron:
     name: str
     alpha: np.ndarray  # synaptic decay per step (0: no synaptic current)
     beta: np.ndarray  # membrane decay per step
-    gain: np.ndarray  # what the weighted input is multiplied by before the threshold of 1
+    gain: np.ndarray  # what the weighted input is multiplied by (dt r / tau ...)
     drive: np.ndarray  # constant input per step after the gain (v_leak's share)
+    threshold: np.ndarray  # v_threshold (1 for the non-spiking LI and I)
     spiking: bool = True
+
+    def normalised(self, uniform: bool) -> "tuple[np.ndarray, np.ndarray, float]":
+        """(gain, drive, threshold): as they are when the threshold is ``uniform`` (one value for
+        the whole layer), else divided by each neuron's threshold, which becomes 1 (exact in
+        real numbers: each neuron's state scaled by a positive constant)."""
+        thr = np.asarray(self.threshold, np.float64)
+        if uniform and np.unique(thr).size == 1:
+            return self.gain, self.drive, float(thr.reshape(-1)[0])
+        return self.gain / thr, self.drive / thr, 1.0
 
 
 @dataclass
@@ -67,13 +77,16 @@ def _snap(gain: np.ndarray) -> np.ndarray:
     return np.where(np.abs(gain - 1.0) <= GAIN_EXACT, 1.0, gain)
 
 
-def _decay(link: Link, tau: np.ndarray, dt: float, what: str) -> np.ndarray:
+def _decay(link: Link, tau: np.ndarray, dt: float, what: str, raw: Any = None) -> np.ndarray:
     if not np.all(np.isfinite(tau)) or np.any(tau <= 0):
         raise ModelError("node %r (%s): %s must be finite and > 0" % (link.name, link.type, what))
     if np.any(tau < dt):
         raise ModelError("node %r (%s): %s %.3g is shorter than dt %.3g: forward Euler would decay below zero (pass a smaller --dt)"
                          % (link.name, link.type, what, float(np.min(tau)), dt))
-    return np.asarray(np.float32(1.0 - dt / tau), np.float64)  # the file's float32 precision
+    decay = 1.0 - dt / tau
+    if raw is None or np.asarray(raw).dtype != np.float64:  # a float32 tau: the decay to the file's precision (snnTorch's 0.8 stays 0.8f)
+        decay = np.asarray(np.float32(decay), np.float64)
+    return decay
 
 
 def neuron(link: Link, dt: float) -> Neuron:
@@ -87,32 +100,32 @@ def neuron(link: Link, dt: float) -> Neuron:
             raise ModelError("node %r (%s): v_threshold must be finite and > 0" % (link.name, t))
     if t == "LIF":
         tau = _arr(node, "tau")
-        beta = _decay(link, tau, dt, "tau")
-        return Neuron(link.name, np.zeros_like(beta), beta, _snap(dt * _arr(node, "r") / tau) / thr, dt / tau * _arr(node, "v_leak") / thr)
+        beta = _decay(link, tau, dt, "tau", node.tau)
+        return Neuron(link.name, np.zeros_like(beta), beta, _snap(dt * _arr(node, "r") / tau), dt / tau * _arr(node, "v_leak"), thr)
     if t == "IF":
         r = _arr(node, "r")
-        return Neuron(link.name, np.zeros_like(r), np.ones_like(r), dt * r / thr, np.zeros_like(r))
+        return Neuron(link.name, np.zeros_like(r), np.ones_like(r), _snap(dt * r), np.zeros_like(r), thr)
     if t == "CubaLIF":
         ts, tm = _arr(node, "tau_syn"), _arr(node, "tau_mem")
         if np.any(_arr(node, "v_leak") != 0):
             raise ModelError("node %r (CubaLIF): v_leak is not 0; a constant drive on the membrane has no place in spikeedge's "
                              "current-based neuron (it would pass through the synapse)" % link.name)
         gain = _snap(dt / ts * _arr(node, "w_in", 1.0)) * _snap(dt / tm * _arr(node, "r"))
-        return Neuron(link.name, _decay(link, ts, dt, "tau_syn"), _decay(link, tm, dt, "tau_mem"), gain / thr, np.zeros_like(tm))
+        return Neuron(link.name, _decay(link, ts, dt, "tau_syn", node.tau_syn), _decay(link, tm, dt, "tau_mem", node.tau_mem), gain, np.zeros_like(tm), thr)
     if t == "Threshold":
         thr = _arr(node, "threshold")
         if np.any(thr <= 0):
             raise ModelError("node %r (Threshold): the threshold must be > 0" % link.name)
-        return Neuron(link.name, np.zeros_like(thr), np.zeros_like(thr), 1.0 / thr, np.zeros_like(thr))
+        return Neuron(link.name, np.zeros_like(thr), np.zeros_like(thr), np.ones_like(thr), np.zeros_like(thr), thr)
     if t == "LI":
         tau = _arr(node, "tau")
         if np.any(_arr(node, "v_leak") != 0):
             raise ModelError("node %r (LI): v_leak is not 0" % link.name)
-        beta = _decay(link, tau, dt, "tau")
-        return Neuron(link.name, np.zeros_like(beta), beta, _snap(dt * _arr(node, "r") / tau), np.zeros_like(beta), spiking=False)
+        beta = _decay(link, tau, dt, "tau", node.tau)
+        return Neuron(link.name, np.zeros_like(beta), beta, _snap(dt * _arr(node, "r") / tau), np.zeros_like(beta), np.ones_like(beta), spiking=False)
     if t == "I":
         r = _arr(node, "r")
-        return Neuron(link.name, np.zeros_like(r), np.ones_like(r), dt * r, np.zeros_like(r), spiking=False)
+        return Neuron(link.name, np.zeros_like(r), np.ones_like(r), dt * r, np.zeros_like(r), np.ones_like(r), spiking=False)
     raise ModelError("node %r (%s): spikeedge has no layer for this node type" % (link.name, t))
 
 
@@ -136,11 +149,14 @@ def weights(link: Link) -> Tuple[np.ndarray, np.ndarray]:
     return w, np.zeros(w.shape[0]) if b is None else np.asarray(b, np.float64).reshape(-1)
 
 
-def import_nir(path: Any, dt: Optional[float] = None, time_steps: int = 10, input_peak: float = 1.0) -> Imported:
+def import_nir(path: Any, dt: Optional[float] = None, time_steps: Optional[int] = None, input_peak: float = 1.0) -> Imported:
     """Read ``path`` and map it (see the module docstring). ``time_steps``: a conv import's T
-    (NIR has none); ``input_peak``: the largest |input| the int8 export calibrates for."""
+    (NIR has none: default the file's metadata, which spikeedge writes, else 10);
+    ``input_peak``: the largest |input| the int8 export calibrates for."""
     graph = read_graph(path)
     step = graph_dt(graph, dt)
+    if time_steps is None:
+        time_steps = int(np.asarray((getattr(graph, "metadata", None) or {}).get("time_steps", 10)).reshape(-1)[0])
     links = _fold_scales(chain(graph))
     shape = input_shape(graph)
     record: Dict[str, Any] = {
