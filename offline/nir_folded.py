@@ -23,6 +23,7 @@ from .nir_hrsnn import THRESHOLD_NOTE
 from .nir_import import neuron, weights
 
 SPIKING = ("LIF", "IF", "Threshold")
+KNOWN = SPIKING + ("CubaLIF", "LI", "I", "Affine", "Linear", "Conv1d", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten")
 
 
 def _pair(v: Any, name: str, link: Link) -> Tuple[int, int]:
@@ -112,6 +113,8 @@ def to_folded(links: List[Link], dt: float, in_shape: Tuple[int, ...], time_step
                 i = len(links)
                 break
             if nxt.type not in SPIKING:
+                if nxt.type not in KNOWN:
+                    raise ModelError("node %r (%s): spikeedge has no layer for this node type" % (nxt.name, nxt.type))
                 why = "no synaptic current in these layers; a CubaLIF is imported as an HRSNN's one layer" if nxt.type == "CubaLIF" else "a weighted node must feed a LIF, IF or Threshold"
                 raise ModelError("node %r (%s) after %r: %s" % (nxt.name, nxt.type, ln.name, why))
             nrn = neuron(nxt, dt)
@@ -156,7 +159,7 @@ def to_folded(links: List[Link], dt: float, in_shape: Tuple[int, ...], time_step
                 shape = (int(np.prod(shape)),)
         else:
             why = "no synaptic current in these layers; a CubaLIF is imported as an HRSNN's one layer" if ln.type == "CubaLIF" else \
-                "a neuron must follow an Affine, Linear or Conv node" if ln.type in SPIKING + ("LI", "I") else "spikeedge has no layer for it"
+                "a neuron must follow an Affine, Linear or Conv node" if ln.type in SPIKING + ("LI", "I") else "spikeedge has no layer for this node type"
             raise ModelError("node %r (%s): %s" % (ln.name, ln.type, why))
         i += 1
     if readout is None:  # the graph ends at a spiking layer (or pooling of one): read out its spikes
