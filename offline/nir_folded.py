@@ -20,7 +20,7 @@ from ..errors import ModelError
 from .folded import FoldedConv, FoldedFlatten, FoldedLinear, FoldedNet, FoldedSumPool
 from .nir_graph import Link
 from .nir_hrsnn import THRESHOLD_NOTE
-from .nir_import import neuron, weights
+from .nir_neurons import neuron, weights
 
 SPIKING = ("LIF", "IF", "Threshold")
 KNOWN = SPIKING + ("CubaLIF", "LI", "I", "Affine", "Linear", "Conv1d", "Conv2d", "SumPool2d", "AvgPool2d", "Flatten")

@@ -22,7 +22,7 @@ import torch
 from ..errors import ModelError
 from .hrsnn import HRSNN, HrsnnConfig
 from .nir_graph import Link
-from .nir_import import neuron, weights
+from .nir_neurons import neuron, weights
 
 NO_TRACE_TAU = 1e-3  # exp(-1 / 1e-3) is 0.0 exactly in float32 and float64: the trace is the spikes
 THRESHOLD_NOTE = "spikes where v >= threshold (NIR: v > threshold); they differ only where v equals the threshold exactly"

@@ -155,6 +155,7 @@ JSON_CALLS: Dict[Tuple[str, ...], List[str]] = {
     ("eval",): ["eval", "model.seb", "--task", "mackey-glass", "--repeats", "2"],
     ("run",): ["run", "model.seb", "--input", "in.npz", "-o", "o.npz"],
     ("export",): ["export", "mg.ckpt.npz", "-o", "e.seb"],
+    ("import",): ["import", str(ROOT / "tests" / "fixtures" / "nir" / "lif.nir"), "-o", "i.ckpt.npz"],
     ("verify",): ["verify", "model.onnx", "--reference", "model.seb", "--task", "mackey-glass", "--repeats", "2"],
     ("train", "hrsnn"): ["train", "hrsnn", "--task", "mackey-glass", "--neurons", "20", "-o", "t.ckpt.npz"],
     ("train", "convsnn"): ["train", "convsnn", "--task", "digits", "--width", "0.25", "--epochs", "1", "-o", "c.ckpt.npz"],

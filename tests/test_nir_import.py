@@ -27,6 +27,26 @@ from spikeedge.runtime import cores  # noqa: E402
 from spikeedge.runtime.sessions import open_session  # noqa: E402
 
 RNG = np.random.default_rng(0)
+FIXTURE = Path(__file__).parent / "fixtures" / "nir" / "lif.nir"  # the CLI contract's `spikeedge import` input
+
+
+def fixture_graph() -> Any:
+    """What ``tests/fixtures/nir/lif.nir`` holds (``python tests/test_nir_import.py`` rewrites it):
+    Affine 4 -> 3, LIF (tau 5 ms, r 5), Affine 3 -> 2, written for dt = 1 ms."""
+    w1 = np.arange(12, dtype=np.float32).reshape(3, 4) / 6.0 - 0.5
+    w2 = np.arange(6, dtype=np.float32).reshape(2, 3) / 3.0 - 0.5
+    lif = nir.LIF(tau=np.full(3, 5e-3, np.float32), r=np.full(3, 5.0, np.float32), v_leak=np.zeros(3, np.float32), v_threshold=np.ones(3, np.float32))
+    nodes = {"input": nir.Input(input_type=np.array([4])), "fc1": nir.Affine(weight=w1, bias=np.full(3, 0.1, np.float32)), "lif": lif,
+             "fc2": nir.Affine(weight=w2, bias=np.zeros(2, np.float32)), "output": nir.Output(output_type=np.array([2]))}
+    return nir.NIRGraph(nodes=nodes, edges=[("input", "fc1"), ("fc1", "lif"), ("lif", "fc2"), ("fc2", "output")], metadata={"dt": 1e-3})
+
+
+def test_the_cli_fixture_is_what_its_generator_writes() -> None:
+    stored, made = nir.read(str(FIXTURE)), fixture_graph()
+    assert sorted(stored.nodes) == sorted(made.nodes) and sorted(map(tuple, stored.edges)) == sorted(map(tuple, made.edges))
+    for name in ("fc1", "fc2"):
+        assert np.array_equal(stored.nodes[name].weight, made.nodes[name].weight)
+    assert float(stored.metadata["dt"]) == 1e-3
 
 
 def _write(tmp_path: Path, nodes: Dict[str, Any], edges: List[Tuple[str, str]], dt: Any = 1e-3, name: str = "g.nir") -> Path:
@@ -177,3 +197,8 @@ def test_a_compiled_core_without_sum_pool_falls_back_to_numpy(monkeypatch: Any) 
         cores.choose(bundle, "compiled")
     session = open_session(bundle, len(x))
     assert session.core == "numpy"
+
+
+if __name__ == "__main__":
+    FIXTURE.parent.mkdir(parents=True, exist_ok=True)
+    nir.write(str(FIXTURE), fixture_graph())
