@@ -49,8 +49,8 @@ def hrsnn_graph(model: Any, dt: float = DEFAULT_DT) -> Tuple[Any, List[str]]:
 
     cfg = model.cfg
     if cfg.reset != "zero":
-        raise ModelError("reset %r: NIR's CubaLIF resets to v_reset; spikeedge's subtract reset cannot be written (train with reset "
-                         "'zero' to export to NIR)" % cfg.reset)
+        raise ModelError("reset %r: NIR's CubaLIF resets to v_reset; spikeedge's subtract reset cannot be written (an HRSNN with "
+                         "reset 'zero' can)" % cfg.reset)
     if cfg.encoder != "direct":
         raise ModelError("encoder %r: NIR has no %s encoder; only direct (real-valued) inputs can be written" % (cfg.encoder, cfg.encoder))
     with torch.no_grad():
