@@ -2,7 +2,8 @@
 
 The shape imported: ``Affine|Linear -> LIF|CubaLIF|IF|Threshold`` (optionally with a recurrent
 ``Affine|Linear`` loop on the neuron, as snnTorch writes ``RSynaptic`` / ``RLeaky``), then
-optionally ``Affine|Linear`` and optionally ``LI`` or ``I`` as the readout. The recurrent spikes
+optionally ``Affine|Linear`` and optionally ``LI`` as the readout (an ``I`` is refused: the
+trace readout decays). The recurrent spikes
 enter one step later (a loop needs a step; snnTorch's recurrent neurons do the same).
 
 The HRSNN reads out exponential spike traces, ``y = W trace + b`` with ``trace = d * trace +
@@ -13,7 +14,6 @@ weighted sum at each step).
 
 from __future__ import annotations
 
-import math
 from typing import Any, List, Tuple
 
 import numpy as np
@@ -51,7 +51,7 @@ def to_hrsnn(links: List[Link], dt: float, n_inputs: int) -> Tuple[HRSNN, List[s
     weighted = ("Affine", "Linear")
     ok = len(tail) <= 3 and all(k in weighted for k in tail[:1]) and all(k in ("LI", "I") for k in tail[1:2]) and all(k in weighted for k in tail[2:])
     if not ok:
-        raise ModelError("node %r (%s): after the spiking layer an HRSNN takes an Affine|Linear readout, optionally into LI or I and "
+        raise ModelError("node %r (%s): after the spiking layer an HRSNN takes an Affine|Linear readout, optionally into LI and "
                          "one more Affine|Linear (what spikeedge writes)" % (links[2 + len(tail) - 1].name, tail[-1]))
     w_in, b_in = weights(links[0])
     nrn = neuron(links[1], dt)
@@ -77,6 +77,9 @@ def to_hrsnn(links: List[Link], dt: float, n_inputs: int) -> Tuple[HRSNN, List[s
             raise ModelError("node %r: %d inputs, the spiking layer has %d neurons" % (links[2].name, w_out.shape[1], n))
     else:
         notes.append("the graph ends at the spiking layer: the readout is its spikes at each step (identity weights)")
+    if len(tail) >= 2 and tail[1] == "I":
+        raise ModelError("node %r (I): an HRSNN reads out decaying traces; an integrator's never decays and its int8 trace would "
+                         "saturate (an LI can be imported; without a recurrent loop the graph is imported in the conv form, which takes it)" % links[3].name)
     if len(tail) >= 2:
         li = neuron(links[3], dt)
         d, g = np.unique(_per_neuron(li.beta, w_out.shape[0], links[3].name)), np.unique(_per_neuron(li.gain, w_out.shape[0], links[3].name))
@@ -86,8 +89,6 @@ def to_hrsnn(links: List[Link], dt: float, n_inputs: int) -> Tuple[HRSNN, List[s
         d0, g0 = float(d[0]), float(g[0])
         w_out = w_out * g0
         if np.any(b_out != 0):
-            if d0 >= 1.0:
-                raise ModelError("node %r (I): an integrator of a constant bias grows without bound; the HRSNN readout's bias is constant" % links[3].name)
             b_out = b_out * g0 / (1.0 - d0)
             notes.append("readout bias of %r: NIR's %s approaches b*gain/(1-decay) with time constant tau; spikeedge adds that value from the first step"
                          % (links[2].name, tail[1]))
@@ -110,8 +111,6 @@ def to_hrsnn(links: List[Link], dt: float, n_inputs: int) -> Tuple[HRSNN, List[s
         model.bias.copy_(torch.tensor(bias, dtype=f32))
         model.readout.weight.copy_(torch.tensor(w_out, dtype=f32))
         model.readout.bias.copy_(torch.tensor(b_out, dtype=f32))
-    if math.isinf(trace_tau):
-        notes.append("the readout integrates without leak (I): its int8 traces saturate after 2**19 spikes of one neuron")
     return model, notes
 
 

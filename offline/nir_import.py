@@ -69,7 +69,9 @@ def import_nir(path: Any, dt: Optional[float] = None, time_steps: Optional[int] 
             shape = shape[1:]
     spiking = [ln for ln in links if ln.type in ("LIF", "CubaLIF", "IF", "Threshold")]
     dense_only = all(ln.type in ("Affine", "Linear", "LIF", "CubaLIF", "IF", "LI", "I", "Threshold") for ln in links)
-    if dense_only and len(spiking) == 1 and len(shape) == 1 and weighted and weighted[0] is links[0]:
+    recurrent = any(ln.recurrent is not None for ln in links)
+    integrator_readout = links[-1].type == "I" and not recurrent  # the conv form reads out an integral; the HRSNN's traces decay
+    if dense_only and len(spiking) == 1 and len(shape) == 1 and weighted and weighted[0] is links[0] and not integrator_readout:
         from .nir_hrsnn import to_hrsnn
 
         model, more = to_hrsnn(links, step, int(shape[0]))
