@@ -35,12 +35,22 @@ EXAMPLES = int(os.environ.get("HOSTILE_EXAMPLES", "1000"))  # 1,000 take about 3
 HEADROOM = int(os.environ.get("HOSTILE_HEADROOM_MB", "384")) << 20  # address space beyond the warmed-up worker's
 HERE = Path(__file__).resolve().parent
 
+def _conv_sum_pool() -> Any:
+    """The conv base with a ``sum_pool`` (schema version 2) between its neurons and the readout."""
+    base = conv_bundle(side=8)  # conv 3x3 -> (2, 6, 6)
+    pool = fmt.SumPoolLayer("pool", 2, 2, 2, 2)  # -> (2, 3, 3)
+    w = np.random.RandomState(4).randint(-60, 60, (3, 18)).astype(np.int8)
+    readout = fmt.LinearReadout("readout", 18, 3, w, np.full(3, 0.01), np.zeros(3))
+    return dataclasses.replace(base, layers=(base.layers[0], pool, base.layers[1]), readout=readout)
+
+
 BASES = {
     "direct": recurrent(output="last"),
     "direct8": recurrent(bits=8),
     "rate": dataclasses.replace(recurrent(), encoder=RateEncoder(N_IN, 0.7, 5)),
     "delta": dataclasses.replace(recurrent(n_in=2 * N_IN, output="last"), encoder=DeltaEncoder(N_IN, 0.1)),
     "conv": conv_bundle(),
+    "conv_pool": _conv_sum_pool(),
 }
 HOSTILE_INTS = [0, 1, 2, 3, 7, 16, 255, 65535, 65536, 65537, 2**31 - 1, 2**31, 2**32, 2**62, 2**63, -1]
 HOSTILE_SHAPES = [[0, 2**62], [2**62, 0], [0] * 65, [1] * 9, [2**31], [0, 2**31 - 1, 2**31 - 1], [], [2**40, 2**40]]
@@ -156,7 +166,7 @@ def _inputs(tmp: Path) -> Dict[str, Path]:
     out = {}
     for base, bundle in BASES.items():
         path = tmp / ("x_%s.npz" % base)
-        if base == "conv":
+        if base.startswith("conv"):
             np.savez(path, x=rng.uniform(0, 1, (3,) + tuple(bundle.input_shape)))
         else:
             np.savez(path, x=rng.uniform(-1, 1, (3, 12, bundle.n_inputs)))
