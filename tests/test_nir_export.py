@@ -149,3 +149,9 @@ def test_cli_export_format_nir(tmp_path: Path, capsys: Any, monkeypatch: Any) ->
     assert main(["export", "v.ckpt.npz", "--format", "nir", "-o", "v.nir"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no max pooling" in err and not Path("v.nir").exists()
+    plain = ConvSNN(ConvConfig(arch="vgg", in_channels=1, in_size=8, n_classes=3, plan=[4, 6], time_steps=3))  # no pooling: folded, written
+    save_checkpoint(plain, tmp_path / "p.ckpt.npz", {"training": {"epochs": 0}})
+    assert main(["export", "p.ckpt.npz", "--format", "nir", "-o", "p.nir"]) == 0
+    g = nir.read("p.nir")
+    assert [type(g.nodes[k]).__name__ for k in ("conv0", "lif0", "conv1", "lif1", "flatten2", "fc3")] == ["Conv2d", "LIF", "Conv2d", "LIF", "Flatten", "Affine"]
+    np.testing.assert_allclose(1 - 1e-4 / np.asarray(g.nodes["lif0"].tau), 0.5)  # the conv nets' 1 - 1/tau, tau = 2 steps

@@ -100,6 +100,34 @@ def test_gains_thresholds_leak_and_scale_are_folded_exactly(tmp_path: Path) -> N
     assert np.array_equal(np.stack(want2), got2)
 
 
+def test_conv1d_if_threshold_and_integrator_readout(tmp_path: Path) -> None:
+    """Conv1d (a 1 x k conv on a (C, 1, N) map), IF, Threshold and an I readout, against the
+    Euler steps written out with torch's conv1d."""
+    conv = nir.Conv1d(input_shape=10, weight=RNG.normal(0, 1.5, (3, 2, 3)), stride=1, padding=0, dilation=1, groups=1, bias=RNG.normal(0, 0.2, 3))
+    if_node = nir.IF(r=np.full((3, 8), 400.0), v_threshold=np.full((3, 8), 1.2))
+    flat = nir.Flatten(input_type={"input": np.array([3, 8])}, start_dim=0, end_dim=-1)
+    fc, thr, out, integ = _affine(5, 24, 0.5), nir.Threshold(threshold=np.full(5, 0.3)), _affine(2, 5), nir.I(r=np.full(2, 1000.0))
+    names = ["input", "conv", "if", "flat", "fc", "thr", "out", "integ", "output"]
+    nodes = {"input": nir.Input(input_type=np.array([2, 10])), "conv": conv, "if": if_node, "flat": flat, "fc": fc, "thr": thr, "out": out,
+             "integ": integ, "output": nir.Output(output_type=np.array([2]))}
+    imported = import_nir(_write(tmp_path, nodes, list(zip(names[:-1], names[1:]))), time_steps=8)
+    assert any("integral divided by the number of steps" in note for note in imported.notes)
+    x = RNG.normal(0, 1, (6, 2, 10))
+    logits, (s1, s2) = folded_forward(imported.model, x.reshape(6, 2, 1, 10), return_spikes=True)
+    cur = torch.nn.functional.conv1d(torch.tensor(x), torch.tensor(conv.weight), torch.tensor(conv.bias)).numpy()
+    v, want1, want2, total = np.zeros_like(cur), [], [], 0.0
+    for _ in range(8):
+        v = v + 1e-3 * 400.0 * cur
+        s = v >= 1.2
+        v = np.where(s, 0.0, v)
+        want1.append(s)
+        t = (s.reshape(6, -1) @ fc.weight.T + fc.bias) >= 0.3
+        want2.append(t)
+        total = total + 1e-3 * 1000.0 * (t @ out.weight.T + out.bias)
+    assert np.stack(want1).any() and np.array_equal(np.stack(want1), s1.reshape(8, 6, 3, 8)) and np.array_equal(np.stack(want2), s2)
+    np.testing.assert_allclose(logits, total / 8, rtol=1e-5, atol=1e-6)
+
+
 def test_nested_recurrent_subgraph_as_older_exporters_wrote_it(tmp_path: Path) -> None:
     n = 5
     cuba = nir.CubaLIF(tau_syn=np.full(n, 2e-3), tau_mem=np.full(n, 4e-3), r=np.full(n, 4.0), v_leak=np.zeros(n), v_threshold=np.ones(n),
