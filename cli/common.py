@@ -197,6 +197,8 @@ def open_stepper(path: Path, backend: str = "auto") -> Any:
     from ..offline.train import FloatStepper
 
     model, record = load_checkpoint(path, kind="any")
+    if record["model"] == "folded":
+        raise SpikeedgeError("%s: an imported (NIR) conv model runs once exported: spikeedge export %s -o model.seb" % (path, path))
     if record["model"] == "convsnn":
         from ..offline.convtrain import ConvFloatStepper
 

@@ -53,6 +53,8 @@ def import_nir(path: Any, dt: Optional[float] = None, time_steps: Optional[int] 
     if time_steps is None:
         time_steps = int(np.asarray((getattr(graph, "metadata", None) or {}).get("time_steps", 10)).reshape(-1)[0])
     links = _fold_scales(chain(graph))
+    if not links:
+        raise ModelError("the graph has no node between its input and its output")
     shape = input_shape(graph)
     record: Dict[str, Any] = {
         "task": None, "output": "sequence",
@@ -112,6 +114,8 @@ def _fold_scales(links: List[Link]) -> List[Link]:
                 raise ModelError("node %r (Scale): a scale is folded into the weights next to it; %r (%s) has none" % (pending.name, ln.name, ln.type))
             w, b = weights(ln)
             s = np.asarray(pending.node.scale, np.float64).reshape(-1)
+            if s.size not in (1, w.shape[1]):
+                raise ModelError("node %r (Scale): %d factors for %d inputs of %r" % (pending.name, s.size, w.shape[1], ln.name))
             ln = Link(ln.name, _Weighted(ln.type, w * s.reshape(1, -1), b, ln.node), ln.recurrent, ln.recurrent_name)
             pending = None
         out.append(ln)
