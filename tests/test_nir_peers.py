@@ -221,3 +221,34 @@ def test_norse_lif_box(tmp_path: Path) -> None:
         assert w.any() and not w.all()
         assert np.array_equal(w, g.reshape(w.shape))
     _conv_int8(imported.model, x.reshape(24, 8, 1, 1), [np.stack(s) for s in spikes])
+
+
+def test_norse_lif_cell_is_imported_as_its_file_says(tmp_path: Path) -> None:
+    """Norse 1.1 writes its LIFCell as a CubaLIF with w_in = 1 but steps it as i = i + x, without
+    NIR's dt / tau_syn on the input (docs/interop.md): imported as the file says, the input acts
+    dt * tau_syn_inv (0.2 here) times weaker; with that factor undone the spikes are Norse's own,
+    so the rest of the mapping (the current updated first, the recurrent-free HRSNN) is exact."""
+    torch.manual_seed(4)
+    n = 20
+    p = norse.LIFParameters(tau_syn_inv=torch.full((n,), 200.0), tau_mem_inv=torch.full((n,), 100.0), v_leak=torch.zeros(n),
+                            v_th=torch.ones(n), v_reset=torch.zeros(n))
+    model = norse.SequentialState(torch.nn.Linear(4, n), norse.LIFCell(p))
+    with torch.no_grad():
+        model[0].weight.mul_(3.0)
+    path = tmp_path / "cell.nir"
+    nir.write(str(path), norse.to_nir(model, torch.randn(1, 4)))
+    imported = import_nir(path, dt=1e-6)
+    assert imported.kind == "hrsnn"
+    xs = np.random.default_rng(4).normal(0, 1, (8, 30, 4))
+    state, want = None, []
+    with torch.no_grad():
+        for t in range(30):
+            z, state = model(torch.tensor(xs[:, t], dtype=torch.float32), state)
+            want.append(z.numpy().astype(bool))
+        want = np.stack(want, axis=1)
+        _, _, as_file, _ = imported.model(torch.tensor(xs, dtype=torch.float32), record_spikes=True)
+        imported.model.w_in.div_(1e-3 * 200.0)
+        imported.model.bias.div_(1e-3 * 200.0)
+        _, _, undone, _ = imported.model(torch.tensor(xs, dtype=torch.float32), record_spikes=True)
+    assert want.any() and as_file.numpy().sum() < want.sum() / 4
+    assert np.array_equal(undone.numpy().astype(bool), want)
