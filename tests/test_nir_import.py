@@ -128,6 +128,33 @@ def test_conv1d_if_threshold_and_integrator_readout(tmp_path: Path) -> None:
     np.testing.assert_allclose(logits, total / 8, rtol=1e-5, atol=1e-6)
 
 
+def test_recurrent_lif_with_an_li_readout_as_an_hrsnn(tmp_path: Path) -> None:
+    """LIF with a recurrent Affine loop (snnTorch's RLeaky) and an Affine -> LI readout with a
+    bias, against Euler written out: spikes equal, the readout equal once the LI's bias has
+    settled (the stated difference)."""
+    n, steps = 8, 60
+    w_in, w_rec, w_out = _affine(n, 3, 2.0), _affine(n, n, 0.6), _affine(2, n)
+    li = nir.LI(tau=np.full(2, 4e-3), r=np.full(2, 4.0), v_leak=np.zeros(2))
+    names = ["input", "fc", "lif", "ro", "li", "output"]
+    nodes = {"input": nir.Input(input_type=np.array([3])), "fc": w_in, "lif": _lif(n, tau=5e-3, r=5.0, thr=0.8), "rec": w_rec, "ro": w_out, "li": li,
+             "output": nir.Output(output_type=np.array([2]))}
+    imported = import_nir(_write(tmp_path, nodes, list(zip(names[:-1], names[1:])) + [("lif", "rec"), ("rec", "lif")]))
+    assert imported.kind == "hrsnn" and any("readout bias" in note for note in imported.notes)
+    xs = RNG.normal(0, 1, (5, steps, 3))
+    v, s, y, spikes, outs = np.zeros((5, n)), np.zeros((5, n)), np.zeros((5, 2)), [], []
+    for t in range(steps):
+        v = v + 1e-3 / 5e-3 * (-v + 5.0 * (xs[:, t] @ w_in.weight.T + w_in.bias + s @ w_rec.weight.T + w_rec.bias))
+        s = (v >= 0.8).astype(float)
+        v = np.where(s > 0, 0.0, v)
+        y = y + 1e-3 / 4e-3 * (-y + 4.0 * (s @ w_out.weight.T + w_out.bias))
+        spikes.append(s)
+        outs.append(y)
+    with torch.no_grad():
+        out, _, got, _ = imported.model(torch.tensor(xs, dtype=torch.float32), record_spikes=True)
+    assert np.stack(spikes, 1).any() and np.array_equal(np.stack(spikes, 1), got.numpy())
+    np.testing.assert_allclose(out.numpy()[:, -1], np.stack(outs, 1)[:, -1], rtol=1e-4, atol=1e-4)  # 0.75**60: settled
+
+
 def test_nested_recurrent_subgraph_as_older_exporters_wrote_it(tmp_path: Path) -> None:
     n = 5
     cuba = nir.CubaLIF(tau_syn=np.full(n, 2e-3), tau_mem=np.full(n, 4e-3), r=np.full(n, 4.0), v_leak=np.zeros(n), v_threshold=np.ones(n),
