@@ -107,6 +107,8 @@ def to_folded(links: List[Link], dt: float, in_shape: Tuple[int, ...], time_step
         nxt = links[i + 1] if i + 1 < len(links) else None
         if ln.type in ("Conv1d", "Conv2d", "Affine", "Linear"):
             if nxt is None or nxt.type in ("LI", "I"):
+                if nxt is not None and i + 2 < len(links):
+                    raise ModelError("node %r (%s): a non-spiking %s is imported only as the readout, the last node" % (nxt.name, nxt.type, nxt.type))
                 if ln.type not in ("Affine", "Linear"):
                     raise ModelError("node %r (%s): the last weighted node must be an Affine or Linear (the readout)" % (ln.name, ln.type))
                 readout = _readout(ln, nxt, shape, dt, notes)

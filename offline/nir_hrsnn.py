@@ -46,7 +46,9 @@ def to_hrsnn(links: List[Link], dt: float, n_inputs: int) -> Tuple[HRSNN, List[s
     """The HRSNN of a chain of the shape in the module docstring, and the notes on differences."""
     kinds = [ln.type for ln in links]
     if len(links) < 2 or kinds[0] not in ("Affine", "Linear") or kinds[1] not in ("LIF", "CubaLIF", "IF", "Threshold"):
-        raise ModelError("an HRSNN import starts Affine|Linear -> LIF|CubaLIF|IF|Threshold; the graph has %s" % " -> ".join(kinds[:2]))
+        bad = links[0] if kinds[0] not in ("Affine", "Linear") else links[min(1, len(links) - 1)]
+        raise ModelError("node %r (%s): a one-layer (HRSNN) import runs Affine|Linear -> LIF|CubaLIF|IF|Threshold; the graph has %s"
+                         % (bad.name, bad.type, " -> ".join(kinds[:2])))
     tail = kinds[2:]
     weighted = ("Affine", "Linear")
     ok = len(tail) <= 3 and all(k in weighted for k in tail[:1]) and all(k in ("LI", "I") for k in tail[1:2]) and all(k in weighted for k in tail[2:])
