@@ -23,7 +23,7 @@ def export(
     data: Optional[str] = typer.Option(None, "--data", help="MNIST folder, or an .npz to calibrate on instead of the statistics the checkpoint keeps of its training data."),
     layout: Optional[str] = LayoutOpt,
     allow_untrained: bool = typer.Option(False, "--allow-untrained", help="Export a checkpoint that was never trained (straight out of 'spikeedge prune lnp'); refused otherwise."),
-    dt: float = typer.Option(1e-4, "--dt", help="--format nir: the time step the NIR neurons are written for (snnTorch's importer assumes 1e-4; Norse's from_nir takes dt)."),
+    dt: float = typer.Option(1e-4, "--dt", callback=in_range(0, 1e3, lo_open=True), help="--format nir: the time step the NIR neurons are written for (snnTorch's importer assumes 1e-4; Norse's from_nir takes dt)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Quantize to int8 and write the bundle or step graph atomically.

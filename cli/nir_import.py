@@ -8,16 +8,15 @@ from typing import Any, Dict, Optional
 
 import typer
 
-from ..errors import SpikeedgeError
 from .common import JsonOpt, emit, in_range, one_thread_pool, require_offline
 
 
 def import_model(
     model: Path = typer.Argument(..., help="A NIR graph (.nir), as snnTorch's export_to_nir or Norse's to_nir write it."),
     output: Path = typer.Option(..., "-o", "--output", help="Checkpoint to write (.npz), for 'spikeedge export'."),
-    dt: Optional[float] = typer.Option(None, "--dt", help="Time step in the file's time unit (seconds for snnTorch: 1e-4; Norse: 1e-3); default: the file's metadata 'dt'."),
+    dt: Optional[float] = typer.Option(None, "--dt", callback=in_range(0, 1e3, lo_open=True), help="Time step in the file's time unit (seconds for snnTorch: 1e-4; Norse: 1e-3); default: the file's metadata 'dt'."),
     time_steps: Optional[int] = typer.Option(None, "--time-steps", callback=in_range(1, 10000), help="Conv / feed-forward imports: the steps each input is shown for (NIR has none; default: the file's metadata, else 10)."),
-    input_peak: float = typer.Option(1.0, "--input-peak", help="Largest |input| the model will see: sets the int8 export's input step."),
+    input_peak: float = typer.Option(1.0, "--input-peak", callback=in_range(0, 1e9, lo_open=True), help="Largest |input| the model will see: sets the int8 export's input step."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Map a NIR graph onto spikeedge's models and write a checkpoint; each difference is listed.
@@ -26,8 +25,6 @@ def import_model(
 
     Example: spikeedge import snntorch_net.nir --dt 1e-4 -o net.ckpt.npz
     """
-    if not (input_peak > 0 and input_peak < float("inf")):
-        raise SpikeedgeError("--input-peak: %s is not a finite number > 0" % input_peak)
     require_offline()
     from ..offline.checkpoint import save_checkpoint
     from ..offline.nir_import import import_nir
