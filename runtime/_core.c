@@ -39,6 +39,8 @@
 #define I32_MIN ((int64_t)INT32_MIN)
 #define I32_MAX ((int64_t)INT32_MAX)
 
+typedef struct { uint64_t hi, lo; } u128; /* a PCG64 state or constant, mod 2**128 */
+
 enum { ENC_DIRECT = 0, ENC_RATE = 1, ENC_DELTA = 2 };
 
 typedef struct {
@@ -67,6 +69,8 @@ typedef struct {
     double syn_bound, mem_bound;       /* |syn|, |mem| never exceed these from rest (kernels.py) */
     int sat_base, sat;                 /* the int32 clamp can fire: from the bounds; and now */
     double *f_syn, *f_mem, *f_off, *f_in, *f_rec; /* (n,) a_syn/2**16, a_mem/2**16, bias+1/2, m_in/2**16, m_rec/2**16 */
+    uint32_t *u_lo[4], *u_hi[4];       /* (n,) low / high 16 bits of a_syn, a_mem, m_in, m_rec (the int32 loop) */
+    int small;                         /* every one of them in [0, 2**16): the high halves are 0 */
 } Layer;
 
 typedef struct {
@@ -75,6 +79,9 @@ typedef struct {
     double gain, scale, threshold;
     int32_t qmax;
     uint64_t *rng;   /* [state_hi, state_lo, inc_hi, inc_lo]: numpy's PCG64 */
+    u128 *jump;      /* (jump_k, 2): A_k, C_k for k = 1..jump_k, for the increment jump_inc */
+    int32_t jump_k;
+    u128 jump_inc;
     double *ref;     /* (batch, n_inputs) delta reference */
     int32_t *ev_list, *ev_val; /* (n_ch,) scratch: active channels and their values */
     Layer layers[MAX_LAYERS];
@@ -85,9 +92,12 @@ typedef struct {
     int64_t *counters;         /* [steps, synops, ...] */
     double *f_trace;           /* (n_in,) a_trace / 2**16 */
     double tr_bound;           /* |trace| never exceeds it from rest */
+    uint32_t *tr_lo, *tr_hi;   /* (n_in,) a_trace's 16-bit halves (the int32 loop) */
+    int tr_small;              /* a_trace in [0, 2**16): tr_hi all 0 */
+    int32_t dot_block;         /* products of the readout summed in int32 per block of this many */
     int tr_sat_base, tr_sat;
     int f_readout;             /* float64 readout sums are exact (n_in < 32768) */
-    void *allocs[4 + 12 * MAX_LAYERS]; /* scratch arrays, each its own allocation (so ASan sees every bound) */
+    void *allocs[6 + 20 * MAX_LAYERS]; /* scratch arrays, each its own allocation (so ASan sees every bound) */
     int nallocs, ready, busy; /* busy: a `run` without the GIL is under way on this object */
     double *phases;            /* NULL, or seconds per phase [encode, accumulate, neuron, readout] (profile) */
     Py_buffer phase_buf;
@@ -129,10 +139,33 @@ static inline double pcg64_double(uint64_t *s) {
     return (double)(int64_t)(x >> 11) * (1.0 / 9007199254740992.0); /* < 2**53: the signed conversion is exact and one instruction */
 }
 
+/* Jump-ahead: the LCG state k steps on is A_k * s + C_k (mod 2**128), A_k = m**k, C_k = (m**(k-1) + ...
+ * + 1) * inc. With a table of (A_k, C_k) for k = 1..K, the k-th draw of a frame comes straight
+ * from the frame's start state: the draws are independent (no 128-bit multiply chain through
+ * them, so the CPU overlaps them), and an input that cannot fire (rate <= 0) or must (rate >= 1)
+ * skips its draw, the state still ending where numpy's does. */
+static inline u128 mul128(u128 a, u128 b) {
+    u128 r = {mulhi64(a.lo, b.lo) + a.lo * b.hi + a.hi * b.lo, a.lo * b.lo};
+    return r;
+}
+static inline u128 muladd128(u128 a, u128 s, u128 c) {
+    u128 r = mul128(a, s);
+    r.lo += c.lo;
+    r.hi += c.hi + (r.lo < c.lo);
+    return r;
+}
+/* Generator.random()'s double from a state: XSL-RR output, top 53 bits. */
+static inline double pcg64_out(u128 s) {
+    uint64_t x = s.hi ^ s.lo;
+    unsigned rot = (unsigned)(s.hi >> 58);
+    x = (x >> rot) | (x << ((64 - rot) & 63));
+    return (double)(int64_t)(x >> 11) * (1.0 / 9007199254740992.0);
+}
+
 /* x86-64 (gcc, glibc): an AVX2 clone of the vector loops beside the baseline SSE2 one, picked at
  * load time (ifunc): never -march=native, and the same integers either way. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && !defined(SPIKEEDGE_NO_CLONES)
-#define SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#define SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 #else
 #define SIMD_CLONES
 #endif
@@ -228,6 +261,77 @@ static void trace_update(int32_t *restrict tr, const int32_t *restrict a, const 
         tr[i] = (int32_t)sat32(rs16((int64_t)a[i] * tr[i]) + ((int64_t)spk[i] << bits));
 }
 
+/* ---- the same integers in int32 lanes (8 per AVX2 vector), wherever the clamp cannot fire ----
+ * rs(a*x, 16) for int32 a and x, from 16-bit halves a = ah*2**16 + al, x = xh*2**16 + xl
+ * (al, xl in [0, 2**16)): a*x + 2**15 = ah*xh*2**32 + (ah*xl + al*xh)*2**16 + al*xl + 2**15, so
+ *     rs(a*x, 16) = ah*xh*2**16 + ah*xl + al*xh + ((al*xl + 2**15) >> 16)
+ * exactly, and al*xl + 2**15 < 2**32. Computed in uint32 (wrapping, no signed overflow) it is
+ * exact modulo 2**32. Where the bounds (`sat` clear: runtime/kernels.py's argument) keep every
+ * value and every partial sum of the update inside int32, "exact modulo 2**32" is exact, and no
+ * clamp is needed. `small` layers (every multiplier in [0, 2**16)) drop the ah terms: two 32-bit
+ * multiplies per product. */
+static inline __attribute__((always_inline)) uint32_t rs16_u32(uint32_t al, uint32_t ah, int32_t x, const int small) {
+    const uint32_t xh = (uint32_t)(x >> 16), xl = (uint32_t)x & 0xffffu; /* >> of a negative int32: arithmetic (gcc, clang) */
+    uint32_t r = al * xh + ((al * xl + 0x8000u) >> 16);
+    if (!small) r += ((ah * xh) << 16) + ah * xl;
+    return r;
+}
+
+static inline __attribute__((always_inline)) void lif_i32_body(const Layer *L, int32_t *restrict syn, int32_t *restrict mem,
+        const int32_t *restrict ai, const int32_t *restrict ar, uint8_t *restrict spk, const int has_in, const int has_rec, const int small) {
+    const int32_t n = L->n, zero = L->reset_zero;
+    const uint32_t *restrict sl = L->u_lo[0], *restrict sh = L->u_hi[0], *restrict ml = L->u_lo[1], *restrict mh = L->u_hi[1];
+    const uint32_t *restrict il = L->u_lo[2], *restrict ih = L->u_hi[2], *restrict rl = L->u_lo[3], *restrict rh = L->u_hi[3];
+    const int32_t *restrict bias = L->bias;
+    for (int32_t i = 0; i < n; i++) {
+        uint32_t s = rs16_u32(sl[i], small ? 0 : sh[i], syn[i], small) + (uint32_t)bias[i];
+        if (has_in) s += rs16_u32(il[i], small ? 0 : ih[i], ai[i], small);
+        if (has_rec) s += rs16_u32(rl[i], small ? 0 : rh[i], ar[i], small);
+        const int32_t v = (int32_t)(rs16_u32(ml[i], small ? 0 : mh[i], mem[i], small) + s);
+        const int32_t fire = v >= (int32_t)THRESHOLD;
+        syn[i] = (int32_t)s;
+        mem[i] = fire ? (zero ? 0 : v - (int32_t)THRESHOLD) : v;
+        spk[i] = (uint8_t)fire;
+    }
+}
+
+SIMD_CLONES static void lif_update_i32(const Layer *L, int32_t *syn, int32_t *mem, const int32_t *ai, const int32_t *ar, uint8_t *spk) {
+    if (L->small) {
+        if (ai && ar) lif_i32_body(L, syn, mem, ai, ar, spk, 1, 1, 1);
+        else if (ai) lif_i32_body(L, syn, mem, ai, NULL, spk, 1, 0, 1);
+        else if (ar) lif_i32_body(L, syn, mem, NULL, ar, spk, 0, 1, 1);
+        else lif_i32_body(L, syn, mem, NULL, NULL, spk, 0, 0, 1);
+    } else {
+        if (ai && ar) lif_i32_body(L, syn, mem, ai, ar, spk, 1, 1, 0);
+        else if (ai) lif_i32_body(L, syn, mem, ai, NULL, spk, 1, 0, 0);
+        else if (ar) lif_i32_body(L, syn, mem, NULL, ar, spk, 0, 1, 0);
+        else lif_i32_body(L, syn, mem, NULL, NULL, spk, 0, 0, 0);
+    }
+}
+
+/* tr = rs(a*tr, 16) + (s << bits), the same way (the trace's bound keeps it inside int32). */
+SIMD_CLONES static void trace_update_i32(int32_t *restrict tr, const uint32_t *restrict al, const uint32_t *restrict ah, const uint8_t *restrict spk,
+                                         int32_t n, int bits, int small) {
+    if (small)
+        for (int32_t i = 0; i < n; i++) tr[i] = (int32_t)(rs16_u32(al[i], 0, tr[i], 1) + ((uint32_t)spk[i] << bits));
+    else
+        for (int32_t i = 0; i < n; i++) tr[i] = (int32_t)(rs16_u32(al[i], ah[i], tr[i], 0) + ((uint32_t)spk[i] << bits));
+}
+
+/* sum_i tr[i] * w[i] where |tr| <= the trace's bound B: each product fits int32, and so does a
+ * sum of `block` of them (block * B * 128 < 2**31, set at build); int32 lanes per block (16 per
+ * AVX-512 vector), the blocks summed in int64. uint32 arithmetic: exact, no signed overflow. */
+SIMD_CLONES static int64_t dot_trace_i32(const int32_t *restrict tr, const int8_t *restrict w, int32_t n, int32_t block) {
+    int64_t total = 0;
+    for (int32_t i0 = 0; i0 < n; i0 += block) {
+        const int32_t i1 = n - i0 < block ? n : i0 + block;
+        uint32_t s = 0;
+        for (int32_t i = i0; i < i1; i++) s += (uint32_t)tr[i] * (uint32_t)(int32_t)w[i];
+        total += (int32_t)s;
+    }
+    return total;
+}
+
 /* ---- the same integers in float64, where gcc vectorises with plain SSE2 / NEON ----
  * As runtime/kernels.py argues: every value below is an integer (or an integer over 2**16)
  * below 2**52, so float64 holds it exactly; rs(a*x, 16) = floor(a/2**16 * x + 1/2) exactly.
@@ -298,6 +402,15 @@ SIMD_CLONES static int64_t dot_trace(const int32_t *restrict tr, const int8_t *r
 /* The indices of the spiking neurons, eight flags per 64-bit test: sparse spikes cost little. */
 static int32_t spike_list(const uint8_t *spk, int32_t n, int32_t *list) {
     int32_t k = 0, i = 0;
+    for (; i + 32 <= n; i += 32) { /* 32 quiet neurons per test */
+        uint64_t w[4];
+        memcpy(w, spk + i, 32);
+        if ((w[0] | w[1] | w[2] | w[3]) == 0) continue;
+        for (int32_t j = 0; j < 32; j++) {
+            list[k] = i + j;
+            k += spk[i + j];
+        }
+    }
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
         memcpy(&w, spk + i, 8);
@@ -316,19 +429,50 @@ static int32_t spike_list(const uint8_t *spk, int32_t n, int32_t *list) {
 
 /* ------------------------------------------------------------------ encoders */
 
+/* How many of x[0..n) * gain are > 0 (the inputs that may fire): a vector loop, no branch each. */
+SIMD_CLONES static int32_t count_positive(const double *restrict x, int32_t n, double gain) {
+    int32_t c = 0;
+    for (int32_t j = 0; j < n; j++) c += x[j] * gain > 0.0;
+    return c;
+}
+
+/* (A_k, C_k) for k = 1..jump_k from the generator's increment (numpy's multiplier). */
+static void jump_table(Core *c) {
+    const u128 m = {2549297995355413924ULL, 4865540595714422341ULL}, inc = {c->rng[2], c->rng[3]};
+    u128 a = m, cc = inc;
+    for (int32_t k = 0; k < c->jump_k; k++) {
+        c->jump[2 * k] = a, c->jump[2 * k + 1] = cc;
+        cc = muladd128(m, cc, inc); /* C_{k+1} = m C_k + inc */
+        a = mul128(m, a);
+    }
+    c->jump_inc = inc;
+}
+
 /* One stream's frame -> active channels (ev_list) and, for a direct input, their values.
  * Returns the number of active channels, or -1 on a NaN direct input (no Python call here: `run`
  * executes without the GIL). */
 static int32_t encode(Core *c, const double *x, int b) {
     int32_t k = 0;
     if (c->enc == ENC_RATE) {
-        uint64_t st[4] = {c->rng[0], c->rng[1], c->rng[2], c->rng[3]};
-        for (int32_t i = 0; i < c->n_inputs; i++) {
-            double u = pcg64_double(st);
-            c->ev_list[k] = i;
-            k += u < x[i] * c->gain;
+        if (c->rng[2] != c->jump_inc.hi || c->rng[3] != c->jump_inc.lo) jump_table(c);
+        const u128 *restrict J = c->jump;
+        int32_t *restrict list = c->ev_list;
+        const double gain = c->gain;
+        const int32_t n = c->n_inputs, K = c->jump_k;
+        u128 s = {c->rng[0], c->rng[1]};
+        const int quiet = count_positive(x, n, gain) == 0; /* a frame of zeros: no draws, one jump per block */
+        for (int32_t base = 0; base < n; base += K) {
+            const int32_t m = n - base < K ? n - base : K;
+            const double *xb = x + base;
+            for (int32_t j = 0; j < m && quiet == 0; j++) {
+                const double p = xb[j] * gain; /* numpy: u < gain * x, u in [0, 1) */
+                if (!(p > 0.0)) continue;      /* never fires (NaN included): no draw needed */
+                list[k] = base + j;
+                k += p >= 1.0 ? 1 : pcg64_out(muladd128(J[2 * j], s, J[2 * j + 1])) < p;
+            }
+            s = muladd128(J[2 * (m - 1)], s, J[2 * (m - 1) + 1]);
         }
-        memcpy(c->rng, st, sizeof st);
+        c->rng[0] = s.hi, c->rng[1] = s.lo;
     } else if (c->enc == ENC_DELTA) {
         double *ref = c->ref + (size_t)b * c->n_inputs;
         const int32_t n = c->n_inputs;
@@ -389,7 +533,8 @@ static int step_stream(Core *c, const double *x, double *out, int b, uint8_t **r
         if (k > 0) { ops += accumulate(&L->in, list, vals, k, L->acc_in, L->s16); ai = L->acc_in; }
         if (k_rec > 0) { ops += accumulate(&L->rec, own, NULL, k_rec, L->acc_rec, L->s16); ar = L->acc_rec; }
         lap(c, 1, &t);
-        if (L->exact_f64) lif_update_f64(L, L->syn + off, L->mem + off, ai, ar, L->spk + off);
+        if (!L->sat) lif_update_i32(L, L->syn + off, L->mem + off, ai, ar, L->spk + off);
+        else if (L->exact_f64) lif_update_f64(L, L->syn + off, L->mem + off, ai, ar, L->spk + off);
         else lif_update(L, L->syn + off, L->mem + off, ai, ar, L->spk + off);
         k = spike_list(L->spk + off, L->n, own);
         L->count[b] = k;
@@ -402,12 +547,14 @@ static int step_stream(Core *c, const double *x, double *out, int b, uint8_t **r
     Layer *last = &c->layers[c->n_layers - 1];
     const int32_t n = last->n;
     int32_t *tr = c->trace + (size_t)b * n;
-    if (c->f_trace && last->exact_f64) trace_update_f64(tr, c->f_trace, last->flags, n, (double)(1 << c->trace_bits), c->tr_sat);
+    if (!c->tr_sat) trace_update_i32(tr, c->tr_lo, c->tr_hi, last->spk + (size_t)b * n, n, c->trace_bits, c->tr_small);
+    else if (c->f_trace && last->exact_f64 && last->sat) trace_update_f64(tr, c->f_trace, last->flags, n, (double)(1 << c->trace_bits), c->tr_sat);
     else trace_update(tr, c->a_trace, last->spk + (size_t)b * n, n, c->trace_bits);
     for (int o = 0; o < c->n_out; o++) {
         const int8_t *w = c->w_out + (size_t)o * n;
         int64_t acc = 0;
-        if (c->f_readout) acc = dot_trace(tr, w, n);
+        if (!c->tr_sat && c->dot_block >= 16) acc = dot_trace_i32(tr, w, n, c->dot_block);
+        else if (c->f_readout) acc = dot_trace(tr, w, n);
         else
             for (int32_t i = 0; i < n; i++) acc += (int64_t)tr[i] * w[i];
         out[o] = (double)acc * c->out_scale[o] + c->out_bias[o];
@@ -633,6 +780,12 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
         !(c->out_scale = take(c, d, "out_scale", 'f', 8, c->n_out, 0, 0)) || !(c->out_bias = take(c, d, "out_bias", 'f', 8, c->n_out, 0, 0)) ||
         !(c->trace = take(c, d, "trace", 'i', 4, (Py_ssize_t)c->batch * n, 1, 0)))
         return -1;
+    if (c->enc == ENC_RATE) { /* a table of at most 1024 jumps (32 kB): longer frames go in blocks */
+        c->jump_k = c->n_inputs < 1024 ? c->n_inputs : 1024;
+        c->jump = alloc(c, (size_t)c->jump_k * 2 * sizeof(u128));
+        if (!c->jump) { PyErr_NoMemory(); return -1; }
+        c->jump_inc.hi = ~c->rng[2], c->jump_inc.lo = c->rng[3]; /* differs from rng's: built on first use */
+    }
     c->ev_list = alloc(c, (size_t)c->n_ch * 4);
     c->ev_val = alloc(c, (size_t)c->n_ch * 4);
     c->f_trace = alloc(c, (size_t)n * 8);
@@ -646,8 +799,10 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
         L->flags = alloc(c, (size_t)L->n * 4);
         L->f_syn = alloc(c, (size_t)L->n * 8), L->f_mem = alloc(c, (size_t)L->n * 8), L->f_off = alloc(c, (size_t)L->n * 8);
         L->f_in = alloc(c, (size_t)L->n * 8), L->f_rec = alloc(c, (size_t)L->n * 8);
+        for (int q = 0; q < 4; q++) L->u_lo[q] = alloc(c, (size_t)L->n * 4), L->u_hi[q] = alloc(c, (size_t)L->n * 4);
     }
-    if (c->nallocs != 3 + 11 * c->n_layers) { PyErr_NoMemory(); return -1; } /* one allocation failed */
+    c->tr_lo = alloc(c, (size_t)n * 4), c->tr_hi = alloc(c, (size_t)n * 4);
+    if (c->nallocs != 5 + 19 * c->n_layers + (c->enc == ENC_RATE)) { PyErr_NoMemory(); return -1; } /* one allocation failed */
     for (int l = 0; l < c->n_layers; l++) {
         Layer *L = &c->layers[l];
         for (int32_t i = 0; i < L->n; i++) { /* exact: integers below 2**31 scaled by a power of two */
@@ -657,6 +812,14 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
             L->f_in[i] = L->m_in[i] * (1.0 / 65536);
             L->f_rec[i] = L->m_rec[i] * (1.0 / 65536);
         }
+        const int32_t *mult[4] = {L->a_syn, L->a_mem, L->m_in, L->m_rec};
+        L->small = 1;
+        for (int q = 0; q < 4; q++)
+            for (int32_t i = 0; i < L->n; i++) {
+                L->u_lo[q][i] = (uint32_t)mult[q][i] & 0xffffu;
+                L->u_hi[q][i] = (uint32_t)(mult[q][i] >> 16);
+                L->small &= L->u_hi[q][i] == 0;
+            }
     }
     c->f_readout = n < 32768;
     c->tr_bound = 0;
@@ -666,6 +829,15 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
         c->tr_bound = b > c->tr_bound ? b : c->tr_bound;
     }
     c->tr_sat_base = c->tr_sat = !(c->tr_bound < 0.99 * 2147483647.0);
+    c->tr_small = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        c->tr_lo[i] = (uint32_t)c->a_trace[i] & 0xffffu, c->tr_hi[i] = (uint32_t)(c->a_trace[i] >> 16);
+        c->tr_small &= c->tr_hi[i] == 0;
+    }
+    { /* block * (B + 1) * 128 < 2**31 */
+        double blk = c->tr_sat_base ? 0.0 : floor(2147483647.0 / ((floor(c->tr_bound) + 1.0) * 128.0));
+        c->dot_block = blk > 65536.0 ? 65536 : (int32_t)blk;
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
         c->f_trace[i] = c->a_trace[i] * (1.0 / 65536);
         if (c->a_trace[i] < 0 || c->a_trace[i] > 65536) c->f_trace = NULL; /* the int64 loop */
@@ -834,7 +1006,24 @@ static PyObject *Core_set_phases(Core *c, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* paths(): which loop each part of the next step takes (tests check that each one is exercised). */
+static PyObject *Core_paths(Core *c, PyObject *unused) {
+    if (check_ready(c) < 0) return NULL;
+    PyObject *layers = PyList_New(c->n_layers);
+    if (!layers) return NULL;
+    for (int l = 0; l < c->n_layers; l++) {
+        const Layer *L = &c->layers[l];
+        const char *p = !L->sat ? (L->small ? "int32" : "int32-split") : (L->exact_f64 ? "float64" : "int64");
+        PyList_SET_ITEM(layers, l, PyUnicode_FromString(p));
+    }
+    const Layer *last = &c->layers[c->n_layers - 1];
+    const char *tr = !c->tr_sat ? (c->tr_small ? "int32" : "int32-split") : (c->f_trace && last->exact_f64 && last->sat ? "float64" : "int64");
+    const char *ro = !c->tr_sat && c->dot_block >= 16 ? "int32-blocks" : (c->f_readout ? "float64" : "int64");
+    return Py_BuildValue("{sNssss}", "neuron", layers, "trace", tr, "readout", ro);
+}
+
 static PyMethodDef Core_methods[] = {
+    {"paths", (PyCFunction)Core_paths, METH_NOARGS, "paths() -> the neuron, trace and readout loops the next step takes."},
     {"set_phases", (PyCFunction)Core_set_phases, METH_VARARGS, "set_phases(buf or None): seconds per phase, for profile."},
     {"set_switch", (PyCFunction)Core_set_switch, METH_VARARGS, "set_switch(layer, recurrent, k): the rows/scatter switch point."},
     {"step", (PyCFunction)Core_step, METH_VARARGS, "step(x, out): one time step of every stream."},
