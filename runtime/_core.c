@@ -172,6 +172,17 @@ static inline double pcg64_out(u128 s) {
 
 /* ------------------------------------------------------------------ accumulation */
 
+/* The active rows lie anywhere in a matrix larger than the caches, and a row's start is where the
+ * hardware prefetcher cannot guess: the next rows are requested while the current ones are
+ * summed (a hint: no value changes, and nothing is read outside the row). */
+static inline void prefetch_bytes(const void *p, size_t bytes) {
+#if defined(__GNUC__)
+    for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch((const char *)p + off, 0, 3);
+#else
+    (void)p, (void)bytes;
+#endif
+}
+
 /* acc = sum over the k active sources (list) of their rows, int16 blocks of <= chunk rows. */
 SIMD_CLONES static void acc_rows(const Mat *m, const int32_t *list, int32_t k, int32_t *restrict acc, int16_t *restrict s16) {
     const int32_t n = m->n_tgt;
@@ -179,7 +190,9 @@ SIMD_CLONES static void acc_rows(const Mat *m, const int32_t *list, int32_t k, i
         int32_t end = k - start > m->chunk ? start + m->chunk : k;
         memset(s16, 0, (size_t)n * sizeof(int16_t));
         int32_t j = start;
+        for (int32_t q = j; q < j + 4 && q < k; q++) prefetch_bytes(m->rows + (size_t)list[q] * n, (size_t)n);
         for (; j + 4 <= end; j += 4) { /* four rows per pass over s16; a sum of <= chunk rows fits int16 */
+            for (int32_t q = j + 4; q < j + 8 && q < k; q++) prefetch_bytes(m->rows + (size_t)list[q] * n, (size_t)n);
             const int8_t *r0 = m->rows + (size_t)list[j] * n, *r1 = m->rows + (size_t)list[j + 1] * n;
             const int8_t *r2 = m->rows + (size_t)list[j + 2] * n, *r3 = m->rows + (size_t)list[j + 3] * n;
             for (int32_t t = 0; t < n; t++)
@@ -212,6 +225,11 @@ static void acc_scatter(const Mat *m, const int32_t *list, const int32_t *vals, 
     memset(acc, 0, (size_t)m->n_tgt * sizeof(int32_t));
     for (int32_t j = 0; j < k; j++) {
         const int32_t src = list[j], end = m->indptr[src + 1];
+        if (j + 2 < k) { /* the source after next: its indices and values */
+            const int32_t nx = list[j + 2], p0 = m->indptr[nx], len = m->indptr[nx + 1] - p0;
+            prefetch_bytes(m->idx + p0, (size_t)len * 4);
+            prefetch_bytes(m->val + p0, (size_t)len);
+        }
         const int32_t v = vals ? vals[j] : 1;
         for (int32_t p = m->indptr[src]; p < end; p++) acc[m->idx[p]] += v * (int32_t)m->val[p];
     }
@@ -867,13 +885,23 @@ static int check_ready(Core *c) {
     return 0;
 }
 
-/* step(x, out): x (batch, n_inputs) float64, out (batch, n_out) float64. */
-static PyObject *Core_step(Core *c, PyObject *args) {
+/* step(x, out): x (batch, n_inputs) float64, out (batch, n_out) float64. The cheap call: vector
+ * calling convention (no argument tuple), and an x that is not such a buffer raises BufferError,
+ * so that the glue can pass whatever it was given and convert only when this refuses. */
+static PyObject *Core_step(Core *c, PyObject *const *args, Py_ssize_t nargs) {
     Py_buffer x, out;
-    PyObject *xo, *oo, *ret = NULL;
-    if (check_ready(c) < 0 || !PyArg_ParseTuple(args, "OO", &xo, &oo)) return NULL;
-    if (get_buf(xo, &x, 'f', 8, (Py_ssize_t)c->batch * c->n_inputs, 0, "step: x (batch, n_inputs) float64") < 0) return NULL;
-    if (get_buf(oo, &out, 'f', 8, (Py_ssize_t)c->batch * c->n_out, 1, "step: out (batch, n_out) float64") < 0) {
+    PyObject *ret = NULL;
+    if (check_ready(c) < 0) return NULL;
+    if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "step(x, out)"); return NULL; }
+    if (get_buf(args[0], &x, 'f', 8, (Py_ssize_t)c->batch * c->n_inputs, 0, "step: x (batch, n_inputs) float64") < 0) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_Format(PyExc_BufferError, "step: x is not a C-contiguous float64 buffer of %zd values (%S)", (Py_ssize_t)c->batch * c->n_inputs,
+                     value ? value : Py_None);
+        Py_XDECREF(type), Py_XDECREF(value), Py_XDECREF(tb);
+        return NULL;
+    }
+    if (get_buf(args[1], &out, 'f', 8, (Py_ssize_t)c->batch * c->n_out, 1, "step: out (batch, n_out) float64") < 0) {
         PyBuffer_Release(&x);
         return NULL;
     }
@@ -1026,7 +1054,7 @@ static PyMethodDef Core_methods[] = {
     {"paths", (PyCFunction)Core_paths, METH_NOARGS, "paths() -> the neuron, trace and readout loops the next step takes."},
     {"set_phases", (PyCFunction)Core_set_phases, METH_VARARGS, "set_phases(buf or None): seconds per phase, for profile."},
     {"set_switch", (PyCFunction)Core_set_switch, METH_VARARGS, "set_switch(layer, recurrent, k): the rows/scatter switch point."},
-    {"step", (PyCFunction)Core_step, METH_VARARGS, "step(x, out): one time step of every stream."},
+    {"step", (PyCFunction)(void (*)(void))Core_step, METH_FASTCALL, "step(x, out): one time step of every stream."},
     {"run", (PyCFunction)Core_run, METH_VARARGS, "run(xs, outs, record): every time step of a sequence."},
     {"sync", (PyCFunction)Core_sync, METH_NOARGS, "Rebuild the spike lists from the spike arrays (after a state load)."},
     {"bench", (PyCFunction)Core_bench, METH_VARARGS, "bench(layer, recurrent, rows, k, reps) -> best seconds."},

@@ -288,10 +288,19 @@ def test_malformed_buffers_are_refused():
         _core.Recurrent(spec_with(indptr=np.zeros(3, np.int64)))
     with pytest.raises(ValueError, match="trace"):
         _core.Recurrent(dict(good, trace=np.zeros(layer.n + 1, np.int32)))
-    with pytest.raises(ValueError, match="step"):
+    with pytest.raises(BufferError, match="step"):  # BufferError: the glue converts such an x and calls again
         sc._c.step(np.zeros(bundle.n_inputs + 1), np.zeros(bundle.n_outputs))
-    with pytest.raises(ValueError, match="float64"):  # the same bytes as float32: the type is checked too
+    with pytest.raises(BufferError, match="float64"):  # the same bytes as float32: the type is checked too
         sc._c.step(np.zeros(2 * bundle.n_inputs, np.float32), np.zeros(bundle.n_outputs))
+    with pytest.raises(BufferError, match="float64"):  # not C-contiguous
+        sc._c.step(np.zeros((bundle.n_inputs, 2))[:, 0], np.zeros(bundle.n_outputs))
+    with pytest.raises(ValueError, match="out"):
+        sc._c.step(np.zeros(bundle.n_inputs), np.zeros(bundle.n_outputs + 1))
+    want = open_session(bundle, 1, core="numpy")  # what the glue converts: lists, float32, strided views, 1-d
+    for x in ([0.3] * bundle.n_inputs, np.full(bundle.n_inputs, 0.3, np.float32), np.full((bundle.n_inputs, 2), 0.3)[:, 0]):
+        assert np.array_equal(sc.step(x), want.step(np.asarray(x, np.float64)))
+    with pytest.raises(SpikeedgeError, match="values per step"):
+        sc.step(np.zeros(bundle.n_inputs + 1))
     with pytest.raises(ValueError, match="record"):
         sc._c.run(np.zeros((1, 3, bundle.n_inputs)), np.zeros((1, 3, bundle.n_outputs)), (np.zeros(3 * layer.n + 1, np.uint8),))
     with pytest.raises(ValueError, match="NaN"):
