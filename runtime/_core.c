@@ -48,6 +48,7 @@ typedef struct {
     const int8_t *rows;    /* (n_src, n_tgt) dense rows, or NULL: scatter only */
     const int32_t *indptr; /* (n_src + 1,) */
     const int32_t *idx;    /* (nnz,) targets, checked < n_tgt */
+    uint16_t *idx16;       /* the same targets in 2 bytes (n_tgt <= 65536), C's own: 3 bytes per synapse, not 5 */
     const int8_t *val;     /* (nnz,) */
     int64_t switch_k;      /* rows when more than switch_k sources are active */
     int64_t *steps;        /* counters: [rows, scatter] */
@@ -97,8 +98,8 @@ typedef struct {
     int32_t dot_block;         /* products of the readout summed in int32 per block of this many */
     int tr_sat_base, tr_sat;
     int f_readout;             /* float64 readout sums are exact (n_in < 32768) */
-    void *allocs[6 + 20 * MAX_LAYERS]; /* scratch arrays, each its own allocation (so ASan sees every bound) */
-    int nallocs, ready, busy; /* busy: a `run` without the GIL is under way on this object */
+    void *allocs[6 + 22 * MAX_LAYERS]; /* scratch arrays, each its own allocation (so ASan sees every bound) */
+    int nallocs, alloc_failed, ready, busy; /* busy: a `run` without the GIL is under way on this object */
     double *phases;            /* NULL, or seconds per phase [encode, accumulate, neuron, readout] (profile) */
     Py_buffer phase_buf;
     Py_buffer bufs[MAX_BUFS];
@@ -223,15 +224,29 @@ SIMD_CLONES static void acc_rows_signed(const Mat *m, const int32_t *list, const
 
 static void acc_scatter(const Mat *m, const int32_t *list, const int32_t *vals, int32_t k, int32_t *restrict acc) {
     memset(acc, 0, (size_t)m->n_tgt * sizeof(int32_t));
+    const int8_t *restrict val = m->val;
+    const uint16_t *restrict i16 = m->idx16;
     for (int32_t j = 0; j < k; j++) {
         const int32_t src = list[j], end = m->indptr[src + 1];
         if (j + 2 < k) { /* the source after next: its indices and values */
             const int32_t nx = list[j + 2], p0 = m->indptr[nx], len = m->indptr[nx + 1] - p0;
-            prefetch_bytes(m->idx + p0, (size_t)len * 4);
-            prefetch_bytes(m->val + p0, (size_t)len);
+            if (i16) prefetch_bytes(i16 + p0, (size_t)len * 2);
+            else prefetch_bytes(m->idx + p0, (size_t)len * 4);
+            prefetch_bytes(val + p0, (size_t)len);
         }
         const int32_t v = vals ? vals[j] : 1;
-        for (int32_t p = m->indptr[src]; p < end; p++) acc[m->idx[p]] += v * (int32_t)m->val[p];
+        int32_t p = m->indptr[src];
+        if (i16 && !vals) {
+            for (; p + 4 <= end; p += 4) { /* four independent updates in flight */
+                const uint16_t t0 = i16[p], t1 = i16[p + 1], t2 = i16[p + 2], t3 = i16[p + 3];
+                acc[t0] += val[p], acc[t1] += val[p + 1], acc[t2] += val[p + 2], acc[t3] += val[p + 3];
+            }
+            for (; p < end; p++) acc[i16[p]] += val[p];
+        } else if (i16) {
+            for (; p < end; p++) acc[i16[p]] += v * (int32_t)val[p];
+        } else {
+            for (; p < end; p++) acc[m->idx[p]] += v * (int32_t)val[p];
+        }
     }
 }
 
@@ -584,6 +599,8 @@ static int step_stream(Core *c, const double *x, double *out, int b, uint8_t **r
 
 /* ------------------------------------------------------------------ buffers from Python */
 
+static void *alloc(Core *c, size_t bytes);
+
 static int fmt_ok(const char *f, char kind, Py_ssize_t itemsize, Py_ssize_t want) {
     if (itemsize != want || f == NULL) return 0;
     while (*f == '@' || *f == '=' || *f == '<' || *f == '|') f++;
@@ -662,6 +679,11 @@ static int take_mat(Core *c, PyObject *d, Mat *m, int32_t n_src, int32_t n_tgt, 
     if (bad) {
         PyErr_SetString(PyExc_ValueError, bad == 1 ? "a weight targets a neuron out of range" : "an accumulation could leave int32");
         return -1;
+    }
+    if (n_tgt <= 65536) { /* 2-byte targets (checked < n_tgt above) */
+        m->idx16 = alloc(c, (size_t)nnz * sizeof(uint16_t));
+        if (!m->idx16) { PyErr_NoMemory(); return -1; }
+        for (int32_t p = 0; p < nnz; p++) m->idx16[p] = (uint16_t)m->idx[p];
     }
     if (get_int(d, "chunk", 1, 32767, &v) < 0) return -1;
     m->chunk = (int32_t)v;
@@ -751,6 +773,7 @@ static void Core_dealloc(Core *c) {
 static void *alloc(Core *c, size_t bytes) {
     void *p = PyMem_Calloc(bytes ? bytes : 1, 1);
     if (p != NULL) c->allocs[c->nallocs++] = p;
+    else c->alloc_failed = 1;
     return p;
 }
 
@@ -820,7 +843,7 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
         for (int q = 0; q < 4; q++) L->u_lo[q] = alloc(c, (size_t)L->n * 4), L->u_hi[q] = alloc(c, (size_t)L->n * 4);
     }
     c->tr_lo = alloc(c, (size_t)n * 4), c->tr_hi = alloc(c, (size_t)n * 4);
-    if (c->nallocs != 5 + 19 * c->n_layers + (c->enc == ENC_RATE)) { PyErr_NoMemory(); return -1; } /* one allocation failed */
+    if (c->alloc_failed) { PyErr_NoMemory(); return -1; } /* one allocation failed */
     for (int l = 0; l < c->n_layers; l++) {
         Layer *L = &c->layers[l];
         for (int32_t i = 0; i < L->n; i++) { /* exact: integers below 2**31 scaled by a power of two */
@@ -980,8 +1003,11 @@ static PyObject *Core_sync(Core *c, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
-/* bench(layer, recurrent, rows, k, reps): seconds for the best of `reps` accumulations of the
- * first k sources by one path (the switch point's measurement; counters untouched). */
+/* bench(layer, recurrent, rows, k, reps): seconds for the best of `reps` accumulations of k
+ * sources by one path (the switch point's measurement; counters untouched). The k sources are
+ * spread over the matrix and differ from one repetition to the next, as a step's do: a step's
+ * rows are rarely the ones summed just before, and timing the same k rows again and again
+ * measured a cache-hot cost that favoured the dense rows. */
 static PyObject *Core_bench(Core *c, PyObject *args) {
     int l, rec, rows, k, reps;
     if (check_ready(c) < 0 || !PyArg_ParseTuple(args, "iiiii", &l, &rec, &rows, &k, &reps)) return NULL;
@@ -994,9 +1020,11 @@ static PyObject *Core_bench(Core *c, PyObject *args) {
     if (k < 1 || k > m.n_src || (rows && m.rows == NULL)) { PyErr_SetString(PyExc_ValueError, "bench: bad k or path"); return NULL; }
     int32_t *list = PyMem_Malloc((size_t)k * 4);
     if (!list) return PyErr_NoMemory();
-    for (int j = 0; j < k; j++) list[j] = j;
+    const int32_t stride = m.n_src / k > 0 ? m.n_src / k : 1;
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
+        const int32_t off = (int32_t)(((int64_t)r * 104729) % m.n_src);
+        for (int j = 0; j < k; j++) list[j] = (int32_t)((off + (int64_t)j * stride) % m.n_src); /* distinct: stride * k <= n_src */
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         accumulate(&m, list, NULL, k, L->acc_in, L->s16);
