@@ -191,13 +191,21 @@ SIMD_CLONES static void acc_rows(const Mat *m, const int32_t *list, int32_t k, i
         int32_t end = k - start > m->chunk ? start + m->chunk : k;
         memset(s16, 0, (size_t)n * sizeof(int16_t));
         int32_t j = start;
-        for (int32_t q = j; q < j + 4 && q < k; q++) prefetch_bytes(m->rows + (size_t)list[q] * n, (size_t)n);
         for (; j + 4 <= end; j += 4) { /* four rows per pass over s16; a sum of <= chunk rows fits int16 */
-            for (int32_t q = j + 4; q < j + 8 && q < k; q++) prefetch_bytes(m->rows + (size_t)list[q] * n, (size_t)n);
             const int8_t *r0 = m->rows + (size_t)list[j] * n, *r1 = m->rows + (size_t)list[j + 1] * n;
             const int8_t *r2 = m->rows + (size_t)list[j + 2] * n, *r3 = m->rows + (size_t)list[j + 3] * n;
-            for (int32_t t = 0; t < n; t++)
-                s16[t] = (int16_t)(s16[t] + (int16_t)r0[t] + (int16_t)r1[t] + (int16_t)r2[t] + (int16_t)r3[t]);
+            const int32_t pf = j + 8 <= k; /* the next four rows, a segment ahead of the sums (spread out: a burst fills the miss buffers and stalls) */
+            const int8_t *p0 = pf ? m->rows + (size_t)list[j + 4] * n : r0, *p1 = pf ? m->rows + (size_t)list[j + 5] * n : r0;
+            const int8_t *p2 = pf ? m->rows + (size_t)list[j + 6] * n : r0, *p3 = pf ? m->rows + (size_t)list[j + 7] * n : r0;
+            for (int32_t t0 = 0; t0 < n; t0 += 256) {
+                const int32_t t1 = n - t0 < 256 ? n : t0 + 256;
+                if (pf) {
+                    prefetch_bytes(p0 + t0, (size_t)(t1 - t0)), prefetch_bytes(p1 + t0, (size_t)(t1 - t0));
+                    prefetch_bytes(p2 + t0, (size_t)(t1 - t0)), prefetch_bytes(p3 + t0, (size_t)(t1 - t0));
+                }
+                for (int32_t t = t0; t < t1; t++)
+                    s16[t] = (int16_t)(s16[t] + (int16_t)r0[t] + (int16_t)r1[t] + (int16_t)r2[t] + (int16_t)r3[t]);
+            }
         }
         for (; j < end; j++) {
             const int8_t *r = m->rows + (size_t)list[j] * n;
