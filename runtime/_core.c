@@ -31,6 +31,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdlib.h>
 #include <time.h>
 
 #define THRESHOLD ((int64_t)1 << 14)
@@ -80,7 +81,8 @@ typedef struct {
     double gain, scale, threshold;
     int32_t qmax;
     uint64_t *rng;   /* [state_hi, state_lo, inc_hi, inc_lo]: numpy's PCG64 */
-    u128 *jump;      /* (jump_k, 2): A_k, C_k for k = 1..jump_k, for the increment jump_inc */
+    uint64_t *jump;  /* (4, jump_k): A_k.hi, A_k.lo, C_k.hi, C_k.lo for k = 1..jump_k (rows: vector loads), for jump_inc */
+    int draws512;    /* this CPU runs the AVX-512 draws */
     int32_t jump_k;
     u128 jump_inc;
     double *ref;     /* (batch, n_inputs) delta reference */
@@ -163,10 +165,14 @@ static inline double pcg64_out(u128 s) {
     return (double)(int64_t)(x >> 11) * (1.0 / 9007199254740992.0);
 }
 
-/* x86-64 (gcc, glibc): an AVX2 clone of the vector loops beside the baseline SSE2 one, picked at
- * load time (ifunc): never -march=native, and the same integers either way. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && !defined(SPIKEEDGE_NO_CLONES)
+/* x86-64 (gcc, glibc): AVX-512 (x86-64-v4, gcc >= 11) and AVX2 clones of the vector loops beside
+ * the baseline SSE2 one, picked at load time (ifunc): never -march=native, and the same integers
+ * either way (every lane is exact integer arithmetic; the one reduction in float64 is exact in
+ * any order). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && !defined(SPIKEEDGE_NO_CLONES) && __GNUC__ >= 11
 #define SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#elif defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && !defined(SPIKEEDGE_NO_CLONES)
+#define SIMD_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define SIMD_CLONES
 #endif
@@ -477,12 +483,58 @@ SIMD_CLONES static int32_t count_positive(const double *restrict x, int32_t n, d
     return c;
 }
 
+#define JUMP_A(J, K, j) ((u128){(J)[j], (J)[(K) + (j)]})
+#define JUMP_C(J, K, j) ((u128){(J)[2 * (K) + (j)], (J)[3 * (K) + (j)]})
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(SPIKEEDGE_NO_CLONES) && (defined(__clang__) || __GNUC__ >= 8)
+#include <immintrin.h>
+#define HAVE_DRAWS512 1
+/* Eight draws per pass in 64-bit lanes (AVX-512F/DQ/VL, picked at build of the object when the
+ * CPU has them): new = A_k s + C_k mod 2**128 with the 64 x 64 -> 128 product of the low words
+ * from four 32 x 32 -> 64 products, the cross terms by vpmullq, then the XSL-RR output and
+ * u < p compared in float64 exactly as the scalar loop (and numpy) do. A block of eight inputs
+ * none of which can fire is skipped. Sets *done to the inputs it handled (a multiple of 8). */
+__attribute__((target("avx512f,avx512dq,avx512vl")))
+static int32_t draws_512(const uint64_t *J, int32_t K, u128 s, const double *xb, double gain, int32_t m, int32_t base, int32_t *list,
+                         int32_t k, int32_t *done) {
+    const __m512i slo = _mm512_set1_epi64((long long)s.lo), shi = _mm512_set1_epi64((long long)s.hi);
+    const __m512i b0 = _mm512_set1_epi64((long long)(s.lo & 0xffffffffu)), b1 = _mm512_set1_epi64((long long)(s.lo >> 32));
+    const __m512i low32 = _mm512_set1_epi64(0xffffffffLL), one = _mm512_set1_epi64(1);
+    const __m512d g = _mm512_set1_pd(gain), zero = _mm512_setzero_pd(), scale = _mm512_set1_pd(1.0 / 9007199254740992.0);
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int32_t j = 0;
+    for (; j + 8 <= m; j += 8) {
+        const __m512d p = _mm512_mul_pd(_mm512_loadu_pd(xb + j), g);
+        if (_mm512_cmp_pd_mask(p, zero, _CMP_GT_OQ) == 0) continue;
+        const __m512i ahi = _mm512_loadu_si512(J + j), alo = _mm512_loadu_si512(J + K + j);
+        const __m512i chi = _mm512_loadu_si512(J + 2 * K + j), clo = _mm512_loadu_si512(J + 3 * K + j);
+        const __m512i a1 = _mm512_srli_epi64(alo, 32); /* mul_epu32 reads the low 32 bits of each lane */
+        const __m512i p00 = _mm512_mul_epu32(alo, b0), p01 = _mm512_mul_epu32(alo, b1), p10 = _mm512_mul_epu32(a1, b0), p11 = _mm512_mul_epu32(a1, b1);
+        const __m512i mid = _mm512_add_epi64(_mm512_add_epi64(_mm512_srli_epi64(p00, 32), _mm512_and_si512(p01, low32)), _mm512_and_si512(p10, low32));
+        __m512i hi = _mm512_add_epi64(_mm512_add_epi64(p11, _mm512_srli_epi64(p01, 32)), _mm512_add_epi64(_mm512_srli_epi64(p10, 32), _mm512_srli_epi64(mid, 32)));
+        __m512i lo = _mm512_add_epi64(_mm512_and_si512(p00, low32), _mm512_slli_epi64(mid, 32));
+        hi = _mm512_add_epi64(hi, _mm512_add_epi64(_mm512_mullo_epi64(alo, shi), _mm512_mullo_epi64(ahi, slo)));
+        hi = _mm512_add_epi64(hi, chi);
+        lo = _mm512_add_epi64(lo, clo);
+        hi = _mm512_mask_add_epi64(hi, _mm512_cmplt_epu64_mask(lo, clo), hi, one); /* the carry out of the low word */
+        const __m512i x = _mm512_rorv_epi64(_mm512_xor_si512(hi, lo), _mm512_srli_epi64(hi, 58));
+        const __m512d u = _mm512_mul_pd(_mm512_cvtepi64_pd(_mm512_srli_epi64(x, 11)), scale);
+        const __mmask8 fire = _mm512_cmp_pd_mask(u, p, _CMP_LT_OQ); /* u < p: false for a NaN p, true for p >= 1 */
+        _mm256_mask_compressstoreu_epi32(list + k, fire, _mm256_add_epi32(lanes, _mm256_set1_epi32(base + j)));
+        k += __builtin_popcount((unsigned)fire);
+    }
+    *done = j;
+    return k;
+}
+#endif
+
 /* (A_k, C_k) for k = 1..jump_k from the generator's increment (numpy's multiplier). */
 static void jump_table(Core *c) {
     const u128 m = {2549297995355413924ULL, 4865540595714422341ULL}, inc = {c->rng[2], c->rng[3]};
     u128 a = m, cc = inc;
-    for (int32_t k = 0; k < c->jump_k; k++) {
-        c->jump[2 * k] = a, c->jump[2 * k + 1] = cc;
+    const int32_t K = c->jump_k;
+    for (int32_t k = 0; k < K; k++) {
+        c->jump[k] = a.hi, c->jump[K + k] = a.lo, c->jump[2 * K + k] = cc.hi, c->jump[3 * K + k] = cc.lo;
         cc = muladd128(m, cc, inc); /* C_{k+1} = m C_k + inc */
         a = mul128(m, a);
     }
@@ -496,7 +548,7 @@ static int32_t encode(Core *c, const double *x, int b) {
     int32_t k = 0;
     if (c->enc == ENC_RATE) {
         if (c->rng[2] != c->jump_inc.hi || c->rng[3] != c->jump_inc.lo) jump_table(c);
-        const u128 *restrict J = c->jump;
+        const uint64_t *restrict J = c->jump;
         int32_t *restrict list = c->ev_list;
         const double gain = c->gain;
         const int32_t n = c->n_inputs, K = c->jump_k;
@@ -505,13 +557,17 @@ static int32_t encode(Core *c, const double *x, int b) {
         for (int32_t base = 0; base < n; base += K) {
             const int32_t m = n - base < K ? n - base : K;
             const double *xb = x + base;
-            for (int32_t j = 0; j < m && quiet == 0; j++) {
+            int32_t j = 0;
+#ifdef HAVE_DRAWS512
+            if (c->draws512 && !quiet) k = draws_512(J, K, s, xb, gain, m, base, list, k, &j);
+#endif
+            for (; j < m && quiet == 0; j++) {
                 const double p = xb[j] * gain; /* numpy: u < gain * x, u in [0, 1) */
                 if (!(p > 0.0)) continue;      /* never fires (NaN included): no draw needed */
                 list[k] = base + j;
-                k += p >= 1.0 ? 1 : pcg64_out(muladd128(J[2 * j], s, J[2 * j + 1])) < p;
+                k += p >= 1.0 ? 1 : pcg64_out(muladd128(JUMP_A(J, K, j), s, JUMP_C(J, K, j))) < p;
             }
-            s = muladd128(J[2 * (m - 1)], s, J[2 * (m - 1) + 1]);
+            s = muladd128(JUMP_A(J, K, m - 1), s, JUMP_C(J, K, m - 1));
         }
         c->rng[0] = s.hi, c->rng[1] = s.lo;
     } else if (c->enc == ENC_DELTA) {
@@ -831,7 +887,12 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
         return -1;
     if (c->enc == ENC_RATE) { /* a table of at most 1024 jumps (32 kB): longer frames go in blocks */
         c->jump_k = c->n_inputs < 1024 ? c->n_inputs : 1024;
-        c->jump = alloc(c, (size_t)c->jump_k * 2 * sizeof(u128));
+        c->jump = alloc(c, (size_t)c->jump_k * 4 * sizeof(uint64_t));
+#ifdef HAVE_DRAWS512
+        __builtin_cpu_init();
+        c->draws512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+                      getenv("SPIKEEDGE_NO_AVX512") == NULL; /* the variable: the scalar draws, for the tests */
+#endif
         if (!c->jump) { PyErr_NoMemory(); return -1; }
         c->jump_inc.hi = ~c->rng[2], c->jump_inc.lo = c->rng[3]; /* differs from rng's: built on first use */
     }
