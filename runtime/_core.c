@@ -553,7 +553,8 @@ static int32_t encode(Core *c, const double *x, int b) {
         const double gain = c->gain;
         const int32_t n = c->n_inputs, K = c->jump_k;
         u128 s = {c->rng[0], c->rng[1]};
-        const int quiet = count_positive(x, n, gain) == 0; /* a frame of zeros: no draws, one jump per block */
+        /* a frame of zeros: no draws, one jump per block (the AVX-512 draws skip such blocks themselves) */
+        const int quiet = c->draws512 ? 0 : count_positive(x, n, gain) == 0;
         for (int32_t base = 0; base < n; base += K) {
             const int32_t m = n - base < K ? n - base : K;
             const double *xb = x + base;

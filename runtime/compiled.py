@@ -27,6 +27,9 @@ from .engine import RunResult, Session
 from ..errors import DataError
 
 
+_empty = np.empty  # `step`'s one allocation, without the module lookup
+
+
 def _i32(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(a).astype(np.int32))
 
@@ -175,7 +178,7 @@ class CompiledSession(Session):
         The C side checks ``x`` itself (type, contiguity, length) and raises ``BufferError``
         when it is not a float64 buffer of the right size: only then is it converted here, so
         the usual call costs one C call and the output array."""
-        out = np.empty(self._out_shape)
+        out = _empty(self._out_shape)
         if self.clock is None:
             try:
                 self._c_step(x, out)
