@@ -131,8 +131,11 @@ def compiled_columns(comp_rounds: List[Dict[str, Any]], rounds: List[Any], b: fm
 
 
 def batch_columns(b: fmt.Bundle, xs32: np.ndarray, tmp: str, rounds: int) -> Dict[str, Any]:
-    """Batch 32 at 5%: the compiled core's per-stream-step cost at batch 1 and 32 (whole runs),
-    and onnxruntime int8 at batch 32 (which reuses each weight across the streams)."""
+    """Batch 32 at 5%: the compiled core's per-stream-step cost at batch 1 and 32 (whole runs
+    from rest, so both see the same activity), and onnxruntime int8 at batch 32 (which reuses
+    each weight across the streams). A round times 8 batch-1 runs and one batch-32 run back to
+    back (samples of similar length: the minimum of short samples dodges a loaded machine's
+    stalls that a long one cannot, which flattered batch 1); the per-round ratio is reported."""
     from spikeedge.offline.export_onnx import export_onnx
     from spikeedge.runtime.sessions import open_session
 
@@ -142,11 +145,15 @@ def batch_columns(b: fmt.Bundle, xs32: np.ndarray, tmp: str, rounds: int) -> Dic
     steps = xs32.shape[1]
     short = xs32[:, : max(20, steps // 4)]
     one, many, ort = [], [], []
-    for _ in range(rounds):  # interleaved
-        one.append(1e6 * _time(lambda: c1.run(xs32[:1])) / steps)
+    c1.run(xs32[:1]), c32.run(xs32[:, :5])  # warm-up
+    for _ in range(max(5, rounds)):  # interleaved
+        one.append(1e6 * _time(lambda: [c1.run(xs32[:1]) for _ in range(8)]) / (8 * steps))
         many.append(1e6 * _time(lambda: c32.run(xs32)) / (32 * steps))
         ort.append(1e6 * _time(lambda: o32.run(short)) / (32 * short.shape[1]))
-    out = {"batch1_us": min(one), "batch32_us_per_stream": min(many), "onnx_batch32_us_per_stream": min(ort)}
+    out = {"batch1_us": statistics.median(one), "batch32_us_per_stream": statistics.median(many), "onnx_batch32_us_per_stream": min(ort),
+           "batch32_over_batch1_rounds": [m / o for m, o in zip(many, one)], "batch1_rounds_us": one, "batch32_rounds_us": many,
+           "synops_per_stream_step": {"batch1": c1.synops / max(1, c1.steps), "batch32": c32.synops / max(1, 32 * c32.steps)}}
+    out["batch32_over_batch1"] = statistics.median(out["batch32_over_batch1_rounds"])
     out["throughput_vs_onnx"] = out["onnx_batch32_us_per_stream"] / out["batch32_us_per_stream"]
     return out
 
@@ -263,8 +270,13 @@ def main(argv: List[str]) -> int:
         zero_c = None
         if COMPILED:
             zs = open_session(base, 1, core="compiled")
-            zero_c = min((timed_steps(zs, np.zeros((args.steps, args.inputs))) for _ in range(args.rounds)), key=lambda r: r["median_ms"])
+            # a no-event round lasts about a millisecond: more rounds, so that one falls between the other work of a loaded machine
+            zero_c = min((timed_steps(zs, np.zeros((args.steps, args.inputs))) for _ in range(3 * args.rounds)), key=lambda r: r["median_ms"])
             zero_c["run_us"] = min(timed_run(zs, np.zeros((args.steps, args.inputs))) for _ in range(args.rounds))
+            # the same with every input drawn: a rate so small that nothing fires, but no input the encoder may skip
+            tiny = np.full((args.steps, args.inputs), 1e-9)
+            drawn = min((timed_steps(zs, tiny) for _ in range(3 * args.rounds)), key=lambda r: r["median_ms"])
+            zero_c["all_drawn_median_ms"], zero_c["all_drawn_synops_per_step"] = drawn["median_ms"], drawn["synops_per_step"]
         # batch throughput of the event runtime at 5% activity
         b = at_rate(base, np.full((200, args.inputs), 0.05), 0.05)
         xs32 = np.full((32, args.steps // 4, args.inputs), 0.05)
@@ -303,7 +315,7 @@ def main(argv: List[str]) -> int:
         c_ms = np.array([r["compiled"]["median_ms"] for r in rows])
         cs, ci = np.polyfit(events, c_ms, 1)
         comp_r2 = 1 - float(((c_ms - (cs * events + ci)) ** 2).sum() / max(1e-30, ((c_ms - c_ms.mean()) ** 2).sum()))
-    summary = {"r2": r2, "compiled_r2": comp_r2, "loadavg": os.getloadavg(), "cpus": os.cpu_count(), "instructions_per_step_5pct": instructions, "neurons": args.neurons, "inputs": args.inputs, "compiled_zero": zero_c, "compiled_batch": batch_c, "bandwidth_bytes_per_s": bandwidth,
+    summary = {"r2": r2, "compiled_r2": comp_r2, "loadavg": os.getloadavg(), "cpus": os.cpu_count(), "instructions_per_step_5pct": instructions, "neurons": args.neurons, "batch_steps": args.steps // 4, "zero_rounds": 3 * args.rounds, "inputs": args.inputs, "compiled_zero": zero_c, "compiled_batch": batch_c, "bandwidth_bytes_per_s": bandwidth,
                "numpy_zero_us": 1e3 * zero["median_ms"], "overhead_us": 1e3 * zero["median_ms"], "intercept_us": 1e3 * intercept, "us_per_kevent": 1e6 * slope, "batch32_throughput": many / one,
                "phases_us_per_stream_step": phases, "batch32_dense_steps": dense_steps, "steps_per_s_batch1": one, "stream_steps_per_s_batch32": many, "rss_bytes": rss, "bundle_bytes": size,
                "weight_payload_bytes": payload, "bundle_over_payload": size / payload}
@@ -377,11 +389,18 @@ def compiled_section(rows: List[Dict[str, Any]], s: Dict[str, Any]) -> List[str]
             r["target_rate"], 1e3 * r["event"]["median_ms"], 1e3 * c["median_ms"], c["run_us"], c["vs_numpy"], c["vs_onnx"], c["floor_us"],
             c["over_floor"], ", ".join("%.1f" % x for x in c["rounds_us"])))
     z, bt = s["compiled_zero"], s["compiled_batch"]
-    out += ["", "A step with no events: numpy %.1f µs, compiled %.2f µs by `step`, %.2f µs per step inside `run` (%d rate-encoder draws, "
-            "%d neuron updates, trace and readout). Time against synaptic events (1-20%%): R² %.3f." % (
-                s["numpy_zero_us"], 1e3 * z["median_ms"], z["run_us"], s["inputs"], s["neurons"], s["compiled_r2"]),
-            "Batch 32 at 5%%: compiled %.2f µs per stream-step (batch 1: %.2f µs), onnxruntime int8 at batch 32 %.2f µs per stream-step: "
-            "%.1fx its throughput." % (bt["batch32_us_per_stream"], bt["batch1_us"], bt["onnx_batch32_us_per_stream"], bt["throughput_vs_onnx"]),
+    out += ["", "A step with no events (all %d inputs zero): numpy %.1f µs, compiled %.2f µs by `step` (median per step, from Python, the "
+            "input slice included; the best of %d rounds), %.2f µs per step inside `run` (%d neuron updates, trace and readout; no rate-encoder draws: an input of "
+            "rate 0 cannot fire, so the C core skips its draw and jumps the generator to where numpy's ends). With every input "
+            "drawn (rate 1e-9: %d PCG64 draws, still no events) `step` takes %.2f µs. Time against synaptic events (1-20%%): R² %.3f." % (
+                s["inputs"], s["numpy_zero_us"], 1e3 * z["median_ms"], s["zero_rounds"], z["run_us"], s["neurons"], s["inputs"], 1e3 * z["all_drawn_median_ms"],
+                s["compiled_r2"]),
+            "Batch 32 at 5%%: compiled %.2f µs per stream-step, batch 1 %.2f µs (medians of %d interleaved rounds, each 8 batch-1 runs "
+            "and one batch-32 run of %d steps from rest: %.0f and %.0f synaptic events per stream-step); batch 32 / batch 1 per round: "
+            "median %.2f (%s). onnxruntime int8 at batch 32: %.2f µs per stream-step, %.1fx slower than the compiled batch." % (
+                bt["batch32_us_per_stream"], bt["batch1_us"], len(bt["batch32_over_batch1_rounds"]), s["batch_steps"],
+                bt["synops_per_stream_step"]["batch1"], bt["synops_per_stream_step"]["batch32"], bt["batch32_over_batch1"],
+                ", ".join("%.2f" % r for r in bt["batch32_over_batch1_rounds"]), bt["onnx_batch32_us_per_stream"], bt["throughput_vs_onnx"]),
             ]
     ins = s.get("instructions_per_step_5pct") or {}
     if ins.get("numpy") and ins.get("compiled"):
@@ -393,8 +412,8 @@ def compiled_section(rows: List[Dict[str, Any]], s: Dict[str, Any]) -> List[str]
     checks += [("≥ 10x onnxruntime int8 at 5%", "%.1fx" % by(0.05)["compiled"]["vs_onnx"], by(0.05)["compiled"]["vs_onnx"] >= 10),
                ("a step with no events ≤ 2 µs (`step`)", "%.2f µs" % (1e3 * z["median_ms"]), 1e3 * z["median_ms"] <= 2),
                ("moonshot: within 3x of the floor at 5%", "%.1fx" % by(0.05)["compiled"]["over_floor"], by(0.05)["compiled"]["over_floor"] <= 3),
-               ("batch 32 per-stream-step ≤ batch 1 step", "%.2f vs %.2f µs" % (bt["batch32_us_per_stream"], bt["batch1_us"]),
-                bt["batch32_us_per_stream"] <= bt["batch1_us"]),
+               ("batch 32 per-stream-step ≤ batch 1 step", "%.2f vs %.2f µs (ratio per round, median: %.2f)" % (
+                   bt["batch32_us_per_stream"], bt["batch1_us"], bt["batch32_over_batch1"]), bt["batch32_over_batch1"] <= 1),
                ("batch 32 throughput ≥ onnxruntime int8 at batch 32", "%.1fx" % bt["throughput_vs_onnx"], bt["throughput_vs_onnx"] >= 1),
                ("cost linear in events, R² ≥ 0.95", "%.3f" % s["compiled_r2"], s["compiled_r2"] >= 0.95)]
     out += ["| %s | %s | %s |" % (name, val, "yes" if ok else "**no**") for name, val, ok in checks]

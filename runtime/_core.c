@@ -31,6 +31,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdlib.h>
 #include <time.h>
 
 #define THRESHOLD ((int64_t)1 << 14)
@@ -39,6 +40,8 @@
 #define I32_MIN ((int64_t)INT32_MIN)
 #define I32_MAX ((int64_t)INT32_MAX)
 
+typedef struct { uint64_t hi, lo; } u128; /* a PCG64 state or constant, mod 2**128 */
+
 enum { ENC_DIRECT = 0, ENC_RATE = 1, ENC_DELTA = 2 };
 
 typedef struct {
@@ -46,6 +49,7 @@ typedef struct {
     const int8_t *rows;    /* (n_src, n_tgt) dense rows, or NULL: scatter only */
     const int32_t *indptr; /* (n_src + 1,) */
     const int32_t *idx;    /* (nnz,) targets, checked < n_tgt */
+    uint16_t *idx16;       /* the same targets in 2 bytes (n_tgt <= 65536), C's own: 3 bytes per synapse, not 5 */
     const int8_t *val;     /* (nnz,) */
     int64_t switch_k;      /* rows when more than switch_k sources are active */
     int64_t *steps;        /* counters: [rows, scatter] */
@@ -67,6 +71,8 @@ typedef struct {
     double syn_bound, mem_bound;       /* |syn|, |mem| never exceed these from rest (kernels.py) */
     int sat_base, sat;                 /* the int32 clamp can fire: from the bounds; and now */
     double *f_syn, *f_mem, *f_off, *f_in, *f_rec; /* (n,) a_syn/2**16, a_mem/2**16, bias+1/2, m_in/2**16, m_rec/2**16 */
+    uint32_t *u_lo[4], *u_hi[4];       /* (n,) low / high 16 bits of a_syn, a_mem, m_in, m_rec (the int32 loop) */
+    int small;                         /* every one of them in [0, 2**16): the high halves are 0 */
 } Layer;
 
 typedef struct {
@@ -75,6 +81,10 @@ typedef struct {
     double gain, scale, threshold;
     int32_t qmax;
     uint64_t *rng;   /* [state_hi, state_lo, inc_hi, inc_lo]: numpy's PCG64 */
+    uint64_t *jump;  /* (4, jump_k): A_k.hi, A_k.lo, C_k.hi, C_k.lo for k = 1..jump_k (rows: vector loads), for jump_inc */
+    int draws512;    /* this CPU runs the AVX-512 draws */
+    int32_t jump_k;
+    u128 jump_inc;
     double *ref;     /* (batch, n_inputs) delta reference */
     int32_t *ev_list, *ev_val; /* (n_ch,) scratch: active channels and their values */
     Layer layers[MAX_LAYERS];
@@ -85,10 +95,13 @@ typedef struct {
     int64_t *counters;         /* [steps, synops, ...] */
     double *f_trace;           /* (n_in,) a_trace / 2**16 */
     double tr_bound;           /* |trace| never exceeds it from rest */
+    uint32_t *tr_lo, *tr_hi;   /* (n_in,) a_trace's 16-bit halves (the int32 loop) */
+    int tr_small;              /* a_trace in [0, 2**16): tr_hi all 0 */
+    int32_t dot_block;         /* products of the readout summed in int32 per block of this many */
     int tr_sat_base, tr_sat;
     int f_readout;             /* float64 readout sums are exact (n_in < 32768) */
-    void *allocs[4 + 12 * MAX_LAYERS]; /* scratch arrays, each its own allocation (so ASan sees every bound) */
-    int nallocs, ready, busy; /* busy: a `run` without the GIL is under way on this object */
+    void *allocs[6 + 22 * MAX_LAYERS]; /* scratch arrays, each its own allocation (so ASan sees every bound) */
+    int nallocs, alloc_failed, ready, busy; /* busy: a `run` without the GIL is under way on this object */
     double *phases;            /* NULL, or seconds per phase [encode, accumulate, neuron, readout] (profile) */
     Py_buffer phase_buf;
     Py_buffer bufs[MAX_BUFS];
@@ -129,15 +142,53 @@ static inline double pcg64_double(uint64_t *s) {
     return (double)(int64_t)(x >> 11) * (1.0 / 9007199254740992.0); /* < 2**53: the signed conversion is exact and one instruction */
 }
 
-/* x86-64 (gcc, glibc): an AVX2 clone of the vector loops beside the baseline SSE2 one, picked at
- * load time (ifunc): never -march=native, and the same integers either way. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && !defined(SPIKEEDGE_NO_CLONES)
+/* Jump-ahead: the LCG state k steps on is A_k * s + C_k (mod 2**128), A_k = m**k, C_k = (m**(k-1) + ...
+ * + 1) * inc. With a table of (A_k, C_k) for k = 1..K, the k-th draw of a frame comes straight
+ * from the frame's start state: the draws are independent (no 128-bit multiply chain through
+ * them, so the CPU overlaps them), and an input that cannot fire (rate <= 0) or must (rate >= 1)
+ * skips its draw, the state still ending where numpy's does. */
+static inline u128 mul128(u128 a, u128 b) {
+    u128 r = {mulhi64(a.lo, b.lo) + a.lo * b.hi + a.hi * b.lo, a.lo * b.lo};
+    return r;
+}
+static inline u128 muladd128(u128 a, u128 s, u128 c) {
+    u128 r = mul128(a, s);
+    r.lo += c.lo;
+    r.hi += c.hi + (r.lo < c.lo);
+    return r;
+}
+/* Generator.random()'s double from a state: XSL-RR output, top 53 bits. */
+static inline double pcg64_out(u128 s) {
+    uint64_t x = s.hi ^ s.lo;
+    unsigned rot = (unsigned)(s.hi >> 58);
+    x = (x >> rot) | (x << ((64 - rot) & 63));
+    return (double)(int64_t)(x >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* x86-64 (gcc, glibc): AVX-512 (x86-64-v4, gcc >= 11) and AVX2 clones of the vector loops beside
+ * the baseline SSE2 one, picked at load time (ifunc): never -march=native, and the same integers
+ * either way (every lane is exact integer arithmetic; the one reduction in float64 is exact in
+ * any order). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && !defined(SPIKEEDGE_NO_CLONES) && __GNUC__ >= 11
+#define SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#elif defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) && !defined(SPIKEEDGE_NO_CLONES)
 #define SIMD_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define SIMD_CLONES
 #endif
 
 /* ------------------------------------------------------------------ accumulation */
+
+/* The active rows lie anywhere in a matrix larger than the caches, and a row's start is where the
+ * hardware prefetcher cannot guess: the next rows are requested while the current ones are
+ * summed (a hint: no value changes, and nothing is read outside the row). */
+static inline void prefetch_bytes(const void *p, size_t bytes) {
+#if defined(__GNUC__)
+    for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch((const char *)p + off, 0, 3);
+#else
+    (void)p, (void)bytes;
+#endif
+}
 
 /* acc = sum over the k active sources (list) of their rows, int16 blocks of <= chunk rows. */
 SIMD_CLONES static void acc_rows(const Mat *m, const int32_t *list, int32_t k, int32_t *restrict acc, int16_t *restrict s16) {
@@ -149,8 +200,18 @@ SIMD_CLONES static void acc_rows(const Mat *m, const int32_t *list, int32_t k, i
         for (; j + 4 <= end; j += 4) { /* four rows per pass over s16; a sum of <= chunk rows fits int16 */
             const int8_t *r0 = m->rows + (size_t)list[j] * n, *r1 = m->rows + (size_t)list[j + 1] * n;
             const int8_t *r2 = m->rows + (size_t)list[j + 2] * n, *r3 = m->rows + (size_t)list[j + 3] * n;
-            for (int32_t t = 0; t < n; t++)
-                s16[t] = (int16_t)(s16[t] + (int16_t)r0[t] + (int16_t)r1[t] + (int16_t)r2[t] + (int16_t)r3[t]);
+            const int32_t pf = j + 8 <= k; /* the next four rows, a segment ahead of the sums (spread out: a burst fills the miss buffers and stalls) */
+            const int8_t *p0 = pf ? m->rows + (size_t)list[j + 4] * n : r0, *p1 = pf ? m->rows + (size_t)list[j + 5] * n : r0;
+            const int8_t *p2 = pf ? m->rows + (size_t)list[j + 6] * n : r0, *p3 = pf ? m->rows + (size_t)list[j + 7] * n : r0;
+            for (int32_t t0 = 0; t0 < n; t0 += 256) {
+                const int32_t t1 = n - t0 < 256 ? n : t0 + 256;
+                if (pf) {
+                    prefetch_bytes(p0 + t0, (size_t)(t1 - t0)), prefetch_bytes(p1 + t0, (size_t)(t1 - t0));
+                    prefetch_bytes(p2 + t0, (size_t)(t1 - t0)), prefetch_bytes(p3 + t0, (size_t)(t1 - t0));
+                }
+                for (int32_t t = t0; t < t1; t++)
+                    s16[t] = (int16_t)(s16[t] + (int16_t)r0[t] + (int16_t)r1[t] + (int16_t)r2[t] + (int16_t)r3[t]);
+            }
         }
         for (; j < end; j++) {
             const int8_t *r = m->rows + (size_t)list[j] * n;
@@ -177,10 +238,29 @@ SIMD_CLONES static void acc_rows_signed(const Mat *m, const int32_t *list, const
 
 static void acc_scatter(const Mat *m, const int32_t *list, const int32_t *vals, int32_t k, int32_t *restrict acc) {
     memset(acc, 0, (size_t)m->n_tgt * sizeof(int32_t));
+    const int8_t *restrict val = m->val;
+    const uint16_t *restrict i16 = m->idx16;
     for (int32_t j = 0; j < k; j++) {
         const int32_t src = list[j], end = m->indptr[src + 1];
+        if (j + 2 < k) { /* the source after next: its indices and values */
+            const int32_t nx = list[j + 2], p0 = m->indptr[nx], len = m->indptr[nx + 1] - p0;
+            if (i16) prefetch_bytes(i16 + p0, (size_t)len * 2);
+            else prefetch_bytes(m->idx + p0, (size_t)len * 4);
+            prefetch_bytes(val + p0, (size_t)len);
+        }
         const int32_t v = vals ? vals[j] : 1;
-        for (int32_t p = m->indptr[src]; p < end; p++) acc[m->idx[p]] += v * (int32_t)m->val[p];
+        int32_t p = m->indptr[src];
+        if (i16 && !vals) {
+            for (; p + 4 <= end; p += 4) { /* four independent updates in flight */
+                const uint16_t t0 = i16[p], t1 = i16[p + 1], t2 = i16[p + 2], t3 = i16[p + 3];
+                acc[t0] += val[p], acc[t1] += val[p + 1], acc[t2] += val[p + 2], acc[t3] += val[p + 3];
+            }
+            for (; p < end; p++) acc[i16[p]] += val[p];
+        } else if (i16) {
+            for (; p < end; p++) acc[i16[p]] += v * (int32_t)val[p];
+        } else {
+            for (; p < end; p++) acc[m->idx[p]] += v * (int32_t)val[p];
+        }
     }
 }
 
@@ -226,6 +306,77 @@ static void lif_update(const Layer *L, int32_t *restrict syn, int32_t *restrict 
 static void trace_update(int32_t *restrict tr, const int32_t *restrict a, const uint8_t *restrict spk, int32_t n, int bits) {
     for (int32_t i = 0; i < n; i++)
         tr[i] = (int32_t)sat32(rs16((int64_t)a[i] * tr[i]) + ((int64_t)spk[i] << bits));
+}
+
+/* ---- the same integers in int32 lanes (8 per AVX2 vector), wherever the clamp cannot fire ----
+ * rs(a*x, 16) for int32 a and x, from 16-bit halves a = ah*2**16 + al, x = xh*2**16 + xl
+ * (al, xl in [0, 2**16)): a*x + 2**15 = ah*xh*2**32 + (ah*xl + al*xh)*2**16 + al*xl + 2**15, so
+ *     rs(a*x, 16) = ah*xh*2**16 + ah*xl + al*xh + ((al*xl + 2**15) >> 16)
+ * exactly, and al*xl + 2**15 < 2**32. Computed in uint32 (wrapping, no signed overflow) it is
+ * exact modulo 2**32. Where the bounds (`sat` clear: runtime/kernels.py's argument) keep every
+ * value and every partial sum of the update inside int32, "exact modulo 2**32" is exact, and no
+ * clamp is needed. `small` layers (every multiplier in [0, 2**16)) drop the ah terms: two 32-bit
+ * multiplies per product. */
+static inline __attribute__((always_inline)) uint32_t rs16_u32(uint32_t al, uint32_t ah, int32_t x, const int small) {
+    const uint32_t xh = (uint32_t)(x >> 16), xl = (uint32_t)x & 0xffffu; /* >> of a negative int32: arithmetic (gcc, clang) */
+    uint32_t r = al * xh + ((al * xl + 0x8000u) >> 16);
+    if (!small) r += ((ah * xh) << 16) + ah * xl;
+    return r;
+}
+
+static inline __attribute__((always_inline)) void lif_i32_body(const Layer *L, int32_t *restrict syn, int32_t *restrict mem,
+        const int32_t *restrict ai, const int32_t *restrict ar, uint8_t *restrict spk, const int has_in, const int has_rec, const int small) {
+    const int32_t n = L->n, zero = L->reset_zero;
+    const uint32_t *restrict sl = L->u_lo[0], *restrict sh = L->u_hi[0], *restrict ml = L->u_lo[1], *restrict mh = L->u_hi[1];
+    const uint32_t *restrict il = L->u_lo[2], *restrict ih = L->u_hi[2], *restrict rl = L->u_lo[3], *restrict rh = L->u_hi[3];
+    const int32_t *restrict bias = L->bias;
+    for (int32_t i = 0; i < n; i++) {
+        uint32_t s = rs16_u32(sl[i], small ? 0 : sh[i], syn[i], small) + (uint32_t)bias[i];
+        if (has_in) s += rs16_u32(il[i], small ? 0 : ih[i], ai[i], small);
+        if (has_rec) s += rs16_u32(rl[i], small ? 0 : rh[i], ar[i], small);
+        const int32_t v = (int32_t)(rs16_u32(ml[i], small ? 0 : mh[i], mem[i], small) + s);
+        const int32_t fire = v >= (int32_t)THRESHOLD;
+        syn[i] = (int32_t)s;
+        mem[i] = fire ? (zero ? 0 : v - (int32_t)THRESHOLD) : v;
+        spk[i] = (uint8_t)fire;
+    }
+}
+
+SIMD_CLONES static void lif_update_i32(const Layer *L, int32_t *syn, int32_t *mem, const int32_t *ai, const int32_t *ar, uint8_t *spk) {
+    if (L->small) {
+        if (ai && ar) lif_i32_body(L, syn, mem, ai, ar, spk, 1, 1, 1);
+        else if (ai) lif_i32_body(L, syn, mem, ai, NULL, spk, 1, 0, 1);
+        else if (ar) lif_i32_body(L, syn, mem, NULL, ar, spk, 0, 1, 1);
+        else lif_i32_body(L, syn, mem, NULL, NULL, spk, 0, 0, 1);
+    } else {
+        if (ai && ar) lif_i32_body(L, syn, mem, ai, ar, spk, 1, 1, 0);
+        else if (ai) lif_i32_body(L, syn, mem, ai, NULL, spk, 1, 0, 0);
+        else if (ar) lif_i32_body(L, syn, mem, NULL, ar, spk, 0, 1, 0);
+        else lif_i32_body(L, syn, mem, NULL, NULL, spk, 0, 0, 0);
+    }
+}
+
+/* tr = rs(a*tr, 16) + (s << bits), the same way (the trace's bound keeps it inside int32). */
+SIMD_CLONES static void trace_update_i32(int32_t *restrict tr, const uint32_t *restrict al, const uint32_t *restrict ah, const uint8_t *restrict spk,
+                                         int32_t n, int bits, int small) {
+    if (small)
+        for (int32_t i = 0; i < n; i++) tr[i] = (int32_t)(rs16_u32(al[i], 0, tr[i], 1) + ((uint32_t)spk[i] << bits));
+    else
+        for (int32_t i = 0; i < n; i++) tr[i] = (int32_t)(rs16_u32(al[i], ah[i], tr[i], 0) + ((uint32_t)spk[i] << bits));
+}
+
+/* sum_i tr[i] * w[i] where |tr| <= the trace's bound B: each product fits int32, and so does a
+ * sum of `block` of them (block * B * 128 < 2**31, set at build); int32 lanes per block (16 per
+ * AVX-512 vector), the blocks summed in int64. uint32 arithmetic: exact, no signed overflow. */
+SIMD_CLONES static int64_t dot_trace_i32(const int32_t *restrict tr, const int8_t *restrict w, int32_t n, int32_t block) {
+    int64_t total = 0;
+    for (int32_t i0 = 0; i0 < n; i0 += block) {
+        const int32_t i1 = n - i0 < block ? n : i0 + block;
+        uint32_t s = 0;
+        for (int32_t i = i0; i < i1; i++) s += (uint32_t)tr[i] * (uint32_t)(int32_t)w[i];
+        total += (int32_t)s;
+    }
+    return total;
 }
 
 /* ---- the same integers in float64, where gcc vectorises with plain SSE2 / NEON ----
@@ -298,6 +449,15 @@ SIMD_CLONES static int64_t dot_trace(const int32_t *restrict tr, const int8_t *r
 /* The indices of the spiking neurons, eight flags per 64-bit test: sparse spikes cost little. */
 static int32_t spike_list(const uint8_t *spk, int32_t n, int32_t *list) {
     int32_t k = 0, i = 0;
+    for (; i + 32 <= n; i += 32) { /* 32 quiet neurons per test */
+        uint64_t w[4];
+        memcpy(w, spk + i, 32);
+        if ((w[0] | w[1] | w[2] | w[3]) == 0) continue;
+        for (int32_t j = 0; j < 32; j++) {
+            list[k] = i + j;
+            k += spk[i + j];
+        }
+    }
     for (; i + 8 <= n; i += 8) {
         uint64_t w;
         memcpy(&w, spk + i, 8);
@@ -316,19 +476,101 @@ static int32_t spike_list(const uint8_t *spk, int32_t n, int32_t *list) {
 
 /* ------------------------------------------------------------------ encoders */
 
+/* How many of x[0..n) * gain are > 0 (the inputs that may fire): a vector loop, no branch each. */
+SIMD_CLONES static int32_t count_positive(const double *restrict x, int32_t n, double gain) {
+    int32_t c = 0;
+    for (int32_t j = 0; j < n; j++) c += x[j] * gain > 0.0;
+    return c;
+}
+
+#define JUMP_A(J, K, j) ((u128){(J)[j], (J)[(K) + (j)]})
+#define JUMP_C(J, K, j) ((u128){(J)[2 * (K) + (j)], (J)[3 * (K) + (j)]})
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(SPIKEEDGE_NO_CLONES) && (defined(__clang__) || __GNUC__ >= 8)
+#include <immintrin.h>
+#define HAVE_DRAWS512 1
+/* Eight draws per pass in 64-bit lanes (AVX-512F/DQ/VL, picked at build of the object when the
+ * CPU has them): new = A_k s + C_k mod 2**128 with the 64 x 64 -> 128 product of the low words
+ * from four 32 x 32 -> 64 products, the cross terms by vpmullq, then the XSL-RR output and
+ * u < p compared in float64 exactly as the scalar loop (and numpy) do. A block of eight inputs
+ * none of which can fire is skipped. Sets *done to the inputs it handled (a multiple of 8). */
+__attribute__((target("avx512f,avx512dq,avx512vl")))
+static int32_t draws_512(const uint64_t *J, int32_t K, u128 s, const double *xb, double gain, int32_t m, int32_t base, int32_t *list,
+                         int32_t k, int32_t *done) {
+    const __m512i slo = _mm512_set1_epi64((long long)s.lo), shi = _mm512_set1_epi64((long long)s.hi);
+    const __m512i b0 = _mm512_set1_epi64((long long)(s.lo & 0xffffffffu)), b1 = _mm512_set1_epi64((long long)(s.lo >> 32));
+    const __m512i low32 = _mm512_set1_epi64(0xffffffffLL), one = _mm512_set1_epi64(1);
+    const __m512d g = _mm512_set1_pd(gain), zero = _mm512_setzero_pd(), scale = _mm512_set1_pd(1.0 / 9007199254740992.0);
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    int32_t j = 0;
+    for (; j + 8 <= m; j += 8) {
+        const __m512d p = _mm512_mul_pd(_mm512_loadu_pd(xb + j), g);
+        if (_mm512_cmp_pd_mask(p, zero, _CMP_GT_OQ) == 0) continue;
+        const __m512i ahi = _mm512_loadu_si512(J + j), alo = _mm512_loadu_si512(J + K + j);
+        const __m512i chi = _mm512_loadu_si512(J + 2 * K + j), clo = _mm512_loadu_si512(J + 3 * K + j);
+        const __m512i a1 = _mm512_srli_epi64(alo, 32); /* mul_epu32 reads the low 32 bits of each lane */
+        const __m512i p00 = _mm512_mul_epu32(alo, b0), p01 = _mm512_mul_epu32(alo, b1), p10 = _mm512_mul_epu32(a1, b0), p11 = _mm512_mul_epu32(a1, b1);
+        const __m512i mid = _mm512_add_epi64(_mm512_add_epi64(_mm512_srli_epi64(p00, 32), _mm512_and_si512(p01, low32)), _mm512_and_si512(p10, low32));
+        __m512i hi = _mm512_add_epi64(_mm512_add_epi64(p11, _mm512_srli_epi64(p01, 32)), _mm512_add_epi64(_mm512_srli_epi64(p10, 32), _mm512_srli_epi64(mid, 32)));
+        __m512i lo = _mm512_add_epi64(_mm512_and_si512(p00, low32), _mm512_slli_epi64(mid, 32));
+        hi = _mm512_add_epi64(hi, _mm512_add_epi64(_mm512_mullo_epi64(alo, shi), _mm512_mullo_epi64(ahi, slo)));
+        hi = _mm512_add_epi64(hi, chi);
+        lo = _mm512_add_epi64(lo, clo);
+        hi = _mm512_mask_add_epi64(hi, _mm512_cmplt_epu64_mask(lo, clo), hi, one); /* the carry out of the low word */
+        const __m512i x = _mm512_rorv_epi64(_mm512_xor_si512(hi, lo), _mm512_srli_epi64(hi, 58));
+        const __m512d u = _mm512_mul_pd(_mm512_cvtepi64_pd(_mm512_srli_epi64(x, 11)), scale);
+        const __mmask8 fire = _mm512_cmp_pd_mask(u, p, _CMP_LT_OQ); /* u < p: false for a NaN p, true for p >= 1 */
+        _mm256_mask_compressstoreu_epi32(list + k, fire, _mm256_add_epi32(lanes, _mm256_set1_epi32(base + j)));
+        k += __builtin_popcount((unsigned)fire);
+    }
+    *done = j;
+    return k;
+}
+#endif
+
+/* (A_k, C_k) for k = 1..jump_k from the generator's increment (numpy's multiplier). */
+static void jump_table(Core *c) {
+    const u128 m = {2549297995355413924ULL, 4865540595714422341ULL}, inc = {c->rng[2], c->rng[3]};
+    u128 a = m, cc = inc;
+    const int32_t K = c->jump_k;
+    for (int32_t k = 0; k < K; k++) {
+        c->jump[k] = a.hi, c->jump[K + k] = a.lo, c->jump[2 * K + k] = cc.hi, c->jump[3 * K + k] = cc.lo;
+        cc = muladd128(m, cc, inc); /* C_{k+1} = m C_k + inc */
+        a = mul128(m, a);
+    }
+    c->jump_inc = inc;
+}
+
 /* One stream's frame -> active channels (ev_list) and, for a direct input, their values.
  * Returns the number of active channels, or -1 on a NaN direct input (no Python call here: `run`
  * executes without the GIL). */
 static int32_t encode(Core *c, const double *x, int b) {
     int32_t k = 0;
     if (c->enc == ENC_RATE) {
-        uint64_t st[4] = {c->rng[0], c->rng[1], c->rng[2], c->rng[3]};
-        for (int32_t i = 0; i < c->n_inputs; i++) {
-            double u = pcg64_double(st);
-            c->ev_list[k] = i;
-            k += u < x[i] * c->gain;
+        if (c->rng[2] != c->jump_inc.hi || c->rng[3] != c->jump_inc.lo) jump_table(c);
+        const uint64_t *restrict J = c->jump;
+        int32_t *restrict list = c->ev_list;
+        const double gain = c->gain;
+        const int32_t n = c->n_inputs, K = c->jump_k;
+        u128 s = {c->rng[0], c->rng[1]};
+        /* a frame of zeros: no draws, one jump per block (the AVX-512 draws skip such blocks themselves) */
+        const int quiet = c->draws512 ? 0 : count_positive(x, n, gain) == 0;
+        for (int32_t base = 0; base < n; base += K) {
+            const int32_t m = n - base < K ? n - base : K;
+            const double *xb = x + base;
+            int32_t j = 0;
+#ifdef HAVE_DRAWS512
+            if (c->draws512 && !quiet) k = draws_512(J, K, s, xb, gain, m, base, list, k, &j);
+#endif
+            for (; j < m && quiet == 0; j++) {
+                const double p = xb[j] * gain; /* numpy: u < gain * x, u in [0, 1) */
+                if (!(p > 0.0)) continue;      /* never fires (NaN included): no draw needed */
+                list[k] = base + j;
+                k += p >= 1.0 ? 1 : pcg64_out(muladd128(JUMP_A(J, K, j), s, JUMP_C(J, K, j))) < p;
+            }
+            s = muladd128(JUMP_A(J, K, m - 1), s, JUMP_C(J, K, m - 1));
         }
-        memcpy(c->rng, st, sizeof st);
+        c->rng[0] = s.hi, c->rng[1] = s.lo;
     } else if (c->enc == ENC_DELTA) {
         double *ref = c->ref + (size_t)b * c->n_inputs;
         const int32_t n = c->n_inputs;
@@ -389,7 +631,8 @@ static int step_stream(Core *c, const double *x, double *out, int b, uint8_t **r
         if (k > 0) { ops += accumulate(&L->in, list, vals, k, L->acc_in, L->s16); ai = L->acc_in; }
         if (k_rec > 0) { ops += accumulate(&L->rec, own, NULL, k_rec, L->acc_rec, L->s16); ar = L->acc_rec; }
         lap(c, 1, &t);
-        if (L->exact_f64) lif_update_f64(L, L->syn + off, L->mem + off, ai, ar, L->spk + off);
+        if (!L->sat) lif_update_i32(L, L->syn + off, L->mem + off, ai, ar, L->spk + off);
+        else if (L->exact_f64) lif_update_f64(L, L->syn + off, L->mem + off, ai, ar, L->spk + off);
         else lif_update(L, L->syn + off, L->mem + off, ai, ar, L->spk + off);
         k = spike_list(L->spk + off, L->n, own);
         L->count[b] = k;
@@ -402,12 +645,14 @@ static int step_stream(Core *c, const double *x, double *out, int b, uint8_t **r
     Layer *last = &c->layers[c->n_layers - 1];
     const int32_t n = last->n;
     int32_t *tr = c->trace + (size_t)b * n;
-    if (c->f_trace && last->exact_f64) trace_update_f64(tr, c->f_trace, last->flags, n, (double)(1 << c->trace_bits), c->tr_sat);
+    if (!c->tr_sat) trace_update_i32(tr, c->tr_lo, c->tr_hi, last->spk + (size_t)b * n, n, c->trace_bits, c->tr_small);
+    else if (c->f_trace && last->exact_f64 && last->sat) trace_update_f64(tr, c->f_trace, last->flags, n, (double)(1 << c->trace_bits), c->tr_sat);
     else trace_update(tr, c->a_trace, last->spk + (size_t)b * n, n, c->trace_bits);
     for (int o = 0; o < c->n_out; o++) {
         const int8_t *w = c->w_out + (size_t)o * n;
         int64_t acc = 0;
-        if (c->f_readout) acc = dot_trace(tr, w, n);
+        if (!c->tr_sat && c->dot_block >= 16) acc = dot_trace_i32(tr, w, n, c->dot_block);
+        else if (c->f_readout) acc = dot_trace(tr, w, n);
         else
             for (int32_t i = 0; i < n; i++) acc += (int64_t)tr[i] * w[i];
         out[o] = (double)acc * c->out_scale[o] + c->out_bias[o];
@@ -418,6 +663,8 @@ static int step_stream(Core *c, const double *x, double *out, int b, uint8_t **r
 }
 
 /* ------------------------------------------------------------------ buffers from Python */
+
+static void *alloc(Core *c, size_t bytes);
 
 static int fmt_ok(const char *f, char kind, Py_ssize_t itemsize, Py_ssize_t want) {
     if (itemsize != want || f == NULL) return 0;
@@ -497,6 +744,11 @@ static int take_mat(Core *c, PyObject *d, Mat *m, int32_t n_src, int32_t n_tgt, 
     if (bad) {
         PyErr_SetString(PyExc_ValueError, bad == 1 ? "a weight targets a neuron out of range" : "an accumulation could leave int32");
         return -1;
+    }
+    if (n_tgt <= 65536) { /* 2-byte targets (checked < n_tgt above) */
+        m->idx16 = alloc(c, (size_t)nnz * sizeof(uint16_t));
+        if (!m->idx16) { PyErr_NoMemory(); return -1; }
+        for (int32_t p = 0; p < nnz; p++) m->idx16[p] = (uint16_t)m->idx[p];
     }
     if (get_int(d, "chunk", 1, 32767, &v) < 0) return -1;
     m->chunk = (int32_t)v;
@@ -586,6 +838,7 @@ static void Core_dealloc(Core *c) {
 static void *alloc(Core *c, size_t bytes) {
     void *p = PyMem_Calloc(bytes ? bytes : 1, 1);
     if (p != NULL) c->allocs[c->nallocs++] = p;
+    else c->alloc_failed = 1;
     return p;
 }
 
@@ -633,6 +886,17 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
         !(c->out_scale = take(c, d, "out_scale", 'f', 8, c->n_out, 0, 0)) || !(c->out_bias = take(c, d, "out_bias", 'f', 8, c->n_out, 0, 0)) ||
         !(c->trace = take(c, d, "trace", 'i', 4, (Py_ssize_t)c->batch * n, 1, 0)))
         return -1;
+    if (c->enc == ENC_RATE) { /* a table of at most 1024 jumps (32 kB): longer frames go in blocks */
+        c->jump_k = c->n_inputs < 1024 ? c->n_inputs : 1024;
+        c->jump = alloc(c, (size_t)c->jump_k * 4 * sizeof(uint64_t));
+#ifdef HAVE_DRAWS512
+        __builtin_cpu_init();
+        c->draws512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+                      getenv("SPIKEEDGE_NO_AVX512") == NULL; /* the variable: the scalar draws, for the tests */
+#endif
+        if (!c->jump) { PyErr_NoMemory(); return -1; }
+        c->jump_inc.hi = ~c->rng[2], c->jump_inc.lo = c->rng[3]; /* differs from rng's: built on first use */
+    }
     c->ev_list = alloc(c, (size_t)c->n_ch * 4);
     c->ev_val = alloc(c, (size_t)c->n_ch * 4);
     c->f_trace = alloc(c, (size_t)n * 8);
@@ -646,8 +910,10 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
         L->flags = alloc(c, (size_t)L->n * 4);
         L->f_syn = alloc(c, (size_t)L->n * 8), L->f_mem = alloc(c, (size_t)L->n * 8), L->f_off = alloc(c, (size_t)L->n * 8);
         L->f_in = alloc(c, (size_t)L->n * 8), L->f_rec = alloc(c, (size_t)L->n * 8);
+        for (int q = 0; q < 4; q++) L->u_lo[q] = alloc(c, (size_t)L->n * 4), L->u_hi[q] = alloc(c, (size_t)L->n * 4);
     }
-    if (c->nallocs != 3 + 11 * c->n_layers) { PyErr_NoMemory(); return -1; } /* one allocation failed */
+    c->tr_lo = alloc(c, (size_t)n * 4), c->tr_hi = alloc(c, (size_t)n * 4);
+    if (c->alloc_failed) { PyErr_NoMemory(); return -1; } /* one allocation failed */
     for (int l = 0; l < c->n_layers; l++) {
         Layer *L = &c->layers[l];
         for (int32_t i = 0; i < L->n; i++) { /* exact: integers below 2**31 scaled by a power of two */
@@ -657,6 +923,14 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
             L->f_in[i] = L->m_in[i] * (1.0 / 65536);
             L->f_rec[i] = L->m_rec[i] * (1.0 / 65536);
         }
+        const int32_t *mult[4] = {L->a_syn, L->a_mem, L->m_in, L->m_rec};
+        L->small = 1;
+        for (int q = 0; q < 4; q++)
+            for (int32_t i = 0; i < L->n; i++) {
+                L->u_lo[q][i] = (uint32_t)mult[q][i] & 0xffffu;
+                L->u_hi[q][i] = (uint32_t)(mult[q][i] >> 16);
+                L->small &= L->u_hi[q][i] == 0;
+            }
     }
     c->f_readout = n < 32768;
     c->tr_bound = 0;
@@ -666,6 +940,15 @@ static int Core_init(Core *c, PyObject *args, PyObject *kw) {
         c->tr_bound = b > c->tr_bound ? b : c->tr_bound;
     }
     c->tr_sat_base = c->tr_sat = !(c->tr_bound < 0.99 * 2147483647.0);
+    c->tr_small = 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        c->tr_lo[i] = (uint32_t)c->a_trace[i] & 0xffffu, c->tr_hi[i] = (uint32_t)(c->a_trace[i] >> 16);
+        c->tr_small &= c->tr_hi[i] == 0;
+    }
+    { /* block * (B + 1) * 128 < 2**31 */
+        double blk = c->tr_sat_base ? 0.0 : floor(2147483647.0 / ((floor(c->tr_bound) + 1.0) * 128.0));
+        c->dot_block = blk > 65536.0 ? 65536 : (int32_t)blk;
+    }
     for (Py_ssize_t i = 0; i < n; i++) {
         c->f_trace[i] = c->a_trace[i] * (1.0 / 65536);
         if (c->a_trace[i] < 0 || c->a_trace[i] > 65536) c->f_trace = NULL; /* the int64 loop */
@@ -695,13 +978,23 @@ static int check_ready(Core *c) {
     return 0;
 }
 
-/* step(x, out): x (batch, n_inputs) float64, out (batch, n_out) float64. */
-static PyObject *Core_step(Core *c, PyObject *args) {
+/* step(x, out): x (batch, n_inputs) float64, out (batch, n_out) float64. The cheap call: vector
+ * calling convention (no argument tuple), and an x that is not such a buffer raises BufferError,
+ * so that the glue can pass whatever it was given and convert only when this refuses. */
+static PyObject *Core_step(Core *c, PyObject *const *args, Py_ssize_t nargs) {
     Py_buffer x, out;
-    PyObject *xo, *oo, *ret = NULL;
-    if (check_ready(c) < 0 || !PyArg_ParseTuple(args, "OO", &xo, &oo)) return NULL;
-    if (get_buf(xo, &x, 'f', 8, (Py_ssize_t)c->batch * c->n_inputs, 0, "step: x (batch, n_inputs) float64") < 0) return NULL;
-    if (get_buf(oo, &out, 'f', 8, (Py_ssize_t)c->batch * c->n_out, 1, "step: out (batch, n_out) float64") < 0) {
+    PyObject *ret = NULL;
+    if (check_ready(c) < 0) return NULL;
+    if (nargs != 2) { PyErr_SetString(PyExc_TypeError, "step(x, out)"); return NULL; }
+    if (get_buf(args[0], &x, 'f', 8, (Py_ssize_t)c->batch * c->n_inputs, 0, "step: x (batch, n_inputs) float64") < 0) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_Format(PyExc_BufferError, "step: x is not a C-contiguous float64 buffer of %zd values (%S)", (Py_ssize_t)c->batch * c->n_inputs,
+                     value ? value : Py_None);
+        Py_XDECREF(type), Py_XDECREF(value), Py_XDECREF(tb);
+        return NULL;
+    }
+    if (get_buf(args[1], &out, 'f', 8, (Py_ssize_t)c->batch * c->n_out, 1, "step: out (batch, n_out) float64") < 0) {
         PyBuffer_Release(&x);
         return NULL;
     }
@@ -780,8 +1073,11 @@ static PyObject *Core_sync(Core *c, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
-/* bench(layer, recurrent, rows, k, reps): seconds for the best of `reps` accumulations of the
- * first k sources by one path (the switch point's measurement; counters untouched). */
+/* bench(layer, recurrent, rows, k, reps): seconds for the best of `reps` accumulations of k
+ * sources by one path (the switch point's measurement; counters untouched). The k sources are
+ * spread over the matrix and differ from one repetition to the next, as a step's do: a step's
+ * rows are rarely the ones summed just before, and timing the same k rows again and again
+ * measured a cache-hot cost that favoured the dense rows. */
 static PyObject *Core_bench(Core *c, PyObject *args) {
     int l, rec, rows, k, reps;
     if (check_ready(c) < 0 || !PyArg_ParseTuple(args, "iiiii", &l, &rec, &rows, &k, &reps)) return NULL;
@@ -794,9 +1090,11 @@ static PyObject *Core_bench(Core *c, PyObject *args) {
     if (k < 1 || k > m.n_src || (rows && m.rows == NULL)) { PyErr_SetString(PyExc_ValueError, "bench: bad k or path"); return NULL; }
     int32_t *list = PyMem_Malloc((size_t)k * 4);
     if (!list) return PyErr_NoMemory();
-    for (int j = 0; j < k; j++) list[j] = j;
+    const int32_t stride = m.n_src / k > 0 ? m.n_src / k : 1;
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
+        const int32_t off = (int32_t)(((int64_t)r * 104729) % m.n_src);
+        for (int j = 0; j < k; j++) list[j] = (int32_t)((off + (int64_t)j * stride) % m.n_src); /* distinct: stride * k <= n_src */
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         accumulate(&m, list, NULL, k, L->acc_in, L->s16);
@@ -834,10 +1132,27 @@ static PyObject *Core_set_phases(Core *c, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* paths(): which loop each part of the next step takes (tests check that each one is exercised). */
+static PyObject *Core_paths(Core *c, PyObject *unused) {
+    if (check_ready(c) < 0) return NULL;
+    PyObject *layers = PyList_New(c->n_layers);
+    if (!layers) return NULL;
+    for (int l = 0; l < c->n_layers; l++) {
+        const Layer *L = &c->layers[l];
+        const char *p = !L->sat ? (L->small ? "int32" : "int32-split") : (L->exact_f64 ? "float64" : "int64");
+        PyList_SET_ITEM(layers, l, PyUnicode_FromString(p));
+    }
+    const Layer *last = &c->layers[c->n_layers - 1];
+    const char *tr = !c->tr_sat ? (c->tr_small ? "int32" : "int32-split") : (c->f_trace && last->exact_f64 && last->sat ? "float64" : "int64");
+    const char *ro = !c->tr_sat && c->dot_block >= 16 ? "int32-blocks" : (c->f_readout ? "float64" : "int64");
+    return Py_BuildValue("{sNssss}", "neuron", layers, "trace", tr, "readout", ro);
+}
+
 static PyMethodDef Core_methods[] = {
+    {"paths", (PyCFunction)Core_paths, METH_NOARGS, "paths() -> the neuron, trace and readout loops the next step takes."},
     {"set_phases", (PyCFunction)Core_set_phases, METH_VARARGS, "set_phases(buf or None): seconds per phase, for profile."},
     {"set_switch", (PyCFunction)Core_set_switch, METH_VARARGS, "set_switch(layer, recurrent, k): the rows/scatter switch point."},
-    {"step", (PyCFunction)Core_step, METH_VARARGS, "step(x, out): one time step of every stream."},
+    {"step", (PyCFunction)(void (*)(void))Core_step, METH_FASTCALL, "step(x, out): one time step of every stream."},
     {"run", (PyCFunction)Core_run, METH_VARARGS, "run(xs, outs, record): every time step of a sequence."},
     {"sync", (PyCFunction)Core_sync, METH_NOARGS, "Rebuild the spike lists from the spike arrays (after a state load)."},
     {"bench", (PyCFunction)Core_bench, METH_VARARGS, "bench(layer, recurrent, rows, k, reps) -> best seconds."},

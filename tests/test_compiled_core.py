@@ -29,10 +29,13 @@ pytestmark = pytest.mark.skipif(compiled.LOAD_ERROR is not None, reason=str(comp
 INT32_MAX = (1 << 31) - 1
 
 
-def make_bundle(seed: int, encoder: str, reset: str, n_layers: int = 1, saturate: bool = False) -> fmt.Bundle:
-    """A random valid recurrent bundle; ``saturate``: no leak and huge biases, so the clamp fires."""
+def make_bundle(seed: int, encoder: str, reset: str, n_layers: int = 1, saturate: bool = False, small: bool = False,
+                n_in: int = 0) -> fmt.Bundle:
+    """A random valid recurrent bundle; ``saturate``: no leak and huge biases, so the clamp fires;
+    ``small``: every multiplier below 2**16 (the int32 loops' two-multiply form); ``n_in``: that
+    many inputs (default 1-5)."""
     rng = np.random.default_rng(seed)
-    n_in = int(rng.integers(1, 6))
+    n_in = n_in or int(rng.integers(1, 6))
     n_ch = 2 * n_in if encoder == "delta" else n_in
     layers, src = [], n_ch
     for i in range(n_layers):
@@ -44,7 +47,7 @@ def make_bundle(seed: int, encoder: str, reset: str, n_layers: int = 1, saturate
             return fmt.SparseMatrix.from_dense(w.astype(np.int8))
 
         decay = lambda: (np.full(n, 65536) if saturate else rng.integers(0, 65537, n)).astype(np.int32)  # noqa: E731
-        m = lambda: np.exp(rng.uniform(np.log(1 << 10), np.log(1 << 24), n)).astype(np.int64)  # noqa: E731
+        m = lambda: np.exp(rng.uniform(np.log(1 << 10), np.log(1 << (16 if small else 24)), n)).astype(np.int64).clip(0, 65535 if small else None)  # noqa: E731
         bias = rng.integers(-(1 << 29), 1 << 29, n) if saturate else rng.integers(-3000, 6000, n)
         layers.append(fmt.LifRecurrentLayer(
             name="l%d" % i, n=n, reset=reset, w_in=sparse(n, src), w_rec=sparse(n, n), a_syn=decay(), a_mem=decay(), m_in=m(),
@@ -125,9 +128,9 @@ def check_equal(bundle: fmt.Bundle, xs: np.ndarray, c_path: str, np_path: str, r
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**31), encoder=st.sampled_from(["direct", "rate", "delta"]), reset=st.sampled_from(["subtract", "zero"]),
        n_layers=st.integers(1, 2), batch=st.integers(1, 5), c_path=st.sampled_from(["auto", "rows", "scatter"]),
-       np_path=st.sampled_from(["rows", "sparse"]), saturate=st.booleans())
-def test_random_bundles_compiled_equals_numpy(seed, encoder, reset, n_layers, batch, c_path, np_path, saturate):
-    bundle = make_bundle(seed, encoder, reset, n_layers, saturate)
+       np_path=st.sampled_from(["rows", "sparse"]), saturate=st.booleans(), small=st.booleans())
+def test_random_bundles_compiled_equals_numpy(seed, encoder, reset, n_layers, batch, c_path, np_path, saturate, small):
+    bundle = make_bundle(seed, encoder, reset, n_layers, saturate, small)
     check_equal(bundle, inputs(bundle, batch, 40, seed + 1), c_path, np_path, reference=False)
 
 
@@ -154,6 +157,48 @@ def test_saturation_fires_and_stays_exact():
     sc.run(xs)
     state = sc.get_state()
     assert np.abs(state["syn0"]).max() == INT32_MAX or np.abs(state["mem0"]).max() >= INT32_MAX or np.abs(state["trace"]).max() == INT32_MAX
+
+
+@pytest.mark.parametrize("small", [True, False])
+def test_every_neuron_trace_and_readout_loop_is_exercised_and_exact(small):
+    """The int32 loops (two-multiply form for multipliers < 2**16, split form above) where the
+    bounds keep values inside int32, float64 / int64 where the clamp can fire: each one taken
+    (``paths``), each one equal to numpy and the integer reference."""
+    pytest.importorskip("torch")
+    seen = set()
+    for saturate in (False, True):
+        bundle = next(b for s in range(50) for b in [make_bundle(s, "rate", "subtract", 2, saturate, small)] if min(x.n for x in b.layers) >= 10)
+        sc = open_session(bundle, 2, core="compiled")
+        sc.start(2)
+        paths = sc._c.paths()
+        seen.update(paths["neuron"] + [paths["trace"], paths["readout"]])
+        check_equal(bundle, inputs(bundle, 2, 120, 5), "auto", "rows", reference=True)
+    want = {"int32" if small else "int32-split", "int32-blocks", "float64"}
+    assert want <= seen, seen
+
+
+@pytest.mark.parametrize("vector_draws", [True, False])
+def test_rate_encoder_skipped_draws_and_long_frames_equal_numpy(vector_draws, monkeypatch):
+    """Inputs that cannot fire (<= 0, NaN) or must (rate >= 1) take no draw in C, all-zero frames
+    take none at all, and frames longer than the 1,024-entry jump table go in blocks: the spikes
+    and the generator's state stay numpy's, with the AVX-512 draws (eight per pass, where the CPU
+    has them) and with the scalar ones (``SPIKEEDGE_NO_AVX512``)."""
+    if not vector_draws:
+        monkeypatch.setenv("SPIKEEDGE_NO_AVX512", "1")
+    bundle = make_bundle(4, "rate", "zero", 1, small=True, n_in=2500)
+    rng = np.random.default_rng(9)
+    xs = rng.choice([0.0, -0.3, 0.2, 0.9, 1.0, 3.0, np.nan], size=(2, 30, 2500), p=[0.4, 0.1, 0.2, 0.1, 0.05, 0.05, 0.1])
+    xs[:, 5:9] = 0.0  # whole frames of zeros
+    xs[0, 12] = 0.5
+    sn, sc = open_session(bundle, 2, record_spikes=True, core="numpy"), open_session(bundle, 2, record_spikes=True, core="compiled")
+    sn.start(2)
+    sc.start(2)
+    for t in range(xs.shape[1]):
+        assert np.array_equal(sc.step(xs[:, t]), sn.step(xs[:, t]))
+    assert np.array_equal(np.array(sc.spike_history), np.array(sn.spike_history))
+    assert sc.synops == sn.synops and sc.synops > 0
+    st_n = sn.encoder.rng.bit_generator.state["state"]["state"]
+    assert (int(sc._rng[0]) << 64 | int(sc._rng[1])) == st_n
 
 
 def test_rate_encoder_draws_are_numpys():
@@ -247,10 +292,19 @@ def test_malformed_buffers_are_refused():
         _core.Recurrent(spec_with(indptr=np.zeros(3, np.int64)))
     with pytest.raises(ValueError, match="trace"):
         _core.Recurrent(dict(good, trace=np.zeros(layer.n + 1, np.int32)))
-    with pytest.raises(ValueError, match="step"):
+    with pytest.raises(BufferError, match="step"):  # BufferError: the glue converts such an x and calls again
         sc._c.step(np.zeros(bundle.n_inputs + 1), np.zeros(bundle.n_outputs))
-    with pytest.raises(ValueError, match="float64"):  # the same bytes as float32: the type is checked too
+    with pytest.raises(BufferError, match="float64"):  # the same bytes as float32: the type is checked too
         sc._c.step(np.zeros(2 * bundle.n_inputs, np.float32), np.zeros(bundle.n_outputs))
+    with pytest.raises(BufferError, match="float64"):  # not C-contiguous
+        sc._c.step(np.zeros((bundle.n_inputs, 2))[:, 0], np.zeros(bundle.n_outputs))
+    with pytest.raises(ValueError, match="out"):
+        sc._c.step(np.zeros(bundle.n_inputs), np.zeros(bundle.n_outputs + 1))
+    want = open_session(bundle, 1, core="numpy")  # what the glue converts: lists, float32, strided views, 1-d
+    for x in ([0.3] * bundle.n_inputs, np.full(bundle.n_inputs, 0.3, np.float32), np.full((bundle.n_inputs, 2), 0.3)[:, 0]):
+        assert np.array_equal(sc.step(x), want.step(np.asarray(x, np.float64)))
+    with pytest.raises(SpikeedgeError, match="values per step"):
+        sc.step(np.zeros(bundle.n_inputs + 1))
     with pytest.raises(ValueError, match="record"):
         sc._c.run(np.zeros((1, 3, bundle.n_inputs)), np.zeros((1, 3, bundle.n_outputs)), (np.zeros(3 * layer.n + 1, np.uint8),))
     with pytest.raises(ValueError, match="NaN"):
@@ -271,12 +325,14 @@ n = 0
 for seed in range(6):
     for enc in ("direct", "rate", "delta"):
         for reset in ("subtract", "zero"):
-            b = t.make_bundle(seed, enc, reset, 1 + seed % 2, saturate=seed == 5)
+            b = t.make_bundle(seed, enc, reset, 1 + seed % 2, saturate=seed == 5, small=seed % 3 == 1)
             for path in ("rows", "scatter", "auto"):
                 t.check_equal(b, t.inputs(b, 1 + seed % 4, 30, seed), path, "rows", reference=False)
                 n += 1
 t.test_malformed_buffers_are_refused()
 t.test_set_state_open_loop_equals_numpy()
+import pytest as _pytest
+t.test_rate_encoder_skipped_draws_and_long_frames_equal_numpy(False, _pytest.MonkeyPatch())
 print("sanitized checks:", n)
 """
 
