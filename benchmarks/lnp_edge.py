@@ -51,11 +51,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lnp_setup import REPO, code_fingerprint, say  # noqa: E402
 
 TARGET_NEURONS, TARGET_SYNAPSES = 0.5, 0.2
+BO_EVALUATIONS = 5  # per LNP iteration, for every LNP row and the baselines' timescale search alike (the default 10 halved to fit 10 seeds on the shared machine)
 # (key, label, kind, LnpConfig switches): kinds "lnp" and "lnp-homogeneous" run LNP on the start
 ROWS = [
     ("dense", "dense HRSNN (edge regime)", "dense", None),
     ("lnp", "LNP (full: Kron fill-in, regrowth)", "lnp", {}),
     ("lnp-subgraph", "LNP, subgraph mode", "lnp", {"subgraph": True}),
+    ("lnp-no-rescale", "LNP without the 1/p rescale", "lnp", {"rescale": False}),
     ("random", "random pruning", "random", None),
     ("magnitude", "magnitude pruning", "magnitude", None),
     ("random-post", "random + 1/p rescale + timescale search", "random-post", None),
@@ -74,7 +76,7 @@ INT8_ROWS = ("dense", "lnp", "lnp-subgraph")
 def timescale_search(model: HRSNN, seed: int) -> HRSNN:
     """LNP's step 4 alone (the same loop, stopping rule and BO budget) on an already pruned net."""
     off = dict(noise_pruning=False, lyapunov_modulation=False, neuron_pruning_by_betweenness=False, delocalisation=False)
-    return lnp_prune(model, LnpConfig(target_neurons=1.0, target_synapses=1.0, seed=seed, **off)).model
+    return lnp_prune(model, LnpConfig(target_neurons=1.0, target_synapses=1.0, seed=seed, bo_evaluations=BO_EVALUATIONS, **off)).model
 
 
 def rescaled(model: HRSNN, factor: float) -> HRSNN:
@@ -117,7 +119,8 @@ def networks_for_seed(args, seed: int, task, cached: Dict[str, Any]) -> Dict[str
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = lnp_prune(start, LnpConfig(target_neurons=TARGET_NEURONS, target_synapses=TARGET_SYNAPSES, seed=seed, **switches))
+            res = lnp_prune(start, LnpConfig(target_neurons=TARGET_NEURONS, target_synapses=TARGET_SYNAPSES, seed=seed,
+                                             bo_evaluations=BO_EVALUATIONS, **switches))
         wall = time.perf_counter() - t0
         s = res.summary()
         info = {"lnp_wall_seconds": wall, "iterations": s["iterations"], "phase_seconds": s["phase_seconds"],
@@ -147,8 +150,68 @@ def networks_for_seed(args, seed: int, task, cached: Dict[str, Any]) -> Dict[str
     return out, base, (n_n, n_s)
 
 
+def rightmost(a: np.ndarray, k: int = 6) -> np.ndarray:
+    v = np.linalg.eigvals(a)
+    return v[np.argsort(-v.real, kind="stable")[:k]]
+
+
+def step1_diagnostics(base: HRSNN, seed: int) -> Dict[str, Any]:
+    """Step 1 on the starting network, against magnitude: rank correlations, how many keep
+    decisions the Lyapunov modulation changes, silent neurons' gains, and how well the 6
+    rightmost eigenvalues of the rate model ``A`` survive keeping TARGET_SYNAPSES of the
+    synapses (no neuron removed) by noise pruning (with and without the 1/p rescale) and by
+    magnitude (largest |w|), at equal counts: relative error ``sum|e - e0| / sum|e0|``."""
+    from scipy.stats import spearmanr
+
+    from spikeedge.offline.lnp.analysis import full_analysis, noise_frames
+    from spikeedge.offline.lnp.loop import synapse_survival_scores
+    from spikeedge.offline.lnp.noise import keep_probabilities, rate_model_matrix, systematic_sample
+
+    a, cfg = arrays_of(base), LnpConfig(seed=seed)
+    frames = noise_frames(a.n, cfg.noise_steps, cfg.transient_steps, cfg.noise_std, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        an, _ = full_analysis(a, frames, base.cfg, cfg)
+        t, s, plain, _ = synapse_survival_scores(a, an.gains, an.local, LnpConfig(seed=seed, lyapunov_modulation=False))
+        _, _, modulated, _ = synapse_survival_scores(a, an.gains, an.local, cfg)
+    count = int(round(TARGET_SYNAPSES * len(t)))
+    e0 = rightmost(rate_model_matrix(a.w_rec, a.tau_mem, an.gains))
+
+    def err(w: np.ndarray) -> float:
+        return float(np.abs(rightmost(rate_model_matrix(w, a.tau_mem, an.gains)) - e0).sum() / np.abs(e0).sum())
+
+    def noise_pruned(scores, rescale: bool):
+        p = keep_probabilities(scores, count)
+        ch = systematic_sample(p, np.random.default_rng(seed))
+        w = np.zeros_like(a.w_rec)
+        w[t[ch], s[ch]] = a.w_rec[t[ch], s[ch]] / (p[ch] if rescale else 1.0)
+        return w, ch
+
+    w_n, ch_plain = noise_pruned(plain, True)
+    w_nr, _ = noise_pruned(plain, False)
+    w_mod, ch_mod = noise_pruned(modulated, True)
+    order = np.argsort(-np.abs(a.w_rec[t, s]), kind="stable")[: int(ch_plain.sum())]
+    w_m = np.zeros_like(a.w_rec)
+    w_m[t[order], s[order]] = a.w_rec[t[order], s[order]]
+    silent = an.rates == 0
+    return {
+        "spearman_noise_vs_w_tau": float(spearmanr(plain, np.abs(a.w_rec[t, s]) * (a.tau_mem[t] + a.tau_mem[s]))[0]),
+        "spearman_modulated_vs_plain": float(spearmanr(modulated, plain)[0]),
+        "modulation_changed_decisions": float((ch_plain != ch_mod).mean()),
+        "silent_neurons": int(silent.sum()),
+        "silent_gain_median": float(np.median(an.gains[silent])) if silent.any() else None,
+        "active_gain_median": float(np.median(an.gains[~silent])) if (~silent).any() else None,
+        "spectrum_error_noise": err(w_n), "spectrum_error_noise_no_rescale": err(w_nr),
+        "spectrum_error_noise_modulated": err(w_mod), "spectrum_error_magnitude": err(w_m),
+    }
+
+
 def run_seed(args, seed: int, task, cache: Dict[str, Any], save) -> None:
     cached = {k.split("|")[0]: v for k, v in cache["results"].items() if k.endswith("|%d" % seed)}
+    if "step1" not in cached:
+        cache["results"]["step1|%d" % seed] = step1_diagnostics(HRSNN(regime_config(args.regime, n_neurons=args.neurons, seed=seed)), seed)
+        save()
+        say("seed %d step 1: %s" % (seed, cache["results"]["step1|%d" % seed]))
     if all(key in cached for key, *_ in ROWS):
         return
     nets, base, (n_n, n_s) = networks_for_seed(args, seed, task, cached)
@@ -198,7 +261,8 @@ def main(argv=None) -> int:
     ap.add_argument("--report", action="store_true", help="only write the report from the cache")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    settings = {"neurons": args.neurons, "regime": args.regime, "target_neurons": TARGET_NEURONS, "target_synapses": TARGET_SYNAPSES}
+    settings = {"neurons": args.neurons, "regime": args.regime, "target_neurons": TARGET_NEURONS, "target_synapses": TARGET_SYNAPSES,
+                "bo_evaluations": BO_EVALUATIONS, "rows": [r[0] for r in ROWS]}
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
     path = args.cache / key / "results.json"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -181,7 +181,7 @@ def synapse_survival_scores(arrays: HrsnnArrays, gains: np.ndarray, local: np.nd
     if cfg.noise_pruning:
         a = rate_model_matrix(arrays.w_rec, arrays.tau_mem, gains)
         cov, shift = stationary_covariance(a)
-        scores = synapse_scores(arrays.w_rec, cov, targets, sources)
+        scores = synapse_scores(a, cov, targets, sources)  # on A's entries g_i W_ij / tau_i (the coupling the dynamics see)
     else:
         scores = np.ones(len(targets))
     if cfg.lyapunov_modulation:

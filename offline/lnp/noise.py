@@ -8,7 +8,9 @@ with linear-response gains ``g_i`` of each LIF neuron under its own independent 
 (``dynamics.linear_response_gains``: the derivative of its mean spike probability with respect to
 a constant extra input current, positive also for a neuron that stayed silent on the trace).
 The stationary covariance under unit white noise solves ``A C + C A^T + I = 0``. Synapse
-``(i <- j)`` scores ``|W_ij| (C_ii + C_jj - 2 sign(W_ij) C_ij)`` times the Lyapunov factor: the
+``(i <- j)`` scores ``|A_ij| (C_ii + C_jj - 2 sign(A_ij) C_ij)`` (Moore & Chaudhuri score the
+entries of the dynamics matrix: ``A_ij = g_i W_ij / tau_i``, so a synapse onto a neuron that
+hardly responds, or a slow one, weighs less than its ``|W_ij|``) times the Lyapunov factor: the
 harmonic mean of the stabilities ``q`` of its two ends, where each end's local exponent is first
 averaged over its closed neighbourhood ``N[v]`` in the synapse graph (``neighbourhood_mean``) and
 ``q = exp(-m (l - l_min) / (l_max - l_min))``, so a synapse in a region that expands
