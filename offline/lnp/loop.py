@@ -43,6 +43,7 @@ class LnpResult:
     stopped: str  # "converged" | "max_iterations"
     config: LnpConfig
     start: Dict[str, int] = field(default_factory=dict)  # neurons and synapses before pruning
+    kept: Optional[np.ndarray] = None  # each kept neuron's index in the starting network
 
     def summary(self) -> Dict[str, Any]:
         last = self.record[-1]
@@ -171,7 +172,7 @@ def lnp_prune(model: HRSNN, cfg: LnpConfig, progress: Progress = None) -> LnpRes
             stopped = "converged"
             break
     pruned = build_hrsnn(replace(mcfg, tau_mem_mean=dist["mean"], tau_mem_shape=dist["shape"]), arrays)
-    return LnpResult(pruned, record, phases, stopped, cfg, {"neurons": n0, "synapses": s0})
+    return LnpResult(pruned, record, phases, stopped, cfg, {"neurons": n0, "synapses": s0}, orig)
 
 
 def synapse_survival_scores(arrays: HrsnnArrays, gains: np.ndarray, local: np.ndarray, cfg: LnpConfig):
