@@ -247,6 +247,15 @@ def run_seed(args, seed: int, task, cache: Dict[str, Any], save) -> None:
             result["neurons"], result["synapses"], result["lyapunov_max"], result["spectral_radius"], result["active_fraction"], result["seconds"]))
 
 
+def git_commit() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
 def seeds_of(text: str) -> List[int]:
     if "-" in text:
         a, b = text.split("-")
@@ -278,6 +287,8 @@ def main(argv=None) -> int:
         write_atomic(path, json.dumps(cache, indent=1).encode())
 
     if not args.report:
+        cache.setdefault("invocations", []).append({"argv": " ".join(sys.argv[1:] if argv is None else argv), "commit": git_commit(),
+                                                    "started": time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime())})
         task = load_task("mackey-glass")
         for seed in seeds_of(args.seeds):
             run_seed(args, seed, task, cache, save)

@@ -52,6 +52,6 @@ def test_report_gives_paired_wilcoxon_p_values_and_decides_the_targets(report_mo
     t = doc["targets"]
     assert t["removed_neurons_min"] == 0.5 and t["removed_synapses_min"] == pytest.approx(0.8)
     assert not t["dense_at_most_18"] and t["lnp_within_10pct"]
-    assert t["int8_within_5pct"]["lnp"] == pytest.approx(0.01)
+    assert t["int8_within_5pct"]["lnp"]["of_means"] == pytest.approx(0.01) and t["int8_within_5pct"]["lnp"]["largest_seed"] == pytest.approx(0.01)
     text = (tmp_path / "lnp_edge.md").read_text()
     assert "Wilcoxon" in text and "**not met**" in text and (tmp_path / "lnp_edge.json").exists()
