@@ -426,7 +426,6 @@ def test_neighbourhood_mean_averages_over_the_closed_neighbourhood():
     assert out == pytest.approx([1.5, 2.0, 2.5, 10.0])
 
 
-@pytest.mark.slow
 def test_on_the_edge_network_the_noise_score_is_not_magnitude_and_the_modulation_decides():
     """Issue 20: the noise score must not rank synapses like |w| (tau_i + tau_j) (it did, Spearman
     1.000, with rate gains 0 for silent neurons and broadcast noise), and the Lyapunov modulation
@@ -446,6 +445,7 @@ def test_on_the_edge_network_the_noise_score_is_not_magnitude_and_the_modulation
     assert np.all(an.gains[an.rates == 0] > 0)
 
 
+@pytest.mark.slow
 def test_subgraph_mode_returns_a_subgraph_of_the_start():
     model = HRSNN(HrsnnConfig(n_neurons=60, seed=0, rec_gain=1.5, ws_neighbours=20))
     start = arrays_of(model).w_rec
