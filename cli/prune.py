@@ -33,6 +33,8 @@ def prune_lnp(
     output: Path = typer.Option(..., "-o", "--output", help="Checkpoint to write (the .npz checkpoint format, whatever the suffix)."),
     neurons: Optional[int] = typer.Option(None, "--neurons", callback=in_range(2, 100000), help="Build a new HRSNN of this many neurons (default config) instead of reading CKPT."),
     inputs: int = typer.Option(1, "--inputs", callback=in_range(1, 100000), help="Input channels of the HRSNN that --neurons builds."),
+    regime: str = typer.Option("default", "--regime", help="Starting regime of the HRSNN that --neurons builds: default (HrsnnConfig's defaults, strongly contracting) or edge (recurrently driven, at the edge of chaos; docs/lnp.md)."),
+    subgraph: bool = typer.Option(False, "--subgraph", help="No Kron fill-in and no regrowth: the pruned network is a subgraph of the start."),
     target_synapses: float = typer.Option(0.5, "--target-synapses", callback=in_range(0, 1, lo_open=True), help="Kept fraction of the recurrent synapses, in (0, 1]."),
     target_neurons: float = typer.Option(0.5, "--target-neurons", callback=in_range(0, 1, lo_open=True), help="Kept fraction of the neurons, in (0, 1]."),
     max_iterations: int = typer.Option(100, "--max-iterations", callback=in_range(1, 100000), help="Most LNP iterations (it stops earlier once settled)."),
@@ -54,6 +56,10 @@ def prune_lnp(
         raise SpikeedgeError("--inputs: need at least 1")
     if ckpt is not None and inputs != 1:
         raise SpikeedgeError("--inputs: only with --neurons (a checkpoint keeps its own inputs)")
+    if regime not in ("default", "edge"):
+        raise SpikeedgeError("--regime: %r is not one of default, edge" % regime)
+    if ckpt is not None and regime != "default":
+        raise SpikeedgeError("--regime: only with --neurons (a checkpoint keeps its own parameters)")
     _fraction("--target-synapses", target_synapses)
     _fraction("--target-neurons", target_neurons)
     if max_iterations < 1:
@@ -63,7 +69,8 @@ def prune_lnp(
     require_offline()
     from ..offline import lnp
     from ..offline.checkpoint import load_checkpoint, save_checkpoint
-    from ..offline.hrsnn import HRSNN, HrsnnConfig
+    from ..offline.hrsnn import HRSNN
+    from ..offline.lnp.regime import regime_config
     from ..offline.lnp.report import clean, write_report
 
     one_thread_pool()
@@ -73,11 +80,11 @@ def prune_lnp(
         if bool((model.readout.weight != 0).any()) or bool((model.readout.bias != 0).any()):
             warnings.append("%s has a trained readout: LNP is meant for untrained networks; retrain the readout after pruning" % ckpt)
     else:
-        model = HRSNN(HrsnnConfig(n_inputs=inputs, n_neurons=neurons, seed=seed))
+        model = HRSNN(regime_config(regime, n_inputs=inputs, n_neurons=neurons, seed=seed))
     for line in warnings:
         err_console.print("warning: %s" % line, style="yellow", markup=False, highlight=False)
 
-    cfg = lnp.LnpConfig(target_neurons=target_neurons, target_synapses=target_synapses, max_iterations=max_iterations, seed=seed)
+    cfg = lnp.LnpConfig(target_neurons=target_neurons, target_synapses=target_synapses, max_iterations=max_iterations, seed=seed, subgraph=subgraph)
     if not as_json:
         err_console.print("LNP: %d neurons, keeping %g of the neurons and %g of the synapses" % (model.cfg.n_neurons, target_neurons, target_synapses))
 
@@ -109,6 +116,8 @@ def prune_lnp(
             "spectral_radius": summary["spectral_radius"],
             "ipr": summary["ipr"],
             "seed": seed,
+            "regime": regime if ckpt is None else None,
+            "subgraph": subgraph,
             "report": files,
             "warnings": warnings,
         }),

@@ -355,3 +355,4 @@ def test_regrowth_adds_exactly_the_deficit_where_there_was_nothing():
 def test_lnp_prints_nothing_on_stdout(capfd):
     lnp_prune(HRSNN(HrsnnConfig(n_neurons=40, seed=0)), LnpConfig(bo_evaluations=6, max_iterations=3, seed=0))
     assert capfd.readouterr().out == ""
+

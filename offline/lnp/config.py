@@ -19,10 +19,13 @@ class LnpConfig:
     patience: int = 3  # settled iterations in a row that stop the loop
     noise_steps: int = 600  # steps of noise input per analysis (after the transient)
     transient_steps: int = 200
-    noise_std: float = 1.0  # white-noise input, in encoded-frame units
+    noise_std: float = 1.0  # independent white noise per neuron, in units of the input's RMS current
     lyapunov_k: int = 8  # exponents (and vectors) of the smoothed dynamics
     smoothing: float = 0.25  # width of the logistic spike, in units of the threshold
-    modulation: float = 1.0  # strength of the Lyapunov modulation of survival scores
+    modulation: float = 3.0  # strength m of the Lyapunov modulation: factors span [exp(-m), 1]
+    neighbourhood_average: bool = True  # local exponents averaged over each neuron's closed neighbourhood
+    subgraph: bool = False  # True: no Kron fill-in, no regrowth; the result is a subgraph of the start
+    rescale: bool = True  # kept synapses scaled by 1/p (unbiased sparsification)
     delocalise_fraction: float = 0.05  # edges added back per iteration / edges removed
     betweenness_samples: int = 256  # sources for sampled betweenness (exact below this N)
     bo_evaluations: int = 10  # Bayesian-optimisation evaluations per iteration

@@ -4,12 +4,17 @@ Linearised rate model of the network around its noise-driven operating point::
 
     tau_i dx_i/dt = -x_i + g_i sum_j W_ij x_j + noise,   i.e.  A = diag(1/tau_mem) (G W - I)
 
-with gains ``g_i = r_i (1 - r_i) / w`` from the measured spike probabilities ``r_i`` (the slope of
-a logistic escape-noise neuron of width ``w = smoothing * theta`` firing at rate ``r_i``). The
-stationary covariance under unit white noise solves ``A C + C A^T + I = 0``. Synapse ``(i <- j)``
-scores ``|W_ij| (C_ii + C_jj - 2 sign(W_ij) C_ij)`` times the Lyapunov factor: the harmonic mean
-of the neighbours' stabilities ``q_i = exp(-m (l_i - l_min) / (l_max - l_min))`` (``l``: local
-exponents), so a synapse touching a neuron that expands perturbations is dropped first.
+with linear-response gains ``g_i`` of each LIF neuron under its own independent noisy input
+(``dynamics.linear_response_gains``: the derivative of its mean spike probability with respect to
+a constant extra input current, positive also for a neuron that stayed silent on the trace).
+The stationary covariance under unit white noise solves ``A C + C A^T + I = 0``. Synapse
+``(i <- j)`` scores ``|A_ij| (C_ii + C_jj - 2 sign(A_ij) C_ij)`` (Moore & Chaudhuri score the
+entries of the dynamics matrix: ``A_ij = g_i W_ij / tau_i``, so a synapse onto a neuron that
+hardly responds, or a slow one, weighs less than its ``|W_ij|``) times the Lyapunov factor: the
+harmonic mean of the stabilities ``q`` of its two ends, where each end's local exponent is first
+averaged over its closed neighbourhood ``N[v]`` in the synapse graph (``neighbourhood_mean``) and
+``q = exp(-m (l - l_min) / (l_max - l_min))``, so a synapse in a region that expands
+perturbations is dropped first.
 Probabilities ``p = min(1, kappa * score)`` sum to the synapse target; kept weights become
 ``W_ij / p_ij`` so that the pruned matrix equals the dense one in expectation.
 """
@@ -25,7 +30,15 @@ from scipy.sparse.linalg import ArpackNoConvergence, eigs
 
 
 def rate_gains(rates: np.ndarray, width: float) -> np.ndarray:
+    """Slope of a logistic escape-noise neuron firing at ``rates`` (0 for a silent neuron)."""
     return rates * (1.0 - rates) / width
+
+
+def neighbourhood_mean(values: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Mean of ``values`` over each neuron's closed neighbourhood in the (undirected) graph of ``w``."""
+    nz = (w != 0) | (w.T != 0)
+    np.fill_diagonal(nz, True)
+    return (nz @ values) / nz.sum(axis=1)
 
 
 def rate_model_matrix(w: np.ndarray, tau_mem: np.ndarray, gains: np.ndarray) -> np.ndarray:
