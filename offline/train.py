@@ -43,6 +43,7 @@ class FloatStepper:
             self.params = self.model.lif_params()
             self.w_rec_t = self.model.effective_w_rec().T.contiguous()
         self.batch = batch
+        self.past = [self.carry[2]] * max(self.model.cfg.readout_delays)  # [k]: the traces k + 1 steps ago
 
     def frame(self, x: np.ndarray) -> torch.Tensor:
         x = np.asarray(x, np.float64).reshape(self.batch, -1)
@@ -51,8 +52,14 @@ class FloatStepper:
 
     @torch.no_grad()
     def step(self, x: np.ndarray) -> np.ndarray:
+        prev = self.carry[2]
         _, trace, self.carry = self.model.step(self.frame(x), self.carry, self.params, self.w_rec_t)
-        return self.model.readout(trace).double().numpy()
+        delays = self.model.cfg.readout_delays
+        if delays == (0,):
+            return self.model.readout(trace).double().numpy()
+        self.past = [prev] + self.past[:-1]
+        history = [trace] + self.past
+        return self.model.readout(torch.cat([history[d] for d in delays], dim=1)).double().numpy()
 
 
 def encode_sequences(model: HRSNN, xs: np.ndarray) -> torch.Tensor:

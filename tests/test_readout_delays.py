@@ -1,0 +1,94 @@
+"""A readout with delayed taps (``TraceReadout.delays``): the float model, the event runtime and
+the offline integer reference read the same past traces, the runtime bit-exactly equal to the
+reference, the bundle round-trips, and the parts that cannot run it say so instead of ignoring it.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from spikeedge.errors import BundleError
+from spikeedge.offline.hrsnn import HRSNN, HrsnnConfig
+from spikeedge.offline.intref import IntegerReference
+from spikeedge.offline.quantize import quantize_hrsnn
+from spikeedge.offline.train import FloatStepper
+from spikeedge.runtime import bundle as fmt
+from spikeedge.runtime.cores import choose, unsupported
+from spikeedge.runtime.engine import Session
+from spikeedge.runtime.stepgraph import card_for
+
+DELAYS = (0, 3, 7)
+
+
+def delayed_model(delays=DELAYS, n=80, seed=0):
+    cfg = HrsnnConfig(n_neurons=n, n_inputs=2, n_outputs=2, seed=seed, in_gain=2.0, rec_gain=0.8, bias_std=0.2,
+                      readout_delays=delays)
+    model = HRSNN(cfg)
+    with torch.no_grad():
+        model.readout.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(seed))
+        model.readout.bias.uniform_(-1, 1, generator=torch.Generator().manual_seed(seed + 1))
+    return model
+
+
+def test_float_forward_and_stepper_read_the_same_past_traces():
+    model = delayed_model()
+    xs = np.random.default_rng(0).random((3, 40, 2))
+    stepper = FloatStepper(model)
+    stepper.start(3, xs[:, 0])
+    stepped = np.stack([stepper.step(xs[:, t]) for t in range(40)], axis=1)
+    with torch.no_grad():
+        out, traces, _, _ = model(torch.tensor(xs, dtype=torch.float32))
+    assert model.readout.in_features == 80 * len(DELAYS)
+    np.testing.assert_allclose(stepped, out.double().numpy(), atol=1e-5)
+    feats = model.readout_features(traces.numpy())
+    # tap k at step t is the trace of step t - delays[k]; zero before the start
+    assert np.array_equal(feats[:, 10, 80:160], traces.numpy()[:, 7])
+    assert np.array_equal(feats[:, 10, 160:], traces.numpy()[:, 3])
+    assert not feats[:, :7, 160:].any()
+    with torch.no_grad():  # the delayed taps matter: without them the outputs differ
+        model.readout.weight[:, 80:] = 0
+    stepper.start(3, xs[:, 0])
+    assert not np.allclose(np.stack([stepper.step(xs[:, t]) for t in range(40)], axis=1), stepped, atol=1e-3)
+
+
+def test_runtime_equals_integer_reference_bit_for_bit_and_round_trips():
+    model = delayed_model()
+    xs = np.random.default_rng(1).random((3, 300, 2))
+    bundle = fmt.loads(fmt.dumps(quantize_hrsnn(model, xs[0])))
+    assert bundle.readout.taps == DELAYS and bundle.readout.w.shape == (2, 80 * 3)
+    session, ref = Session(bundle, 3, record_spikes=True), IntegerReference(bundle)
+    session.start(3, xs[:, 0])
+    ref.start(3, xs[:, 0])
+    y_rt = np.stack([session.step(xs[:, t]) for t in range(300)], axis=1)
+    y_ref = np.stack([ref.step(xs[:, t]) for t in range(300)], axis=1)
+    assert 0.01 < np.mean(session.spike_history[0]) < 0.9
+    assert np.array_equal(y_rt, y_ref)
+    # the state (with the trace history) moves between the two and the outputs stay equal
+    ref.set_state(session.get_state())
+    session.set_state(ref.get_state())
+    for t in range(20):
+        assert np.array_equal(session.step(xs[:, t]), ref.step(xs[:, t]))
+    # the int8 model follows the float one
+    stepper = FloatStepper(model)
+    stepper.start(3, xs[:, 0])
+    y_float = np.stack([stepper.step(xs[:, t]) for t in range(300)], axis=1)
+    assert np.corrcoef(y_float.ravel(), y_rt.ravel())[0, 1] > 0.95
+
+
+def test_compiled_core_and_step_graphs_refuse_a_delayed_readout():
+    bundle = quantize_hrsnn(delayed_model(), np.ones((1, 2)))
+    assert "delayed taps" in unsupported(bundle)
+    assert choose(bundle, "auto")[0] == "numpy"
+    with pytest.raises(ValueError, match="delayed taps"):
+        card_for(bundle, "onnx")
+    plain = quantize_hrsnn(delayed_model(delays=(0,)), np.ones((1, 2)))
+    assert plain.readout.delays is None and plain.readout.taps == (0,)
+
+
+@pytest.mark.parametrize("delays, why", [([3, 1], "increasing"), ([-1, 2], "delays must be"), ([0, 5000], "delays must be")])
+def test_bad_delays_are_refused_on_load(delays, why):
+    bundle = quantize_hrsnn(delayed_model(delays=(0, 1)), np.ones((1, 2)))
+    manifest, arrays = fmt.bundle_to_manifest(bundle)
+    arrays["readout.delays"] = np.asarray(delays, np.int32)
+    with pytest.raises(BundleError, match=why):
+        fmt.loads(fmt.encode_bytes(manifest, arrays))
