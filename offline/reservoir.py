@@ -102,7 +102,7 @@ def _delay_features(traces: np.ndarray, taps: Sequence[int]) -> np.ndarray:
 
 
 def train_reservoir_forecast(
-    model: HRSNN, windows: Sequence[Any], washout: int = 100, block: int = 150, folds: int = 2,
+    model: HRSNN, windows: Sequence[Any], washout: int = 100, block: int = 150, folds: int = 4,
     spacings: Sequence[int] = SPACINGS, input_gains: Sequence[float] = INPUT_GAINS,
     lambdas: Sequence[float] = LAMBDAS,
 ) -> Dict[str, Any]:

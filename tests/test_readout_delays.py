@@ -92,3 +92,29 @@ def test_bad_delays_are_refused_on_load(delays, why):
     arrays["readout.delays"] = np.asarray(delays, np.int32)
     with pytest.raises(BundleError, match=why):
         fmt.loads(fmt.encode_bytes(manifest, arrays))
+
+
+def test_reservoir_readout_trains_checkpoints_and_exports(tmp_path):
+    """``train_model(..., readout="reservoir")`` on a short Mackey-Glass run: the chosen taps
+    survive a checkpoint, the exported bundle runs on the numpy core and follows the float model."""
+    from spikeedge.offline.checkpoint import load_checkpoint, save_checkpoint
+    from spikeedge.offline.pipeline import calibration_inputs, train_model
+    from spikeedge.runtime.sessions import open_session
+    from spikeedge.tasks.protocols import forecast_windows
+    from spikeedge.tasks.registry import Windows, load_task
+
+    task = load_task("mackey-glass", windows=Windows(count=2, test=60))
+    model, record = train_model(HRSNN(HrsnnConfig(n_neurons=60, seed=0)), task, readout="reservoir")
+    rec = record["training"]
+    assert rec["readout"] == "reservoir" and tuple(rec["delays"]) == model.cfg.readout_delays
+    assert len(rec["validation"]["scores"]) == 3 * 2 * 5  # spacings x input gains x lambdas, all scored
+    save_checkpoint(model, tmp_path / "m.ckpt.npz", record)
+    loaded, _ = load_checkpoint(tmp_path / "m.ckpt.npz")
+    assert loaded.cfg.readout_delays == model.cfg.readout_delays
+    assert torch.equal(loaded.readout.weight, model.readout.weight)
+    bundle = quantize_hrsnn(loaded, calibration_inputs(task))
+    session = open_session(bundle, 2)
+    assert session.core == "numpy" or bundle.readout.taps == (0,)
+    y_int = forecast_windows(session, task.windows)
+    y_float = forecast_windows(FloatStepper(loaded), task.windows)
+    assert np.all(np.isfinite(y_int)) and np.abs(y_int - y_float)[:, :10].max() < 0.1
