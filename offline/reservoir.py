@@ -32,7 +32,7 @@ from .train import FloatStepper, _set_readout, collect_traces, validation_split
 
 N_TAPS = 8  # taps per readout: delays 0, s, ..., 7 s
 SPACINGS = (0, 3, 6)  # tap spacings tried (0: the plain readout of the current traces)
-INPUT_GAINS = (1.0, 3.0)  # input-weight multipliers tried
+INPUT_GAINS = (1.0, 3.0, 10.0)  # input-weight multipliers tried
 LAMBDAS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 

@@ -107,7 +107,7 @@ def test_reservoir_readout_trains_checkpoints_and_exports(tmp_path):
     model, record = train_model(HRSNN(HrsnnConfig(n_neurons=60, seed=0)), task, readout="reservoir")
     rec = record["training"]
     assert rec["readout"] == "reservoir" and tuple(rec["delays"]) == model.cfg.readout_delays
-    assert len(rec["validation"]["scores"]) == 3 * 2 * 5  # spacings x input gains x lambdas, all scored
+    assert len(rec["validation"]["scores"]) == 3 * 3 * 5  # spacings x input gains x lambdas, all scored
     save_checkpoint(model, tmp_path / "m.ckpt.npz", record)
     loaded, _ = load_checkpoint(tmp_path / "m.ckpt.npz")
     assert loaded.cfg.readout_delays == model.cfg.readout_delays
