@@ -112,11 +112,15 @@ class HRSNN(nn.Module):
         self.set_readout_delays(cfg.readout_delays)
 
     def set_readout_delays(self, delays: Tuple[int, ...]) -> None:
-        """A fresh (zero) readout over the traces ``delays`` steps ago, side by side."""
+        """A readout over the traces ``delays`` steps ago, side by side: a fresh zero one when
+        its size changes, else the same module (its weights are the caller's to set)."""
         delays = tuple(sorted({int(d) for d in delays}))
         if not delays or delays[0] < 0:
             raise ValueError("readout delays must be one or more steps >= 0, got %s" % (delays,))
         self.cfg.readout_delays = delays
+        old = getattr(self, "readout", None)
+        if old is not None and old.in_features == self.cfg.n_neurons * len(delays) and old.out_features == self.cfg.n_outputs:
+            return  # already this shape: keep the module (an optimizer may hold its parameters)
         self.readout = nn.Linear(self.cfg.n_neurons * len(delays), self.cfg.n_outputs)
         nn.init.zeros_(self.readout.weight)
         nn.init.zeros_(self.readout.bias)

@@ -118,3 +118,22 @@ def test_reservoir_readout_trains_checkpoints_and_exports(tmp_path):
     y_int = forecast_windows(session, task.windows)
     y_float = forecast_windows(FloatStepper(loaded), task.windows)
     assert np.all(np.isfinite(y_int)) and np.abs(y_int - y_float)[:, :10].max() < 0.1
+
+
+def test_plain_readouts_and_bptt_accept_a_network_trained_with_taps():
+    """A checkpoint trained with taps can be retrained with the plain ridge readout or BPTT
+    (``train hrsnn --from``): they go back to the current traces instead of failing on the size."""
+    from spikeedge.offline.train import train_bptt, train_ridge_classify
+    from spikeedge.tasks.kinds import ClassifyTask
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 60)
+    x = np.repeat((y[:, None] * 2.0 - 1.0 + rng.normal(0, 0.3, (60, 2)))[:, None, :], 6, axis=1)
+    task = ClassifyTask("toy", x[:40], y[:40], x[40:], y[40:], 2)
+    model = delayed_model(delays=(0, 2))
+    train_ridge_classify(model, task.x_train, task.y_train, 2)
+    assert model.cfg.readout_delays == (0,) and model.readout.in_features == 80
+    model.set_readout_delays((0, 2))
+    record = train_bptt(model, task, epochs=2, patience=5)
+    assert record["epochs_run"] == 2
+    assert model.cfg.readout_delays == (0,) and model.readout.in_features == 80
