@@ -248,7 +248,7 @@ def check_fits(model: Path, stepper: Any, spec: Any, task: str) -> None:
                         % (model, io_[0], io_[1], task, need[0], need[1], what))
 
 
-TASKS_HELP = "mackey-glass, lorenz, rossler, digits, mnist or npz."
+TASKS_HELP = "mackey-glass, lorenz, rossler, sunspots, digits, mnist, mnist1d (workstation only) or npz."
 DataOpt = typer.Option(None, "--data", help="MNIST folder or the .npz file of task 'npz'.")
 LayoutOpt = typer.Option(None, "--layout", help="Task npz: how a classification x array is laid out: nct (samples, channels, length; UCR/UEA files from aeon or sktime) or ntc (samples, steps, inputs). Needed when the file alone cannot tell.")
 TauOpt = typer.Option(17, "--tau", callback=in_range(17, 30), help="Mackey-Glass delay tau (NeuroBench's series: 17 to 30).")

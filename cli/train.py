@@ -39,7 +39,7 @@ def train_hrsnn(
     output: Path = typer.Option(..., "-o", "--output", help="Checkpoint to write (.ckpt.npz)."),
     start: Optional[Path] = typer.Option(None, "--from", help="Train this HRSNN checkpoint (e.g. one 'spikeedge prune lnp' wrote) instead of building a new one; its inputs and readout are fitted to the task."),
     neurons: int = typer.Option(500, "--neurons", callback=in_range(2, 100000), help="Recurrent neurons. A new network only (--from keeps the checkpoint's)."),
-    readout: str = typer.Option("ridge", "--readout", help="ridge (readout only) or bptt (all weights)."),
+    readout: str = typer.Option("ridge", "--readout", help="ridge (readout only), reservoir (readout only, through delayed trace taps, with taps, input gain and lambda chosen on held-out training data; runs on the numpy core) or bptt (all weights)."),
     encoder: str = typer.Option("direct", "--encoder", help="direct, rate or delta (a new network; not with --from)."),
     epochs: int = typer.Option(30, "--epochs", callback=in_range(1, 10000), help="Most BPTT epochs (it stops early when the validation loss stops improving)."),
     lr: float = typer.Option(2e-3, "--lr", callback=in_range(0, 10, lo_open=True), help="BPTT learning rate."),
@@ -59,8 +59,8 @@ def train_hrsnn(
 
     Example: spikeedge train hrsnn --from lnp.ckpt.npz --task digits --readout bptt -o digits.ckpt.npz
     """
-    if readout not in ("ridge", "bptt"):
-        raise SpikeedgeError("--readout: %r is not one of ridge, bptt" % readout)
+    if readout not in ("ridge", "reservoir", "bptt"):
+        raise SpikeedgeError("--readout: %r is not one of ridge, reservoir, bptt" % readout)
     if encoder not in ("direct", "rate", "delta"):
         raise SpikeedgeError("--encoder: %r is not one of direct, rate, delta" % encoder)
     if start is not None and not start.is_file():

@@ -43,6 +43,7 @@ class HrsnnConfig:
     tau_syn_shape: float = 3.0
     tau_min: float = 1.0  # time constants are clipped below, so decays stay in (0, 1)
     tau_trace: float = 4.0  # decoder's exponential-trace time constant (steps)
+    readout_delays: Tuple[int, ...] = (0,)  # the readout reads the traces these many steps ago, side by side
     ws_neighbours: int = 10  # Watts-Strogatz: each neuron's ring neighbours (k)
     ws_rewire: float = 0.2  # Watts-Strogatz rewiring probability
     rec_gain: float = 0.2  # recurrent weights ~ |N(0, (rec_gain * threshold)^2 / k)|, signed by source
@@ -58,7 +59,9 @@ class HrsnnConfig:
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "HrsnnConfig":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        out = cls(**{k: v for k, v in d.items() if k in known})
+        out.readout_delays = tuple(int(v) for v in out.readout_delays)  # JSON gives a list
+        return out
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -120,9 +123,7 @@ class HRSNN(nn.Module):
             self.input.bias.copy_(torch.tensor(bias, dtype=f32))
             self.recurrent.weight.copy_(torch.tensor(w_rec * mask, dtype=f32))
         self.fire = Fire(thr, cfg.surrogate)
-        self.readout = nn.Linear(n, cfg.n_outputs)
-        nn.init.zeros_(self.readout.weight)
-        nn.init.zeros_(self.readout.bias)
+        self.set_readout_delays(cfg.readout_delays)
 
     @property
     def w_in(self) -> nn.Parameter:
@@ -144,6 +145,37 @@ class HRSNN(nn.Module):
         """A state dict of the earlier layout (``w_in``, ``bias``, ``w_rec`` as the model's own
         parameters) under the current names; a current one unchanged."""
         return {_OLD_KEYS.get(k, k): v for k, v in state.items()}
+
+    def set_readout_delays(self, delays: Tuple[int, ...]) -> None:
+        """A readout over the traces ``delays`` steps ago, side by side: a fresh zero one when
+        its size changes, else the same module (its weights are the caller's to set)."""
+        delays = tuple(sorted({int(d) for d in delays}))
+        if not delays or delays[0] < 0:
+            raise ValueError("readout delays must be one or more steps >= 0, got %s" % (delays,))
+        self.cfg.readout_delays = delays
+        old = getattr(self, "readout", None)
+        if old is not None and old.in_features == self.cfg.n_neurons * len(delays) and old.out_features == self.cfg.n_outputs:
+            return  # already this shape: keep the module (an optimizer may hold its parameters)
+        self.readout = nn.Linear(self.cfg.n_neurons * len(delays), self.cfg.n_outputs)
+        nn.init.zeros_(self.readout.weight)
+        nn.init.zeros_(self.readout.bias)
+
+    def readout_features(self, traces: Any) -> Any:
+        """What the readout reads from traces (batch, steps, n): with delays, the traces ``d``
+        steps earlier side by side (zero before the start); torch or numpy in, same out."""
+        delays = self.cfg.readout_delays
+        if delays == (0,):
+            return traces
+        cat = torch.cat if isinstance(traces, torch.Tensor) else np.concatenate
+        parts = []
+        for d in delays:
+            if d == 0:
+                parts.append(traces)
+            else:
+                pad = traces[:, :1] * 0
+                pad = cat([pad] * min(d, traces.shape[1]), 1)
+                parts.append(cat([pad, traces[:, : max(0, traces.shape[1] - d)]], 1))
+        return cat(parts, -1)
 
     # -- dynamics -----------------------------------------------------------------------------
 
@@ -179,7 +211,8 @@ class HRSNN(nn.Module):
         return spikes, trace, (state, spikes, trace)
 
     def forward(self, frames: torch.Tensor, carry=None, record_spikes: bool = False):
-        """Run ``frames`` (batch, steps, channels): returns (outputs, traces, spikes or None, carry)."""
+        """Run ``frames`` (batch, steps, channels): returns (outputs, traces, spikes or None, carry).
+        A delayed readout sees the traces of this call only (zeros before its first step)."""
         batch, steps, _ = frames.shape
         carry = carry if carry is not None else self.initial_state(batch)
         params = self.lif_params()
@@ -190,7 +223,7 @@ class HRSNN(nn.Module):
             if record_spikes:
                 spikes_rec.append(spikes)
         traces_t = torch.stack(traces, dim=1)
-        outputs = self.readout(traces_t)
+        outputs = self.readout(self.readout_features(traces_t))
         return outputs, traces_t, (torch.stack(spikes_rec, dim=1) if record_spikes else None), carry
 
     # -- counts ---------------------------------------------------------------------------------

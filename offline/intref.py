@@ -52,6 +52,7 @@ class IntegerReference:
         self.trace_bits = ro.trace_bits
         self.out_scale = torch.from_numpy(ro.w_scale / float(1 << ro.trace_bits))
         self.out_bias = torch.from_numpy(ro.bias.copy())
+        self.taps = ro.taps  # a delayed readout reads past traces too (``TraceReadout.delays``)
 
     def start(self, batch: int, first_frame: Optional[np.ndarray] = None) -> None:
         self.batch = batch
@@ -62,6 +63,7 @@ class IntegerReference:
         self.mem = [z(l["n"]) for l in self.layers]
         self.spk = [z(l["n"]) for l in self.layers]
         self.trace = z(self.bundle.readout.n_in)
+        self.past: List[torch.Tensor] = [self.trace] * max(self.taps)  # [k]: the trace k + 1 steps ago
         self.spike_history: List[List[np.ndarray]] = [[] for _ in self.layers]
 
     @property
@@ -74,12 +76,16 @@ class IntegerReference:
         for i in range(len(self.layers)):
             out["s%d" % i], out["syn%d" % i], out["mem%d" % i] = (t.numpy().copy() for t in (self.spk[i], self.syn[i], self.mem[i]))
         out["trace"] = self.trace.numpy().copy()
+        if self.taps != (0,):
+            out["trace_history"] = torch.stack([self.trace] + self.past).numpy().copy()
         return out
 
     def set_state(self, state: dict) -> None:
         for i in range(len(self.layers)):
             self.spk[i], self.syn[i], self.mem[i] = (_t(state[k % i]) for k in ("s%d", "syn%d", "mem%d"))
         self.trace = _t(state["trace"])
+        if self.taps != (0,):
+            self.past = [_t(h) for h in np.asarray(state["trace_history"])[1:]]
 
     def step(self, x: np.ndarray) -> np.ndarray:
         events = torch.from_numpy(self.encoder(np.asarray(x, np.float64).reshape(self.batch, -1)).astype(np.int64))
@@ -94,6 +100,10 @@ class IntegerReference:
             self.syn[i], self.mem[i], self.spk[i] = syn, v, s
             self.spike_history[i].append(s.numpy().astype(bool))
             events = s
+        if self.past:
+            self.past = [self.trace] + self.past[:-1]
         self.trace = _sat(_rs(self.a_trace * self.trace, DECAY_BITS) + (events << self.trace_bits))
-        acc = self.trace @ self.w_out.T
+        history = [self.trace] + self.past
+        features = torch.cat([history[d] for d in self.taps], dim=1)
+        acc = features @ self.w_out.T
         return (acc.to(torch.float64) * self.out_scale + self.out_bias).numpy()

@@ -50,6 +50,13 @@ def train_model(model: HRSNN, task: Any, readout: str = "ridge", epochs: int = 3
         model = fit_io(model, task.n_inputs, task.n_outputs)
     if readout == "bptt":
         record = train_bptt(model, task, epochs=epochs, lr=lr, seed=cfg.seed, progress=progress)
+    elif readout == "reservoir":
+        from .reservoir import train_reservoir_classify, train_reservoir_forecast
+
+        if task.kind == "forecast":
+            record = train_reservoir_forecast(model, task.windows)
+        else:
+            record = train_reservoir_classify(model, task.x_train, task.y_train, task.n_classes, seed=cfg.seed)
     elif task.kind == "forecast":
         record = train_ridge_forecast(model, task.windows)
     else:

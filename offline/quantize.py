@@ -110,6 +110,7 @@ def quantize_hrsnn(
         w=q_out,
         w_scale=s_out,
         bias=b_out.astype(np.float64),
+        delays=None if cfg.readout_delays == (0,) else np.asarray(cfg.readout_delays, np.int32),
     )
     record = {
         "model": "hrsnn",

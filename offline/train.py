@@ -43,6 +43,7 @@ class FloatStepper:
             self.params = self.model.lif_params()
             self.w_rec_t = self.model.effective_w_rec().T.contiguous()
         self.batch = batch
+        self.past = [self.carry[2]] * max(self.model.cfg.readout_delays)  # [k]: the traces k + 1 steps ago
 
     def frame(self, x: np.ndarray) -> torch.Tensor:
         x = np.asarray(x, np.float64).reshape(self.batch, -1)
@@ -51,8 +52,14 @@ class FloatStepper:
 
     @torch.no_grad()
     def step(self, x: np.ndarray) -> np.ndarray:
+        prev = self.carry[2]
         _, trace, self.carry = self.model.step(self.frame(x), self.carry, self.params, self.w_rec_t)
-        return self.model.readout(trace).double().numpy()
+        delays = self.model.cfg.readout_delays
+        if delays == (0,):
+            return self.model.readout(trace).double().numpy()
+        self.past = [prev] + self.past[:-1]
+        history = [trace] + self.past
+        return self.model.readout(torch.cat([history[d] for d in delays], dim=1)).double().numpy()
 
 
 def encode_sequences(model: HRSNN, xs: np.ndarray) -> torch.Tensor:
@@ -100,6 +107,7 @@ def train_ridge_forecast(
     sMAPE of an autoregressive forecast of those points; the best is refitted on the whole span.
     """
     t0 = time.time()
+    model.set_readout_delays((0,))  # this readout reads the current traces (a network trained with taps may come in)
     w0 = windows[0]
     x, y = np.asarray(w0.train_x, np.float64), np.asarray(w0.train_y, np.float64)
     x, y = x.reshape(len(x), -1), y.reshape(len(y), -1)
@@ -148,6 +156,7 @@ def train_ridge_classify(
     whole sequence in the same int8 bundle format). With ``lambda``, the best on validation
     accuracy is refitted on all the training data."""
     t0 = time.time()
+    model.set_readout_delays((0,))  # this readout reads the current traces (a network trained with taps may come in)
     y = np.asarray(y_train, np.int64)
     onehot = np.eye(n_classes)[y]
     fit, val = validation_split(len(y), seed=seed)
@@ -200,7 +209,6 @@ def train_bptt(
     """
     t0 = time.time()
     gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
     if task.kind == "forecast":
         w0 = task.windows[0]
         val_steps = min(150, max(1, len(w0.train_x) // 4))
@@ -225,6 +233,7 @@ def train_bptt(
 
         def validate() -> float:
             return _classify_eval(model, v_frames, v_labels)[0] if len(val) else 0.0
+    opt = torch.optim.Adam(model.parameters(), lr=lr)  # after the ridge start, which may resize the readout
     best_val, best_state, best_epoch = validate(), copy.deepcopy(model.state_dict()), 0
     losses, val_curve = [], [round(best_val, 6)]
     for epoch in range(epochs):

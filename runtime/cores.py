@@ -46,6 +46,8 @@ def requested(core: Optional[str] = None) -> str:
 
 def unsupported(bundle: Any) -> Optional[str]:
     """Why the compiled core cannot run ``bundle`` (None: it can)."""
+    if getattr(getattr(bundle, "readout", None), "taps", (0,)) != (0,):
+        return "a readout with delayed taps (the compiled core reads the current traces only)"
     if LOAD_ERROR is not None:
         return LOAD_ERROR
     if getattr(bundle, "model", None) == "conv":

@@ -124,9 +124,10 @@ class Session:
             self.columns.append(pair)
             peak = 1
         ro = bundle.readout
+        self._taps = ro.taps
         # Readout sums of int32 traces times int8 weights: exact in float64 below 2**53 (BLAS).
-        self._float_readout = ro.n_in * float(INT32_MAX) * 128 < 2.0**53
-        self._w_out = ro.w.astype(np.float64 if self._float_readout else np.int64).T  # (n_in, n_out)
+        self._float_readout = ro.w.shape[1] * float(INT32_MAX) * 128 < 2.0**53
+        self._w_out = ro.w.astype(np.float64 if self._float_readout else np.int64).T  # (n_in * taps, n_out)
         self._out_scale = ro.w_scale / float(1 << ro.trace_bits)
         self.start(batch)
 
@@ -143,6 +144,9 @@ class Session:
         kernel = self.layers[-1].kernel
         self._trace = _FusedTrace(kernel) if kernel is not None else TraceKernel(ro.a_trace, ro.trace_bits, batch)
         self._acc_out = np.zeros((batch, ro.n_out), np.float64 if self._float_readout else np.int64)
+        # A delayed readout's past traces: a ring of max(delay) + 1 steps (row ``_pos`` is now).
+        self._history = np.zeros((max(self._taps) + 1, batch, ro.n_in), np.int32) if self._taps != (0,) else None
+        self._pos = 0
         self._x_shape = (batch, self.bundle.encoder.n_inputs)
         self._n_x = batch * self.bundle.encoder.n_inputs
         self.spike_counts = {ls.layer.name: 0 for ls in self.layers}
@@ -183,6 +187,9 @@ class Session:
                 clock.lap("neuron")
         self.synops += synops
         self._trace.step(events)
+        if self._history is not None:
+            self._pos = (self._pos + 1) % len(self._history)
+            self._history[self._pos] = self._trace.trace
         self.steps += 1
         out = self.readout_values()
         if clock is not None:
@@ -209,6 +216,9 @@ class Session:
             out["syn%d" % i] = state.syn.astype(np.int64)
             out["mem%d" % i] = state.mem.astype(np.int64)
         out["trace"] = self._trace.trace.astype(np.int64)
+        if self._history is not None:  # past traces by lag: [0] is now, [k] k steps ago
+            lags = (self._pos - np.arange(len(self._history))) % len(self._history)
+            out["trace_history"] = self._history[lags].astype(np.int64)
         return out
 
     def set_state(self, state: Dict[str, np.ndarray]) -> None:
@@ -217,10 +227,23 @@ class Session:
         for i, ls in enumerate(self.layers):
             ls.set(LifState(np.asarray(state["syn%d" % i]), np.asarray(state["mem%d" % i])), np.asarray(state["s%d" % i]))
         self._trace.set(np.asarray(state["trace"]))
+        if self._history is not None:
+            self._pos = 0
+            hist = np.asarray(state["trace_history"])
+            self._history[0] = hist[0]
+            self._history[1:] = hist[1:][::-1]  # lag k sits k rows before ``_pos`` (mod the ring)
+
+    def features(self) -> np.ndarray:
+        """What the readout reads: the current traces, or with delays the taps side by side,
+        (batch, n_in * taps) int32."""
+        if self._history is None:
+            return self._trace.trace
+        ring = len(self._history)
+        return np.concatenate([self._history[(self._pos - d) % ring] for d in self._taps], axis=1)
 
     def readout_values(self) -> np.ndarray:
         """The readout of the current traces: (batch, n_out) float64."""
-        tr = self._trace.trace
+        tr = self.features()
         if self._float_readout:
             np.dot(tr, self._w_out, out=self._acc_out)
         else:

@@ -89,6 +89,8 @@ def card_for(bundle: fmt.AnyBundle, backend: str, layout: str = "nchw", state_dt
     }
     if getattr(bundle, "model", None) == "conv":
         return dict(card, **_conv_card(bundle, layout, state_dtype))
+    if bundle.readout.taps != (0,):
+        raise ValueError("a readout with delayed taps %s has no step graph yet (run it on the numpy core)" % list(bundle.readout.taps))
     layers = []
     state = []
     for i, layer in enumerate(bundle.layers):

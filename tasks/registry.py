@@ -17,7 +17,7 @@ from ..errors import DataError
 
 from .kinds import ClassifyTask, ForecastTask, _images_as_sequences, _series_windows  # noqa: F401 (re-exported)
 
-TASKS = ("mackey-glass", "lorenz", "rossler", "digits", "mnist", "npz")
+TASKS = ("mackey-glass", "lorenz", "rossler", "sunspots", "digits", "mnist", "mnist1d", "npz")
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,17 @@ def load_task(
         task = ForecastTask(name, series, win.cut(series, (30, 750, 750, 37.5)))
         task.source = {"task": name}
         return task
+    if name == "sunspots":
+        from .series import SUNSPOT_SCALE, SUNSPOT_WINDOWS, sunspots_series
+
+        series = sunspots_series() / SUNSPOT_SCALE
+        task = ForecastTask("sunspots", series, win.cut(series, SUNSPOT_WINDOWS))
+        task.source = {"task": name, "scale": SUNSPOT_SCALE}
+        return task
+    if name == "mnist1d":
+        from .series import mnist1d_task
+
+        return mnist1d_task()
     if name == "digits":
         from .images import load_digits_split
 

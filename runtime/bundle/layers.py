@@ -9,7 +9,7 @@ turns that into a ``BundleError`` naming the file.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Type, Union
+from typing import Any, Dict, Optional, Tuple, Type, Union
 
 import numpy as np
 
@@ -33,6 +33,7 @@ def _require(ok: bool, message: str) -> None:
 
 
 MAX_OUTPUT_SCALE = 1e30  # a readout scale beyond this turns integer sums into inf outputs
+MAX_READOUT_DELAY = 4096  # a trace readout keeps this many past steps at most (its history buffer)
 
 
 def _require_scale(value: Any, name: str, limit: float = float("inf")) -> None:
@@ -182,7 +183,15 @@ class LifRecurrentLayer:
 
 @dataclass(frozen=True)
 class TraceReadout:
-    """Dense readout of exponential spike traces: ``y = (w @ trace) * w_scale / 2**trace_bits + bias``."""
+    """Dense readout of exponential spike traces: ``y = (w @ trace) * w_scale / 2**trace_bits + bias``.
+
+    ``delays`` (optional; absent means ``[0]``): the readout also reads the traces as they were
+    ``d`` steps ago, one tap per entry, so that a reservoir whose neurons forget within a few
+    steps can be read over a longer past (a tapped delay line on the traces: a forecast of
+    Mackey-Glass needs about 40 steps of it). The feature vector is the taps side by side,
+    ``[trace(t - delays[0]), trace(t - delays[1]), ...]`` (traces before the start are 0), so
+    ``w`` has ``n_in * len(delays)`` columns.
+    """
 
     kind = "trace_readout"
     name: str
@@ -193,10 +202,22 @@ class TraceReadout:
     w: np.ndarray = _array("int8", 2)  # (n_out, n_in)
     w_scale: np.ndarray = _array("float64", 1)  # per output
     bias: np.ndarray = _array("float64", 1)  # per output, in output units
+    delays: Optional[np.ndarray] = _array("int32", 1, optional=True)  # steps back of each tap (None: [0])
+
+    @property
+    def taps(self) -> Tuple[int, ...]:
+        """The delays of the readout's taps, in steps (``(0,)`` without ``delays``)."""
+        return (0,) if self.delays is None else tuple(int(d) for d in self.delays)
 
     def check(self) -> None:
         _require(self.n_out >= 1, "n_out must be >= 1")
-        _require(self.w.shape == (self.n_out, self.n_in), "w has shape %s, expected (%d, %d)" % (self.w.shape, self.n_out, self.n_in))
+        if self.delays is not None:
+            d = self.delays
+            _require(d.size >= 1 and bool(np.all(d >= 0)) and bool(np.all(d <= MAX_READOUT_DELAY)),
+                     "delays must be 1 or more steps in [0, %d]" % MAX_READOUT_DELAY)
+            _require(bool(np.all(np.diff(d.astype(np.int64)) > 0)), "delays must be increasing")
+        cols = self.n_in * len(self.taps)
+        _require(self.w.shape == (self.n_out, cols), "w has shape %s, expected (%d, %d)" % (self.w.shape, self.n_out, cols))
         _require(self.a_trace.shape == (self.n_in,), "a_trace does not have %d entries" % self.n_in)
         _require(bool(np.all((self.a_trace >= 0) & (self.a_trace <= 1 << 16))), "a_trace is outside [0, 65536]")
         _require(self.bias.shape == (self.n_out,) and bool(np.all(np.isfinite(self.bias))), "bias is not %d finite values" % self.n_out)
