@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ..runtime.bundle import file_sha256
 from ..errors import DeployError
-from .boardcore import ensure_runtime
+from .install import ensure_runtime
 from .lock import Lock
 from .ssh import Connection, one_line
 

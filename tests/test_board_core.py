@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import io
+import json
 import os
 import sys
 import tarfile
@@ -164,8 +165,13 @@ def test_a_board_without_a_compiler_gets_the_numpy_core_with_the_reasons(host: D
     assert not any((base / "venv").rglob("_core.cpython-*.so"))
     release = os.readlink(base / "current")
 
-    # asked for the compiled core, the same board fails in one line, before anything is switched
+    # asked for the compiled core, the same board fails in one line, before anything is switched;
+    # what the board's record says is shown printable (here: an escape sequence planted in it)
+    record = base / "venv" / "spikeedge-core.json"
+    rec = json.loads(record.read_text())
+    record.write_text(json.dumps(dict(rec, note=rec["note"] + " \x1b[2J")) + "\n")
     r2 = _flash(host, host["bare"], base, build_root="none", board_core="compiled")
-    assert not r2.ok and "--board-core compiled" in r2.error and "\n" not in r2.error, r2.error
+    assert not r2.ok and "--board-core compiled" in r2.error and "no C compiler" in r2.error, r2.error
+    assert "\x1b" not in r2.error and "?[2J" in r2.error and "\n" not in r2.error, r2.error
     assert os.readlink(base / "current") == release
     assert not (base / "lock").exists()
