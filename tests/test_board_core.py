@@ -152,7 +152,7 @@ def test_a_board_with_a_compiler_builds_the_core_from_the_sdist(host: Dict[str, 
 
 
 @pytest.mark.slow
-def test_a_board_without_a_compiler_gets_the_numpy_core_with_the_reasons(host: Dict[str, Any]) -> None:
+def test_a_board_without_a_compiler_gets_the_numpy_core_with_the_reasons(host: Dict[str, Any], capsys: Any) -> None:
     base = host["root"] / "no-cc"
     not_a_root = host["root"] / "not-a-root"
     not_a_root.mkdir()
@@ -175,3 +175,20 @@ def test_a_board_without_a_compiler_gets_the_numpy_core_with_the_reasons(host: D
     assert "\x1b" not in r2.error and "?[2J" in r2.error and "\n" not in r2.error, r2.error
     assert os.readlink(base / "current") == release
     assert not (base / "lock").exists()
+
+    # the command line: --build-root/--board-core, and `core`/`core_note` in --json
+    from cli_helpers import call, one_json
+
+    s = host["server"]
+    inv = host["root"] / "boards.yml"
+    inv.write_text("all:\n  hosts:\n    pi-1:\n      ansible_host: 127.0.0.1\n      ansible_port: %d\n      ansible_user: %s\n"
+                   "      ansible_ssh_private_key_file: %s\n      ansible_python_interpreter: %s\n" % (s.port, s.user, s.client_key, host["bare"]))
+    common = ["--inventory", inv, "--known-hosts", host["known"], "--remote-dir", base, "--build-root", "none", "--json"]
+    rc, out, err = call(capsys, "flash", host["model"], *common, "--board-core", "compiled")
+    assert rc == 1 and one_json(out)["failed"] == 1 and "--board-core compiled" in one_json(out)["hosts"][0]["error"], (out, err)
+    rc, out, err = call(capsys, "flash", host["model"], *common)
+    assert rc == 0, (out, err)
+    [h] = one_json(out)["hosts"]
+    assert h["core"] == "numpy" and "no C compiler" in h["core_note"] and "runtime present" in " ".join(h["steps"]), h
+    rc, out, err = call(capsys, "flash", host["model"], *common, "--board-core", "fast")
+    assert rc == 2 and "--board-core" in err and out == "", (rc, out, err)
