@@ -221,7 +221,7 @@ def wheelhouse_for(info: Dict[str, Any], cache: Path = Path.home() / ".cache" / 
     """The board's wheels, made once per platform, build and route (``deploy/boardcore.py``):
     the spikeedge wheel and its dependencies; for the ``root`` route the spikeedge wheel is the
     one built in the build root, for ``board`` the sdist and its build requirements come too."""
-    from .boardcore import Plan, build_in_root, checked_probe, fetch_build_requires, make_sdist
+    from .boardcore import Plan, build_in_root, build_requires, checked_probe, fetch_build_requires, make_sdist
 
     plan = plan or Plan("wheel")
     checked_probe(info)
@@ -249,7 +249,7 @@ def wheelhouse_for(info: Dict[str, Any], cache: Path = Path.home() / ".cache" / 
             with tempfile.TemporaryDirectory(prefix="spikeedge-sdist-") as tmp:
                 sdist = make_sdist(tree, _source_files(tree), Path(tmp))
                 fetch_build_requires(tree, options, Path(tmp) / "requires")
-                build_in_root(plan.root, sdist, Path(tmp) / "requires", folder)
+                build_in_root(plan.root, sdist, Path(tmp) / "requires", build_requires(tree), folder)
             wheel.unlink()  # one spikeedge wheel in the folder: the compiled one
     (folder / COMPLETE).write_text("%s\n" % plan.route)
     return folder
