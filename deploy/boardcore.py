@@ -253,12 +253,28 @@ def build_in_root(root: Path, sdist: Path, requires: Path, reqs: List[str], out:
         if r.returncode != 0:
             raise DeployError("pip could not build spikeedge in %s: %s" % (root, (r.stderr.strip().splitlines() or ["?"])[-1][:300]))
         built = sorted((work / "out").glob("spikeedge-*.whl"))
-        if not built or built[-1].name.endswith("-none-any.whl"):
-            raise DeployError("the C extension did not compile in %s (pip made %s)" % (root, built[-1].name if built else "no wheel"))
+        missing = missing_extensions(built[-1], sdist) if built else ["all"]
+        if missing:
+            raise DeployError("the C extension %s did not compile in %s (pip made %s)" % (
+                ", ".join(missing), root, built[-1].name if built else "no wheel"))
         out.mkdir(parents=True, exist_ok=True)
         return Path(shutil.copy2(built[-1], out / built[-1].name))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def missing_extensions(wheel: Path, sdist: Path) -> List[str]:
+    """The extension modules ``setup.py`` in ``sdist`` declares (``Extension("dotted.name", ...)``)
+    that ``wheel`` holds no compiled file of."""
+    import zipfile
+
+    with tarfile.open(sdist) as tar:
+        member = next(m for m in tar.getmembers() if m.name.endswith("/setup.py") and m.name.count("/") == 1)
+        text = tar.extractfile(member).read().decode()  # type: ignore[union-attr]
+    declared = re.findall(r"Extension\(\s*[\"']([\w.]+)[\"']", text)
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+    return [d for d in declared if not any(n.startswith(d.replace(".", "/") + ".") and n.endswith((".so", ".pyd")) for n in names)]
 
 
 def core_report(obj: Any) -> Dict[str, Optional[str]]:

@@ -82,6 +82,19 @@ def test_the_sdist_is_reproducible_and_carries_the_c_source(tmp_path: Path) -> N
     assert not any(n.endswith((".so", ".pyc")) for n in names)
     assert boardcore.build_requires(ROOT) and all(isinstance(r, str) for r in boardcore.build_requires(ROOT))
 
+    # a build is judged by setup.py's own list of extensions: every one must be in the wheel
+    import zipfile
+
+    def wheel(*names: str) -> Path:
+        path = tmp_path / ("w%d.whl" % len(names))
+        with zipfile.ZipFile(path, "w") as z:
+            for n in ("spikeedge/__init__.py",) + names:
+                z.writestr(n, b"")
+        return path
+
+    assert boardcore.missing_extensions(wheel(), a) == ["spikeedge.runtime._core"]
+    assert boardcore.missing_extensions(wheel("spikeedge/runtime/_core.cpython-311-aarch64-linux-gnu.so"), a) == []
+
 
 # ---------------------------------------------------------------------------- over SSH
 
