@@ -37,7 +37,7 @@ from .lock import Lock
 from .ssh import Connection, one_line
 
 PROBE = r"""
-import json, os, platform, sys
+import json, os, platform, shutil, sys, sysconfig
 def read(p):
     try:
         with open(p, "rb") as f:
@@ -49,8 +49,7 @@ for line in (read("/etc/os-release") or "").splitlines():
     if "=" in line:
         k, v = line.split("=", 1)
         osr[k] = v.strip('"')
-import shutil, sysconfig
-cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+cc = (sysconfig.get_config_var("CC") or "cc").split()[0]  # the compiler setuptools would call, and Python.h: can it build the core?
 print(json.dumps({"machine": platform.machine(), "system": platform.system(), "os": osr.get("PRETTY_NAME"),
                   "python": "%d.%d.%d" % sys.version_info[:3], "glibc": platform.libc_ver()[1] or None,
                   "model": read("/proc/device-tree/model"), "l4t": read("/etc/nv_tegra_release"),
