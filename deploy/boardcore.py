@@ -15,7 +15,8 @@ board's build happens where the board's architecture runs:
 3. ``wheel``: the pure-Python wheel (or a release's wheel after a plain ``pip install``): the
    board runs the numpy core, and the flash result says why no route above was taken.
 
-The board is asked afterwards which core loads (``CORE_CHECK``): an extension that built but
+``deploy/install.py`` installs what the plan made. The board is asked afterwards which core
+loads (``CORE_CHECK``): an extension that built but
 cannot load there (an older glibc, a broken toolchain) is reported as numpy with its reason,
 never assumed. Nothing is downloaded on the board: the build requirements come from this
 machine's ``pip download``, like the other wheels.
