@@ -47,6 +47,8 @@ def _show(s: Dict[str, Any]) -> None:
         out_console.print("%-20s %-8s %-6s %s" % (r["target"], r["action"], state, r["release"] or ""), highlight=False, markup=False)
         for step in r["steps"]:
             out_console.print("    " + step, highlight=False, markup=False)
+        if r.get("core_note"):
+            out_console.print("    core: " + r["core_note"], highlight=False, markup=False)
         if r["error"]:
             out_console.print("    error: " + r["error"], highlight=False, markup=False)
 
@@ -64,10 +66,13 @@ def flash(
     remote_dir: str = RemoteOpt,
     wheelhouse: Optional[Path] = typer.Option(None, "--wheelhouse", help="Wheels for the board (spikeedge + numpy, typer, rich); default: built here and fetched for the board's platform."),
     break_lock: bool = BreakOpt,
+    build_root: str = typer.Option("auto", "--build-root", help="Where the board's compiled core is built: a root file system of the board's architecture with gcc and the Python headers, run through qemu-user-static (needs root); 'auto': $SPIKEEDGE_BUILD_ROOT, else ~/.cache/spikeedge/arm64-bookworm if present; 'none'. Without one, a board with a compiler builds it; else it runs the numpy core (docs/deploy.md)."),
+    board_core: str = typer.Option("auto", "--board-core", help="auto: the compiled core where it can be built, else numpy with a note; compiled: fail a board that would run numpy; numpy: send the pure-Python wheel."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Flash a bundle to boards: probe, install the runtime offline, upload, verify sha256, smoke
-    test, switch atomically, keep the last releases.
+    """Flash a bundle to boards: probe, install the runtime offline (with the compiled core when it
+    can be built for the board), upload, verify sha256, smoke test, switch atomically, keep the
+    last releases. Each host's result says which core the model runs there (``core``) and why.
 
     Example: spikeedge flash model.seb --inventory boards.yml --group pis --json
     """
@@ -77,9 +82,11 @@ def flash(
 
     if keep < 2 or concurrency < 1:
         raise SpikeedgeError("--keep must be >= 2 and --concurrency >= 1")
+    if board_core not in ("auto", "compiled", "numpy"):
+        raise SpikeedgeError("--board-core %r: expected auto, compiled or numpy" % board_core)
     fmt.load(model)  # a corrupt or mismatched bundle is refused here, before any board is touched
     targets = _targets(to, inventory, group)
-    opts = Options(remote_dir=remote_dir, keep=keep, wheelhouse=wheelhouse, break_lock=break_lock)
+    opts = Options(remote_dir=remote_dir, keep=keep, wheelhouse=wheelhouse, break_lock=break_lock, build_root=build_root, board_core=board_core)
     results = run_fleet(targets, "flash", model, opts, Access(known_hosts, accept_new_host_key, identity), concurrency)
     _finish(results, as_json)
 

@@ -30,14 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from .. import __version__
 from ..runtime.bundle import file_sha256
 from ..errors import DeployError
+from .install import ensure_runtime
 from .lock import Lock
 from .ssh import Connection, one_line
 
 PROBE = r"""
-import json, os, platform, sys
+import json, os, platform, shutil, sys, sysconfig
 def read(p):
     try:
         with open(p, "rb") as f:
@@ -49,9 +49,11 @@ for line in (read("/etc/os-release") or "").splitlines():
     if "=" in line:
         k, v = line.split("=", 1)
         osr[k] = v.strip('"')
+cc = (sysconfig.get_config_var("CC") or "cc").split()[0]  # the compiler setuptools would call, and Python.h: can it build the core?
 print(json.dumps({"machine": platform.machine(), "system": platform.system(), "os": osr.get("PRETTY_NAME"),
                   "python": "%d.%d.%d" % sys.version_info[:3], "glibc": platform.libc_ver()[1] or None,
-                  "model": read("/proc/device-tree/model"), "l4t": read("/etc/nv_tegra_release")}))
+                  "model": read("/proc/device-tree/model"), "l4t": read("/etc/nv_tegra_release"),
+                  "cc": shutil.which(cc), "headers": os.path.isfile(os.path.join(sysconfig.get_paths().get("include") or "", "Python.h"))}))
 """
 
 REMOTE_SHA = "import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], 'rb').read()).hexdigest())"
@@ -109,6 +111,9 @@ class Options:
     break_lock: bool = False  # take the board's lock even when its holder may still be running
     deploy_timeout_s: float = 3600.0  # a lock with no owner record older than this is taken over
     on_stage: Optional[Callable[[str], Any]] = None  # test hook: called after each stage (locked, probed, ...)
+    build_root: Optional[str] = "auto"  # where the board's compiled core is built: "auto", "none" or a folder (deploy/boardcore.py)
+    board_core: str = "auto"  # "compiled": fail unless the board gets the compiled core; "numpy": don't build it
+    wheel_cache: Optional[Path] = None  # the board wheels' cache (default ~/.cache/spikeedge/wheelhouse)
 
 
 @dataclass
@@ -122,6 +127,8 @@ class HostResult:
     steps: List[str] = field(default_factory=list)
     smoke: Dict[str, Any] = field(default_factory=dict)
     report: Dict[str, Any] = field(default_factory=dict)  # what a remote run brought back
+    core: Optional[str] = None  # the core the flashed model runs on the board: "compiled" or "numpy"
+    core_note: Optional[str] = None  # how the board's runtime got its core, or why it has only numpy
     seconds: float = 0.0
     error: Optional[str] = None
 
@@ -163,28 +170,6 @@ async def probe(conn: Connection) -> Dict[str, Any]:
 async def state(conn: Connection, base: str) -> Dict[str, Any]:
     r = await conn.python(STATE, base, what="reading the release state")
     return last_json(conn, r.stdout, "reading the release state")
-
-
-async def ensure_runtime(conn: Connection, base: str, info: Dict[str, Any], opts: Options, steps: List[str]) -> None:
-    """The board's venv runs this very spikeedge build (``wheelhouse.build_id``, recorded in
-    ``venv/spikeedge-build``), installed offline from wheels we send."""
-    from .wheelhouse import build_id, wheelhouse_for
-
-    want = build_id(opts.wheelhouse)
-    have = await conn.run(["cat", base + "/venv/spikeedge-build"], check=False)
-    if have.exit_status == 0 and have.stdout.strip() == want:
-        steps.append("runtime present (spikeedge %s, build %s)" % (__version__, want[:12]))
-        return
-    wheels = opts.wheelhouse or wheelhouse_for(info)
-    await conn.run(["mkdir", "-p", base + "/wheelhouse"])
-    for w in sorted(Path(wheels).glob("*.whl")):
-        await conn.put(w, base + "/wheelhouse/" + w.name)
-    await conn.run([conn.target.python, "-m", "venv", base + "/venv"])
-    pip = [base + "/venv/bin/python", "-m", "pip", "install", "-q", "--no-index", "--find-links", base + "/wheelhouse"]
-    await conn.run(pip + ["spikeedge==%s" % __version__])
-    await conn.run(pip + ["--force-reinstall", "--no-deps", "spikeedge==%s" % __version__])  # same version, new build
-    await conn.run(["sh", "-c", 'echo "$1" > "$2"', "sh", want, base + "/venv/spikeedge-build"])
-    steps.append("runtime installed offline (%d wheels, build %s)" % (len(list(Path(wheels).glob("*.whl"))), want[:12]))
 
 
 async def smoke_test(conn: Connection, base: str, model: str, opts: Options) -> Dict[str, Any]:
@@ -276,7 +261,8 @@ async def flash_host(conn: Connection, bundle: Path, opts: Options) -> HostResul
             res.steps.append("probed: %s %s, Python %s" % (res.probe.get("model") or res.probe.get("os"), res.probe.get("machine"), res.probe.get("python")))
             _stage(opts, "probed")
             doing = "installing the runtime"
-            await ensure_runtime(conn, base, res.probe, opts, res.steps)
+            runtime = await ensure_runtime(conn, base, res.probe, opts, res.steps)
+            res.core, res.core_note = runtime["core"], runtime["note"]
             _stage(opts, "runtime")
             res.previous = (await state(conn, base))["current"]
             rel_dir = "%s/releases/%s" % (base, res.release)
@@ -305,7 +291,11 @@ async def flash_host(conn: Connection, bundle: Path, opts: Options) -> HostResul
             _stage(opts, "verified")
             doing = "the smoke test"
             res.smoke = await smoke_test(conn, base, rel_dir + "/model.seb", opts)
-            res.steps.append("smoke test passed")
+            model_core = res.smoke["info"].get("core")
+            if isinstance(model_core, dict) and model_core.get("core") in ("compiled", "numpy") and model_core["core"] != res.core:
+                # the runtime's core cannot run this model (see runtime/cores.py): it runs on numpy there
+                res.core, res.core_note = model_core["core"], "%s (this model: %s)" % (res.core_note, one_line(str(model_core.get("reason"))))
+            res.steps.append("smoke test passed (%s core)" % res.core)
             _stage(opts, "smoke-tested")
             doing = "switching current"
             await switch(conn, base, res.release)

@@ -4,7 +4,8 @@ installed on them offline from wheels sent along.
 The spikeedge wheel comes from where this package was loaded from (``spikeedge_wheel``):
 
 - a source tree (``pyproject.toml`` beside the package, as in a checkout or an editable
-  install): built with ``pip wheel --no-deps``;
+  install): built with ``pip wheel --no-deps``, pure Python; the board's compiled core is made
+  by ``deploy/boardcore.py`` (in a build root, or by the board from the sdist) where it can be;
 - an installed distribution (a plain ``pip install spikeedge``): repacked from the installed
   files exactly as the distribution's ``RECORD`` lists them, each file's sha256 checked against
   ``RECORD`` first, with the installed ``METADATA`` and ``entry_points.txt``. Byte for byte the
@@ -31,8 +32,10 @@ import base64
 import hashlib
 import io
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -186,7 +189,7 @@ def spikeedge_wheel(folder: Path, info: Optional[Dict[str, Any]] = None) -> Path
     root = source_tree()
     if root is not None:
         # A pure-Python wheel: a compiled core built here would be for this machine, not the
-        # board's (the board runs the numpy core; runtime/cores.py says so in ``info``).
+        # board's (boardcore.py builds the board's where the board's architecture runs).
         build = subprocess.run(pip + ["wheel", "--no-deps", "-w", str(folder), str(root)], capture_output=True, text=True,
                                env=dict(os.environ, SPIKEEDGE_BUILD_CORE="0"))
         if build.returncode != 0:
@@ -211,17 +214,42 @@ def spikeedge_wheel(folder: Path, info: Optional[Dict[str, Any]] = None) -> Path
     return found[-1]
 
 
-def wheelhouse_for(info: Dict[str, Any], cache: Path = Path.home() / ".cache" / "spikeedge" / "wheelhouse") -> Path:
+COMPLETE = ".complete"  # written last: a folder without it is an interrupted make, rebuilt
+
+
+def wheelhouse_for(info: Dict[str, Any], cache: Path = Path.home() / ".cache" / "spikeedge" / "wheelhouse", plan: Any = None) -> Path:
+    """The board's wheels, made once per platform, build and route (``deploy/boardcore.py``):
+    the spikeedge wheel and its dependencies; for the ``root`` route the spikeedge wheel is the
+    one built in the build root, for ``board`` the sdist and its build requirements come too."""
+    from .boardcore import Plan, build_in_root, build_requires, checked_probe, fetch_build_requires, make_sdist
+
+    plan = plan or Plan("wheel")
+    checked_probe(info)
     options = _board_pip_options(info)
     py = (info.get("python") or "").split(".")
     tags = platforms(info)
-    folder = cache / ("%s-cp%s%s-%s-%s" % (tags[-1], py[0], py[1], __version__, build_id()[:12]))
-    if any(folder.glob("spikeedge-*.whl")) and any(folder.glob("numpy-*.whl")):
+    suffix = "" if plan.route == "wheel" else "-" + plan.route
+    folder = cache / ("%s-cp%s%s-%s-%s%s" % (tags[-1], py[0], py[1], __version__, build_id()[:12], suffix))
+    if (folder / COMPLETE).is_file():
         return folder
+    if folder.exists():
+        shutil.rmtree(folder)
     wheel = spikeedge_wheel(folder, info)
     cmd = [sys.executable, "-m", "pip", "-q", "download", "-d", str(folder)] + options
     got = subprocess.run(cmd + [str(wheel)], capture_output=True, text=True)  # its Requires-Dist, resolved for the board
     if got.returncode != 0:
         what = "fetching wheels for %s (Python %s.%s) failed; or give --wheelhouse DIR" % (tags[-1], py[0], py[1])
         raise DeployError(_pip_failed(what, got))
+    tree = source_tree()
+    if plan.route in ("root", "board") and tree is not None:
+        if plan.route == "board":  # the board's pip builds it; the pure wheel stays as its fallback
+            make_sdist(tree, _source_files(tree), folder)
+            fetch_build_requires(tree, options, folder)
+        else:
+            with tempfile.TemporaryDirectory(prefix="spikeedge-sdist-") as tmp:
+                sdist = make_sdist(tree, _source_files(tree), Path(tmp))
+                fetch_build_requires(tree, options, Path(tmp) / "requires")
+                build_in_root(plan.root, sdist, Path(tmp) / "requires", build_requires(tree), folder)
+            wheel.unlink()  # one spikeedge wheel in the folder: the compiled one
+    (folder / COMPLETE).write_text("%s\n" % plan.route)
     return folder

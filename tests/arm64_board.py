@@ -5,7 +5,7 @@ binary, the shell, Python and numpy there are all arm64 code run by qemu, on a C
 core). See ``../shared/reference/export.md`` and ``docs/deploy.md``.
 
 The root is built once and cached (``$SPIKEEDGE_ARM64_ROOT``, else
-``~/.cache/spikeedge/arm64-bookworm``): about 5 minutes and 300 MB. Prebuild it with::
+``~/.cache/spikeedge/arm64-bookworm``): about 5 minutes and 600-800 MB (with the build tools). Prebuild it with::
 
     python tests/arm64_board.py build     # build (or reuse) the cached root
     python tests/arm64_board.py check     # ... then start the board and ask it `uname -m` over SSH
@@ -26,7 +26,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sshd import free_port, keygen  # noqa: E402
@@ -34,7 +34,10 @@ from sshd import free_port, keygen  # noqa: E402
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 QEMU = "/usr/bin/qemu-aarch64-static"
 SUITE = "bookworm"
-PACKAGES = "python3,python3-venv,openssh-server,ca-certificates"
+# gcc, libc6-dev and python3-dev: the root is also the build root in which `spikeedge flash`
+# compiles the board's core (deploy/boardcore.py), and a board with a compiler
+BUILD_TOOLS = ("gcc", "libc6-dev", "python3-dev")
+PACKAGES = "python3,python3-venv,openssh-server,ca-certificates," + ",".join(BUILD_TOOLS)
 READY = ".spikeedge-ready"
 PER_PACKAGE = re.compile(r"^I: (Retrieving|Validating|Extracting|Unpacking|Configuring) (?!required |the base )\S+( \S+)?$")  # one per package
 QEMU_CPU = "cortex-a72"  # a Raspberry Pi 4 core (cortex-a76: a Pi 5)
@@ -110,7 +113,7 @@ def build_root(cache_dir: Optional[Path] = None) -> Path:
     reused. Raises :class:`Unavailable` when this machine cannot build it."""
     root = Path(cache_dir or default_cache()).expanduser()
     if (root / READY).is_file():
-        return root
+        return add_build_tools(root)
     reason = ensure_binfmt()
     if reason:
         raise Unavailable(reason)
@@ -163,6 +166,47 @@ def build_root(cache_dir: Optional[Path] = None) -> Path:
         _remove_partial(work)
         raise
     log("arm64 root ready in %.0f s: %s" % (time.time() - t0, root))
+    return root
+
+
+def _installed(root: Path, packages: Sequence[str]) -> bool:
+    """Whether dpkg's status file in ``root`` lists every package as installed."""
+    try:
+        status = (root / "var/lib/dpkg/status").read_text(errors="replace")
+    except OSError:
+        return False
+    done = {m.group(1) for m in re.finditer(r"^Package: (\S+)\n(?:[^\n]+\n)*?Status: install ok installed$", status, re.M)}
+    return all(p in done for p in packages)
+
+
+def add_build_tools(root: Path) -> Path:
+    """A root built before the build tools were in ``PACKAGES`` gets them with apt-get inside it
+    (about 2 minutes under qemu), under a lock so that concurrent test runs add them once; the
+    root stays usable meanwhile (apt only adds files). An interrupted install is finished by
+    ``dpkg --configure -a`` the next time."""
+    if _installed(root, BUILD_TOOLS):
+        return root
+    reason = ensure_binfmt()
+    if reason or os.geteuid() != 0:
+        raise Unavailable(reason or "adding the build tools to the arm64 root needs root (chroot)")
+    import fcntl
+
+    with open(str(root) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _installed(root, BUILD_TOOLS):
+            return root
+        log("adding %s to the arm64 root %s with apt-get (about 2 minutes under qemu)" % (", ".join(BUILD_TOOLS), root))
+        t0 = time.time()
+        script = ("export DEBIAN_FRONTEND=noninteractive; dpkg --configure -a && apt-get -q update && "
+                  "apt-get install -y -q --no-install-recommends %s && apt-get clean" % " ".join(BUILD_TOOLS))  # clean: the .debs, ~180 MB
+        env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8", "QEMU_CPU": QEMU_CPU}
+        r = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                            'mount -t proc proc "$1/proc" && shift && exec "$@"', "sh", str(root),
+                            "chroot", str(root), "/bin/sh", "-c", script], env=env, capture_output=True, text=True)
+        if r.returncode != 0 or not _installed(root, BUILD_TOOLS):
+            raise Unavailable("apt-get could not add %s to the arm64 root (exit %d): %s" % (
+                ", ".join(BUILD_TOOLS), r.returncode, _tail(r.stdout + r.stderr)))
+        log("build tools added in %.0f s" % (time.time() - t0))
     return root
 
 

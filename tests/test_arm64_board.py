@@ -35,7 +35,7 @@ from spikeedge.deploy.flash import Options, probe  # noqa: E402
 from spikeedge.deploy.fleet import Access, run_fleet  # noqa: E402
 from spikeedge.deploy.ssh import connect  # noqa: E402
 from spikeedge.deploy.targets import Target  # noqa: E402
-from spikeedge.errors import DeployError  # noqa: E402
+from spikeedge import __version__  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -60,17 +60,14 @@ def make_pruned_bundle(path: Path, seed: int = 0) -> Path:
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory: Any) -> Any:
-    """The cached arm64 root, sshd started inside it, its host key recorded once, the board's
-    wheels (aarch64, cp311) fetched on this machine."""
-    from spikeedge.deploy.wheelhouse import wheelhouse_for
-
+    """The cached arm64 root (with gcc and the Python headers: it is also the build root of the
+    board's compiled core), sshd started inside it, its host key recorded once."""
     t0 = time.time()
     work = tmp_path_factory.mktemp("arm64")
     try:
         root = build_root()
         built = time.time() - t0
-        # the root is cached, not what a test leaves in it: a fresh flash installs this tree's
-        # runtime (flash keeps a runtime whose version string matches, even if its code is older)
+        # the root is cached, not what a test leaves in it: a fresh flash installs this tree's runtime
         shutil.rmtree(root / REMOTE_DIR.lstrip("/"), ignore_errors=True)
         server = start_board(root, work / "keys")
     except Unavailable as exc:
@@ -80,13 +77,7 @@ def board(tmp_path_factory: Any) -> Any:
     try:
         machine = remote_uname(server, known)  # records the host key (trust on first use, explicit)
         info = asyncio.run(_probe(target, known))
-        try:
-            wheels = wheelhouse_for(info, cache=work / "wheels")
-        except DeployError as exc:
-            if "fetching wheels" in str(exc):  # no network to PyPI: environmental
-                pytest.skip("no emulated arm64 board: %s" % exc)
-            raise
-        yield {"server": server, "target": target, "known": known, "machine": machine, "info": info, "wheels": wheels,
+        yield {"server": server, "target": target, "known": known, "machine": machine, "info": info, "root": root,
                "work": work, "root_seconds": built, "started": time.time() - t0}
     finally:
         server.stop()
@@ -125,19 +116,31 @@ def test_board_is_an_arm64_debian_12_with_python_3_11(board: Any) -> None:
     info = board["info"]
     assert info["machine"] == "aarch64" and info["system"] == "Linux"
     assert info["python"].startswith("3.11.") and "bookworm" in (info["os"] or "")
+    assert info["cc"] and info["headers"] is True  # gcc and python3-dev: the probe sees a board that can build the core
     env = asyncio.run(_remote(board["target"], board["known"], ["sh", "-c", "echo $QEMU_CPU"]))
     assert env.stdout.strip() == QEMU_CPU  # every remote program on the same emulated core
 
 
-def test_flash_then_remote_profile_equals_the_local_one(board: Any, tmp_path: Path) -> None:
+def test_flash_builds_the_compiled_core_and_the_remote_profile_equals_the_local_one(board: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    """``flash`` builds the board's wheel (runtime/_core.c) in the arm64 root under qemu, the
+    board loads it (``core: compiled`` in its own ``info`` and ``profile``), and its profile
+    equals this machine's."""
     model = make_pruned_bundle(tmp_path / "pruned.seb")
     t0 = time.time()
-    [r] = run_fleet([board["target"]], "flash", model, Options(remote_dir=REMOTE_DIR, wheelhouse=board["wheels"], power_read=False),
-                    Access(board["known"], timeout=60))
+    opts = Options(remote_dir=REMOTE_DIR, build_root=str(board["root"]), board_core="compiled", wheel_cache=board["work"] / "wheels",
+                   power_read=False)
+    [r] = run_fleet([board["target"]], "flash", model, opts, Access(board["known"], timeout=60))
     flash_s = time.time() - t0
+    if not r.ok and "fetching wheels" in (r.error or ""):  # no network to the package index here: environmental
+        pytest.skip("no wheels for the emulated arm64 board: %s" % r.error)
     assert r.ok, "flash to the arm64 board failed: %s (steps: %s)" % (r.error, r.steps)
     assert r.probe["machine"] == "aarch64" and r.probe["python"].startswith("3.11."), r.probe
     assert r.smoke["inference"]["finite"]
+    assert r.core == "compiled" and "built in the build root" in (r.core_note or ""), (r.core, r.core_note)
+    assert r.smoke["info"]["core"]["core"] == "compiled", r.smoke["info"]["core"]  # the board's own `spikeedge info`
+    wheels = sorted((board["root"] / REMOTE_DIR.lstrip("/") / "wheelhouse").glob("spikeedge-*"))
+    assert [w.name for w in wheels] == ["spikeedge-%s-cp311-cp311-linux_aarch64.whl" % __version__], wheels
+    assert list((board["root"] / REMOTE_DIR.lstrip("/") / "venv").rglob("_core.cpython-311-aarch64-linux-gnu.so"))
 
     argv = [REMOTE_DIR + "/venv/bin/spikeedge", "profile", REMOTE_DIR + "/current/model.seb", "--task", "mackey-glass",
             "--samples", str(SAMPLES), "--meter", "none", "--json"]
@@ -147,11 +150,15 @@ def test_flash_then_remote_profile_equals_the_local_one(board: Any, tmp_path: Pa
     assert res.exit_status == 0, "remote `%s` failed (%d): %s" % (" ".join(map(shlex.quote, argv)), res.exit_status, res.stderr[-2000:])
     remote = json.loads(res.stdout.strip().splitlines()[-1])
     local = local_profile(model, SAMPLES)
+    monkeypatch.setenv("SPIKEEDGE_CORE", "numpy")
+    numpy_here = local_profile(model, SAMPLES)  # the reference core, on this machine
+    monkeypatch.delenv("SPIKEEDGE_CORE")
 
-    timing = ("timings: root %.1f s (cached unless first run), board up with wheels %.1f s; flash %.1f s (%s); remote profile %.1f s wall, %.3f ms per inference on the emulated board vs "
-              "%.3f ms here (qemu speed, not a Pi's)" % (board["root_seconds"], board["started"], flash_s, "; ".join(r.steps), remote_s, remote["ms_per_inference"],
-                                                         local["ms_per_inference"]))
+    timing = ("timings: root %.1f s (cached unless first run), board up %.1f s; flash %.1f s (%s); remote profile %.1f s wall, %.3f ms per inference on the emulated board vs "
+              "%.3f ms here on the %s core (qemu speed, not a Pi's)" % (board["root_seconds"], board["started"], flash_s, "; ".join(r.steps), remote_s,
+                                                                          remote["ms_per_inference"], local["ms_per_inference"], local.get("core")))
     print(timing)
+    assert remote["core"] == "compiled", timing  # the board's profile ran on the compiled core
     assert remote["inferences"] == local["inferences"] == SAMPLES, timing
     assert remote["steps_per_inference"] == local["steps_per_inference"], timing
     assert remote["spike_rate"] == local["spike_rate"], timing
@@ -159,3 +166,10 @@ def test_flash_then_remote_profile_equals_the_local_one(board: Any, tmp_path: Pa
     assert remote["spikes_per_step"] == local["spikes_per_step"], timing
     assert remote.get("synops_per_layer") == local.get("synops_per_layer"), timing
     assert 0 < sum(local["spike_rate"].values()) and local["synops_per_inference"] > 0, "a silent network proves little"
+    assert numpy_here["core"] == "numpy" and all(remote.get(k) == numpy_here.get(k) for k in ("spike_rate", "spikes_per_step", "synops_per_layer")), timing
+
+    # a second flash of another model keeps the runtime: nothing rebuilt, the core still reported
+    [again] = run_fleet([board["target"]], "flash", make_pruned_bundle(tmp_path / "other.seb", seed=1), opts, Access(board["known"], timeout=60))
+    assert again.ok, again.error
+    assert any(s.startswith("runtime present") and "compiled core" in s for s in again.steps), again.steps
+    assert again.core == "compiled"

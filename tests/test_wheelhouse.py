@@ -214,6 +214,13 @@ def test_wheelhouse_resolves_the_wheels_own_dependencies(tmp_path: Path, monkeyp
     assert positional == [download[-1]], positional     # nothing but the wheel: its Requires-Dist decides
     assert download[download.index("--python-version") + 1] == "3.8"
     assert "manylinux_2_31_aarch64" in download and "manylinux2014_aarch64" in download
+    # made once: a complete folder is reused; one without its completion mark (a make that was
+    # interrupted) is made again from scratch
+    assert wheelhouse.wheelhouse_for(info, cache=tmp_path) == folder and len(calls) == 2
+    (folder / wheelhouse.COMPLETE).unlink()
+    (folder / "numpy-half-downloaded.whl").write_bytes(b"")
+    assert wheelhouse.wheelhouse_for(info, cache=tmp_path) == folder and len(calls) == 4
+    assert not (folder / "numpy-half-downloaded.whl").exists() and (folder / wheelhouse.COMPLETE).is_file()
 
 
 def test_build_id_covers_every_packaged_file() -> None:
