@@ -174,7 +174,7 @@ def test_byte_layout_matches_the_docs():
     assert blob[:8] == b"\x89SEB\r\n\x1a\n"
     doc, data, digest = split_blob(blob)
     assert digest == hashlib.sha256(blob[:-32]).digest()
-    assert doc["format"] == "spikeedge-bundle" and doc["schema_version"] == 1 and fmt.SCHEMA_VERSION == 2  # version 1 unless a version-2 kind is used
+    assert doc["format"] == "spikeedge-bundle" and doc["schema_version"] == 1 and fmt.SCHEMA_VERSION == 3  # version 1 unless a newer kind or field is used
     (length,) = struct.unpack("<I", blob[8:12])
     text = blob[12 : 12 + length]
     assert text == json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")  # canonical JSON

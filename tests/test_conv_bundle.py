@@ -78,7 +78,7 @@ def test_conv_manifest_layout_and_recurrent_manifests_unchanged():
     assert [d["kind"] for d in manifest["layers"]] == ["conv_lif", "maxpool", "conv_lif", "maxpool", "flatten", "linear_lif"]
     assert manifest["layers"][0]["weight"] == {"array": "layers.0.weight"} and arrays["layers.0.weight"].dtype == np.int8
     assert manifest["readout"]["kind"] == "linear_readout"
-    assert manifest["schema_version"] == 1 and fmt.SCHEMA_VERSION == 2  # no sum_pool: written as version 1, the bytes it always had
+    assert manifest["schema_version"] == 1 and fmt.SCHEMA_VERSION == 3  # no sum_pool: written as version 1, the bytes it always had
     from bundle_factory import random_bundle  # a recurrent bundle: no "model" key, same bytes as before
 
     assert "model" not in fmt.bundle_to_manifest(random_bundle(0, "direct"))[0]

@@ -85,6 +85,18 @@ def test_compiled_core_and_step_graphs_refuse_a_delayed_readout():
     assert plain.readout.delays is None and plain.readout.taps == (0,)
 
 
+def test_delayed_taps_are_written_as_schema_version_3_and_plain_readouts_keep_version_1():
+    """A runtime that reads only versions 1-2 refuses a tapped readout by its version number,
+    and a model without taps keeps the bytes (and digest) it always had."""
+    tapped = quantize_hrsnn(delayed_model(), np.ones((1, 2)))
+    plain = quantize_hrsnn(delayed_model(delays=(0,)), np.ones((1, 2)))
+    assert fmt.schema_version_of(tapped) == 3 and fmt.bundle_to_manifest(tapped)[0]["schema_version"] == 3
+    assert fmt.schema_version_of(plain) == 1 and fmt.bundle_to_manifest(plain)[0]["schema_version"] == 1
+    manifest, arrays = fmt.bundle_to_manifest(tapped)
+    with pytest.raises(BundleError, match="readout.delays needs schema version 3, the file says 2"):
+        fmt.loads(fmt.encode_bytes(dict(manifest, schema_version=2), arrays))
+
+
 @pytest.mark.parametrize("delays, why", [([3, 1], "increasing"), ([-1, 2], "delays must be"), ([0, 5000], "delays must be")])
 def test_bad_delays_are_refused_on_load(delays, why):
     bundle = quantize_hrsnn(delayed_model(delays=(0, 1)), np.ones((1, 2)))

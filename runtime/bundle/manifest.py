@@ -15,7 +15,9 @@ from .layers import REGISTRY, Encoder, _Invalid, _require
 from .limits import MAX_TIME_STEPS
 from .models import AnyBundle, Bundle, ConvBundle
 
-SCHEMA_VERSION = 2  # the newest version this runtime reads; 2 added the conv kind ``sum_pool``
+SCHEMA_VERSION = 3  # the newest version this runtime reads; 2 added the conv kind ``sum_pool``,
+# 3 the trace readout's ``delays`` (taps over past traces)
+READOUT_DELAYS_SINCE = 3
 FORMAT_NAME = "spikeedge-bundle"
 
 
@@ -23,7 +25,10 @@ def schema_version_of(bundle: AnyBundle) -> int:
     """The version a bundle is written with: the lowest that holds every kind it uses
     (``KIND_SINCE``), so that a model without the newer kinds keeps the bytes and the digest it
     always had, and an older runtime refuses only the files it cannot run."""
-    return max([1] + [KIND_SINCE.get(layer.kind, 1) for layer in bundle.layers])
+    version = max([1] + [KIND_SINCE.get(layer.kind, 1) for layer in bundle.layers])
+    if getattr(bundle.readout, "delays", None) is not None:
+        version = max(version, READOUT_DELAYS_SINCE)
+    return version
 
 # Migrations from older schema versions: {old_version: function(manifest) -> manifest of old+1}.
 MIGRATIONS: Dict[int, Callable[[dict], dict]] = {}
@@ -168,6 +173,8 @@ def bundle_from_manifest(manifest: Any, arrays: Dict[str, np.ndarray]) -> AnyBun
         output=output,
         provenance=provenance,
     )
+    _require(bundle.readout.delays is None or version >= READOUT_DELAYS_SINCE,
+             "readout.delays needs schema version %d, the file says %d" % (READOUT_DELAYS_SINCE, version))
     bundle.check()
     return bundle
 
