@@ -178,7 +178,7 @@ def build_requires(tree: Path) -> List[str]:
     to build the sdist)."""
     text = (tree / "pyproject.toml").read_text()
     try:
-        import tomllib  # type: ignore[import-not-found]
+        import tomllib  # type: ignore[import-not-found]  # novermin (guarded: Python < 3.11 reads it below)
 
         return list(tomllib.loads(text).get("build-system", {}).get("requires", []))
     except ImportError:  # Python < 3.11: the one list we need, read plainly
