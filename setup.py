@@ -1,4 +1,5 @@
-"""The compiled event core (``runtime/_core.c``, ``docs/runtime.md``): the one thing
+"""The compiled event cores (``runtime/_core.c``: recurrent bundles; ``runtime/_conv_core.c``: conv
+bundles; ``docs/runtime.md``): the one thing
 pyproject.toml cannot declare. Everything else about the package lives in pyproject.toml.
 
 The extension is ``optional``: where no C compiler or Python headers exist, ``pip install``
@@ -30,7 +31,8 @@ class BuildCore(build_ext):
         super().build_extensions()
 
 
-CORE = [Extension("spikeedge.runtime._core", sources=["runtime/_core.c"], optional=True)]
+CORE = [Extension("spikeedge.runtime._core", sources=["runtime/_core.c"], optional=True),
+        Extension("spikeedge.runtime._conv_core", sources=["runtime/_conv_core.c"], optional=True)]
 
 setup(
     ext_modules=[] if os.environ.get("SPIKEEDGE_BUILD_CORE") == "0" else CORE,

@@ -10,10 +10,19 @@
 ``time_bundle(bundle, images, method)`` is the function the pruning evaluation uses to time a
 bundle per inference (shrunk vs unshrunk). Medians over repeats after a warm-up.
 
+3. ``--compiled``: the compiled conv core's two paths per layer (one step of a one-layer bundle
+   whose image is the spike map: 8-bit direct input at scale 1), the switch points behind
+   ``runtime.conv_compiled.DENSE_MIN_ACTIVITY``.
+4. ``--sca-cache DIR``: the trained SCA-25% MNIST models of ``benchmarks/sca_eval.py``'s cache
+   (shrunk and unshrunk, every seed found) on the compiled core, the numpy core and onnxruntime
+   int8 (the same bundle's ONNX step graph), batch 1 and 32, interleaved image by image in one
+   process; ``--write`` puts the tables in ``docs/results/conv_runtime.md`` (and ``.json``).
+
 BLAS runs on one thread (set OPENBLAS_NUM_THREADS / OMP_NUM_THREADS to change it): a board
 runs one inference per core, and a multithreaded BLAS on a busy machine measures the scheduler.
 
     python benchmarks/conv_runtime.py [--repeats 20] [--json]
+    python benchmarks/conv_runtime.py --compiled --sca-cache out/sca-eval-cache --write
 """
 
 from __future__ import annotations
@@ -143,12 +152,53 @@ def per_inference(repeats: int) -> List[Dict[str, Any]]:
     return rows
 
 
+def compiled_layers(repeats: int) -> List[Dict[str, Any]]:
+    """Each layer of ``CONV_LAYERS`` / ``LINEAR_LAYERS`` as a one-layer bundle on the compiled core:
+    ms per ``step`` (encode, accumulate, neurons, a 1-output readout) on each path at each rate."""
+    from spikeedge.runtime.conv_compiled import CompiledConvSession
+
+    rng = np.random.default_rng(2)
+    rows = []
+    specs = [("conv " + n, (c, s, s), conv_layer(c, o, rng)) for n, c, o, s in CONV_LAYERS]
+    specs += [("linear " + n, (i, 1, 1), linear_layer(i, o, rng)) for n, i, o in LINEAR_LAYERS]
+    for name, shape, layer in specs:
+        layers = (layer,) if layer.kind == "conv_lif" else (fmt.FlattenLayer("f"), layer)
+        out_n = int(np.prod(layer.out_shape(shape))) if layer.kind == "conv_lif" else layer.n_out
+        if layer.kind == "conv_lif":
+            layers = layers + (fmt.FlattenLayer("f"),)
+        ro = fmt.LinearReadout("r", out_n, 1, np.ones((1, out_n), np.int8), np.ones(1), np.zeros(1))
+        bundle = fmt.ConvBundle(fmt.DirectEncoder(int(np.prod(shape)), 1.0, 8), shape, 1, layers, ro)
+        sessions = {m: CompiledConvSession(bundle, method=m) for m in ("event", "dense")}
+        for rate in RATES + (0.5, 0.7):
+            x = (rng.random((1,) + shape) < rate).astype(np.float64)  # scale 1: the image is the spike map
+            row: Dict[str, Any] = {"layer": name, "rate": rate}
+            for m, s in sessions.items():
+                row[m + "_ms"] = median_ms(lambda s=s, x=x: s.step(x), repeats)
+            row["dense_over_event"] = row["dense_ms"] / row["event_ms"]
+            rows.append(row)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--batch", type=int, default=4, help="input maps per layer call (T steps x images; default 4)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--compiled", action="store_true", help="the compiled core's event/dense switch points per layer")
+    ap.add_argument("--sca-cache", type=str, default=None, help="sca_eval.py's cache: time its SCA-25%% models on every core")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of the SCA comparison (each: 40 images at batch 1, 4 batches of 32)")
+    ap.add_argument("--write", action="store_true", help="write docs/results/conv_runtime.md and .json")
+    ap.add_argument("--callgrind", action="store_true", help="also count instructions per image (valgrind) of the SCA models")
     args = ap.parse_args()
+    if args.compiled or args.sca_cache:
+        from conv_compare import report, sca_compare  # noqa: E402  (beside this file)
+
+        switch = compiled_layers(args.repeats) if args.compiled else []
+        for r in switch:
+            print("%-22s %6.2f event %8.4f ms  dense %8.4f ms  d/e %.2f" % (r["layer"], r["rate"], r["event_ms"], r["dense_ms"], r["dense_over_event"]))
+        sca = sca_compare(args.sca_cache, args.rounds, args.callgrind) if args.sca_cache else None
+        print(report(switch, sca, args.write))
+        return
     layers = per_layer(args.repeats, args.batch)
     nets = per_inference(max(3, args.repeats // 3))
     if args.json:

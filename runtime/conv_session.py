@@ -34,7 +34,7 @@ class ConvSession:
     "dense" (the accumulation path of every layer; results are identical).
     """
 
-    core = "numpy"  # the core that runs it (``runtime.cores.conv_unsupported`` says why no compiled one)
+    core = "numpy"  # which core runs the session ("compiled": runtime.conv_compiled)
 
     def __init__(self, bundle: ConvBundle, batch: int = 1, record_spikes: bool = False, method: str = "auto") -> None:
         if method not in METHODS:

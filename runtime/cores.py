@@ -1,5 +1,6 @@
-"""Which core runs a recurrent session: the compiled one (``runtime/_core.c``, glue in
-``runtime/compiled.py``) or numpy (``runtime/engine.py``), and why.
+"""Which core runs a session: the compiled one (``runtime/_core.c``, glue in ``runtime/compiled.py``,
+for recurrent bundles; ``runtime/_conv_core.c``, glue in ``runtime/conv_compiled.py``, for conv
+bundles) or numpy (``runtime/engine.py``, ``runtime/conv_session.py``), and why.
 
 ``SPIKEEDGE_CORE`` (or ``Session(..., core=...)``) picks: ``auto`` (the default: compiled when
 the extension loads and supports the bundle), ``numpy``, or ``compiled`` (an error when it
@@ -22,14 +23,21 @@ except ImportError as exc:  # not built (no compiler at install time) or built f
     _core = None
     LOAD_ERROR = "the compiled core is not built here (%s)" % exc
 
+try:  # a second extension, built and loaded on its own: either may be absent
+    from . import _conv_core
+    CONV_LOAD_ERROR: Optional[str] = None
+except ImportError as exc:
+    _conv_core = None
+    CONV_LOAD_ERROR = "the compiled conv core is not built here (%s)" % exc
+
 ENV = "SPIKEEDGE_CORE"
 CORES = ("auto", "numpy", "compiled")
 ENCODERS = {"encoder.direct": 0, "encoder.rate": 1, "encoder.delta": 2}
 INT32_LIMIT = (1 << 31) - 1
-# The conv layer kinds a compiled conv core runs (none yet: conv bundles run on numpy). A bundle
-# with any other kind (``sum_pool``, say, added for NIR imports) falls back to numpy, and
-# ``choose`` reports which kind made it so.
-COMPILED_CONV_KINDS: Tuple[str, ...] = ()
+# The conv layer kinds the compiled conv core (runtime/_conv_core.c) runs. A bundle with any
+# other kind (``sum_pool``, say, added for NIR imports) falls back to numpy, and ``choose``
+# reports which kind made it so.
+COMPILED_CONV_KINDS: Tuple[str, ...] = ("conv_lif", "maxpool", "flatten", "linear_lif", "conv_stream", "stream_lif", "global_sum_pool")
 
 
 class CoreUnavailable(SpikeedgeError):
@@ -48,10 +56,10 @@ def unsupported(bundle: Any) -> Optional[str]:
     """Why the compiled core cannot run ``bundle`` (None: it can)."""
     if getattr(getattr(bundle, "readout", None), "taps", (0,)) != (0,):
         return "a readout with delayed taps (the compiled core reads the current traces only)"
+    if getattr(bundle, "model", None) == "conv":  # its own extension: either may be absent
+        return conv_unsupported(bundle)
     if LOAD_ERROR is not None:
         return LOAD_ERROR
-    if getattr(bundle, "model", None) == "conv":
-        return conv_unsupported(bundle)
     if len(bundle.layers) > 8:
         return "more than 8 layers"
     if bundle.encoder.kind not in ENCODERS:
@@ -71,11 +79,21 @@ def unsupported(bundle: Any) -> Optional[str]:
     return None
 
 
+CONV_MAX_LAYERS = 128  # runtime/_conv_core.c's MAX_LAYERS
+
+
 def conv_unsupported(bundle: Any) -> Optional[str]:
-    """Why no compiled core runs the conv ``bundle`` (None: one can): a layer kind it lacks."""
-    if not COMPILED_CONV_KINDS:
-        return "conv bundles run on the numpy core (the compiled core does recurrent bundles)"
-    lacking = sorted({layer.kind for layer in bundle.layers} - set(COMPILED_CONV_KINDS))
+    """Why the compiled conv core cannot run the conv ``bundle`` (None: it can): the extension is
+    absent, or a layer kind it lacks (every valid bundle's arithmetic fits it: the load check bounds
+    each accumulation by int32)."""
+    if CONV_LOAD_ERROR is not None:
+        return CONV_LOAD_ERROR
+    layers = getattr(bundle, "layers", None)
+    if not layers:
+        return "a conv bundle without layers"
+    if len(layers) > CONV_MAX_LAYERS:
+        return "more than %d conv layers" % CONV_MAX_LAYERS
+    lacking = sorted({layer.kind for layer in layers} - set(COMPILED_CONV_KINDS))
     if lacking:
         return "the compiled conv core lacks layer kind %s" % ", ".join(lacking)
     return None
@@ -99,4 +117,4 @@ def _qmax(encoder: Any) -> int:
     return (1 << (encoder.bits - 1)) - 1
 
 
-__all__ = ["CoreUnavailable", "choose", "conv_unsupported", "requested", "unsupported", "COMPILED_CONV_KINDS", "LOAD_ERROR", "ENV", "CORES"]
+__all__ = ["CoreUnavailable", "choose", "conv_unsupported", "requested", "unsupported", "COMPILED_CONV_KINDS", "LOAD_ERROR", "CONV_LOAD_ERROR", "ENV", "CORES"]

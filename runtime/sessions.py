@@ -1,8 +1,8 @@
 """One way to open a session of any bundle kind: ``open_session(bundle)``.
 
-A recurrent bundle runs on the compiled core (``compiled.CompiledSession``) where
-``cores.choose`` allows it, else on the numpy core (``engine.Session``); a convolutional one on
-``conv_session.ConvSession``. All have the same interface (``start``/``step``/``run``/``result``).
+A bundle runs on the compiled core where ``cores.choose`` allows it (recurrent:
+``compiled.CompiledSession``; convolutional: ``conv_compiled.CompiledConvSession``), else on the
+numpy core (``engine.Session``; ``conv_session.ConvSession``). All have the same interface (``start``/``step``/``run``/``result``).
 Callers never pick the class themselves, so no session module needs to know another.
 """
 
@@ -20,11 +20,15 @@ AnySession = Union[Session, ConvSession]
 def open_session(bundle: Any, batch: int = 1, record_spikes: bool = False, core: Optional[str] = None, **options: Any) -> AnySession:
     """A session for ``bundle`` (a loaded ``Bundle`` or ``ConvBundle``) with ``batch`` streams.
 
-    ``core``: ``auto`` (default; ``$SPIKEEDGE_CORE`` when set), ``compiled`` or ``numpy`` for a
-    recurrent bundle (``runtime/cores.py``); conv bundles run on numpy. ``options`` go to the
-    session class (``method`` for conv bundles: auto, event or dense).
+    ``core``: ``auto`` (default; ``$SPIKEEDGE_CORE`` when set), ``compiled`` or ``numpy``
+    (``runtime/cores.py``). ``options`` go to the session class (``method`` for conv bundles:
+    auto, event or dense).
     """
     if getattr(bundle, "model", None) == "conv":
+        if choose(bundle, core)[0] == "compiled":
+            from .conv_compiled import CompiledConvSession
+
+            return CompiledConvSession(bundle, batch, record_spikes, **options)
         return ConvSession(bundle, batch, record_spikes, **options)
     if choose(bundle, core)[0] == "compiled":
         from .compiled import CompiledSession
