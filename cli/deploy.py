@@ -70,9 +70,11 @@ def flash(
     board_core: str = typer.Option("auto", "--board-core", help="auto: the compiled core where it can be built, else numpy with a note; compiled: fail a board that would run numpy; numpy: send the pure-Python wheel."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Flash a bundle to boards: probe, install the runtime offline (with the compiled core when it
-    can be built for the board), upload, verify sha256, smoke test, switch atomically, keep the
-    last releases. Each host's result says which core the model runs there (``core``) and why.
+    """Flash a bundle to boards: probe, install offline, upload, verify, switch atomically.
+
+    The runtime goes on with the compiled core when it can be built for the board; the sha256 is
+    verified, a smoke test runs before the switch, and the last releases are kept. Each host's
+    result says which core the model runs there (``core``) and why.
 
     Example: spikeedge flash model.seb --inventory boards.yml --group pis --json
     """
