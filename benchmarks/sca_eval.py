@@ -245,7 +245,7 @@ def main(argv: List[str]) -> int:
     ap.add_argument("--phase", nargs="+", default=["all"], help="phases to run: %s, or all" % ", ".join(PHASES))
     ap.add_argument("--task", default="mnist-clutter")
     ap.add_argument("--model", default="vgg11", help="a preset of offline/convsnn_layers.PRESETS")
-    ap.add_argument("--width", type=float, default=0.125, help="multiplies the preset's widths")
+    ap.add_argument("--width", type=float, default=0.0625, help="multiplies the preset's widths")
     ap.add_argument("--neuron", default="if", choices=["if", "lif"])
     ap.add_argument("--time-steps", type=int, default=4)
     ap.add_argument("--optimizer", default="sgd", choices=["sgd", "adam"])

@@ -181,3 +181,22 @@ def test_count_ops_by_hand() -> None:
         model.features[1].mask.zero_()
     rows = {r["layer"]: r for r in count_ops(model, torch.rand(3, 1, 4, 4))}
     assert rows["classifier"]["synops"] == 0.0
+
+
+@pytest.mark.parametrize("name", ["vgg11", "vgg16", "resnet18"])
+def test_presets_build_train_and_fold(name: str) -> None:
+    """The larger presets at a small width: forward shape, a backward pass, one prunable unit per
+    non-stem VGG conv or per ResNet block, and the fold equal to the model (logits)."""
+    from spikeedge.offline import sca
+    from spikeedge.offline.convsnn_layers import preset
+
+    model = ConvSNN(ConvConfig(in_size=28, seed=0, neuron="if", **preset(name, 1 / 16)))
+    assert model.cfg.decay == 1.0
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    out = model(x)
+    assert out.shape == (4, 10)
+    out.sum().backward()
+    convs = sum(1 for v in model.cfg.plan if v != "M")
+    assert len(sca.units(model)) == (convs - 1 if model.cfg.arch == "vgg" else 8)
+    logits, _ = folded_forward(fold(model), x.numpy())
+    np.testing.assert_allclose(logits, predict(model, x).numpy(), rtol=0, atol=1e-4)
