@@ -12,10 +12,11 @@ training or pruning code (``dev`` holds only training and validation images). Ph
 resumable from the cache (every finished run is a JSON file, models are checkpoints):
 
 1. ``tune-dense``: the dense learning rate (``--dense-lrs``) on the tuning seed, by validation accuracy;
-2. ``tune-lr``: the pruning/fine-tuning learning rate, as a factor of the dense one (``--lr-factors``),
-   with random pruning at 25% (no other knob, so the choice favours no criterion);
-3. ``tune-method``: SCA's schedule (``--sca-grid``: ramp, regrow, per-layer minimum fraction) and
-   Network Slimming's L1 strength (``--l1s``) at 25%, by validation accuracy;
+2. ``tune-lr``: what every method shares: the pruning/fine-tuning learning rate as a factor of the
+   dense one (``--lr-factors``) and the per-layer minimum (``--min-fractions``), with random
+   pruning at 25% (no knob of its own, so the choice favours no criterion);
+3. ``tune-method``: SCA's schedule (``--sca-grid``: density ramp, regrow fraction) and Network
+   Slimming's L1 strength (``--l1s``) at 25%, by validation accuracy;
 4. ``run``: the reported seeds with the chosen settings (fine-tuning length per run on validation:
    ``ScaConfig.finetune_select``);
 5. ``report``: each reported model's test accuracy (computed once and cached), paired tests,
@@ -123,7 +124,7 @@ class Experiment:
                             batch_size=a.batch_size, seed=seed, optimizer=a.optimizer, weight_decay=a.weight_decay,
                             lr=dense_lr * knobs["lr_factor"], finetune_lr=dense_lr * knobs["lr_factor"], finetune_select=True,
                             ramp=knobs.get("ramp", 2.0 / 3.0), regrow=knobs.get("regrow", 0.1),
-                            min_fraction=knobs.get("min_fraction", a.min_fraction), l1=knobs.get("l1", 0.0))
+                            min_fraction=knobs["min_fraction"], l1=knobs.get("l1", 0.0))
         conf = asdict(cfg)
         key = {"what": "prune", "dense": self.dense_key(seed, dense_lr), "method": method, "config": conf, "v": 3}
 
@@ -151,9 +152,17 @@ class Experiment:
     def sca_grid(self) -> List[Dict[str, Any]]:
         out = []
         for item in self.args.sca_grid:
-            ramp, regrow, mf = (float(v) for v in item.split(","))
-            out.append({"ramp": ramp, "regrow": regrow, "min_fraction": mf})
+            ramp, regrow = (float(v) for v in item.split(","))
+            out.append({"ramp": ramp, "regrow": regrow})
         return out
+
+    def shared_grid(self) -> List[Dict[str, Any]]:
+        """The settings every method shares (pruning/fine-tuning learning rate factor, per-layer
+        minimum fraction), tuned with random pruning: it has no knob of its own, so the choice
+        favours no criterion."""
+        a = self.args
+        grid = [{"lr_factor": f, "min_fraction": a.min_fractions[0]} for f in a.lr_factors]  # one knob at a time: the
+        return grid + [{"lr_factor": a.lr_factors[0], "min_fraction": m} for m in a.min_fractions[1:]]  # first of each list is the base
 
     def choices(self, upto: str) -> Dict[str, Any]:
         """The settings chosen on validation data so far (``upto``: the phase that needs them).
@@ -165,12 +174,14 @@ class Experiment:
         got["tuning"]["dense_lr"] = dense
         if upto == "tune-lr":
             return got
-        lrs = {f: self.prune(s, got["dense_lr"], "random", 0.25, {"lr_factor": f}, run_it=False)["val_accuracy"] for f in a.lr_factors}
-        got["lr_factor"] = max(a.lr_factors, key=lambda f: (lrs[f], -f))
-        got["tuning"]["lr_factor"] = lrs
+        shared = self.shared_grid()
+        vals = [self.prune(s, got["dense_lr"], "random", 0.25, g, run_it=False)["val_accuracy"] for g in shared]
+        best = max(range(len(shared)), key=lambda i: (vals[i], -i))
+        got["lr_factor"], got["min_fraction"] = shared[best]["lr_factor"], shared[best]["min_fraction"]
+        got["tuning"]["shared"] = [dict(g, val_accuracy=v) for g, v in zip(shared, vals)]
         if upto == "tune-method":
             return got
-        base = {"lr_factor": got["lr_factor"]}
+        base = {"lr_factor": got["lr_factor"], "min_fraction": got["min_fraction"]}
         grid = self.sca_grid()
         scores = [self.prune(s, got["dense_lr"], "sca", 0.25, dict(base, **g), run_it=False)["val_accuracy"] for g in grid]
         best = max(range(len(grid)), key=lambda i: (scores[i], -i))
@@ -189,10 +200,10 @@ class Experiment:
             items = [lambda lr=lr: self.dense(s, lr) for lr in a.dense_lrs]
         elif name == "tune-lr":
             c = self.choices("tune-lr")
-            items = [lambda f=f: self.prune(s, c["dense_lr"], "random", 0.25, {"lr_factor": f}) for f in a.lr_factors]
+            items = [lambda g=g: self.prune(s, c["dense_lr"], "random", 0.25, g) for g in self.shared_grid()]
         elif name == "tune-method":
             c = self.choices("tune-method")
-            base = {"lr_factor": c["lr_factor"]}
+            base = {"lr_factor": c["lr_factor"], "min_fraction": c["min_fraction"]}
             items = [lambda g=g: self.prune(s, c["dense_lr"], "sca", 0.25, dict(base, **g)) for g in self.sca_grid()]
             items += [lambda v=v: self.prune(s, c["dense_lr"], "bn-scale", 0.25, dict(base, l1=v)) for v in a.l1s]
         elif name == "run":
@@ -202,6 +213,7 @@ class Experiment:
                 items.append(lambda seed=seed: self.dense(seed, c["dense_lr"]))
                 for density in a.densities:
                     items += [lambda seed=seed, m=m, d=density: self.prune(seed, c["dense_lr"], m, d, c[m]) for m in a.methods]
+            for seed in a.seeds:  # last: a run cut short by its budget still answers the channel targets
                 items += [lambda seed=seed, d=d: self.prune(seed, c["dense_lr"], "sca", d, c["sca"]) for d in a.sca_only_densities]
             if n > 1:
                 raise SystemExit("run: split it with --seeds, not --shard (a seed's dense model comes first)")
@@ -257,14 +269,14 @@ def main(argv: List[str]) -> int:
     ap.add_argument("--sca-only-densities", type=float, nargs="*", default=[0.5], help="densities run for SCA alone")
     ap.add_argument("--methods", nargs="+", default=["sca", "random", "bn-scale"])
     ap.add_argument("--dense-epochs", type=int, default=8)
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--finetune-epochs", type=int, default=4, help="at most; the epoch kept is chosen on validation")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--finetune-epochs", type=int, default=3, help="at most; the epoch kept is chosen on validation")
     ap.add_argument("--prunes-per-epoch", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--min-fraction", type=float, default=0.125)
+    ap.add_argument("--min-fractions", type=float, nargs="+", default=[0.03, 0.125], help="per-layer minimum: max(2, ceil(f x width)) channels")
     ap.add_argument("--dense-lrs", type=float, nargs="+", default=[0.05, 0.1])
     ap.add_argument("--lr-factors", type=float, nargs="+", default=[0.2, 1.0])
-    ap.add_argument("--sca-grid", nargs="+", default=["0.67,0.1,0.125", "0.5,0.3,0.03", "0.8,0.3,0.03"], help="ramp,regrow,min_fraction")
+    ap.add_argument("--sca-grid", nargs="+", default=["0.67,0.1", "0.67,0.3"], help="ramp,regrow")
     ap.add_argument("--l1s", type=float, nargs="+", default=[1e-4, 1e-3])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
@@ -278,6 +290,7 @@ def main(argv: List[str]) -> int:
         args.task, args.model, args.width, args.seeds, args.val = "digits", "vgg11", 0.0625, [0, 1], 200
         args.dense_epochs, args.epochs, args.finetune_epochs, args.dense_lrs, args.lr_factors = 2, 1, 1, [0.1], [1.0]
         args.sca_grid, args.l1s, args.densities, args.sca_only_densities = args.sca_grid[:1], [1e-4], [0.25], []
+        args.min_fractions = [0.125]
         args.output = ROOT / "out" / "sca-eval-quick" / "sca.md"
     if args.cache is None:
         args.cache = ROOT / "out" / ("sca-eval-%s-%s-%g-%s%s" % (args.task, args.model, args.width, args.neuron, "-quick" if args.quick else ""))

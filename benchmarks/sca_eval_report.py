@@ -112,14 +112,16 @@ def write(exp: Any, choices: Dict[str, Any], rows: List[Dict[str, Any]], deploy:
     L += ["## Choices made on the validation split (tuning seed %d)" % a.tune_seed, ""]
     t = choices["tuning"]
     L.append("- dense learning rate: %s -> **%g**" % (", ".join("%g: %.2f%%" % (k, 100 * v) for k, v in t["dense_lr"].items()), choices["dense_lr"]))
-    L.append("- pruning/fine-tuning learning rate (factor of the dense one; random pruning at 25%%): %s -> **%g**" % (
-        ", ".join("%g: %.2f%%" % (k, 100 * v) for k, v in t["lr_factor"].items()), choices["lr_factor"]))
-    L.append("- SCA schedule at 25%% (ramp, regrow, per-layer minimum fraction): %s -> **%s**" % (
-        "; ".join("(%g, %g, %g): %.2f%%" % (g["ramp"], g["regrow"], g["min_fraction"], 100 * g["val_accuracy"]) for g in t["sca"]),
-        "(%g, %g, %g)" % (choices["sca"]["ramp"], choices["sca"]["regrow"], choices["sca"]["min_fraction"])))
+    L.append("- shared by every method, chosen with random pruning at 25%% (pruning/fine-tuning learning rate as a factor of the dense one, "
+             "per-layer minimum fraction): %s -> **(%g, %g)**" % (
+                 "; ".join("(%g, %g): %.2f%%" % (g["lr_factor"], g["min_fraction"], 100 * g["val_accuracy"]) for g in t["shared"]),
+                 choices["lr_factor"], choices["min_fraction"]))
+    L.append("- SCA schedule at 25%% (density ramp, regrow fraction): %s -> **(%g, %g)**" % (
+        "; ".join("(%g, %g): %.2f%%" % (g["ramp"], g["regrow"], 100 * g["val_accuracy"]) for g in t["sca"]),
+        choices["sca"]["ramp"], choices["sca"]["regrow"]))
     L.append("- Network Slimming L1 on the BatchNorm gammas at 25%%: %s -> **%g**" % (
         ", ".join("%g: %.2f%%" % (k, 100 * v) for k, v in t["bn-scale"].items()), choices["bn-scale"]["l1"]))
-    L.append("- random and BN-scale use the per-layer minimum fraction %g; the fine-tuning length is chosen per run on validation." % a.min_fraction)
+    L.append("- the fine-tuning length is chosen per run on validation (the best of epochs 0..%d after the shrink)." % a.finetune_epochs)
     L += ["", "## Test accuracy", "",
           "| method | channel density | seeds | test accuracy (%) | Δ vs dense (points, paired) | parameters (% of dense) | dense MACs "
           "| synaptic ops | fine-tune epoch kept | swaps / revivals per event |",
