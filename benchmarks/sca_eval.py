@@ -17,7 +17,7 @@ resumable from the cache (every finished run is a JSON file, models are checkpoi
    pruning at 25% (no knob of its own, so the choice favours no criterion);
 3. ``tune-method``: SCA's schedule (``--sca-grid``: density ramp, regrow fraction) and Network
    Slimming's L1 strength (``--l1s``) at 25%, by validation accuracy;
-4. ``run``: the reported seeds with the chosen settings (fine-tuning length per run on validation:
+4. ``dense`` (may run beside 2 and 3) and ``run``: the reported seeds with the chosen settings (fine-tuning length per run on validation:
    ``ScaConfig.finetune_select``);
 5. ``report``: each reported model's test accuracy (computed once and cached), paired tests,
    regrowth, shrunk-vs-unshrunk timing and the deploy checks of ``benchmarks/sca_deploy.py``.
@@ -52,7 +52,7 @@ from spikeedge.offline.convsnn import count_ops  # noqa: E402
 from spikeedge.offline.convsnn_layers import preset  # noqa: E402
 from spikeedge.offline.convtrain import accuracy, config_for, holdout, load_images, train_convsnn  # noqa: E402
 
-PHASES = ("tune-dense", "tune-lr", "tune-method", "run", "report")
+PHASES = ("tune-dense", "tune-lr", "tune-method", "dense", "run", "report")
 
 
 class NotReady(Exception):
@@ -206,15 +206,17 @@ class Experiment:
             base = {"lr_factor": c["lr_factor"], "min_fraction": c["min_fraction"]}
             items = [lambda g=g: self.prune(s, c["dense_lr"], "sca", 0.25, dict(base, **g)) for g in self.sca_grid()]
             items += [lambda v=v: self.prune(s, c["dense_lr"], "bn-scale", 0.25, dict(base, l1=v)) for v in a.l1s]
+        elif name == "dense":  # the reported seeds' dense models need only the dense learning rate
+            c = self.choices("tune-lr")
+            items = [lambda seed=seed: self.dense(seed, c["dense_lr"]) for seed in a.seeds]
         elif name == "run":
             c = self.choices("run")
-            items = []
-            for seed in a.seeds:
-                items.append(lambda seed=seed: self.dense(seed, c["dense_lr"]))
-                for density in a.densities:
+            items = [lambda seed=seed: self.dense(seed, c["dense_lr"]) for seed in a.seeds]
+            for density in a.densities:  # density by density: a run cut short by its budget still answers the first density
+                for seed in a.seeds:
                     items += [lambda seed=seed, m=m, d=density: self.prune(seed, c["dense_lr"], m, d, c[m]) for m in a.methods]
-            for seed in a.seeds:  # last: a run cut short by its budget still answers the channel targets
-                items += [lambda seed=seed, d=d: self.prune(seed, c["dense_lr"], "sca", d, c["sca"]) for d in a.sca_only_densities]
+            for d in a.sca_only_densities:
+                items += [lambda seed=seed, d=d: self.prune(seed, c["dense_lr"], "sca", d, c["sca"]) for seed in a.seeds]
             if n > 1:
                 raise SystemExit("run: split it with --seeds, not --shard (a seed's dense model comes first)")
         else:
