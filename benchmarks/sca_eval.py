@@ -22,8 +22,9 @@ resumable from the cache (every finished run is a JSON file, models are checkpoi
 5. ``report``: each reported model's test accuracy (computed once and cached), paired tests,
    regrowth, shrunk-vs-unshrunk timing and the deploy checks of ``benchmarks/sca_deploy.py``.
 
-The tuning seed is not a reported seed. ``--shard i/n`` splits a phase's runs across processes
-sharing the cache (``--seeds`` does the same for ``run``).
+The tuning seed is not a reported seed. Several processes may run the same phase on one cache:
+each claims a run before doing it (a ``.claim`` file; delete stale ones after a crash) and
+waits for runs that others are doing.
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ PHASES = ("tune-dense", "tune-lr", "tune-method", "dense", "run", "report")
 
 class NotReady(Exception):
     pass
+
+
+class Claimed(Exception):
+    """Another process sharing the cache is doing this run."""
 
 
 def run_name(key: Dict[str, Any]) -> str:
@@ -93,8 +98,16 @@ class Experiment:
             return json.loads(path.read_text())["result"]
         if not run_it:
             raise NotReady(run_name(key))
-        result = fn(run_name(key))
-        write_json(path, {"key": key, "result": result})
+        claim = path.with_suffix(".claim")
+        try:
+            os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            raise Claimed(run_name(key)) from None
+        try:
+            result = fn(run_name(key))
+            write_json(path, {"key": key, "result": result})
+        finally:
+            claim.unlink()
         return result
 
     # ------------------------------------------------------------------------- runs
@@ -217,12 +230,19 @@ class Experiment:
                     items += [lambda seed=seed, m=m, d=density: self.prune(seed, c["dense_lr"], m, d, c[m]) for m in a.methods]
             for d in a.sca_only_densities:
                 items += [lambda seed=seed, d=d: self.prune(seed, c["dense_lr"], "sca", d, c["sca"]) for seed in a.seeds]
-            if n > 1:
-                raise SystemExit("run: split it with --seeds, not --shard (a seed's dense model comes first)")
         else:
             raise SystemExit("unknown phase %s" % name)
-        for fn in items[i::n]:
-            fn()
+        pending = items[i::n]
+        while pending:  # processes sharing the cache take the runs no other has claimed
+            waiting = []
+            for fn in pending:
+                try:
+                    fn()
+                except (Claimed, NotReady):
+                    waiting.append(fn)
+            if len(waiting) == len(pending):
+                time.sleep(15)
+            pending = waiting
 
     # ------------------------------------------------------------------------- the test split, once per number
 
