@@ -305,6 +305,7 @@ def main(argv: List[str]) -> int:
     ap.add_argument("--shard", default="0/1", type=parse_shard)
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--output", type=Path, default=ROOT / "docs" / "results" / "sca.md")
+    ap.add_argument("--wait", action="store_true", help="wait for an earlier phase's runs that another process is doing")
     ap.add_argument("--no-deploy", action="store_true", help="report: skip the bundle/onnxruntime/TFLite checks")
     ap.add_argument("--quick", action="store_true", help="digits, small model, 2 seeds: a smoke test")
     args = ap.parse_args(argv)
@@ -320,16 +321,20 @@ def main(argv: List[str]) -> int:
     exp = Experiment(args)
     phases = list(PHASES) if args.phase == ["all"] else args.phase
     for ph in phases:
-        try:
-            if ph == "report":
-                from sca_eval_report import report
+        while True:
+            try:
+                if ph == "report":
+                    from sca_eval_report import report
 
-                report(exp, exp.choices("run"), sys.argv[1:])
-            else:
-                exp.phase(ph, args.shard)
-        except NotReady as exc:
-            print("phase %s: waiting for run %s of an earlier phase (run that phase first)" % (ph, exc), flush=True)
-            return 3
+                    report(exp, exp.choices("run"), sys.argv[1:])
+                else:
+                    exp.phase(ph, args.shard)
+                break
+            except NotReady as exc:
+                if not args.wait:
+                    print("phase %s: run %s of an earlier phase is missing (run that phase first, or --wait)" % (ph, exc), flush=True)
+                    return 3
+                time.sleep(15)
     return 0
 
 
