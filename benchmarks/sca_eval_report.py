@@ -73,8 +73,8 @@ def report(exp: Any, choices: Dict[str, Any], argv: List[str]) -> None:
     exp.log("report: %d runs with test accuracy" % len(rows))
     from spikeedge.offline.checkpoint import load_checkpoint
 
-    for r in rows:  # shrunk vs unshrunk at 25% (every method), interleaved
-        if r["method"] != "dense" and abs(r["density"] - 0.25) < 1e-9:
+    for r in rows:  # SCA's shrunk vs unshrunk at 25%, interleaved
+        if r["method"] == "sca" and abs(r["density"] - 0.25) < 1e-9:
             path = exp.cache / (r["checkpoints"]["shrunk"] + ".timing.json")
             if not path.is_file():
                 models = {k: load_checkpoint(exp.cache / f, kind="convsnn")[0] for k, f in r["checkpoints"].items()}
