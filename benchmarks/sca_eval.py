@@ -258,9 +258,14 @@ class Experiment:
         return acc
 
     def totals(self, ckpt: str) -> Dict[str, float]:
+        path = self.cache / (ckpt + ".totals.json")
+        if path.is_file():
+            return json.loads(path.read_text())
         model, _ = load_checkpoint(self.cache / ckpt, kind="convsnn")
         rows = count_ops(model, self.dev.x_test)  # synaptic operations measured on the validation images
-        return {"params": sum(r["params"] for r in rows), "macs": sum(r["macs"] for r in rows), "synops": sum(r["synops"] for r in rows)}
+        out = {"params": sum(r["params"] for r in rows), "macs": sum(r["macs"] for r in rows), "synops": sum(r["synops"] for r in rows)}
+        write_json(path, out)
+        return out
 
     @property
     def test_images(self) -> Any:
