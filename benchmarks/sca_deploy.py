@@ -112,9 +112,10 @@ def deploy_checks(exp: Any, rows: List[Dict[str, Any]], seed: int) -> Dict[str, 
                 name, form = key.split("|")
                 out["models"][name].setdefault("ms_per_image", {}).setdefault(form, {})["b%d" % batch] = v
             exp.log("deploy timing batch %d done" % batch)
-    tmp_path = path.with_suffix(".tmp")
-    tmp_path.write_text(json.dumps(out))
-    tmp_path.replace(path)
+    if len(models) == len(pick):  # a partial set is measured again next time
+        tmp_path = path.with_suffix(".tmp")
+        tmp_path.write_text(json.dumps(out))
+        tmp_path.replace(path)
     return out
 
 
