@@ -101,6 +101,10 @@ def options(argv: List[str]) -> List[str]:
     return out
 
 
+def rows_total_channels(rows: List[Dict[str, Any]]) -> int:
+    return max([int(r.get("total_channels", 0)) for r in rows] + [0])
+
+
 def by(rows: List[Dict[str, Any]], method: str, density: float) -> Dict[int, Dict[str, Any]]:
     return {r["seed"]: r for r in rows if r["method"] == method and abs(r["density"] - density) < 1e-9}
 
@@ -201,6 +205,19 @@ def write(exp: Any, choices: Dict[str, Any], rows: List[Dict[str, Any]], deploy:
             r = g[min(g)]
             L.append("- density %.2f, seed %d: %s" % (d, r["seed"], ", ".join("event %d: target %.2f, %d swaps, %d revived" % (
                 e["event"], e["density_target"], e["regrown"], e["revived_now"]) for e in r["events"])))
+    L += ["", "## Scale, and the GPU run", "",
+          "No GPU was lent to this task: everything above ran on 2 CPU cores shared with other sessions (one torch thread per "
+          "process, about 0.1-0.3 of a core each under a load average of 9-17), which bounded the model to VGG-11 at width 1/16 "
+          "(%d prunable channels) and the training to a few epochs. The run the method asks for, on one GPU "
+          "(`--device cuda`; each phase resumable):" % (rows_total_channels(rows)), "",
+          "    .venv/bin/python benchmarks/sca_eval.py --phase all --device cuda --task mnist-clutter --model vgg16 --width 1 \\",
+          "        --dense-epochs 100 --epochs 60 --finetune-epochs 30 --batch-size 128 --dense-lrs 0.05 0.1 --sca-only-densities 0.5 0.3 \\",
+          "        --output docs/results/sca_gpu.md",
+          "",
+          "and the same with `--task mnist` and with `--model resnet18`. Expected time (an estimate, not a measurement): VGG-16 at "
+          "full width is 959M MACs per inference (T = 4) against 2.1M here; at 5-10 s per epoch of 7,000 images on an H100 (the "
+          "neuron loop is T small kernels per layer), the about 4,500 epochs of 5 seeds, the tuning and the baselines take 6-12 hours; "
+          "`--width 0.25` about a quarter of that."]
     exp.args.output.parent.mkdir(parents=True, exist_ok=True)
     extra = getattr(exp, "notes", [])
     text = "\n".join(L + [""] + extra) + "\n"
