@@ -28,13 +28,14 @@ def bundle_of(model: Any, calib: np.ndarray) -> Any:
     return fmt.loads(fmt.dumps(quantize_folded(fold(model), calib)))
 
 
-def runtime_pair(models: Dict[str, Any], data: Any, n: int = 30, rounds: int = 3, batch: int = 1) -> Dict[str, float]:
-    """Median ms per image (T steps) of each model's int8 bundle on the numpy runtime, in
-    batches of ``batch`` validation images, ``n`` batches x ``rounds``, interleaved batch by batch."""
+def runtime_pair(models: Dict[str, Any], data: Any, n: int = 30, rounds: int = 3, batch: int = 1, method: str = "auto") -> Dict[str, float]:
+    """Median ms per image (T steps) of each model's int8 bundle on the numpy runtime (conv
+    ``method`` auto, event or dense), in batches of ``batch`` validation images, ``n`` batches x
+    ``rounds``, interleaved batch by batch."""
     from spikeedge.runtime.sessions import open_session
 
     calib = data.x_train[:500].numpy()
-    sessions = {k: open_session(bundle_of(m, calib), batch, core="numpy") for k, m in models.items()}
+    sessions = {k: open_session(bundle_of(m, calib), batch, core="numpy", method=method) for k, m in models.items()}
     xs = data.x_test[: (n + 1) * batch].numpy().astype("float64")
     return _interleaved(sessions, xs, n, rounds, batch)
 
@@ -74,6 +75,7 @@ def deploy_checks(exp: Any, rows: List[Dict[str, Any]], seed: int) -> Dict[str, 
     from spikeedge.offline.export_tflite import export_tflite
     from spikeedge.runtime import bundle as fmt
     from spikeedge.runtime.backends import open_model
+    from spikeedge.runtime.sessions import open_session
 
     path = exp.cache / ("deploy-seed%d.json" % seed)
     if path.is_file():
@@ -107,6 +109,8 @@ def deploy_checks(exp: Any, rows: List[Dict[str, Any]], seed: int) -> Dict[str, 
             exp.log("deploy %s: %s" % (name, row["check"]))
         for batch, n in ((1, 20), (32, 3)):
             sessions = {"%s|%s" % (name, form): open_model(p, batch=batch, threads=1) for name, f in files.items() for form, p in f.items()}
+            for name, f in files.items():  # the runtime's dense conv path, beside its automatic choice
+                sessions["%s|bundle-dense" % name] = open_session(fmt.load(f["bundle"]), batch, core="numpy", method="dense")
             ms = _interleaved(sessions, xs_val, n, 2, batch)
             for key, v in ms.items():
                 name, form = key.split("|")
@@ -124,14 +128,17 @@ def deploy_markdown(dep: Dict[str, Any]) -> List[str]:
          "Bit-exact: the numpy runtime's spikes and membranes at every layer and step against the integer reference "
          "(`offline/intref_conv`), 16 validation images. Times: ms per image (T steps), one thread, every model and form "
          "interleaved batch by batch in one process (median; batch 1: 20 batches x 2 rounds, batch 32: 3 x 2).", "",
-         "| model | parameters | bit-exact | bundle bytes | runtime b1 | runtime b32 | onnxruntime int8 b1 | b32 | TFLite b1 | b32 |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+         "`runtime`: the numpy runtime as `open_model` opens it (conv method auto); `runtime dense`: the same bundle with "
+         "`method=\"dense\"` (im2col products).", "",
+         "| model | parameters | bit-exact | bundle bytes | runtime b1 | runtime b32 | runtime dense b1 | b32 | onnxruntime int8 b1 | b32 | TFLite b1 | b32 |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in dep["models"].items():
         ms = r.get("ms_per_image", {})
         cell = lambda form, b: "%.3f" % ms[form]["b%d" % b] if form in ms and "b%d" % b in ms[form] else "-"  # noqa: E731
-        L.append("| %s | %d | %s | %d | %s | %s | %s | %s | %s | %s |" % (
+        L.append("| %s | %d | %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             name, r["parameters"], "yes" if r["check"]["bit_exact"] else "NO (%s)" % r["check"], r["bytes"]["bundle"],
-            cell("bundle", 1), cell("bundle", 32), cell("onnx-int8", 1), cell("onnx-int8", 32), cell("tflite", 1), cell("tflite", 32)))
+            cell("bundle", 1), cell("bundle", 32), cell("bundle-dense", 1), cell("bundle-dense", 32), cell("onnx-int8", 1), cell("onnx-int8", 32),
+            cell("tflite", 1), cell("tflite", 32)))
     if "sca25" in dep["models"] and "bundle_test_accuracy" in dep["models"]["sca25"]:
         L += ["", "The SCA 25%% int8 bundle's test accuracy on the runtime: %.2f%%." % (100 * dep["models"]["sca25"]["bundle_test_accuracy"])]
     return L
