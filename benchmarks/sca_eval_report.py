@@ -13,6 +13,8 @@ from typing import Any, Dict, List, Optional
 
 from scipy import stats
 
+from spikeedge.offline.convsnn_layers import preset
+
 METHOD_ORDER = ["dense", "sca", "bn-scale", "random"]
 
 
@@ -128,7 +130,7 @@ def write(exp: Any, choices: Dict[str, Any], rows: List[Dict[str, Any]], deploy:
          "physical shrink, up to %d fine-tuning epochs (the epoch kept chosen on validation, per run). Reported seeds %s; "
          "choices on tuning seed %d." % (
              a.task, len(exp.dev.y_train) + len(exp.dev.y_test), len(exp.dev.y_test), len(exp.test_images), a.model, a.width,
-             "plan %s" % (rows[0].get("plan") if rows and rows[0].get("plan") else "offline/convsnn_layers.PRESETS"), a.neuron.upper(),
+             "plan %s, %d prunable channels" % ("-".join(str(v) for v in preset(a.model, a.width)["plan"]), rows_total_channels(rows)), a.neuron.upper(),
              a.time_steps, a.optimizer.upper() + (" momentum 0.9" if a.optimizer == "sgd" else ""), a.weight_decay, a.batch_size,
              a.dense_epochs, a.epochs, a.prunes_per_epoch, a.finetune_epochs, a.seeds, a.tune_seed), ""]
     L += ["## Choices made on the validation split (tuning seed %d)" % a.tune_seed, ""]
