@@ -166,7 +166,7 @@ def prune_sca(
     finetune_epochs: int = typer.Option(8, "--finetune-epochs", callback=in_range(0, 10000), help="Fine-tuning epochs of the shrunk network."),
     prunes_per_epoch: int = typer.Option(2, "--prunes-per-epoch", callback=in_range(1, 1000), help="Prune events per epoch."),
     min_fraction: float = typer.Option(0.125, "--min-fraction", callback=in_range(0, 1, lo_open=True), help="Per-layer minimum: at least this fraction of a layer's channels (and 2) stays."),
-    task: Optional[str] = typer.Option(None, "--task", help="Instead of CKPT: build an untrained network for mnist or digits and prune it while training from scratch."),
+    task: Optional[str] = typer.Option(None, "--task", help="Instead of CKPT: build an untrained network for mnist, digits or mnist-clutter and prune it while training from scratch."),
     arch: str = typer.Option("vgg", "--arch", help="Architecture of the network --task builds: vgg or resnet."),
     width: float = typer.Option(1.0, "--width", callback=in_range(0, 64, lo_open=True), help="Width multiplier of the network --task builds."),
     method: str = typer.Option("sca", "--method", help="sca, or a baseline: bn-scale (|gamma|, Network Slimming) or random."),
@@ -197,8 +197,8 @@ def prune_sca(
         raise SpikeedgeError("--l1: %r is negative" % l1)
     if (ckpt is None) == (task is None):
         raise SpikeedgeError("give either a checkpoint to prune or --task T to build a new network, not %s" % ("both" if task is not None else "neither"))
-    if task is not None and task not in ("mnist", "digits"):
-        raise SpikeedgeError("--task: %r is not one of mnist, digits" % task)
+    if task is not None and task not in ("mnist", "digits", "mnist-clutter"):
+        raise SpikeedgeError("--task: %r is not one of mnist, digits, mnist-clutter" % task)
     if arch not in ("vgg", "resnet"):
         raise SpikeedgeError("--arch: %r is not one of vgg, resnet" % arch)
     if not width > 0:

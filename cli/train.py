@@ -97,7 +97,7 @@ def train_hrsnn(
 
 @app.command("convsnn")
 def train_convsnn(
-    task: str = typer.Option(..., "--task", help="mnist or digits."),
+    task: str = typer.Option(..., "--task", help="mnist, digits or mnist-clutter (MNIST with distractor fragments, generated)."),
     output: Path = typer.Option(..., "-o", "--output", help="Checkpoint to write (.ckpt.npz)."),
     arch: str = typer.Option("vgg", "--arch", help="vgg or resnet (pre-activation)."),
     width: float = typer.Option(1.0, "--width", callback=in_range(0, 64, lo_open=True), help="Width multiplier of the default channel plan."),
@@ -121,8 +121,8 @@ def train_convsnn(
         raise SpikeedgeError("--arch: %r is not one of vgg, resnet" % arch)
     if neuron not in ("lif", "if"):
         raise SpikeedgeError("--neuron: %r is not one of lif, if" % neuron)
-    if task not in ("mnist", "digits"):
-        raise SpikeedgeError("--task: %r is not one of mnist, digits" % task)
+    if task not in ("mnist", "digits", "mnist-clutter"):
+        raise SpikeedgeError("--task: %r is not one of mnist, digits, mnist-clutter" % task)
     if not width > 0 or time_steps < 1 or epochs < 1 or batch_size < 1:
         raise SpikeedgeError("--width must be > 0; --time-steps, --epochs and --batch-size at least 1")
     if output.is_dir():

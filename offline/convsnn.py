@@ -71,14 +71,15 @@ class ConvSNN(nn.Module):
 
     def _build_resnet(self, cfg: ConvConfig) -> None:
         widths, inner = [int(w) for w in cfg.plan], [int(w) for w in cfg.inner]
-        if len(inner) != len(widths):
-            raise ModelError("resnet: %d stage widths but %d inner widths" % (len(widths), len(inner)))
-        self.stem = nn.Conv2d(cfg.in_channels, widths[0], 3, padding=1, bias=False)
+        if len(inner) != len(widths) * cfg.blocks:
+            raise ModelError("resnet: %d stages of %d blocks but %d inner widths" % (len(widths), cfg.blocks, len(inner)))
+        self.stem = nn.Conv2d(cfg.in_channels, widths[0], 3, stride=cfg.stem_stride, padding=1, bias=False)
         stages: List[nn.Module] = []
-        for i, (w, k) in enumerate(zip(widths, inner)):
+        for i, w in enumerate(widths):
             if i > 0:
                 stages.append(Transition(widths[i - 1], w, cfg))
-            stages.append(PreActBlock(w, k, cfg))
+            for b in range(cfg.blocks):
+                stages.append(PreActBlock(w, inner[i * cfg.blocks + b], cfg))
         self.stages = nn.Sequential(*stages)
         self.head_bn = nn.BatchNorm2d(widths[-1])
         self.head_lif = LifLayer(cfg)
@@ -291,5 +292,6 @@ def count_ops(model: ConvSNN, x: torch.Tensor, batch_size: int = 500) -> List[Di
 
 def describe(model: ConvSNN) -> str:
     cfg = model.cfg
-    shape = cfg.plan if cfg.arch == "vgg" else ["%d(%d)" % (w, k) for w, k in zip(cfg.plan, cfg.inner)]
+    shape = cfg.plan if cfg.arch == "vgg" else ["%d(%s)" % (w, ",".join(str(k) for k in cfg.inner[i * cfg.blocks : (i + 1) * cfg.blocks]))
+                                                for i, w in enumerate(cfg.plan)]
     return "%s %s, T=%d, %s, %d parameters" % (cfg.arch, "-".join(str(v) for v in shape), cfg.time_steps, cfg.neuron, model.n_parameters())

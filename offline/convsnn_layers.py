@@ -75,6 +75,27 @@ def resnet_plan(in_size: int, width: float = 1.0) -> List[int]:
     return [max(1, int(round(v * width))) for v in (16, 32)]
 
 
+# Larger presets (``preset``): VGG-11/16 and ResNet-18 stages adapted to 28x28 by a stride-2
+# stem (28 -> 14) and two pools (14 -> 7 -> 3) instead of VGG's five; the widths are the
+# originals' (64 ... 512), scaled by ``width``. ResNet-18: four stages of two pre-activation
+# blocks, stride-2 stem (the stream at 14, 7, 4, 2).
+PRESETS: Dict[str, Dict[str, Any]] = {
+    "vgg11": {"arch": "vgg", "plan": [64, 128, "M", 256, 256, "M", 512, 512, 512, 512]},
+    "vgg16": {"arch": "vgg", "plan": [64, 64, 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, 512, 512, 512]},
+    "resnet18": {"arch": "resnet", "plan": [64, 128, 256, 512], "blocks": 2, "stem_stride": 2},
+}
+
+
+def preset(name: str, width: float = 1.0) -> Dict[str, Any]:
+    """``ConvConfig`` keywords of a named preset (``PRESETS``) with its widths times ``width``."""
+    if name not in PRESETS:
+        raise ModelError("preset %r is not one of %s" % (name, ", ".join(PRESETS)))
+    out = dict(PRESETS[name])
+    out["plan"] = [v if v == "M" else max(1, int(round(v * width))) for v in out["plan"]]
+    out["width"] = width
+    return out
+
+
 @dataclass
 class ConvConfig:
     arch: str = "vgg"
@@ -86,7 +107,8 @@ class ConvConfig:
     # resnet only: the block-internal width of each stage's block (what SCA may prune);
     # empty means equal to the stage width
     inner: List[int] = field(default_factory=list)
-    stem_stride: int = 0  # 0: 2 for inputs of 16x16 and larger, else 1 (VGG only)
+    stem_stride: int = 0  # 0: 2 for inputs of 16x16 and larger, else 1 (VGG); ResNet: 0 means 1
+    blocks: int = 1  # resnet only: pre-activation blocks per stage (``inner`` has one width per block)
     time_steps: int = 4
     neuron: str = "lif"
     tau: float = 2.0  # LIF: decay = 1 - 1/tau per step (0.5)
@@ -106,8 +128,10 @@ class ConvConfig:
             self.plan = vgg_plan(self.in_size, self.width) if self.arch == "vgg" else resnet_plan(self.in_size, self.width)
         if self.stem_stride == 0:
             self.stem_stride = 2 if self.in_size >= 16 and self.arch == "vgg" else 1
+        if self.blocks < 1:
+            raise ModelError("blocks must be at least 1")
         if self.arch == "resnet" and not self.inner:
-            self.inner = list(self.plan)
+            self.inner = [int(w) for w in self.plan for _ in range(self.blocks)]
 
     @property
     def decay(self) -> float:

@@ -24,10 +24,8 @@ from ..errors import ModelError
 from . import distributed
 from .convsnn import ConvSNN
 from .convtrain import ImageData, Progress, accuracy, fit, predict
-from .sca_report import layer_report, report_markdown  # noqa: F401 (re-exported: cli/prune.py)
+from .sca_report import layer_report, regrowth_summary, report_markdown  # noqa: F401 (re-exported: cli/prune.py)
 from .sca_units import Unit, shrink, units  # noqa: F401 (re-exported: tests, callers)
-
-
 
 
 # ----------------------------------------------------------------------------- config and schedule
@@ -49,6 +47,9 @@ class ScaConfig:
     finetune_lr: float = 2e-3
     batch_size: int = 64
     seed: int = 0
+    optimizer: str = "adam"  # or "sgd" (momentum 0.9, as the paper); cosine decay either way
+    weight_decay: float = 0.0
+    finetune_select: bool = False  # keep the fine-tuning epoch with the best score on data.x_test (a validation split: convtrain.holdout)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.density <= 1.0:
@@ -61,6 +62,12 @@ class ScaConfig:
             raise ModelError("ramp %r is not in (0, 1]" % self.ramp)
         if self.l1 < 0.0:
             raise ModelError("l1 %r is negative" % self.l1)
+        if self.optimizer not in ("adam", "sgd"):
+            raise ModelError("optimizer %r is not adam or sgd" % self.optimizer)
+
+    def opt_kw(self) -> Dict[str, Any]:
+        """``fit``'s optimizer keywords."""
+        return {"optimizer": self.optimizer, "weight_decay": self.weight_decay}
 
 
 def cosine_density(progress: float, target: float, ramp: float) -> float:
@@ -261,6 +268,8 @@ class ScaPruner:
                 masks[ud][cd] = 0.0
                 regrown.append((self.units[u].name, c))
         changes = set_masks(self.model, distributed.broadcast(masks), opt)
+        # regrown: swaps made by |dL/dgamma| (a pruned-by-activity channel kept instead of a kept
+        # one); revived_now: channels live after this event that were pruned before it
         row = {"event": k, "density_target": round(density, 6), "kept": n_keep, "regrown": len(regrown),
                "pruned_now": changes["pruned"], "revived_now": changes["revived"],
                "per_layer": {u.name: int(m.sum()) for u, m in zip(self.units, masks)},
@@ -293,10 +302,35 @@ def train_masked(model: ConvSNN, data: ImageData, cfg: ScaConfig, pruner: Option
             pruner.event(state["event"], opt)
 
     record = fit(model, data, cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed, progress=progress,
-                 before_step=pruner.accumulate_grad if pruner is not None else None, after_step=after_step)
+                 before_step=pruner.accumulate_grad if pruner is not None else None, after_step=after_step, **cfg.opt_kw())
     return record
 
 
+def finetune(small: ConvSNN, data: ImageData, cfg: ScaConfig) -> Optional[Dict[str, Any]]:
+    """Fine-tune the shrunk network for ``cfg.finetune_epochs``. With ``cfg.finetune_select``
+    the score on ``data.x_test`` (give it a validation split) is read after every epoch and the
+    best epoch's weights are kept (epoch 0: the shrunk network as it came): the fine-tuning
+    length is chosen on validation data, per run."""
+    if not cfg.finetune_epochs:
+        return None
+    best = {"epoch": 0, "score": accuracy(small, data.x_test, data.y_test) if cfg.finetune_select else 0.0,
+            "state": {k: v.clone() for k, v in small.state_dict().items()} if cfg.finetune_select else None}
+    scores: List[float] = []
+
+    def after_epoch(epoch: int, _opt: torch.optim.Optimizer) -> None:
+        if not cfg.finetune_select:
+            return
+        sc = accuracy(small, data.x_test, data.y_test)
+        scores.append(sc)
+        if sc > best["score"]:
+            best.update(epoch=epoch, score=sc, state={k: v.clone() for k, v in small.state_dict().items()})
+
+    rec = fit(small, data, cfg.finetune_epochs, lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=cfg.seed + 1,
+              after_epoch=after_epoch, **cfg.opt_kw())
+    if cfg.finetune_select:
+        small.load_state_dict(best["state"])
+        rec.update(selected_epoch=best["epoch"], selection_scores=[round(v, 6) for v in scores])
+    return rec
 
 
 # ----------------------------------------------------------------------------- the methods
@@ -311,7 +345,9 @@ def prune_channels(model: ConvSNN, data: ImageData, cfg: ScaConfig, method: str 
     (``sca``: during ``cfg.epochs`` of training; ``random``: once, before the same epochs of
     masked training; ``bn-scale``: Network Slimming, the same epochs of training with an L1
     penalty on the BatchNorm gammas, then once by |gamma|), shrink it physically and fine-tune. Returns (shrunk model,
-    record). ``model`` is changed in place (it ends masked)."""
+    record). ``model`` is changed in place (it ends masked). Every accuracy in the record is
+    on ``data.x_test``: give it the ``dev`` part of ``convtrain.holdout`` and those are
+    validation scores, the test images never reach this function."""
     if method not in METHODS:
         raise ModelError("method %r is not one of %s" % (method, ", ".join(METHODS)))
     say = stage or (lambda _m: None)
@@ -322,7 +358,7 @@ def prune_channels(model: ConvSNN, data: ImageData, cfg: ScaConfig, method: str 
     if method == "bn-scale":  # Network Slimming: sparsity training, prune by |gamma|, fine-tune
         say("sparsity training, L1 %g on the BatchNorm gammas (%d epochs)" % (cfg.l1, cfg.epochs))
         training = fit(model, data, cfg.epochs, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed, progress=progress,
-                       before_step=l1_on_gamma(model, cfg.l1))
+                       before_step=l1_on_gamma(model, cfg.l1), **cfg.opt_kw())
         set_masks(model, distributed.broadcast(select(bn_scale_scores(model), cfg.density, mins)[0]))
     else:
         if method == "sca":
@@ -339,10 +375,9 @@ def prune_channels(model: ConvSNN, data: ImageData, cfg: ScaConfig, method: str 
     small = shrink(model).to(next(model.parameters()).device)
     shrunk_logits = predict(small, data.x_test)
     shrunk_acc = float((shrunk_logits.argmax(1) == data.y_test).float().mean())
-    finetune = None
     if cfg.finetune_epochs:
         say("fine-tuning the shrunk network (%d epochs)" % cfg.finetune_epochs)
-        finetune = fit(small, data, cfg.finetune_epochs, lr=cfg.finetune_lr, batch_size=cfg.batch_size, seed=cfg.seed + 1)
+    tuned = finetune(small, data, cfg)
     final_acc = accuracy(small, data.x_test, data.y_test)
     record = {
         "method": method,
@@ -352,8 +387,10 @@ def prune_channels(model: ConvSNN, data: ImageData, cfg: ScaConfig, method: str 
         "shrink_exact": bool(torch.equal(masked_logits, shrunk_logits)),
         "max_logit_difference": float((masked_logits - shrunk_logits).abs().max()),
         "training": training,
-        "finetune": finetune,
+        "finetune": tuned,
+        "scored_on": data.name,
         "events": pruner.events if pruner is not None else [],
+        "regrowth": regrowth_summary(pruner.events if pruner is not None else []),
         "seconds": round(time.time() - t0, 3),
     }
     return small, record

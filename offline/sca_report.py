@@ -3,7 +3,7 @@ pruned network beside the dense one, as a dict and as Markdown (``prune sca --re
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import torch
 from torch import nn
@@ -38,3 +38,13 @@ def report_markdown(rep: Dict[str, Any], title: str) -> str:
             r["synops"][0], r["synops"][1]))
     lines += ["", "Synaptic operations: input spikes x fan-out; the stem's input is the real-valued image (direct encoding), so its count is its dense MACs."]
     return "\n".join(lines) + "\n"
+
+
+def regrowth_summary(events: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Swaps (``regrown``) and revivals (``revived_now``) over the prune events: totals, the
+    mean per event, and the number of events where regrowth changed anything."""
+    n = len(events)
+    swaps = [int(e["regrown"]) for e in events]
+    revived = [int(e["revived_now"]) for e in events]
+    return {"events": n, "swaps": sum(swaps), "revivals": sum(revived), "swaps_per_event": sum(swaps) / n if n else 0.0,
+            "revivals_per_event": sum(revived) / n if n else 0.0, "events_with_swaps": sum(1 for v in swaps if v)}

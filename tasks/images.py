@@ -171,3 +171,38 @@ def load_mnist_split(root: Optional[PathLike] = None, n_train: int = 8000, n_tes
     for idx in (np.sort(perm[:n_train]), np.sort(perm[n_train:n_train + n_test])):
         parts += [images[idx].astype(np.float32) / np.float32(255.0), labels[idx].astype(np.int64)]
     return parts[0], parts[1], parts[2], parts[3]
+
+
+def clutter(images: np.ndarray, seed: int, pieces: int = 6, piece: int = 8, shift: int = 3,
+            noise: float = 0.1) -> np.ndarray:
+    """Cluttered MNIST (after Mnih et al. 2014, at 28x28): each digit moved by up to ``shift``
+    pixels, ``pieces`` random ``piece`` x ``piece`` fragments of *other* images of the same set
+    pasted at random places (pixel-wise maximum), plus uniform noise of amplitude ``noise``;
+    clipped to [0, 1]. Deterministic in ``seed`` (numpy ``RandomState``). The fragments are
+    stroke pieces that look like parts of digits, so the network must find the digit among
+    distractors: far harder than MNIST, with nothing downloaded."""
+    x = np.asarray(images, np.float32)
+    n, h, w = x.shape
+    rng = np.random.RandomState(seed)
+    out = np.zeros_like(x)
+    dy, dx = rng.randint(-shift, shift + 1, size=(2, n))
+    for i in range(n):
+        out[i] = np.roll(np.roll(x[i], dy[i], axis=0), dx[i], axis=1)
+    src = rng.randint(0, n, size=(n, pieces))
+    sy, sx = rng.randint(4, h - piece - 3, size=(2, n, pieces))
+    ty, tx = rng.randint(0, h - piece + 1, size=(2, n, pieces))
+    for i in range(n):
+        for k in range(pieces):
+            j = src[i, k] if src[i, k] != i else (i + 1) % n
+            frag = x[j, sy[i, k] : sy[i, k] + piece, sx[i, k] : sx[i, k] + piece]
+            dst = out[i, ty[i, k] : ty[i, k] + piece, tx[i, k] : tx[i, k] + piece]
+            np.maximum(dst, frag, out=dst)
+    out += noise * rng.rand(n, h, w).astype(np.float32)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def load_mnist_clutter_split(root: Optional[PathLike] = None, seed: int = 0) -> Split:
+    """``load_mnist_split`` (8,000 / 2,000) with each part cluttered (``clutter``) on its own,
+    fragments taken only from the same part (train seed 1, test seed 2)."""
+    xtr, ytr, xte, yte = load_mnist_split(root, seed=seed)
+    return clutter(xtr, 1), ytr, clutter(xte, 2), yte

@@ -183,3 +183,50 @@ def test_count_ops_by_hand() -> None:
         model.features[1].mask.zero_()
     rows = {r["layer"]: r for r in count_ops(model, torch.rand(3, 1, 4, 4))}
     assert rows["classifier"]["synops"] == 0.0
+
+
+@pytest.mark.parametrize("name", ["vgg11", "vgg16", "resnet18"])
+def test_presets_build_train_and_fold(name: str) -> None:
+    """The larger presets at a small width: forward shape, a backward pass, one prunable unit per
+    non-stem VGG conv or per ResNet block, and the fold equal to the model (logits)."""
+    from spikeedge.offline import sca
+    from spikeedge.offline.convsnn_layers import preset
+
+    model = ConvSNN(ConvConfig(in_size=28, seed=0, neuron="if", **preset(name, 1 / 16)))
+    assert model.cfg.decay == 1.0
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    out = model(x)
+    assert out.shape == (4, 10)
+    out.sum().backward()
+    convs = sum(1 for v in model.cfg.plan if v != "M")
+    assert len(sca.units(model)) == (convs - 1 if model.cfg.arch == "vgg" else 8)
+    logits, _ = folded_forward(fold(model), x.numpy())
+    np.testing.assert_allclose(logits, predict(model, x).numpy(), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["vgg11", "resnet18"])
+def test_presets_export_to_a_bundle_that_runs_bit_exact(name: str) -> None:
+    """A shrunk preset (VGG-11; ResNet-18 with two blocks per stage and a stride-2 stem) as an
+    int8 bundle: the numpy runtime equals the integer reference spike for spike."""
+    from spikeedge.measure.verify import open_loop
+    from spikeedge.offline import sca
+    from spikeedge.offline.convsnn_layers import preset
+    from spikeedge.offline.intref_conv import ConvIntegerReference
+    from spikeedge.offline.quantize_conv import quantize_folded
+    from spikeedge.runtime import bundle as fmt
+    from spikeedge.runtime.sessions import open_session
+
+    model = ConvSNN(ConvConfig(in_size=28, seed=0, neuron="if", **preset(name, 1 / 16)))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.mul_(3.0)  # enough current that the layers spike
+    masks = [(torch.arange(u.width) % 2 == 0).float() for u in sca.units(model)]
+    sca.set_masks(model, masks)
+    small = sca.shrink(model)
+    x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(1)).numpy()
+    bundle = fmt.loads(fmt.dumps(quantize_folded(fold(small), x)))
+    ref = ConvIntegerReference(bundle)
+    rep = open_loop(open_session(bundle, 1, core="numpy"), ref, x.astype(np.float64), steps=bundle.time_steps)
+    assert sum(ref.spike_counts.values()) > 0
+    assert rep["min_spike_agreement"] == 1.0 and rep["max_membrane_difference"] == 0

@@ -205,9 +205,10 @@ def test_regrowth_order_among_many_candidates() -> None:
 # ----------------------------------------------------------------------------- shrinking
 
 
-@pytest.mark.parametrize("arch", ["vgg", "resnet"])
+@pytest.mark.parametrize("arch", ["vgg", "resnet", "resnet-2-blocks"])
 def test_shrinking_is_exact(arch: str) -> None:
-    cfg = ConvConfig(in_size=8, plan=[4, 8, "M", 8, 6, "M"], seed=1) if arch == "vgg" else ConvConfig(arch="resnet", in_size=8, plan=[6, 8], seed=1)
+    cfg = {"vgg": ConvConfig(in_size=8, plan=[4, 8, "M", 8, 6, "M"], seed=1), "resnet": ConvConfig(arch="resnet", in_size=8, plan=[6, 8], seed=1),
+           "resnet-2-blocks": ConvConfig(arch="resnet", in_size=8, plan=[6, 8], blocks=2, stem_stride=2, seed=1)}[arch]
     model = ConvSNN(cfg)
     randomize_bn(model, seed=1)
     on_grid(model)
@@ -292,3 +293,61 @@ def test_layer_normalized_ranking_option() -> None:
         pruner.event(1, None)
         assert int(us[0].mask.sum()) == expect_quiet_layer
         pruner.close()
+
+
+# ----------------------------------------------------------------------------- validation, regrowth record
+
+
+def test_holdout_carves_the_validation_split_from_the_training_images_only() -> None:
+    from spikeedge.offline.convtrain import holdout
+
+    data = digits(n_train=400, n_test=64)
+    dev, (x_test, y_test) = holdout(data, 100, seed=0)
+    assert len(dev.x_train) + len(dev.x_test) == 400 and abs(len(dev.x_test) - 100) <= 5  # stratified per class
+    assert torch.equal(x_test, data.x_test) and torch.equal(y_test, data.y_test)  # the test split comes back untouched, apart
+    rows = lambda x: {bytes(r.numpy().tobytes()) for r in x}  # noqa: E731
+    train, val, pool = rows(dev.x_train), rows(dev.x_test), rows(data.x_train)
+    assert not train & val and val <= pool  # validation images are training images, none of them trained on
+    assert sorted(dev.y_test.unique().tolist()) == sorted(data.y_train.unique().tolist())
+
+
+def test_finetune_keeps_the_epoch_best_on_validation() -> None:
+    from spikeedge.offline.convtrain import accuracy
+
+    data = digits(n_train=128, n_test=64)
+    model = small_vgg()
+    cfg = sca.ScaConfig(density=0.5, epochs=1, finetune_epochs=3, batch_size=32, finetune_select=True, optimizer="sgd", lr=0.05, finetune_lr=0.05)
+    small, rec = sca.prune_channels(model, data, cfg, method="random")
+    ft = rec["finetune"]
+    assert 0 <= ft["selected_epoch"] <= 3 and len(ft["selection_scores"]) == 3
+    best = max([rec["accuracy"]["shrunk"]] + ft["selection_scores"])
+    assert rec["accuracy"]["final"] == pytest.approx(best) == pytest.approx(accuracy(small, data.x_test, data.y_test))
+    assert ft["optimizer"].startswith("sgd")
+
+
+def test_regrowth_summary_counts_swaps_and_revivals() -> None:
+    events = [{"regrown": 3, "revived_now": 1}, {"regrown": 0, "revived_now": 0}, {"regrown": 5, "revived_now": 2}]
+    s = sca.regrowth_summary(events)
+    assert (s["swaps"], s["revivals"], s["events_with_swaps"]) == (8, 3, 2)
+    assert s["swaps_per_event"] == pytest.approx(8 / 3) and s["revivals_per_event"] == pytest.approx(1.0)
+    assert sca.regrowth_summary([])["swaps_per_event"] == 0.0
+
+
+def test_sca_run_records_regrowth_that_swaps_channels() -> None:
+    data = digits(n_train=128, n_test=32)
+    cfg = sca.ScaConfig(density=0.25, epochs=2, finetune_epochs=0, prunes_per_epoch=2, batch_size=32, regrow=0.5, min_fraction=0.0)
+    _, rec = sca.prune_channels(small_vgg(), data, cfg, method="sca")
+    assert rec["regrowth"]["events"] == 4 and rec["regrowth"]["swaps"] == sum(e["regrown"] for e in rec["events"]) > 0
+
+
+def test_clutter_is_deterministic_in_range_and_keeps_the_digit() -> None:
+    from spikeedge.tasks.images import clutter
+
+    x = _split()[0][:50]
+    big = torch.nn.functional.interpolate(torch.as_tensor(x[:, None]), size=28).numpy()[:, 0]  # 28x28 digits
+    a, b = clutter(big, 1), clutter(big, 1)
+    assert a.shape == big.shape and a.dtype == big.dtype and (a == b).all()
+    assert not (a == clutter(big, 2)).all()
+    assert a.min() >= 0.0 and a.max() <= 1.0
+    assert a.sum() > 1.2 * big.sum()  # fragments and noise added
+    assert clutter(big, 1, pieces=0, shift=0, noise=0.0).tolist() == big.tolist()  # nothing but the digit when turned off
