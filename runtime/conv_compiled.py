@@ -248,14 +248,7 @@ class CompiledConvSession(ConvSession):
     def run(self, images: np.ndarray, steps: Optional[int] = None) -> Any:
         """Classify images (batch, C, H, W) or (C, H, W) over ``time_steps`` steps (or ``steps``),
         from rest, in one C call; as ``ConvSession.run``."""
-        images = np.asarray(images, np.float64)
-        shape = tuple(self.bundle.input_shape)
-        if images.shape == shape:
-            images = images[None]
-        if images.ndim == 2 and images.shape[1] == self.bundle.n_inputs:
-            images = images.reshape((images.shape[0],) + shape)
-        if images.shape[1:] != shape:
-            raise ValueError("images have shape %s; the model takes (batch,) + %s" % (images.shape, shape))
+        images = self.image_batch(images)
         self.start(images.shape[0])
         n = self.bundle.time_steps if steps is None else steps
         outputs = np.empty((self.batch, n, self.bundle.n_outputs))

@@ -237,9 +237,9 @@ class ConvSession:
         ro: LinearReadout = self.bundle.readout
         return self.total.astype(np.float64) * ro.acc_scale / max(1, self.steps) + ro.bias
 
-    def run(self, images: np.ndarray, steps: Optional[int] = None) -> RunResult:
-        """Classify images (batch, C, H, W) or (C, H, W) over ``time_steps`` steps (or ``steps``);
-        ``outputs`` (batch, steps, n_out) holds the running average, ``[:, -1]`` the logits."""
+    def image_batch(self, images: np.ndarray) -> np.ndarray:
+        """``images`` as a float64 batch (batch, C, H, W): one image (C, H, W) or flat rows
+        (batch, C*H*W) are accepted too; any other shape is refused."""
         images = np.asarray(images, np.float64)
         shape = tuple(self.bundle.input_shape)
         if images.shape == shape:
@@ -248,6 +248,12 @@ class ConvSession:
             images = images.reshape((images.shape[0],) + shape)
         if images.shape[1:] != shape:
             raise ValueError("images have shape %s; the model takes (batch,) + %s" % (images.shape, shape))
+        return images
+
+    def run(self, images: np.ndarray, steps: Optional[int] = None) -> RunResult:
+        """Classify images (batch, C, H, W) or (C, H, W) over ``time_steps`` steps (or ``steps``);
+        ``outputs`` (batch, steps, n_out) holds the running average, ``[:, -1]`` the logits."""
+        images = self.image_batch(images)
         self.start(images.shape[0])
         events = self.encode(images)
         n = self.bundle.time_steps if steps is None else steps
