@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from required import skip_unless_required  # noqa: E402
 from arm64_board import QEMU_CPU, Unavailable, build_root, remote_uname, start_board  # noqa: E402
 
 pytest.importorskip("asyncssh", reason="deploying needs asyncssh (the deploy extra)")
@@ -71,7 +72,7 @@ def board(tmp_path_factory: Any) -> Any:
         shutil.rmtree(root / REMOTE_DIR.lstrip("/"), ignore_errors=True)
         server = start_board(root, work / "keys")
     except Unavailable as exc:
-        pytest.skip("no emulated arm64 board: %s" % exc)
+        skip_unless_required("no emulated arm64 board: %s" % exc)
     known = work / "known_hosts"
     target = Target("pi-emulated", "127.0.0.1", server.port, server.user, str(server.client_key), "/usr/bin/python3")
     try:
@@ -132,7 +133,7 @@ def test_flash_builds_the_compiled_core_and_the_remote_profile_equals_the_local_
     [r] = run_fleet([board["target"]], "flash", model, opts, Access(board["known"], timeout=60))
     flash_s = time.time() - t0
     if not r.ok and "fetching wheels" in (r.error or ""):  # no network to the package index here: environmental
-        pytest.skip("no wheels for the emulated arm64 board: %s" % r.error)
+        skip_unless_required("no wheels for the emulated arm64 board: %s" % r.error)
     assert r.ok, "flash to the arm64 board failed: %s (steps: %s)" % (r.error, r.steps)
     assert r.probe["machine"] == "aarch64" and r.probe["python"].startswith("3.11."), r.probe
     assert r.smoke["inference"]["finite"]

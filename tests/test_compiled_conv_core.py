@@ -27,6 +27,7 @@ from spikeedge.runtime import bundle as fmt
 from spikeedge.runtime import cores
 from spikeedge.runtime.conv_session import ConvSession
 from spikeedge.runtime.sessions import open_session
+from required import skip_unless_required
 
 pytestmark = pytest.mark.skipif(cores.CONV_LOAD_ERROR is not None, reason=str(cores.CONV_LOAD_ERROR))
 
@@ -327,10 +328,10 @@ def test_exactness_under_address_and_undefined_behaviour_sanitizers(tmp_path):
 
     cc = shutil.which("gcc")
     if cc is None:
-        pytest.skip("no gcc")
+        skip_unless_required("no gcc")
     libasan = subprocess.run([cc, "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
     if not os.path.isabs(libasan) or not os.path.exists(libasan):
-        pytest.skip("gcc has no AddressSanitizer runtime (libasan.so)")
+        skip_unless_required("gcc has no AddressSanitizer runtime (libasan.so)")
     so = tmp_path / ("_conv_core" + sysconfig.get_config_var("EXT_SUFFIX"))
     src = Path(cores.__file__).with_name("_conv_core.c")
     cmd = [cc, "-shared", "-fPIC", "-O1", "-g", "-std=c11", "-ffp-contract=off", "-fno-trapping-math", "-fno-omit-frame-pointer",
@@ -338,7 +339,7 @@ def test_exactness_under_address_and_undefined_behaviour_sanitizers(tmp_path):
            "-I" + sysconfig.get_paths()["include"], str(src), "-o", str(so)]
     build = subprocess.run(cmd, capture_output=True, text=True)
     if build.returncode != 0 and ("cannot find" in build.stderr or "Python.h" in build.stderr):
-        pytest.skip("toolchain lacks a sanitizer library or Python headers: %s" % build.stderr.strip().splitlines()[-1])
+        skip_unless_required("toolchain lacks a sanitizer library or Python headers: %s" % build.stderr.strip().splitlines()[-1])
     assert build.returncode == 0, build.stderr
     env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0", UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1",
                PYTHONMALLOC="malloc", PYTHONPATH=os.pathsep.join(p for p in sys.path if p), OPENBLAS_NUM_THREADS="1")

@@ -23,6 +23,7 @@ from spikeedge.runtime import accumulate, compiled
 from spikeedge.runtime import bundle as fmt
 from spikeedge.runtime.sessions import open_session
 from spikeedge.errors import SpikeedgeError
+from required import skip_unless_required
 
 pytestmark = pytest.mark.skipif(compiled.LOAD_ERROR is not None, reason=str(compiled.LOAD_ERROR))
 
@@ -348,10 +349,10 @@ def test_exactness_under_address_and_undefined_behaviour_sanitizers(tmp_path):
 
     cc = shutil.which("gcc")
     if cc is None:
-        pytest.skip("no gcc")
+        skip_unless_required("no gcc")
     libasan = subprocess.run([cc, "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
     if not os.path.isabs(libasan) or not os.path.exists(libasan):
-        pytest.skip("gcc has no AddressSanitizer runtime (libasan.so)")
+        skip_unless_required("gcc has no AddressSanitizer runtime (libasan.so)")
     so = tmp_path / ("_core" + sysconfig.get_config_var("EXT_SUFFIX"))
     src = Path(compiled.__file__).with_name("_core.c")
     # the portable branches too: 64-bit multiplies without __int128 (32-bit boards), no AVX2 clones
@@ -360,7 +361,7 @@ def test_exactness_under_address_and_undefined_behaviour_sanitizers(tmp_path):
            "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-I" + sysconfig.get_paths()["include"], str(src), "-o", str(so)]
     build = subprocess.run(cmd, capture_output=True, text=True)
     if build.returncode != 0 and ("cannot find" in build.stderr or "Python.h" in build.stderr):
-        pytest.skip("toolchain lacks a sanitizer library or Python headers: %s" % build.stderr.strip().splitlines()[-1])
+        skip_unless_required("toolchain lacks a sanitizer library or Python headers: %s" % build.stderr.strip().splitlines()[-1])
     assert build.returncode == 0, build.stderr
     env = dict(os.environ, LD_PRELOAD=libasan, ASAN_OPTIONS="detect_leaks=0", UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1",
                PYTHONMALLOC="malloc", PYTHONPATH=os.pathsep.join(p for p in sys.path if p), OPENBLAS_NUM_THREADS="1")
